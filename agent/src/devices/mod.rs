@@ -1,0 +1,1 @@
+//! Kiosk devices: one trait per device kind, with real and simulated implementations.

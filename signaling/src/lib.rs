@@ -1,0 +1,3 @@
+//! The centre's relay (crate `signaling`, binary `relay`).
+
+pub mod sfu;

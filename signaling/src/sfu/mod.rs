@@ -1,0 +1,1 @@
+//! Selective forwarding of media between kiosk and clerk peers.
