@@ -1,1 +1,9 @@
-//! placeholder
+//! Wire types shared by the relay, the kiosk agent and the clerk console.
+//!
+//! This crate holds data only: serde types, ids and protocol constants. It does no I/O and
+//! has no async code, so every side can depend on it.
+
+pub mod media;
+pub mod pii;
+
+pub use pii::Pii;
