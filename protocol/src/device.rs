@@ -85,6 +85,9 @@ pub enum ToDevice {
 }
 
 /// Messages from a kiosk's devices back to the clerk console (via the relay).
+// A completion carrying a card is larger than an acknowledge; messages are short-lived and
+// passed by value once, so boxing would only add noise at every construction site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromDevice {
