@@ -1,3 +1,4 @@
 //! The centre's relay (crate `signaling`, binary `relay`).
 
+pub mod recorder;
 pub mod sfu;

@@ -1,0 +1,487 @@
+//! Session recording without transcoding.
+//!
+//! While a kiosk/clerk pair is connected, every RTP packet the SFU forwards for it (kiosk
+//! camera, document camera and microphone; clerk camera and microphone) is appended to a raw
+//! dump file for that session ([`dump`]): crash tolerant, cheap to write. When the session
+//! finishes — or at start-up, for dumps a crash left behind — the dump is muxed into
+//! WebM/Matroska ([`mux`]) by putting the codec frames into a container, never decoding them.
+//! The caller gets a [`RecordingMeta`] (path, times, size, SHA-256) to store.
+//!
+//! Why a pure-Rust depacketizer and Matroska writer rather than a GStreamer pipeline: muxing
+//! is offline over a file we wrote ourselves, so the hard parts of a live pipeline (clocking,
+//! jitter buffers, one appsrc per track feeding a muxer that waits for all pads, sparse tracks
+//! such as the document camera stalling it) buy nothing here, while the relay process stays
+//! free of the C media stack. The codec work is small: strip the VP8 payload descriptor,
+//! reassemble H.264 FU-A/STAP-A into length-prefixed NAL units, pass Opus through.
+//! GStreamer (`gst-discoverer-1.0`) is what the tests use to prove the files decode.
+//!
+//! Forwarding is never slowed by recording: the SFU driver hands packets to a
+//! [`RecordingTap`], which only does a non-blocking send on a bounded queue (a full queue
+//! drops the packet and counts it). One writer thread owns every open dump; it flushes its
+//! buffers every `flush_interval` and `fdatasync`s every `sync_interval`, so a process crash
+//! loses at most what was queued, a power loss at most `sync_interval`.
+//!
+//! Not here: storing metadata rows, retention, access control, encryption at rest (the
+//! session/store layer owns those).
+
+pub mod depay;
+pub mod dump;
+mod h264;
+pub mod mkv;
+pub mod mux;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use self::dump::{DumpHeader, RecordMeta};
+use self::mux::{MuxError, MuxedTrack};
+use crate::sfu::RecordedRtp;
+
+/// Where and how recordings are written.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Dumps (`*.rtpdump`) and finished recordings (`*.webm`/`*.mkv`) live here.
+    pub dir: PathBuf,
+    /// Packets (and commands) that may wait for the writer thread.
+    pub queue: usize,
+    pub flush_interval: Duration,
+    pub sync_interval: Duration,
+    /// Bound on one begin/finish exchange with the writer thread.
+    pub command_timeout: Duration,
+    /// Bound on muxing one recording.
+    pub mux_timeout: Duration,
+}
+
+impl RecorderConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            queue: 8192,
+            flush_interval: Duration::from_millis(250),
+            sync_interval: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(10),
+            mux_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("session id must be 1–64 characters of [A-Za-z0-9_-]")]
+    InvalidSessionId,
+    #[error("a recording for this session already exists")]
+    AlreadyExists,
+    #[error("no open recording for this session")]
+    NotOpen,
+    #[error("the recorder has stopped")]
+    Stopped,
+    #[error("the recorder did not answer in time")]
+    Timeout,
+    #[error("recording i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("mux failed: {0}")]
+    Mux(#[from] MuxError),
+}
+
+/// Counters the relay can publish.
+#[derive(Debug, Default)]
+pub struct RecorderMetrics {
+    pub packets_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// Packets dropped because the writer's queue was full (or the recording already closed).
+    pub packets_dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub recordings_started: AtomicU64,
+    pub recordings_muxed: AtomicU64,
+    pub mux_failures: AtomicU64,
+}
+
+/// What the caller stores about one finished recording.
+#[derive(Debug, Clone)]
+pub struct RecordingMeta {
+    pub session_id: String,
+    pub path: PathBuf,
+    /// Wall-clock time of the file's first frame.
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+    pub duration: Duration,
+    pub size_bytes: u64,
+    pub sha256_hex: String,
+    pub tracks: Vec<MuxedTrack>,
+    /// The dump ended in a partial record (a crash while recording).
+    pub torn_tail: bool,
+}
+
+enum Msg {
+    Begin {
+        key: u64,
+        header: DumpHeader,
+        reply: oneshot::Sender<Result<PathBuf, RecorderError>>,
+    },
+    Packet {
+        key: u64,
+        meta: RecordMeta,
+        payload: Arc<[u8]>,
+    },
+    End {
+        key: u64,
+        reply: oneshot::Sender<Result<PathBuf, RecorderError>>,
+    },
+}
+
+/// Handle to the recorder. Cheap to clone; the writer thread stops when every handle and tap
+/// is dropped.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    config: Arc<RecorderConfig>,
+    metrics: Arc<RecorderMetrics>,
+    next_key: Arc<AtomicU64>,
+    /// One mux at a time: it is CPU work that must not starve forwarding on a small machine.
+    mux_permit: Arc<Semaphore>,
+}
+
+/// Given to the SFU for one connected pair; hands forwarded packets to the writer.
+#[derive(Clone)]
+pub struct RecordingTap {
+    key: u64,
+    session_id: Arc<str>,
+    start: Instant,
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<RecorderMetrics>,
+}
+
+impl RecordingTap {
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Queue one forwarded packet; never blocks. Returns false (and counts) when it was dropped.
+    pub fn record(&self, p: &RecordedRtp) -> bool {
+        let meta = RecordMeta {
+            t_micros: p.arrival.saturating_duration_since(self.start).as_micros() as u64,
+            slot: p.slot,
+            codec: p.codec,
+            marker: p.marker,
+            pt: p.pt,
+            ssrc: p.ssrc,
+            seq: p.seq,
+            rtp_ts: p.rtp_ts,
+        };
+        let msg = Msg::Packet {
+            key: self.key,
+            meta,
+            payload: Arc::clone(&p.payload),
+        };
+        if self.tx.try_send(msg).is_err() {
+            self.metrics.packets_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+impl std::fmt::Debug for RecordingTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingTap")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn dump_path(dir: &Path, session_id: &str) -> PathBuf {
+    dir.join(format!("{session_id}.rtpdump"))
+}
+
+impl Recorder {
+    /// Create the directory if needed and start the writer thread.
+    pub fn start(config: RecorderConfig) -> Result<Recorder, RecorderError> {
+        std::fs::create_dir_all(&config.dir)?;
+        let (tx, rx) = mpsc::channel(config.queue.max(16));
+        let metrics = Arc::new(RecorderMetrics::default());
+        let config = Arc::new(config);
+        let (m, c) = (Arc::clone(&metrics), Arc::clone(&config));
+        std::thread::Builder::new()
+            .name("recorder-writer".into())
+            .spawn(move || writer_thread(rx, c, m))?;
+        Ok(Recorder {
+            tx,
+            config,
+            metrics,
+            next_key: Arc::new(AtomicU64::new(1)),
+            mux_permit: Arc::new(Semaphore::new(1)),
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<RecorderMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Open the dump for `session_id`. `now` is the same clock the SFU stamps packet arrival
+    /// with; `wallclock` the matching wall time (stored in the dump header).
+    pub async fn begin(
+        &self,
+        session_id: &str,
+        now: Instant,
+        wallclock: SystemTime,
+    ) -> Result<RecordingTap, RecorderError> {
+        if !valid_session_id(session_id) {
+            return Err(RecorderError::InvalidSessionId);
+        }
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let header = DumpHeader {
+            start_unix_micros: wallclock
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+            session_id: session_id.to_string(),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.call(Msg::Begin { key, header, reply }, answer).await?;
+        self.metrics
+            .recordings_started
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(RecordingTap {
+            key,
+            session_id: Arc::from(session_id),
+            start: now,
+            tx: self.tx.clone(),
+            metrics: Arc::clone(&self.metrics),
+        })
+    }
+
+    /// Close the dump (after the SFU stopped feeding the tap), mux it, delete the dump and
+    /// return what to store.
+    pub async fn finish(&self, tap: RecordingTap) -> Result<RecordingMeta, RecorderError> {
+        let (reply, answer) = oneshot::channel();
+        let path = self.call(Msg::End { key: tap.key, reply }, answer).await?;
+        self.mux(path).await
+    }
+
+    /// Mux every dump left in the directory (call once at start-up, before `begin`).
+    pub async fn recover(&self) -> Vec<(PathBuf, Result<RecordingMeta, RecorderError>)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.config.dir) else {
+            return out;
+        };
+        let mut dumps: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "rtpdump"))
+            .collect();
+        dumps.sort();
+        for dump in dumps {
+            let result = self.mux(dump.clone()).await;
+            out.push((dump, result));
+        }
+        out
+    }
+
+    async fn call(
+        &self,
+        msg: Msg,
+        answer: oneshot::Receiver<Result<PathBuf, RecorderError>>,
+    ) -> Result<PathBuf, RecorderError> {
+        tokio::time::timeout(self.config.command_timeout, async {
+            self.tx.send(msg).await.map_err(|_| RecorderError::Stopped)?;
+            answer.await.map_err(|_| RecorderError::Stopped)?
+        })
+        .await
+        .map_err(|_| RecorderError::Timeout)?
+    }
+
+    async fn mux(&self, dump: PathBuf) -> Result<RecordingMeta, RecorderError> {
+        let _permit = self
+            .mux_permit
+            .acquire()
+            .await
+            .map_err(|_| RecorderError::Stopped)?;
+        let dir = self.config.dir.clone();
+        let job = tokio::task::spawn_blocking(move || mux_and_describe(&dump, &dir));
+        let result = match tokio::time::timeout(self.config.mux_timeout, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(RecorderError::Stopped),
+            Err(_) => Err(RecorderError::Timeout),
+        };
+        let counter = if result.is_ok() {
+            &self.metrics.recordings_muxed
+        } else {
+            &self.metrics.mux_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+}
+
+/// Mux, hash, remove the dump. Blocking.
+fn mux_and_describe(dump: &Path, dir: &Path) -> Result<RecordingMeta, RecorderError> {
+    let outcome = mux::mux_dump(dump, dir)?;
+    let mut hasher = Sha256::new();
+    let mut file = File::open(&outcome.path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha256_hex = hex::encode(hasher.finalize());
+    // The recording is durable (synced and renamed); the dump is now a redundant copy of
+    // personal data.
+    std::fs::remove_file(dump)?;
+    let start = UNIX_EPOCH
+        + Duration::from_micros(outcome.header.start_unix_micros)
+        + Duration::from_micros(outcome.offset_us);
+    let duration = Duration::from_millis(outcome.duration_ms);
+    Ok(RecordingMeta {
+        session_id: outcome.header.session_id.clone(),
+        path: outcome.path,
+        started_at: start,
+        ended_at: start + duration,
+        duration,
+        size_bytes: outcome.size,
+        sha256_hex,
+        tracks: outcome.tracks,
+        torn_tail: outcome.torn_tail,
+    })
+}
+
+struct OpenDump {
+    path: PathBuf,
+    w: BufWriter<File>,
+    failed: bool,
+    dirty: bool,
+    last_sync: Instant,
+}
+
+fn writer_thread(rx: mpsc::Receiver<Msg>, config: Arc<RecorderConfig>, m: Arc<RecorderMetrics>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "recorder writer runtime failed to start");
+            return;
+        }
+    };
+    rt.block_on(writer_loop(rx, config, m));
+}
+
+async fn writer_loop(
+    mut rx: mpsc::Receiver<Msg>,
+    config: Arc<RecorderConfig>,
+    m: Arc<RecorderMetrics>,
+) {
+    let mut open: HashMap<u64, OpenDump> = HashMap::new();
+    let mut scratch = Vec::with_capacity(2048);
+    let mut tick = tokio::time::interval(config.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                match msg {
+                    Msg::Packet { key, meta, payload } => {
+                        let Some(d) = open.get_mut(&key) else {
+                            m.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        if d.failed {
+                            continue;
+                        }
+                        match dump::write_record(&mut d.w, &meta, &payload, &mut scratch) {
+                            Ok(()) => {
+                                d.dirty = true;
+                                m.packets_written.fetch_add(1, Ordering::Relaxed);
+                                m.bytes_written
+                                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "recording write failed");
+                                m.write_errors.fetch_add(1, Ordering::Relaxed);
+                                d.failed = true;
+                            }
+                        }
+                    }
+                    Msg::Begin { key, header, reply } => {
+                        let path = dump_path(&config.dir, &header.session_id);
+                        let result = if open.values().any(|d| d.path == path) || path.exists() {
+                            Err(RecorderError::AlreadyExists)
+                        } else {
+                            match dump::create(&path, &header) {
+                                Ok(w) => {
+                                    open.insert(key, OpenDump {
+                                        path: path.clone(),
+                                        w,
+                                        failed: false,
+                                        dirty: true,
+                                        last_sync: Instant::now(),
+                                    });
+                                    Ok(path)
+                                }
+                                Err(e) => Err(RecorderError::Io(e)),
+                            }
+                        };
+                        let _ = reply.send(result);
+                    }
+                    Msg::End { key, reply } => {
+                        let result = match open.remove(&key) {
+                            None => Err(RecorderError::NotOpen),
+                            Some(d) => close(d).map_err(RecorderError::Io),
+                        };
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let sync_due = config.sync_interval;
+                for d in open.values_mut().filter(|d| d.dirty && !d.failed) {
+                    if let Err(e) = d.w.flush() {
+                        tracing::error!(error = %e, "recording flush failed");
+                        m.write_errors.fetch_add(1, Ordering::Relaxed);
+                        d.failed = true;
+                        continue;
+                    }
+                    if d.last_sync.elapsed() >= sync_due {
+                        if let Err(e) = d.w.get_ref().sync_data() {
+                            tracing::error!(error = %e, "recording sync failed");
+                            m.write_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        d.last_sync = Instant::now();
+                        d.dirty = false;
+                    }
+                }
+            }
+        }
+    }
+    for (_, d) in open.drain() {
+        let _ = close(d);
+    }
+}
+
+fn close(mut d: OpenDump) -> std::io::Result<PathBuf> {
+    d.w.flush()?;
+    d.w.get_ref().sync_all()?;
+    Ok(d.path)
+}
