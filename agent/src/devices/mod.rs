@@ -1,1 +1,3 @@
 //! Kiosk devices: one trait per device kind, with real and simulated implementations.
+
+pub mod idcard;
