@@ -3,8 +3,10 @@
 //! This crate holds data only: serde types, ids and protocol constants. It does no I/O and
 //! has no async code, so every side can depend on it.
 
+pub mod control;
 pub mod device;
 pub mod media;
 pub mod pii;
+pub mod queue;
 
 pub use pii::Pii;

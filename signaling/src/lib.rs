@@ -1,4 +1,19 @@
 //! The centre's relay (crate `signaling`, binary `relay`).
+//!
+//! It runs the unified call queue of each centre, authenticates kiosks and clerks, carries the
+//! control protocol between them, forwards media (SFU) and records served sessions.
+//! Each concern is a module whose core is sans-IO where it has state worth testing in virtual
+//! time (`queue`, `sfu`), wrapped by a thin tokio driver; `http` is the axum surface.
 
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod queue;
 pub mod recorder;
 pub mod sfu;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,264 @@
+//! Control messages on the WebSocket between the relay and its clients.
+//!
+//! There is one enum per direction and per client kind: [`KioskToRelay`], [`RelayToKiosk`],
+//! [`ClerkToRelay`] and [`RelayToClerk`]. Every message is a JSON object tagged with `"type"`.
+//!
+//! ## Versioning
+//! The first message a client sends is `hello` with the protocol versions it speaks; the relay
+//! answers `welcome` with the one it chose, or an `error` with code `unsupported_version` and
+//! closes. [`PROTOCOL_VERSION`] is the only version so far.
+//!
+//! ## Unknown input
+//! Within a version, new *fields* may be added: receivers ignore fields they do not know, and
+//! every field added later must be optional for the receiver. A message whose `type` is unknown,
+//! or that does not parse, is answered with `error` (code `bad_message` or `unknown_type`), is
+//! counted, and does not close the connection unless the client keeps sending bad input.
+//!
+//! ## Requests
+//! Client requests carry a client-chosen `request_id`; the relay answers each with exactly one
+//! message carrying the same id (a result or an `error`). Pushed updates carry no request id.
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue::{AppointmentSlot, CategoryView, QueueOp, QueueStats, TicketView, WindowView};
+
+/// The control protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest control frame a peer may send, in bytes. Larger frames close the connection.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Picks the highest version both sides speak.
+pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
+    offered
+        .iter()
+        .copied()
+        .filter(|v| *v == PROTOCOL_VERSION)
+        .max()
+}
+
+/// Machine-readable error codes. The accompanying message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not valid JSON or not a valid message.
+    BadMessage,
+    /// The `type` is not one this relay knows.
+    UnknownType,
+    UnsupportedVersion,
+    /// `hello` has not been completed, or the credential is wrong.
+    Unauthenticated,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    NotFound,
+    /// The operation does not fit the current state (e.g. finishing a ticket not being served).
+    InvalidState,
+    /// A window may not take this ticket (its mode or service categories exclude it).
+    NotEligible,
+    /// Someone else holds the resource (e.g. another clerk is signed in to the window).
+    Conflict,
+    /// Nothing to do (e.g. "call next" with an empty queue).
+    QueueEmpty,
+    /// A limit was reached (rate, size, queue capacity).
+    LimitExceeded,
+    /// The relay could not complete the request in time.
+    Timeout,
+    /// Outside the extension point's or the centre's service hours.
+    OutOfHours,
+    /// Something failed inside the relay; details are in its log, not here.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// A short explanation for people, Chinese first (e.g. "当前没有等候的号 / no ticket waiting").
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kiosk ⇄ relay
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KioskToRelay {
+    /// First message: versions, and the device's own credential.
+    Hello {
+        protocol_versions: Vec<u32>,
+        device_id: String,
+        secret: String,
+        agent_version: String,
+    },
+    Heartbeat {
+        seq: u64,
+    },
+    /// The resident takes a remote ticket for a service category.
+    TakeTicket {
+        request_id: u64,
+        category_id: String,
+    },
+    /// The resident gives up the ticket (only this device's own ticket).
+    CancelTicket {
+        request_id: u64,
+        ticket_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayToKiosk {
+    Welcome {
+        protocol_version: u32,
+        device_id: String,
+        extension_point: ExtensionPointInfo,
+        centre: CentreInfo,
+        categories: Vec<CategoryView>,
+        /// The device's current ticket, if it already has one (e.g. after a reconnect).
+        ticket: Option<KioskTicketStatus>,
+        server_time_ms: i64,
+        heartbeat_interval_ms: u64,
+    },
+    HeartbeatAck {
+        seq: u64,
+        server_time_ms: i64,
+    },
+    TicketTaken {
+        request_id: u64,
+        ticket: KioskTicketStatus,
+    },
+    TicketCancelled {
+        request_id: u64,
+        ticket_id: String,
+    },
+    /// Pushed whenever the device's ticket changes: position, estimate, called, served…
+    TicketStatus {
+        ticket: KioskTicketStatus,
+    },
+    Error {
+        request_id: Option<u64>,
+        #[serde(flatten)]
+        error: ErrorBody,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CentreInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// 延伸点: the place where the kiosk stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionPointInfo {
+    pub id: String,
+    pub name: String,
+    pub phone: String,
+    pub service_hours: String,
+}
+
+/// What the kiosk shows the resident about their ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskTicketStatus {
+    pub ticket_id: String,
+    pub number: String,
+    pub category_name: String,
+    pub state: crate::queue::TicketState,
+    /// Tickets ahead of this one that compete for the same windows (0 = next).
+    pub ahead: Option<u32>,
+    /// Estimated wait in seconds; `None` when no window that can serve it is open.
+    pub eta_seconds: Option<u32>,
+    /// The window that called the ticket, once called.
+    pub window_name: Option<String>,
+    pub recalls: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clerk ⇄ relay
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClerkToRelay {
+    /// First message. The clerk is already authenticated by the session cookie or bearer token
+    /// presented on the WebSocket upgrade.
+    Hello { protocol_versions: Vec<u32> },
+    /// Sign in to a window (and leave any other).
+    OpenWindow { request_id: u64, window_id: String },
+    /// Leave the window (only when no ticket is in hand).
+    CloseWindow { request_id: u64 },
+    /// A queue operation at the clerk's current window.
+    Queue { request_id: u64, op: QueueOp },
+    /// Ask for a fresh full snapshot (e.g. after the console noticed a gap).
+    Snapshot { request_id: u64 },
+    Ping { seq: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayToClerk {
+    Welcome {
+        protocol_version: u32,
+        clerk: ClerkInfo,
+        centre: CentreInfo,
+        windows: Vec<WindowView>,
+        categories: Vec<CategoryView>,
+        server_time_ms: i64,
+    },
+    /// The whole queue of the centre, at `version`.
+    Snapshot {
+        request_id: Option<u64>,
+        version: u64,
+        tickets: Vec<TicketView>,
+        windows: Vec<WindowView>,
+        stats: QueueStats,
+        server_time_ms: i64,
+    },
+    /// Incremental change after `version - 1`. A console that sees a gap asks for a snapshot.
+    Update {
+        version: u64,
+        tickets: Vec<TicketView>,
+        windows: Vec<WindowView>,
+        stats: QueueStats,
+        server_time_ms: i64,
+    },
+    WindowOpened {
+        request_id: u64,
+        window: WindowView,
+    },
+    WindowClosed {
+        request_id: u64,
+    },
+    /// The queue operation succeeded; `ticket` is its state afterwards.
+    Done {
+        request_id: u64,
+        ticket: Option<TicketView>,
+    },
+    Pong {
+        seq: u64,
+        server_time_ms: i64,
+    },
+    Error {
+        request_id: Option<u64>,
+        #[serde(flatten)]
+        error: ErrorBody,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClerkInfo {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+}
+
+/// A ticket issued by the centre's own ticket machine (HTTP API), for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueTicketRequest {
+    pub category_id: String,
+    /// 预约: the appointment slot, if the resident booked one (Unix ms, half-open).
+    #[serde(default)]
+    pub appointment: Option<AppointmentSlot>,
+}

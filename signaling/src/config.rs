@@ -1,0 +1,451 @@
+//! The relay's configuration, in layers: defaults → TOML file → environment → command line.
+//!
+//! Every layer is merged into one TOML tree before it is parsed, so all layers obey the same
+//! rules: unknown keys are rejected (a typo is an error, not a silently ignored setting), and
+//! values are checked by [`Config::validate`] once, at the end.
+//!
+//! Environment variables have the form `RELAY__<SECTION>__<KEY>` (double underscores), e.g.
+//! `RELAY__SERVER__LISTEN=0.0.0.0:8443`. The command line takes `--set section.key=value` and a
+//! few named flags. Values are read as TOML scalars (`true`, `42`, `"text"`), and as plain text
+//! when they are not valid TOML.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+use crate::queue::QueueConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{0}: expected section.key=value")]
+    BadOverride(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub queue: QueueSection,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The HTTPS/WSS listener for kiosks and clerk consoles. Empty to disable.
+    pub listen: Option<SocketAddr>,
+    /// The address people and kiosks use to reach the relay, for printed links.
+    pub public_url: Option<String>,
+    pub tls: TlsConfig,
+    /// INSECURE: an additional plain-HTTP listener for development; loopback addresses only.
+    pub dev_http_listen: Option<SocketAddr>,
+    /// Seconds to let open connections finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
+            public_url: None,
+            tls: TlsConfig::default(),
+            dev_http_listen: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// Generate a self-signed certificate in the data directory (for trials; kiosks must then
+    /// be given that certificate to trust).
+    pub self_signed: bool,
+    /// Extra DNS names or IP addresses for the self-signed certificate.
+    pub self_signed_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Where the database and the relay's other files live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/rvw-relay"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    pub max_recalls: u32,
+    pub no_show_after_secs: u64,
+    pub default_service_secs: u32,
+    pub max_waiting: usize,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        let q = QueueConfig::default();
+        Self {
+            max_recalls: q.max_recalls,
+            no_show_after_secs: u64::try_from(q.no_show_after_ms / 1000).unwrap_or(300),
+            default_service_secs: q.default_service_secs,
+            max_waiting: q.max_waiting,
+        }
+    }
+}
+
+impl QueueSection {
+    pub fn to_core(&self) -> QueueConfig {
+        QueueConfig {
+            max_recalls: self.max_recalls,
+            no_show_after_ms: i64::try_from(self.no_show_after_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            default_service_secs: self.default_service_secs,
+            max_waiting: self.max_waiting,
+            ..QueueConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest control frame accepted from a client, in bytes.
+    pub max_frame_bytes: usize,
+    /// Most simultaneous WebSocket connections.
+    pub max_connections: usize,
+    /// Seconds a client has to complete `hello`.
+    pub handshake_timeout_secs: u64,
+    /// Seconds without any frame after which a connection is considered dead.
+    pub idle_timeout_secs: u64,
+    /// Bad messages tolerated per minute before the connection is closed.
+    pub max_bad_messages_per_minute: u32,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: protocol::control::MAX_FRAME_BYTES,
+            max_connections: 5000,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_bad_messages_per_minute: 20,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a clerk's login lasts, in hours.
+    pub session_ttl_hours: u64,
+    /// Failed logins per username and minute before further attempts are refused.
+    pub max_login_failures_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_hours: 12,
+            max_login_failures_per_minute: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,signaling::queue=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the layers come from.
+#[derive(Debug, Default)]
+pub struct Sources<'a> {
+    pub file: Option<&'a Path>,
+    /// `(name, value)` pairs of the environment.
+    pub env: Vec<(String, String)>,
+    /// `section.key=value` overrides from the command line, applied last in order.
+    pub overrides: Vec<String>,
+}
+
+/// The environment variable prefix.
+pub const ENV_PREFIX: &str = "RELAY__";
+
+impl Config {
+    /// Builds the configuration from its layers and validates it.
+    pub fn load(sources: &Sources<'_>) -> Result<Self, ConfigError> {
+        let mut tree = match Value::try_from(Config::default()) {
+            Ok(Value::Table(t)) => t,
+            _ => Table::new(),
+        };
+        if let Some(path) = sources.file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let file: Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            merge(&mut tree, file);
+        }
+        for (name, value) in &sources.env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            set_path(&mut tree, &path, value, name)?;
+        }
+        for item in &sources.overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOverride(item.clone()))?;
+            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
+            set_path(&mut tree, &path, value.trim(), item)?;
+        }
+        let config: Config =
+            Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: "configuration".into(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.listen.is_none() && s.dev_http_listen.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "server.listen",
+                message: "no listener: set server.listen (HTTPS) or server.dev_http_listen".into(),
+            });
+        }
+        if s.listen.is_some() {
+            let has_files = s.tls.cert_file.is_some() && s.tls.key_file.is_some();
+            if s.tls.self_signed == has_files {
+                return Err(ConfigError::Invalid {
+                    key: "server.tls",
+                    message: "set either cert_file and key_file, or self_signed = true".into(),
+                });
+            }
+        }
+        if let Some(addr) = s.dev_http_listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.dev_http_listen",
+                message: format!(
+                    "{addr} is not a loopback address; plain HTTP is only allowed on 127.0.0.1 or ::1"
+                ),
+            });
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_frame_bytes",
+                message: "must be between 1 KiB and 16 MiB".into(),
+            });
+        }
+        if self.limits.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.auth.session_ttl_hours == 0 || self.auth.session_ttl_hours > 24 * 7 {
+            return Err(ConfigError::Invalid {
+                key: "auth.session_ttl_hours",
+                message: "must be between 1 and 168".into(),
+            });
+        }
+        if self.queue.no_show_after_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "queue.no_show_after_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn scalar(text: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+fn set_path(tree: &mut Table, path: &[String], value: &str, origin: &str) -> Result<(), ConfigError> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(ConfigError::BadOverride(origin.to_owned()));
+    };
+    let mut table = tree;
+    for p in parents {
+        let entry = table
+            .entry(p.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(ConfigError::BadOverride(origin.to_owned())),
+        };
+    }
+    table.insert(last.clone(), scalar(value));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay.sample.toml")
+    }
+
+    #[test]
+    fn the_commented_sample_in_deploy_parses_and_validates() {
+        let config = Config::load(&Sources {
+            file: Some(&sample_path()),
+            ..Sources::default()
+        })
+        .expect("deploy/relay.sample.toml is valid");
+        assert!(config.server.tls.cert_file.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_every_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "[server]\nlisen = \"0.0.0.0:1\"\n").expect("write");
+        let err = Config::load(&Sources {
+            file: Some(&file),
+            ..Sources::default()
+        })
+        .expect_err("typo rejected");
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let err = Config::load(&Sources {
+            env: vec![("RELAY__STORE__DATADIR".into(), "/x".into())],
+            overrides: vec!["server.tls.self_signed=true".into()],
+            ..Sources::default()
+        })
+        .expect_err("unknown env key rejected");
+        assert!(err.to_string().contains("datadir"), "{err}");
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            "[server.tls]\nself_signed = true\n[queue]\nmax_recalls = 5\n[store]\ndata_dir = \"/from/file\"\n",
+        )
+        .expect("write");
+        let config = Config::load(&Sources {
+            file: Some(&file),
+            env: vec![
+                ("RELAY__QUEUE__MAX_RECALLS".into(), "7".into()),
+                ("RELAY__STORE__DATA_DIR".into(), "/from/env".into()),
+                ("UNRELATED".into(), "x".into()),
+            ],
+            overrides: vec!["store.data_dir=/from/cli".into()],
+        })
+        .expect("valid");
+        assert_eq!(config.queue.max_recalls, 7);
+        assert_eq!(config.store.data_dir, PathBuf::from("/from/cli"));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let load = |addr: &str| {
+            Config::load(&Sources {
+                overrides: vec![
+                    "server.tls.self_signed=true".into(),
+                    format!("server.dev_http_listen={addr}"),
+                ],
+                ..Sources::default()
+            })
+        };
+        assert!(load("127.0.0.1:8080").is_ok());
+        let err = load("0.0.0.0:8080").expect_err("refused");
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn tls_must_be_configured_one_way() {
+        let err = Config::load(&Sources::default()).expect_err("no TLS material");
+        assert!(err.to_string().contains("server.tls"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let err = Config::load(&Sources {
+            overrides: vec![
+                "server.tls.self_signed=true".into(),
+                "queue.max_recalls=many".into(),
+            ],
+            ..Sources::default()
+        })
+        .expect_err("type error");
+        assert!(err.to_string().contains("max_recalls"), "{err}");
+    }
+}

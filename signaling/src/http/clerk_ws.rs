@@ -1,0 +1,346 @@
+//! The clerk console's WebSocket: queue snapshot and live updates in, queue operations out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use protocol::control::{
+    negotiate_version, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, CentreInfo,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, info_span, Instrument};
+
+use super::auth::{clerk_info, AuthClerk};
+use super::error::ApiError;
+use super::state::AppState;
+use super::ws::{close_code, parse, Conn, Incoming};
+use crate::domain::{Clerk, Role};
+use crate::metrics::ClientKind;
+use crate::queue::driver::{OpError, QueueView};
+use crate::queue::{Command, QueueHandle};
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    AuthClerk(clerk): AuthClerk,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_same_origin(&headers)?;
+    let permit = state
+        .connections
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let limit = state.config.limits.max_frame_bytes;
+    let span = info_span!("clerk", conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed), clerk = %clerk.id);
+    Ok(ws
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            async move {
+                let _permit = permit;
+                session(state, clerk, socket).await;
+            }
+            .instrument(span)
+        }))
+}
+
+/// A browser sends `Origin` on WebSocket upgrades; refusing foreign origins stops another site
+/// from riding the clerk's cookie (cross-site WebSocket hijacking).
+pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if origin_host.eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+fn op_error(e: &OpError) -> ErrorBody {
+    match e {
+        OpError::Refused(q) => q.body(),
+        OpError::Store => ErrorBody {
+            code: ErrorCode::Internal,
+            message: "未能保存，请重试 / could not store the change, please retry".into(),
+        },
+        OpError::Timeout | OpError::Unavailable => ErrorBody {
+            code: ErrorCode::Timeout,
+            message: "叫号系统繁忙，请重试 / the queue is busy, please retry".into(),
+        },
+    }
+}
+
+fn forbidden() -> ErrorBody {
+    ErrorBody {
+        code: ErrorCode::Forbidden,
+        message: "您的账号不能在窗口办理 / your account may not serve at a window".into(),
+    }
+}
+
+fn snapshot(view: QueueView, request_id: Option<u64>) -> RelayToClerk {
+    RelayToClerk::Snapshot {
+        request_id,
+        version: view.version,
+        tickets: view.tickets,
+        windows: view.windows,
+        stats: view.stats,
+        server_time_ms: view.now_ms,
+    }
+}
+
+async fn session(state: AppState, clerk: Clerk, socket: WebSocket) {
+    let limits = &state.config.limits;
+    let mut conn = Conn::new(
+        socket,
+        ClientKind::Clerk,
+        state.metrics.clone(),
+        Duration::from_secs(limits.idle_timeout_secs),
+        limits.max_bad_messages_per_minute,
+    );
+    state.metrics.connection_opened(ClientKind::Clerk);
+    info!("console connected");
+    if let Some(queue) = handshake(&state, &clerk, &mut conn).await {
+        presence(&state, &queue, &clerk.id, 1).await;
+        serve(&state, &clerk, &queue, &mut conn).await;
+        presence(&state, &queue, &clerk.id, -1).await;
+    }
+    state.metrics.connection_closed(ClientKind::Clerk);
+    info!("console disconnected");
+}
+
+async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<QueueHandle> {
+    let wait = Duration::from_secs(state.config.limits.handshake_timeout_secs);
+    let Ok(Incoming::Text(text)) = tokio::time::timeout(wait, conn.recv()).await else {
+        conn.close(close_code::POLICY, "hello expected").await;
+        return None;
+    };
+    let version = match parse::<ClerkToRelay>(&text) {
+        Ok(ClerkToRelay::Hello { protocol_versions }) => negotiate_version(&protocol_versions),
+        _ => {
+            state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::BadMessage);
+            conn.send_error(None, ErrorBody { code: ErrorCode::BadMessage, message: "第一条消息必须是 hello / the first message must be hello".into() }).await;
+            conn.close(close_code::POLICY, "hello expected").await;
+            return None;
+        }
+    };
+    let Some(version) = version else {
+        state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::UnsupportedVersion);
+        conn.send_error(None, ErrorBody { code: ErrorCode::UnsupportedVersion, message: "协议版本不受支持，请刷新页面 / unsupported protocol version, please reload".into() }).await;
+        conn.close(close_code::POLICY, "unsupported version").await;
+        return None;
+    };
+    let centre = state.store.centre(&clerk.centre_id).await.ok().flatten();
+    let queue = state.hub.centre(&clerk.centre_id).await.ok();
+    let (Some(centre), Some(queue)) = (centre, queue) else {
+        conn.send_error(None, ErrorBody { code: ErrorCode::Internal, message: "暂时无法连接叫号系统 / the queue is unavailable".into() }).await;
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        return None;
+    };
+    let view = queue.view().await.ok()?;
+    let welcome = RelayToClerk::Welcome {
+        protocol_version: version,
+        clerk: clerk_info(clerk),
+        centre: CentreInfo {
+            id: centre.id,
+            name: centre.name,
+        },
+        windows: view.windows,
+        categories: view.categories,
+        server_time_ms: state.clock.now_ms(),
+    };
+    conn.send(&welcome).await.then_some(queue)
+}
+
+/// Tracks how many consoles a clerk has open; the queue hears only the first and the last.
+async fn presence(state: &AppState, queue: &QueueHandle, clerk_id: &str, delta: isize) {
+    let changed_to = {
+        let Ok(mut map) = state.presence.lock() else { return };
+        let n = map.entry(clerk_id.to_owned()).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add_signed(delta);
+        let after = *n;
+        if after == 0 {
+            map.remove(clerk_id);
+        }
+        match (before, after) {
+            (0, 1..) => Some(true),
+            (1.., 0) => Some(false),
+            _ => None,
+        }
+    };
+    if let Some(connected) = changed_to {
+        let _ = queue
+            .run(Command::ClerkPresence {
+                clerk_id: clerk_id.to_owned(),
+                connected,
+            })
+            .await;
+    }
+}
+
+async fn serve(state: &AppState, clerk: &Clerk, queue: &QueueHandle, conn: &mut Conn) {
+    let Ok((view, mut updates)) = queue.subscribe().await else {
+        return;
+    };
+    let mut version = view.version;
+    if !conn.send(&snapshot(view, None)).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => {
+                conn.close(close_code::GOING_AWAY, "relay restarting").await;
+                return;
+            }
+            incoming = conn.recv() => match incoming {
+                Incoming::Gone => return,
+                Incoming::Text(text) => {
+                    if !handle(state, clerk, queue, conn, &text).await {
+                        return;
+                    }
+                }
+            },
+            update = updates.recv() => match update {
+                Ok(u) => {
+                    if u.version <= version {
+                        continue;
+                    }
+                    version = u.version;
+                    let message = RelayToClerk::Update {
+                        version: u.version,
+                        tickets: u.tickets.clone(),
+                        windows: u.windows.clone(),
+                        stats: u.stats.clone(),
+                        server_time_ms: u.now_ms,
+                    };
+                    if !conn.send(&message).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // Fell behind: start again from a fresh snapshot.
+                    let Ok((view, rx)) = queue.subscribe().await else { return };
+                    updates = rx;
+                    version = view.version;
+                    if !conn.send(&snapshot(view, None)).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Handles one message; false when the connection should end.
+async fn handle(
+    state: &AppState,
+    clerk: &Clerk,
+    queue: &QueueHandle,
+    conn: &mut Conn,
+    text: &str,
+) -> bool {
+    let message = match parse::<ClerkToRelay>(text) {
+        Ok(m) => m,
+        Err(bad) => return conn.reject_bad(&bad).await,
+    };
+    let may_serve = clerk.has(Role::Clerk) || clerk.has(Role::Supervisor);
+    match message {
+        ClerkToRelay::Hello { .. } => {
+            conn.send_error(
+                None,
+                ErrorBody {
+                    code: ErrorCode::InvalidState,
+                    message: "已经连接 / already connected".into(),
+                },
+            )
+            .await
+        }
+        ClerkToRelay::Ping { seq } => {
+            conn.send(&RelayToClerk::Pong {
+                seq,
+                server_time_ms: state.clock.now_ms(),
+            })
+            .await
+        }
+        ClerkToRelay::Snapshot { request_id } => match queue.view().await {
+            Ok(view) => conn.send(&snapshot(view, Some(request_id))).await,
+            Err(e) => conn.send_error(Some(request_id), op_error(&e)).await,
+        },
+        ClerkToRelay::OpenWindow {
+            request_id,
+            window_id,
+        } => {
+            if !may_serve {
+                state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                return conn.send_error(Some(request_id), forbidden()).await;
+            }
+            let command = Command::OpenWindow {
+                clerk_id: clerk.id.clone(),
+                clerk_name: clerk.display_name.clone(),
+                window_id: window_id.clone(),
+            };
+            match queue.run(command).await {
+                Ok(_) => match queue.window(&window_id).await {
+                    Ok(Some(window)) => {
+                        info!(window = %window_id, "signed in to window");
+                        conn.send(&RelayToClerk::WindowOpened { request_id, window })
+                            .await
+                    }
+                    Ok(None) | Err(_) => {
+                        conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
+                            .await
+                    }
+                },
+                Err(e) => refused(state, conn, request_id, &e).await,
+            }
+        }
+        ClerkToRelay::CloseWindow { request_id } => {
+            let command = Command::CloseWindow {
+                clerk_id: clerk.id.clone(),
+            };
+            match queue.run(command).await {
+                Ok(_) => conn.send(&RelayToClerk::WindowClosed { request_id }).await,
+                Err(e) => refused(state, conn, request_id, &e).await,
+            }
+        }
+        ClerkToRelay::Queue { request_id, op } => {
+            if !may_serve {
+                state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                return conn.send_error(Some(request_id), forbidden()).await;
+            }
+            let name = op.name();
+            let command = Command::Op {
+                clerk_id: clerk.id.clone(),
+                op,
+            };
+            match queue.run(command).await {
+                Ok(ticket) => {
+                    if let Some(t) = &ticket {
+                        info!(op = name, ticket = %t.number, "queue operation");
+                    }
+                    conn.send(&RelayToClerk::Done { request_id, ticket }).await
+                }
+                Err(e) => refused(state, conn, request_id, &e).await,
+            }
+        }
+    }
+}
+
+async fn refused(state: &AppState, conn: &mut Conn, request_id: u64, e: &OpError) -> bool {
+    let body = op_error(e);
+    state.metrics.protocol_error(ClientKind::Clerk, body.code);
+    conn.send_error(Some(request_id), body).await
+}

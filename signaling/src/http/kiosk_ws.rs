@@ -1,0 +1,322 @@
+//! The kiosk agent's WebSocket: device authentication, tickets, live ticket status.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use protocol::control::{
+    negotiate_version, CentreInfo, ErrorBody, ErrorCode, ExtensionPointInfo, KioskTicketStatus,
+    KioskToRelay, RelayToKiosk,
+};
+use protocol::queue::TicketChannel;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::auth::authenticate_device;
+use super::error::ApiError;
+use super::state::AppState;
+use super::ws::{close_code, parse, Conn, Incoming};
+use crate::domain::{Device, DeviceKind, ExtensionPoint};
+use crate::metrics::ClientKind;
+use crate::queue::driver::OpError;
+use crate::queue::{Command, QueueHandle};
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// How often a kiosk is asked to send a heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// How often a heartbeat updates the device's last-seen time in the store.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Close code telling an agent that a newer connection of the same device took over.
+const REPLACED: u16 = 4000;
+
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    let permit = state
+        .connections
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let limit = state.config.limits.max_frame_bytes;
+    let span = info_span!("kiosk", conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed), device = tracing::field::Empty);
+    Ok(ws
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            async move {
+                let _permit = permit;
+                session(state, socket).await;
+            }
+            .instrument(span)
+        }))
+}
+
+fn error(code: ErrorCode, message: &str) -> ErrorBody {
+    ErrorBody {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn op_error(e: &OpError) -> ErrorBody {
+    match e {
+        OpError::Refused(q) => q.body(),
+        OpError::Store => error(ErrorCode::Internal, "暂时无法取号，请稍后再试 / could not take a ticket, please retry"),
+        OpError::Timeout | OpError::Unavailable => error(ErrorCode::Timeout, "叫号系统繁忙，请稍后再试 / the queue is busy, please retry"),
+    }
+}
+
+struct Kiosk {
+    device: Device,
+    point: ExtensionPoint,
+    queue: QueueHandle,
+    status: watch::Receiver<Option<KioskTicketStatus>>,
+    replaced: CancellationToken,
+    /// Tells this connection's entry in the live-kiosk map apart from a newer one's.
+    conn_id: u64,
+    last_touch: Instant,
+}
+
+async fn session(state: AppState, socket: WebSocket) {
+    let limits = &state.config.limits;
+    let mut conn = Conn::new(
+        socket,
+        ClientKind::Kiosk,
+        state.metrics.clone(),
+        Duration::from_secs(limits.idle_timeout_secs),
+        limits.max_bad_messages_per_minute,
+    );
+    state.metrics.connection_opened(ClientKind::Kiosk);
+    if let Some(mut kiosk) = handshake(&state, &mut conn).await {
+        tracing::Span::current().record("device", kiosk.device.id.as_str());
+        info!(point = %kiosk.point.id, "kiosk connected");
+        serve(&state, &mut kiosk, &mut conn).await;
+        if let Ok(mut map) = state.kiosks.lock()
+            && map.get(&kiosk.device.id).is_some_and(|(id, _)| *id == kiosk.conn_id)
+        {
+            map.remove(&kiosk.device.id);
+        }
+        info!("kiosk disconnected");
+    }
+    state.metrics.connection_closed(ClientKind::Kiosk);
+}
+
+async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
+    let wait = Duration::from_secs(state.config.limits.handshake_timeout_secs);
+    let Ok(Incoming::Text(text)) = tokio::time::timeout(wait, conn.recv()).await else {
+        conn.close(close_code::POLICY, "hello expected").await;
+        return None;
+    };
+    let Ok(KioskToRelay::Hello {
+        protocol_versions,
+        device_id,
+        secret,
+        agent_version,
+    }) = parse::<KioskToRelay>(&text)
+    else {
+        state.metrics.protocol_error(ClientKind::Kiosk, ErrorCode::BadMessage);
+        conn.send_error(None, error(ErrorCode::BadMessage, "first message must be hello")).await;
+        conn.close(close_code::POLICY, "hello expected").await;
+        return None;
+    };
+    let Some(version) = negotiate_version(&protocol_versions) else {
+        state.metrics.protocol_error(ClientKind::Kiosk, ErrorCode::UnsupportedVersion);
+        conn.send_error(None, error(ErrorCode::UnsupportedVersion, "unsupported protocol version; update the agent")).await;
+        conn.close(close_code::POLICY, "unsupported version").await;
+        return None;
+    };
+    let device = match authenticate_device(state, &device_id, &secret, DeviceKind::Kiosk).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            warn!(device = %device_id, "kiosk authentication failed");
+            state.metrics.auth_failure(ClientKind::Kiosk);
+            conn.send_error(None, error(ErrorCode::Unauthenticated, "设备认证失败 / device authentication failed")).await;
+            conn.close(close_code::POLICY, "authentication failed").await;
+            return None;
+        }
+        Err(e) => {
+            warn!(error = %e, "device lookup failed");
+            conn.close(close_code::TRY_AGAIN_LATER, "try again later").await;
+            return None;
+        }
+    };
+    let point = match &device.extension_point_id {
+        Some(id) => state.store.extension_point(id).await.ok().flatten(),
+        None => None,
+    };
+    let Some(point) = point.filter(|p| p.centre_id == device.centre_id) else {
+        conn.send_error(None, error(ErrorCode::Forbidden, "设备未登记到延伸点 / the device is not registered to an extension point")).await;
+        conn.close(close_code::POLICY, "not registered").await;
+        return None;
+    };
+    let centre = state.store.centre(&device.centre_id).await.ok().flatten();
+    let queue = state.hub.centre(&device.centre_id).await.ok();
+    let (Some(centre), Some(queue)) = (centre, queue) else {
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        return None;
+    };
+    let Ok(mut status) = queue.watch_device(&device.id).await else {
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        return None;
+    };
+    let Ok(view) = queue.view().await else {
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        return None;
+    };
+    // One live connection per device: the newest wins, so a kiosk that reconnects after a
+    // network change is not locked out by its own half-dead old connection.
+    let replaced = CancellationToken::new();
+    let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut map) = state.kiosks.lock()
+        && let Some((_, old)) = map.insert(device.id.clone(), (conn_id, replaced.clone()))
+    {
+        old.cancel();
+    }
+    let _ = state.store.touch_device(&device.id, state.clock.now_ms()).await;
+    let welcome = RelayToKiosk::Welcome {
+        protocol_version: version,
+        device_id: device.id.clone(),
+        extension_point: ExtensionPointInfo {
+            id: point.id.clone(),
+            name: point.name.clone(),
+            phone: point.phone.clone(),
+            service_hours: point.service_hours.clone(),
+        },
+        centre: CentreInfo {
+            id: centre.id,
+            name: centre.name,
+        },
+        categories: view.categories,
+        ticket: status.borrow_and_update().clone(),
+        server_time_ms: state.clock.now_ms(),
+        heartbeat_interval_ms: u64::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(15_000),
+    };
+    info!(agent_version = %agent_version, "kiosk hello");
+    if !conn.send(&welcome).await {
+        return None;
+    }
+    Some(Kiosk {
+        device,
+        point,
+        queue,
+        status,
+        replaced,
+        conn_id,
+        last_touch: Instant::now(),
+    })
+}
+
+async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => {
+                conn.close(close_code::GOING_AWAY, "relay restarting").await;
+                return;
+            }
+            () = kiosk.replaced.cancelled() => {
+                conn.close(REPLACED, "replaced by a newer connection").await;
+                return;
+            }
+            incoming = conn.recv() => match incoming {
+                Incoming::Gone => return,
+                Incoming::Text(text) => {
+                    if !handle(state, kiosk, conn, &text).await {
+                        return;
+                    }
+                }
+            },
+            changed = kiosk.status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let status = kiosk.status.borrow_and_update().clone();
+                if let Some(ticket) = status
+                    && !conn.send(&RelayToKiosk::TicketStatus { ticket }).await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str) -> bool {
+    let message = match parse::<KioskToRelay>(text) {
+        Ok(m) => m,
+        Err(bad) => return conn.reject_bad(&bad).await,
+    };
+    match message {
+        KioskToRelay::Hello { .. } => {
+            conn.send_error(None, error(ErrorCode::InvalidState, "already authenticated"))
+                .await
+        }
+        KioskToRelay::Heartbeat { seq } => {
+            if kiosk.last_touch.elapsed() >= TOUCH_EVERY {
+                kiosk.last_touch = Instant::now();
+                let _ = state
+                    .store
+                    .touch_device(&kiosk.device.id, state.clock.now_ms())
+                    .await;
+            }
+            conn.send(&RelayToKiosk::HeartbeatAck {
+                seq,
+                server_time_ms: state.clock.now_ms(),
+            })
+            .await
+        }
+        KioskToRelay::TakeTicket {
+            request_id,
+            category_id,
+        } => {
+            let command = Command::Issue {
+                channel: TicketChannel::Remote,
+                category_id,
+                appointment: None,
+                device_id: Some(kiosk.device.id.clone()),
+                extension_point_id: Some(kiosk.point.id.clone()),
+            };
+            match kiosk.queue.run(command).await {
+                Ok(_) => {
+                    // The queue updated this device's status before answering.
+                    let status = kiosk.status.borrow_and_update().clone();
+                    match status {
+                        Some(ticket) => {
+                            info!(ticket = %ticket.number, "remote ticket taken");
+                            conn.send(&RelayToKiosk::TicketTaken { request_id, ticket }).await
+                        }
+                        None => conn.send_error(Some(request_id), op_error(&OpError::Unavailable)).await,
+                    }
+                }
+                Err(e) => refused(state, conn, request_id, &e).await,
+            }
+        }
+        KioskToRelay::CancelTicket {
+            request_id,
+            ticket_id,
+        } => {
+            let command = Command::ResidentCancel {
+                device_id: kiosk.device.id.clone(),
+                ticket_id: ticket_id.clone(),
+            };
+            match kiosk.queue.run(command).await {
+                Ok(_) => {
+                    kiosk.status.borrow_and_update();
+                    conn.send(&RelayToKiosk::TicketCancelled {
+                        request_id,
+                        ticket_id,
+                    })
+                    .await
+                }
+                Err(e) => refused(state, conn, request_id, &e).await,
+            }
+        }
+    }
+}
+
+async fn refused(state: &AppState, conn: &mut Conn, request_id: u64, e: &OpError) -> bool {
+    let body = op_error(e);
+    state.metrics.protocol_error(ClientKind::Kiosk, body.code);
+    conn.send_error(Some(request_id), body).await
+}

@@ -1,0 +1,134 @@
+//! The relay's HTTP surface (axum): REST, WebSockets, the clerk console's files, metrics.
+//!
+//! [`app`] builds the whole router from an [`AppState`], so tests run it in-process; [`serve`]
+//! runs it on listeners the caller bound (tests bind port 0), over TLS or, in development,
+//! plain HTTP on loopback, until the shutdown token is cancelled.
+
+pub mod assets;
+pub mod auth;
+pub mod clerk_ws;
+pub mod error;
+pub mod kiosk_ws;
+pub mod state;
+pub mod tickets;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::{self, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+pub use state::AppState;
+
+use auth::Listener;
+
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/console", get(assets::index))
+        .route("/assets/{file}", get(assets::file))
+        .route("/api/v1/login", post(auth::login))
+        .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/queue", get(tickets::queue))
+        .route("/api/v1/tickets", post(tickets::issue))
+        .route("/ws/clerk", get(clerk_ws::upgrade))
+        .route("/ws/kiosk", get(kiosk_ws::upgrade))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(security_headers))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    if is_api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Listeners the caller has bound.
+pub struct Listeners {
+    /// HTTPS/WSS.
+    pub tls: Option<(std::net::TcpListener, RustlsConfig)>,
+    /// INSECURE plain HTTP, loopback only (checked by the configuration).
+    pub dev_http: Option<std::net::TcpListener>,
+}
+
+/// Serves `app` on the listeners until `state.shutdown` is cancelled, then lets open requests
+/// finish for the configured grace period.
+pub async fn serve(state: AppState, listeners: Listeners) -> std::io::Result<()> {
+    let handle: Handle<SocketAddr> = Handle::new();
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let shutdown = state.shutdown.clone();
+    let router = app(state);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some((listener, tls)) = listeners.tls {
+        listener.set_nonblocking(true)?;
+        let app = router.clone().layer(Extension(Listener { tls: true }));
+        let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+        tasks.spawn(async move {
+            server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        });
+    }
+    if let Some(listener) = listeners.dev_http {
+        warn!("INSECURE development listener: plain HTTP without TLS");
+        listener.set_nonblocking(true)?;
+        let app = router.layer(Extension(Listener { tls: false }));
+        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+        tasks.spawn(async move {
+            server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        });
+    }
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        info!(grace_secs = grace.as_secs(), "shutting down");
+        handle.graceful_shutdown(Some(grace));
+    });
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(result) => result?,
+            Err(e) => warn!(error = %e, "listener task failed"),
+        }
+    }
+    Ok(())
+}

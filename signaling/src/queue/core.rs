@@ -1,0 +1,1008 @@
+//! The queue state machine of one centre: decide, then apply.
+//!
+//! `decide(now, command)` checks a command against the current state and returns the events it
+//! would cause, without changing anything. The driver persists those events, and only then calls
+//! `apply(events)`. A refused command, or a failed write, therefore leaves the state as it was,
+//! and every change a client was told about is on disk first.
+//!
+//! Time is always passed in (`now_ms`, Unix milliseconds); the core never reads a clock.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use protocol::queue::{
+    AppointmentSlot, CategoryView, QueueOp, QueueStats, TicketChannel, TicketState, TicketView,
+    WindowMode, WindowView, REMOTE_PREFIX,
+};
+
+use super::error::QueueError;
+use super::ticket::{service_day, EndReason, Ticket};
+
+/// Tunables of the queue, from the relay's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Recalls allowed; recalling once more marks the ticket no-show.
+    pub max_recalls: u32,
+    /// A called ticket not started within this time becomes no-show.
+    pub no_show_after_ms: i64,
+    /// Service time assumed for estimates before any ticket of a category was served.
+    pub default_service_secs: u32,
+    /// Most waiting tickets a centre accepts.
+    pub max_waiting: usize,
+    /// How many recent service times feed the estimate.
+    pub service_samples: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_recalls: 3,
+            no_show_after_ms: 5 * 60 * 1000,
+            default_service_secs: 8 * 60,
+            max_waiting: 10_000,
+            service_samples: 20,
+        }
+    }
+}
+
+/// 事项类别 of the centre.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Category {
+    pub id: String,
+    pub prefix: String,
+    pub name: String,
+}
+
+/// A window (窗口) and who is signed in to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub id: String,
+    pub name: String,
+    pub mode: WindowMode,
+    pub category_ids: Vec<String>,
+    pub clerk_id: Option<String>,
+    pub clerk_name: Option<String>,
+    pub clerk_connected: bool,
+    /// The ticket called or being served here; derived from tickets, never persisted.
+    pub current: Option<String>,
+}
+
+impl Window {
+    fn may_take(&self, ticket: &Ticket) -> bool {
+        if !self.mode.admits(ticket.channel) {
+            return false;
+        }
+        match &ticket.target_window_id {
+            Some(target) => *target == self.id,
+            None => self.category_ids.iter().any(|c| *c == ticket.category_id),
+        }
+    }
+
+    pub fn view(&self) -> WindowView {
+        WindowView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            mode: self.mode,
+            category_ids: self.category_ids.clone(),
+            clerk_id: self.clerk_id.clone(),
+            clerk_name: self.clerk_name.clone(),
+            clerk_connected: self.clerk_connected,
+            current_ticket_id: self.current.clone(),
+        }
+    }
+}
+
+/// Something that happens to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A new ticket from the centre's ticket machine (on-site) or a kiosk (remote).
+    Issue {
+        channel: TicketChannel,
+        category_id: String,
+        appointment: Option<AppointmentSlot>,
+        device_id: Option<String>,
+        extension_point_id: Option<String>,
+    },
+    OpenWindow {
+        clerk_id: String,
+        clerk_name: String,
+        window_id: String,
+    },
+    CloseWindow {
+        clerk_id: String,
+    },
+    /// The clerk's console connected or lost its last connection.
+    ClerkPresence {
+        clerk_id: String,
+        connected: bool,
+    },
+    /// A clerk's operation at the window they are signed in to.
+    Op { clerk_id: String, op: QueueOp },
+    /// The resident cancels at the kiosk that took the ticket.
+    ResidentCancel {
+        device_id: String,
+        ticket_id: String,
+    },
+}
+
+/// What a ticket went through, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Issued,
+    Called,
+    Recalled,
+    NoShow,
+    Started,
+    Finished,
+    Transferred,
+    Parked,
+    Resumed,
+    Returned,
+    Cancelled,
+    Expired,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Issued => "issued",
+            Action::Called => "called",
+            Action::Recalled => "recalled",
+            Action::NoShow => "no_show",
+            Action::Started => "started",
+            Action::Finished => "finished",
+            Action::Transferred => "transferred",
+            Action::Parked => "parked",
+            Action::Resumed => "resumed",
+            Action::Returned => "returned",
+            Action::Cancelled => "cancelled",
+            Action::Expired => "expired",
+        }
+    }
+}
+
+/// A decided change: the new state of one ticket or one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Ticket {
+        ticket: Ticket,
+        action: Action,
+        at_ms: i64,
+        clerk_id: Option<String>,
+        window_id: Option<String>,
+    },
+    Window {
+        window_id: String,
+        clerk_id: Option<String>,
+        clerk_name: Option<String>,
+        clerk_connected: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct Accumulator {
+    name: String,
+    served: u32,
+    wait_sum: i64,
+    wait_n: u32,
+    service_sum: i64,
+    service_n: u32,
+}
+
+/// Position and estimate of a waiting ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub ahead: u32,
+    pub eta_seconds: Option<u32>,
+}
+
+/// The unified call queue of one centre.
+#[derive(Debug)]
+pub struct QueueCore {
+    centre_id: String,
+    config: QueueConfig,
+    categories: BTreeMap<String, Category>,
+    windows: BTreeMap<String, Window>,
+    /// Live (non-terminal) tickets.
+    tickets: HashMap<String, Ticket>,
+    /// Waiting tickets in call order by (queue_ms, seq).
+    waiting: BTreeMap<(i64, u64), String>,
+    /// The waiting tickets that have an appointment, same key.
+    appointments: BTreeMap<(i64, u64), String>,
+    /// A kiosk's live ticket.
+    by_device: HashMap<String, String>,
+    /// Last number handed out per (service day, prefix).
+    counters: HashMap<(i64, String), u32>,
+    next_seq: u64,
+    service_samples: HashMap<String, VecDeque<u32>>,
+    stats_day: i64,
+    window_stats: BTreeMap<String, Accumulator>,
+    clerk_stats: BTreeMap<String, Accumulator>,
+    version: u64,
+}
+
+impl QueueCore {
+    pub fn new(
+        centre_id: impl Into<String>,
+        config: QueueConfig,
+        categories: Vec<Category>,
+        windows: Vec<Window>,
+    ) -> Self {
+        Self {
+            centre_id: centre_id.into(),
+            config,
+            categories: categories.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            windows: windows.into_iter().map(|w| (w.id.clone(), w)).collect(),
+            tickets: HashMap::new(),
+            waiting: BTreeMap::new(),
+            appointments: BTreeMap::new(),
+            by_device: HashMap::new(),
+            counters: HashMap::new(),
+            next_seq: 1,
+            service_samples: HashMap::new(),
+            stats_day: i64::MIN,
+            window_stats: BTreeMap::new(),
+            clerk_stats: BTreeMap::new(),
+            version: 0,
+        }
+    }
+
+    /// Restores a ticket read back from the store (live or finished) without an event.
+    pub fn restore_ticket(&mut self, ticket: Ticket) {
+        self.absorb(ticket);
+    }
+
+    pub fn centre_id(&self) -> &str {
+        &self.centre_id
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn ticket(&self, id: &str) -> Option<&Ticket> {
+        self.tickets.get(id)
+    }
+
+    pub fn window(&self, id: &str) -> Option<&Window> {
+        self.windows.get(id)
+    }
+
+    pub fn window_of_clerk(&self, clerk_id: &str) -> Option<&Window> {
+        self.windows
+            .values()
+            .find(|w| w.clerk_id.as_deref() == Some(clerk_id))
+    }
+
+    pub fn device_ticket(&self, device_id: &str) -> Option<&Ticket> {
+        self.by_device.get(device_id).and_then(|id| self.tickets.get(id))
+    }
+
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn categories(&self) -> Vec<CategoryView> {
+        self.categories
+            .values()
+            .map(|c| CategoryView {
+                id: c.id.clone(),
+                prefix: c.prefix.clone(),
+                name: c.name.clone(),
+            })
+            .collect()
+    }
+
+    pub fn windows(&self) -> Vec<WindowView> {
+        self.windows.values().map(Window::view).collect()
+    }
+
+    /// Live tickets (not yet finished), in call order for the waiting ones, then the rest.
+    pub fn live_tickets(&self) -> impl Iterator<Item = &Ticket> {
+        self.tickets.values()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // decide
+    // -----------------------------------------------------------------------------------------
+
+    /// The events `command` causes at `now_ms`, or why it is refused. Changes nothing.
+    pub fn decide(&self, now_ms: i64, command: &Command) -> Result<Vec<Event>, QueueError> {
+        match command {
+            Command::Issue {
+                channel,
+                category_id,
+                appointment,
+                device_id,
+                extension_point_id,
+            } => self.decide_issue(
+                now_ms,
+                *channel,
+                category_id,
+                *appointment,
+                device_id.as_deref(),
+                extension_point_id.as_deref(),
+            ),
+            Command::OpenWindow {
+                clerk_id,
+                clerk_name,
+                window_id,
+            } => self.decide_open_window(clerk_id, clerk_name, window_id),
+            Command::CloseWindow { clerk_id } => {
+                let window = self.window_of_clerk(clerk_id).ok_or(QueueError::NoWindow)?;
+                if window.current.is_some() {
+                    return Err(QueueError::TicketInHand);
+                }
+                Ok(vec![release(window)])
+            }
+            Command::ClerkPresence {
+                clerk_id,
+                connected,
+            } => Ok(self
+                .window_of_clerk(clerk_id)
+                .filter(|w| w.clerk_connected != *connected)
+                .map(|w| Event::Window {
+                    window_id: w.id.clone(),
+                    clerk_id: w.clerk_id.clone(),
+                    clerk_name: w.clerk_name.clone(),
+                    clerk_connected: *connected,
+                })
+                .into_iter()
+                .collect()),
+            Command::Op { clerk_id, op } => {
+                let window = self.window_of_clerk(clerk_id).ok_or(QueueError::NoWindow)?;
+                self.decide_op(now_ms, clerk_id, window, op)
+            }
+            Command::ResidentCancel {
+                device_id,
+                ticket_id,
+            } => {
+                let ticket = self.tickets.get(ticket_id).ok_or(QueueError::NoSuchTicket)?;
+                if ticket.device_id.as_deref() != Some(device_id.as_str()) {
+                    return Err(QueueError::NotYourTicket);
+                }
+                match ticket.state {
+                    TicketState::Waiting | TicketState::Called | TicketState::Parked => {
+                        let mut t = ticket.clone();
+                        end(&mut t, now_ms, TicketState::Cancelled, EndReason::ResidentCancelled);
+                        Ok(vec![ticket_event(t, Action::Cancelled, now_ms, None, None)])
+                    }
+                    other => Err(QueueError::InvalidState(other)),
+                }
+            }
+        }
+    }
+
+    fn decide_issue(
+        &self,
+        now_ms: i64,
+        channel: TicketChannel,
+        category_id: &str,
+        appointment: Option<AppointmentSlot>,
+        device_id: Option<&str>,
+        extension_point_id: Option<&str>,
+    ) -> Result<Vec<Event>, QueueError> {
+        let category = self
+            .categories
+            .get(category_id)
+            .ok_or(QueueError::NoSuchCategory)?;
+        if self.waiting.len() >= self.config.max_waiting {
+            return Err(QueueError::QueueFull);
+        }
+        if let Some(device) = device_id
+            && self.by_device.contains_key(device)
+        {
+            return Err(QueueError::DeviceHasTicket);
+        }
+        if let Some(slot) = appointment
+            && slot.end_ms <= slot.start_ms
+        {
+            return Err(QueueError::BadAppointment);
+        }
+        let day = service_day(now_ms);
+        let prefix = match channel {
+            TicketChannel::OnSite => category.prefix.clone(),
+            TicketChannel::Remote => format!("{REMOTE_PREFIX}{}", category.prefix),
+        };
+        let number_seq = self
+            .counters
+            .get(&(day, prefix.clone()))
+            .copied()
+            .unwrap_or(0)
+            + 1;
+        let seq = self.next_seq;
+        let ticket = Ticket {
+            id: ticket_id(&self.centre_id, day, seq),
+            centre_id: self.centre_id.clone(),
+            service_day: day,
+            number: format!("{prefix}{number_seq:03}"),
+            number_seq,
+            channel,
+            category_id: category.id.clone(),
+            state: TicketState::Waiting,
+            created_ms: now_ms,
+            queue_ms: now_ms,
+            seq,
+            appointment,
+            device_id: device_id.map(str::to_owned),
+            extension_point_id: extension_point_id.map(str::to_owned),
+            window_id: None,
+            target_window_id: None,
+            clerk_id: None,
+            first_called_ms: None,
+            called_ms: None,
+            serving_ms: None,
+            finished_ms: None,
+            recalls: 0,
+            end_reason: None,
+        };
+        Ok(vec![ticket_event(ticket, Action::Issued, now_ms, None, None)])
+    }
+
+    fn decide_open_window(
+        &self,
+        clerk_id: &str,
+        clerk_name: &str,
+        window_id: &str,
+    ) -> Result<Vec<Event>, QueueError> {
+        let window = self.windows.get(window_id).ok_or(QueueError::NoSuchWindow)?;
+        let mut events = Vec::new();
+        match window.clerk_id.as_deref() {
+            Some(holder) if holder != clerk_id && window.clerk_connected => {
+                return Err(QueueError::WindowTaken);
+            }
+            _ => {}
+        }
+        if let Some(previous) = self.window_of_clerk(clerk_id)
+            && previous.id != window.id
+        {
+            if previous.current.is_some() {
+                return Err(QueueError::TicketInHand);
+            }
+            events.push(release(previous));
+        }
+        events.push(Event::Window {
+            window_id: window.id.clone(),
+            clerk_id: Some(clerk_id.to_owned()),
+            clerk_name: Some(clerk_name.to_owned()),
+            clerk_connected: true,
+        });
+        Ok(events)
+    }
+
+    fn decide_op(
+        &self,
+        now_ms: i64,
+        clerk_id: &str,
+        window: &Window,
+        op: &QueueOp,
+    ) -> Result<Vec<Event>, QueueError> {
+        let here = |t: &Ticket| t.window_id.as_deref() == Some(window.id.as_str());
+        let event = |t: Ticket, action| {
+            ticket_event(t, action, now_ms, Some(clerk_id), Some(&window.id))
+        };
+        match op {
+            QueueOp::CallNext => {
+                if window.current.is_some() {
+                    return Err(QueueError::TicketInHand);
+                }
+                let ticket = self.next_for(window, now_ms).ok_or(QueueError::QueueEmpty)?;
+                Ok(vec![event(self.called(ticket, window, clerk_id, now_ms), Action::Called)])
+            }
+            QueueOp::Call { ticket_id } => {
+                let ticket = self.live(ticket_id)?;
+                if ticket.state != TicketState::Waiting {
+                    return Err(QueueError::InvalidState(ticket.state));
+                }
+                if !window.may_take(ticket) {
+                    return Err(QueueError::NotEligible);
+                }
+                if window.current.is_some() {
+                    return Err(QueueError::TicketInHand);
+                }
+                Ok(vec![event(self.called(ticket, window, clerk_id, now_ms), Action::Called)])
+            }
+            QueueOp::Recall { ticket_id } => {
+                let ticket = self.at_window(ticket_id, &here, &[TicketState::Called])?;
+                let mut t = ticket.clone();
+                if t.recalls >= self.config.max_recalls {
+                    end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowRecalls);
+                    return Ok(vec![event(t, Action::NoShow)]);
+                }
+                t.recalls += 1;
+                t.called_ms = Some(now_ms);
+                Ok(vec![event(t, Action::Recalled)])
+            }
+            QueueOp::NoShow { ticket_id } => {
+                let mut t = self.at_window(ticket_id, &here, &[TicketState::Called])?.clone();
+                end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowMarked);
+                Ok(vec![event(t, Action::NoShow)])
+            }
+            QueueOp::Start { ticket_id } => {
+                let mut t = self.at_window(ticket_id, &here, &[TicketState::Called])?.clone();
+                t.state = TicketState::Serving;
+                t.serving_ms = Some(now_ms);
+                Ok(vec![event(t, Action::Started)])
+            }
+            QueueOp::Finish { ticket_id } => {
+                let mut t = self.at_window(ticket_id, &here, &[TicketState::Serving])?.clone();
+                t.state = TicketState::Served;
+                t.finished_ms = Some(now_ms);
+                Ok(vec![event(t, Action::Finished)])
+            }
+            QueueOp::Transfer {
+                ticket_id,
+                category_id,
+                window_id,
+            } => {
+                let ticket = self.at_window(
+                    ticket_id,
+                    &here,
+                    &[TicketState::Called, TicketState::Serving, TicketState::Parked],
+                )?;
+                let mut t = ticket.clone();
+                if category_id.is_none() && window_id.is_none() {
+                    return Err(QueueError::NoSuchCategory);
+                }
+                if let Some(category) = category_id {
+                    if !self.categories.contains_key(category) {
+                        return Err(QueueError::NoSuchCategory);
+                    }
+                    t.category_id = category.clone();
+                }
+                t.target_window_id = None;
+                if let Some(target) = window_id {
+                    let target = self.windows.get(target).ok_or(QueueError::NoSuchWindow)?;
+                    if !target.mode.admits(t.channel) {
+                        return Err(QueueError::NotEligible);
+                    }
+                    t.target_window_id = Some(target.id.clone());
+                }
+                requeue(&mut t);
+                Ok(vec![event(t, Action::Transferred)])
+            }
+            QueueOp::Park { ticket_id } => {
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Called, TicketState::Serving])?
+                    .clone();
+                t.state = TicketState::Parked;
+                Ok(vec![event(t, Action::Parked)])
+            }
+            QueueOp::Resume { ticket_id } => {
+                let mut t = self.at_window(ticket_id, &here, &[TicketState::Parked])?.clone();
+                if window.current.is_some() {
+                    return Err(QueueError::TicketInHand);
+                }
+                t.state = TicketState::Called;
+                t.called_ms = Some(now_ms);
+                t.clerk_id = Some(clerk_id.to_owned());
+                Ok(vec![event(t, Action::Resumed)])
+            }
+            QueueOp::ReturnToQueue { ticket_id } => {
+                let mut t = self.at_window(ticket_id, &here, &[TicketState::Parked])?.clone();
+                requeue(&mut t);
+                Ok(vec![event(t, Action::Returned)])
+            }
+            QueueOp::Cancel { ticket_id } => {
+                let ticket = self.live(ticket_id)?;
+                let allowed = match ticket.state {
+                    TicketState::Waiting => true,
+                    TicketState::Called | TicketState::Parked => here(ticket),
+                    _ => false,
+                };
+                if !allowed {
+                    return Err(if ticket.state == TicketState::Waiting || here(ticket) {
+                        QueueError::InvalidState(ticket.state)
+                    } else {
+                        QueueError::NotAtThisWindow
+                    });
+                }
+                let mut t = ticket.clone();
+                end(&mut t, now_ms, TicketState::Cancelled, EndReason::ClerkCancelled);
+                Ok(vec![event(t, Action::Cancelled)])
+            }
+        }
+    }
+
+    fn live(&self, ticket_id: &str) -> Result<&Ticket, QueueError> {
+        self.tickets.get(ticket_id).ok_or(QueueError::NoSuchTicket)
+    }
+
+    fn at_window(
+        &self,
+        ticket_id: &str,
+        here: &dyn Fn(&Ticket) -> bool,
+        states: &[TicketState],
+    ) -> Result<&Ticket, QueueError> {
+        let ticket = self.live(ticket_id)?;
+        if !here(ticket) {
+            return Err(QueueError::NotAtThisWindow);
+        }
+        if !states.contains(&ticket.state) {
+            return Err(QueueError::InvalidState(ticket.state));
+        }
+        Ok(ticket)
+    }
+
+    fn called(&self, ticket: &Ticket, window: &Window, clerk_id: &str, now_ms: i64) -> Ticket {
+        let mut t = ticket.clone();
+        t.state = TicketState::Called;
+        t.window_id = Some(window.id.clone());
+        t.clerk_id = Some(clerk_id.to_owned());
+        t.first_called_ms.get_or_insert(now_ms);
+        t.called_ms = Some(now_ms);
+        t.recalls = 0;
+        t
+    }
+
+    /// The ticket "call next" takes at `window`: appointments within their slot first, then
+    /// every waiting ticket by arrival.
+    pub fn next_for(&self, window: &Window, now_ms: i64) -> Option<&Ticket> {
+        self.call_order(now_ms).find(|t| window.may_take(t))
+    }
+
+    /// Waiting tickets in the order "call next" considers them.
+    fn call_order(&self, now_ms: i64) -> impl Iterator<Item = &Ticket> {
+        let in_slot = move |t: &&Ticket| t.appointment.is_some_and(|a| a.contains(now_ms));
+        let first = self
+            .appointments
+            .values()
+            .filter_map(|id| self.tickets.get(id))
+            .filter(in_slot);
+        let rest = self
+            .waiting
+            .values()
+            .filter_map(|id| self.tickets.get(id))
+            .filter(move |t| !in_slot(t));
+        first.chain(rest)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // time
+    // -----------------------------------------------------------------------------------------
+
+    /// Changes that are due at `now_ms` without anyone asking: no-show after the call timeout,
+    /// and tickets left over from an earlier service day.
+    pub fn decide_timeouts(&self, now_ms: i64) -> Vec<Event> {
+        let today = service_day(now_ms);
+        let mut events = Vec::new();
+        for t in self.tickets.values() {
+            if t.service_day < today {
+                let mut t = t.clone();
+                end(&mut t, now_ms, TicketState::Cancelled, EndReason::DayClosed);
+                events.push(ticket_event(t, Action::Expired, now_ms, None, None));
+            } else if t.state == TicketState::Called
+                && t.called_ms
+                    .is_some_and(|c| now_ms - c >= self.config.no_show_after_ms)
+            {
+                let mut t = t.clone();
+                let window = t.window_id.clone();
+                end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowTimeout);
+                events.push(ticket_event(t, Action::NoShow, now_ms, None, window.as_deref()));
+            }
+        }
+        events.sort_by_key(|e| match e {
+            Event::Ticket { ticket, .. } => ticket.seq,
+            Event::Window { .. } => 0,
+        });
+        events
+    }
+
+    /// When `decide_timeouts` next has something to do.
+    pub fn next_timeout(&self, now_ms: i64) -> i64 {
+        const SHANGHAI_OFFSET_MS: i64 = 8 * 3600 * 1000;
+        let next_day = (service_day(now_ms) + 1) * 86_400_000 - SHANGHAI_OFFSET_MS;
+        self.windows
+            .values()
+            .filter_map(|w| w.current.as_ref())
+            .filter_map(|id| self.tickets.get(id))
+            .filter(|t| t.state == TicketState::Called)
+            .filter_map(|t| t.called_ms)
+            .map(|c| c + self.config.no_show_after_ms)
+            .fold(next_day, i64::min)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // apply
+    // -----------------------------------------------------------------------------------------
+
+    /// Applies events returned by `decide` (after they were stored). Bumps the version once.
+    pub fn apply(&mut self, events: &[Event]) {
+        for event in events {
+            match event {
+                Event::Ticket { ticket, .. } => self.absorb(ticket.clone()),
+                Event::Window {
+                    window_id,
+                    clerk_id,
+                    clerk_name,
+                    clerk_connected,
+                } => {
+                    if let Some(w) = self.windows.get_mut(window_id) {
+                        w.clerk_id.clone_from(clerk_id);
+                        w.clerk_name.clone_from(clerk_name);
+                        w.clerk_connected = *clerk_connected;
+                    }
+                }
+            }
+        }
+        self.version += 1;
+    }
+
+    /// Restores a window's sign-in read back from the store (the console is not connected yet).
+    pub fn restore_window_clerk(&mut self, window_id: &str, clerk_id: &str, clerk_name: &str) {
+        if let Some(w) = self.windows.get_mut(window_id) {
+            w.clerk_id = Some(clerk_id.to_owned());
+            w.clerk_name = Some(clerk_name.to_owned());
+            w.clerk_connected = false;
+        }
+    }
+
+    fn absorb(&mut self, ticket: Ticket) {
+        let key = (ticket.queue_ms, ticket.seq);
+        if let Some(old) = self.tickets.remove(&ticket.id) {
+            self.waiting.remove(&(old.queue_ms, old.seq));
+            self.appointments.remove(&(old.queue_ms, old.seq));
+        }
+        for w in self.windows.values_mut() {
+            if w.current.as_deref() == Some(ticket.id.as_str()) {
+                w.current = None;
+            }
+        }
+        self.next_seq = self.next_seq.max(ticket.seq + 1);
+        let counter = self
+            .counters
+            .entry((ticket.service_day, number_prefix(&ticket.number).to_owned()))
+            .or_insert(0);
+        *counter = (*counter).max(ticket.number_seq);
+
+        if ticket.state.is_terminal() {
+            if let Some(device) = &ticket.device_id
+                && self.by_device.get(device) == Some(&ticket.id)
+            {
+                self.by_device.remove(device);
+            }
+            if ticket.state == TicketState::Served {
+                self.count_served(&ticket);
+            }
+            return;
+        }
+        match ticket.state {
+            TicketState::Waiting => {
+                self.waiting.insert(key, ticket.id.clone());
+                if ticket.appointment.is_some() {
+                    self.appointments.insert(key, ticket.id.clone());
+                }
+            }
+            TicketState::Called | TicketState::Serving => {
+                if let Some(w) = ticket.window_id.as_ref().and_then(|w| self.windows.get_mut(w)) {
+                    w.current = Some(ticket.id.clone());
+                }
+            }
+            _ => {}
+        }
+        if let Some(device) = &ticket.device_id {
+            self.by_device.insert(device.clone(), ticket.id.clone());
+        }
+        self.tickets.insert(ticket.id.clone(), ticket);
+    }
+
+    fn count_served(&mut self, ticket: &Ticket) {
+        let day = ticket.finished_ms.map(service_day).unwrap_or(ticket.service_day);
+        if day > self.stats_day {
+            self.stats_day = day;
+            self.window_stats.clear();
+            self.clerk_stats.clear();
+        }
+        if let Some(secs) = ticket.service_seconds() {
+            let samples = self
+                .service_samples
+                .entry(ticket.category_id.clone())
+                .or_default();
+            samples.push_back(u32::try_from(secs).unwrap_or(u32::MAX));
+            while samples.len() > self.config.service_samples {
+                samples.pop_front();
+            }
+        }
+        if day < self.stats_day {
+            return;
+        }
+        let window_name = ticket
+            .window_id
+            .as_ref()
+            .and_then(|w| self.windows.get(w))
+            .map(|w| w.name.clone());
+        let clerk_name = ticket.window_id.as_ref().and_then(|w| self.windows.get(w)).and_then(|w| {
+            (w.clerk_id == ticket.clerk_id).then(|| w.clerk_name.clone()).flatten()
+        });
+        if let Some(window) = &ticket.window_id {
+            let acc = self.window_stats.entry(window.clone()).or_default();
+            add_sample(acc, ticket, window_name);
+        }
+        if let Some(clerk) = &ticket.clerk_id {
+            let acc = self.clerk_stats.entry(clerk.clone()).or_default();
+            add_sample(acc, ticket, clerk_name);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // views
+    // -----------------------------------------------------------------------------------------
+
+    /// Average recent service time of a category, in seconds.
+    pub fn service_estimate(&self, category_id: &str) -> u32 {
+        match self.service_samples.get(category_id) {
+            Some(s) if !s.is_empty() => {
+                let sum: u64 = s.iter().map(|v| u64::from(*v)).sum();
+                u32::try_from(sum / s.len() as u64).unwrap_or(u32::MAX)
+            }
+            _ => self.config.default_service_secs,
+        }
+    }
+
+    /// Position and estimated wait of every waiting ticket, in one pass over the call order.
+    ///
+    /// A ticket's competitors are the waiting tickets of the same category (or sent to the same
+    /// window) that would be called before it; the estimate divides their expected service
+    /// time by the number of open windows that could take the ticket.
+    pub fn estimates(&self, now_ms: i64) -> HashMap<&str, Estimate> {
+        let mut ahead: HashMap<(bool, &str), u32> = HashMap::new();
+        let mut windows_for: HashMap<(bool, &str, TicketChannel), u32> = HashMap::new();
+        let mut out = HashMap::with_capacity(self.waiting.len());
+        for t in self.call_order(now_ms) {
+            let group = match &t.target_window_id {
+                Some(w) => (true, w.as_str()),
+                None => (false, t.category_id.as_str()),
+            };
+            let n = ahead.entry(group).or_insert(0);
+            let position = *n;
+            *n += 1;
+            let open = *windows_for
+                .entry((group.0, group.1, t.channel))
+                .or_insert_with(|| {
+                    let count = self
+                        .windows
+                        .values()
+                        .filter(|w| w.clerk_connected && w.may_take(t))
+                        .count();
+                    u32::try_from(count).unwrap_or(u32::MAX)
+                });
+            let eta_seconds = (open > 0).then(|| {
+                let per = u64::from(self.service_estimate(&t.category_id));
+                u32::try_from(u64::from(position) * per / u64::from(open)).unwrap_or(u32::MAX)
+            });
+            out.insert(
+                t.id.as_str(),
+                Estimate {
+                    ahead: position,
+                    eta_seconds,
+                },
+            );
+        }
+        out
+    }
+
+    /// Every live ticket, with positions and estimates for the waiting ones.
+    pub fn ticket_views(&self, now_ms: i64) -> Vec<TicketView> {
+        let estimates = self.estimates(now_ms);
+        let mut views: Vec<(i64, u64, TicketView)> = self
+            .tickets
+            .values()
+            .map(|t| {
+                let mut v = t.view();
+                if let Some(e) = estimates.get(t.id.as_str()) {
+                    v.ahead = Some(e.ahead);
+                    v.eta_seconds = e.eta_seconds;
+                }
+                (t.queue_ms, t.seq, v)
+            })
+            .collect();
+        views.sort_by_key(|(q, s, _)| (*q, *s));
+        views.into_iter().map(|(_, _, v)| v).collect()
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let waiting = |c| {
+            let n = self
+                .waiting
+                .values()
+                .filter_map(|id| self.tickets.get(id))
+                .filter(|t| t.channel == c)
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        let windows = self
+            .window_stats
+            .iter()
+            .map(|(id, acc)| {
+                let mut s = acc.stats(id);
+                if let Some(w) = self.windows.get(id) {
+                    s.name.clone_from(&w.name);
+                }
+                s
+            })
+            .collect();
+        QueueStats {
+            waiting_on_site: waiting(TicketChannel::OnSite),
+            waiting_remote: waiting(TicketChannel::Remote),
+            windows,
+            clerks: self.clerk_stats.iter().map(|(id, acc)| acc.stats(id)).collect(),
+        }
+    }
+}
+
+impl Accumulator {
+    fn stats(&self, id: &str) -> protocol::queue::ServiceStats {
+        let avg = |sum: i64, n: u32| {
+            (n > 0).then(|| u32::try_from(sum / i64::from(n)).unwrap_or(u32::MAX))
+        };
+        protocol::queue::ServiceStats {
+            id: id.to_owned(),
+            name: self.name.clone(),
+            served: self.served,
+            avg_wait_seconds: avg(self.wait_sum, self.wait_n),
+            avg_service_seconds: avg(self.service_sum, self.service_n),
+        }
+    }
+}
+
+fn add_sample(acc: &mut Accumulator, ticket: &Ticket, name: Option<String>) {
+    if let Some(name) = name {
+        acc.name = name;
+    }
+    acc.served += 1;
+    if let Some(w) = ticket.wait_seconds() {
+        acc.wait_sum += w;
+        acc.wait_n += 1;
+    }
+    if let Some(s) = ticket.service_seconds() {
+        acc.service_sum += s;
+        acc.service_n += 1;
+    }
+}
+
+fn ticket_event(
+    ticket: Ticket,
+    action: Action,
+    at_ms: i64,
+    clerk_id: Option<&str>,
+    window_id: Option<&str>,
+) -> Event {
+    Event::Ticket {
+        ticket,
+        action,
+        at_ms,
+        clerk_id: clerk_id.map(str::to_owned),
+        window_id: window_id.map(str::to_owned),
+    }
+}
+
+fn release(window: &Window) -> Event {
+    Event::Window {
+        window_id: window.id.clone(),
+        clerk_id: None,
+        clerk_name: None,
+        clerk_connected: false,
+    }
+}
+
+fn end(t: &mut Ticket, now_ms: i64, state: TicketState, reason: EndReason) {
+    t.state = state;
+    t.finished_ms = Some(now_ms);
+    t.end_reason = Some(reason);
+}
+
+/// Back to waiting at the original place in line.
+fn requeue(t: &mut Ticket) {
+    t.state = TicketState::Waiting;
+    t.window_id = None;
+    t.called_ms = None;
+    t.serving_ms = None;
+    t.recalls = 0;
+}
+
+fn number_prefix(number: &str) -> &str {
+    number.trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
+fn ticket_id(centre_id: &str, day: i64, seq: u64) -> String {
+    format!("{centre_id}-{day}-{seq}")
+}

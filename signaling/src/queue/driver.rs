@@ -1,0 +1,491 @@
+//! The tokio task that owns one centre's [`QueueCore`].
+//!
+//! Requests arrive on a bounded channel and are handled one at a time: decide, persist, apply,
+//! answer, publish. Consoles subscribe to a broadcast of updates (a console that falls behind
+//! gets a fresh snapshot instead of stale deltas); each kiosk watches its own ticket's status
+//! through a `watch` channel, which always holds only the latest value and never blocks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::control::KioskTicketStatus;
+use protocol::queue::{CategoryView, QueueStats, TicketChannel, TicketView, WindowView};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
+use tracing::{error, info_span, Instrument};
+
+use super::core::{Category, Command, Event, QueueConfig, QueueCore, Window};
+use super::error::QueueError;
+use super::ticket::{service_day, Ticket};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// How many requests may wait for a centre's queue before callers are told it is busy.
+const REQUEST_BACKLOG: usize = 1024;
+/// How many updates a console may fall behind before it is resynchronised.
+const UPDATE_BACKLOG: usize = 256;
+/// The longest a caller waits for the queue to answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Refused(#[from] QueueError),
+    #[error("the queue could not store the change")]
+    Store,
+    #[error("the queue is not answering")]
+    Unavailable,
+    #[error("the queue did not answer in time")]
+    Timeout,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("no such centre")]
+    NoSuchCentre,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The whole queue of a centre at one version.
+#[derive(Debug, Clone)]
+pub struct QueueView {
+    pub version: u64,
+    pub tickets: Vec<TicketView>,
+    pub windows: Vec<WindowView>,
+    pub categories: Vec<CategoryView>,
+    pub stats: QueueStats,
+    pub now_ms: i64,
+}
+
+/// What changed in one applied step.
+#[derive(Debug, Clone)]
+pub struct QueueUpdate {
+    pub version: u64,
+    pub tickets: Vec<TicketView>,
+    pub windows: Vec<WindowView>,
+    pub stats: QueueStats,
+    pub now_ms: i64,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Request {
+    Command {
+        command: Command,
+        reply: Reply<Result<Option<TicketView>, OpError>>,
+    },
+    Subscribe {
+        reply: Reply<(QueueView, broadcast::Receiver<Arc<QueueUpdate>>)>,
+    },
+    View {
+        reply: Reply<QueueView>,
+    },
+    Window {
+        window_id: String,
+        reply: Reply<Option<WindowView>>,
+    },
+    WatchDevice {
+        device_id: String,
+        reply: Reply<watch::Receiver<Option<KioskTicketStatus>>>,
+    },
+}
+
+/// A cheap, cloneable handle to one centre's queue task.
+#[derive(Clone)]
+pub struct QueueHandle {
+    centre_id: Arc<str>,
+    tx: mpsc::Sender<Request>,
+}
+
+impl QueueHandle {
+    pub fn centre_id(&self) -> &str {
+        &self.centre_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, OpError> {
+        let (reply, rx) = oneshot::channel();
+        let request = make(reply);
+        // A full backlog is a busy queue; wait for room, but never longer than the timeout.
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            self.tx.send(request).await.map_err(|_| OpError::Unavailable)?;
+            rx.await.map_err(|_| OpError::Unavailable)
+        })
+        .await
+        .map_err(|_| OpError::Timeout)?
+    }
+
+    /// Runs a command; returns the view of the ticket it acted on.
+    pub async fn run(&self, command: Command) -> Result<Option<TicketView>, OpError> {
+        self.ask(|reply| Request::Command { command, reply }).await?
+    }
+
+    /// The current view plus every update after it.
+    pub async fn subscribe(
+        &self,
+    ) -> Result<(QueueView, broadcast::Receiver<Arc<QueueUpdate>>), OpError> {
+        self.ask(|reply| Request::Subscribe { reply }).await
+    }
+
+    pub async fn view(&self) -> Result<QueueView, OpError> {
+        self.ask(|reply| Request::View { reply }).await
+    }
+
+    pub async fn window(&self, window_id: &str) -> Result<Option<WindowView>, OpError> {
+        let window_id = window_id.to_owned();
+        self.ask(|reply| Request::Window { window_id, reply }).await
+    }
+
+    /// The latest status of the device's ticket (`None` when it holds none).
+    pub async fn watch_device(
+        &self,
+        device_id: &str,
+    ) -> Result<watch::Receiver<Option<KioskTicketStatus>>, OpError> {
+        let device_id = device_id.to_owned();
+        self.ask(|reply| Request::WatchDevice { device_id, reply })
+            .await
+    }
+}
+
+/// Starts and finds the queue task of each centre.
+pub struct QueueHub {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: QueueConfig,
+    metrics: Arc<Metrics>,
+    handles: Mutex<HashMap<String, QueueHandle>>,
+}
+
+impl QueueHub {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: QueueConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            metrics,
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The queue of `centre_id`, loading it from the store on first use.
+    pub async fn centre(&self, centre_id: &str) -> Result<QueueHandle, HubError> {
+        let mut handles = self.handles.lock().await;
+        if let Some(h) = handles.get(centre_id)
+            && !h.tx.is_closed()
+        {
+            return Ok(h.clone());
+        }
+        let core = self.load(centre_id).await?;
+        let (tx, rx) = mpsc::channel(REQUEST_BACKLOG);
+        let (updates, _) = broadcast::channel(UPDATE_BACKLOG);
+        let task = QueueTask {
+            core,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            updates,
+            devices: HashMap::new(),
+            sent: HashMap::new(),
+        };
+        tokio::spawn(
+            task.run(rx)
+                .instrument(info_span!("queue", centre = %centre_id)),
+        );
+        let handle = QueueHandle {
+            centre_id: centre_id.into(),
+            tx,
+        };
+        handles.insert(centre_id.to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    async fn load(&self, centre_id: &str) -> Result<QueueCore, HubError> {
+        if self.store.centre(centre_id).await?.is_none() {
+            return Err(HubError::NoSuchCentre);
+        }
+        let categories = self
+            .store
+            .categories(centre_id)
+            .await?
+            .into_iter()
+            .map(|c| Category {
+                id: c.id,
+                prefix: c.prefix,
+                name: c.name,
+            })
+            .collect();
+        let windows = self
+            .store
+            .windows(centre_id)
+            .await?
+            .into_iter()
+            .map(|w| Window {
+                id: w.id,
+                name: w.name,
+                mode: w.mode,
+                category_ids: w.category_ids,
+                clerk_id: None,
+                clerk_name: None,
+                clerk_connected: false,
+                current: None,
+            })
+            .collect();
+        let mut core = QueueCore::new(centre_id, self.config.clone(), categories, windows);
+        let today = service_day(self.clock.now_ms());
+        let snapshot = self.store.load_queue(centre_id, today).await?;
+        for (window, clerk, name) in &snapshot.window_clerks {
+            core.restore_window_clerk(window, clerk, name);
+        }
+        for ticket in snapshot.tickets {
+            core.restore_ticket(ticket);
+        }
+        Ok(core)
+    }
+}
+
+struct QueueTask {
+    core: QueueCore,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    updates: broadcast::Sender<Arc<QueueUpdate>>,
+    devices: HashMap<String, watch::Sender<Option<KioskTicketStatus>>>,
+    /// The status each device was last sent, to push only changes.
+    sent: HashMap<String, Option<KioskTicketStatus>>,
+}
+
+impl QueueTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        self.publish_gauges();
+        let mut retry_after_failure = false;
+        loop {
+            let now = self.clock.now_ms();
+            let due = self.core.next_timeout(now);
+            // Wake at least once a minute, and back off after a store failure.
+            let wait_ms = (due - now).clamp(if retry_after_failure { 1000 } else { 0 }, 60_000);
+            tokio::select! {
+                request = rx.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => break,
+                },
+                () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))) => {
+                    let now = self.clock.now_ms();
+                    let events = self.core.decide_timeouts(now);
+                    retry_after_failure = !events.is_empty() && self.commit(&events).await.is_err();
+                    self.devices.retain(|_, tx| tx.receiver_count() > 0);
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Command { command, reply } => {
+                let op = command_name(&command);
+                let started = std::time::Instant::now();
+                let result = self.command(command).await;
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(OpError::Refused(_)) => "refused",
+                    Err(_) => "failed",
+                };
+                self.metrics.observe_queue_op(op, outcome, started.elapsed());
+                let _ = reply.send(result);
+            }
+            Request::Subscribe { reply } => {
+                let rx = self.updates.subscribe();
+                let _ = reply.send((self.view(), rx));
+            }
+            Request::View { reply } => {
+                let _ = reply.send(self.view());
+            }
+            Request::Window { window_id, reply } => {
+                let _ = reply.send(self.core.window(&window_id).map(Window::view));
+            }
+            Request::WatchDevice { device_id, reply } => {
+                let status = self.device_status(&device_id);
+                let tx = self
+                    .devices
+                    .entry(device_id.clone())
+                    .or_insert_with(|| watch::channel(None).0);
+                tx.send_replace(status.clone());
+                self.sent.insert(device_id, status);
+                let _ = reply.send(tx.subscribe());
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) -> Result<Option<TicketView>, OpError> {
+        let now = self.clock.now_ms();
+        let events = self.core.decide(now, &command)?;
+        self.commit(&events).await?;
+        // The event holds the ticket's state after the change, which is what `apply` stored.
+        Ok(events.iter().find_map(|e| match e {
+            Event::Ticket { ticket, .. } => Some(ticket.view()),
+            Event::Window { .. } => None,
+        }))
+    }
+
+    /// Persist, then apply and publish. On a store failure nothing is applied.
+    async fn commit(&mut self, events: &[Event]) -> Result<(), OpError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.persist_queue_events(events).await {
+            error!(error = %e, "queue change not stored; refused");
+            self.metrics.store_errors.inc();
+            return Err(OpError::Store);
+        }
+        self.core.apply(events);
+        let now = self.clock.now_ms();
+        for e in events {
+            if let Event::Ticket { ticket, .. } = e
+                && ticket.first_called_ms == Some(now)
+                && ticket.called_ms == Some(now)
+                && let Some(wait) = ticket.wait_seconds()
+            {
+                self.metrics.observe_wait(ticket.channel, wait);
+            }
+        }
+        self.publish(events, now);
+        Ok(())
+    }
+
+    fn publish(&mut self, events: &[Event], now: i64) {
+        let mut tickets = Vec::new();
+        let mut windows_changed = false;
+        for e in events {
+            match e {
+                Event::Ticket { ticket, .. } => {
+                    tickets.push(self.core.ticket(&ticket.id).map_or_else(|| ticket.view(), Ticket::view));
+                    windows_changed |= ticket.window_id.is_some();
+                }
+                Event::Window { .. } => windows_changed = true,
+            }
+        }
+        let windows = if windows_changed {
+            self.core.windows()
+        } else {
+            Vec::new()
+        };
+        let update = QueueUpdate {
+            version: self.core.version(),
+            tickets,
+            windows,
+            stats: self.core.stats(),
+            now_ms: now,
+        };
+        // No receivers is fine: nobody is watching this centre right now.
+        let _ = self.updates.send(Arc::new(update));
+        self.push_device_statuses(events, now);
+        self.publish_gauges();
+    }
+
+    /// Sends each kiosk whose ticket's status changed its new status.
+    fn push_device_statuses(&mut self, events: &[Event], now: i64) {
+        // Tickets that just ended: their kiosks get the final state once.
+        for e in events {
+            if let Event::Ticket { ticket, .. } = e
+                && ticket.state.is_terminal()
+                && let Some(device) = &ticket.device_id
+                && let Some(tx) = self.devices.get(device)
+            {
+                let status = Some(self.status_of(ticket, None, None));
+                tx.send_replace(status.clone());
+                self.sent.insert(device.clone(), status);
+            }
+        }
+        if self.devices.is_empty() {
+            return;
+        }
+        let estimates = self.core.estimates(now);
+        let mut changed = Vec::new();
+        for t in self.core.live_tickets() {
+            let Some(device) = &t.device_id else { continue };
+            if !self.devices.contains_key(device) {
+                continue;
+            }
+            let e = estimates.get(t.id.as_str());
+            let status = Some(self.status_of(t, e.map(|e| e.ahead), e.and_then(|e| e.eta_seconds)));
+            if self.sent.get(device) != Some(&status) {
+                changed.push((device.clone(), status));
+            }
+        }
+        for (device, status) in changed {
+            if let Some(tx) = self.devices.get(&device) {
+                tx.send_replace(status.clone());
+            }
+            self.sent.insert(device, status);
+        }
+    }
+
+    fn device_status(&self, device_id: &str) -> Option<KioskTicketStatus> {
+        let t = self.core.device_ticket(device_id)?;
+        let e = self.core.estimates(self.clock.now_ms());
+        let e = e.get(t.id.as_str());
+        Some(self.status_of(t, e.map(|e| e.ahead), e.and_then(|e| e.eta_seconds)))
+    }
+
+    fn status_of(&self, t: &Ticket, ahead: Option<u32>, eta: Option<u32>) -> KioskTicketStatus {
+        let category_name = self
+            .core
+            .categories()
+            .into_iter()
+            .find(|c| c.id == t.category_id)
+            .map(|c| c.name)
+            .unwrap_or_default();
+        KioskTicketStatus {
+            ticket_id: t.id.clone(),
+            number: t.number.clone(),
+            category_name,
+            state: t.state,
+            ahead,
+            eta_seconds: eta,
+            window_name: t
+                .window_id
+                .as_ref()
+                .and_then(|w| self.core.window(w))
+                .map(|w| w.name.clone()),
+            recalls: t.recalls,
+        }
+    }
+
+    fn view(&self) -> QueueView {
+        let now = self.clock.now_ms();
+        QueueView {
+            version: self.core.version(),
+            tickets: self.core.ticket_views(now),
+            windows: self.core.windows(),
+            categories: self.core.categories(),
+            stats: self.core.stats(),
+            now_ms: now,
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let stats = self.core.stats();
+        let centre = self.core.centre_id();
+        self.metrics
+            .set_waiting(centre, TicketChannel::OnSite, i64::from(stats.waiting_on_site));
+        self.metrics
+            .set_waiting(centre, TicketChannel::Remote, i64::from(stats.waiting_remote));
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Issue { channel: TicketChannel::OnSite, .. } => "issue_on_site",
+        Command::Issue { channel: TicketChannel::Remote, .. } => "issue_remote",
+        Command::OpenWindow { .. } => "open_window",
+        Command::CloseWindow { .. } => "close_window",
+        Command::ClerkPresence { .. } => "clerk_presence",
+        Command::Op { op, .. } => op.name(),
+        Command::ResidentCancel { .. } => "resident_cancel",
+    }
+}

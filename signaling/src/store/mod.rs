@@ -1,0 +1,83 @@
+//! Persistent state of the relay.
+//!
+//! Domain code talks to the [`Store`] trait only. [`sqlite::SqliteStore`] is the embedded
+//! default (one file under the data directory, zero setup). A PostgreSQL implementation for a
+//! multi-node relay goes beside it, implementing the same trait with its own SQL and migrations;
+//! nothing above this module changes.
+//!
+//! Durability: a method returns only after its transaction committed (SQLite in WAL mode with
+//! `synchronous = FULL`), so anything acknowledged to a client survives a crash of the relay.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::{CategoryRecord, Centre, Clerk, Device, ExtensionPoint, WindowRecord};
+use crate::queue::{Event, Ticket};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the queue of one centre needs at start-up.
+#[derive(Debug, Default)]
+pub struct QueueSnapshot {
+    /// Tickets not yet finished, whatever their day, and today's finished ones (for statistics).
+    pub tickets: Vec<Ticket>,
+    /// The window sign-ins that were live: (window, clerk, clerk name).
+    pub window_clerks: Vec<(String, String, String)>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- centres and their set-up ------------------------------------------------------------
+    async fn centres(&self) -> StoreResult<Vec<Centre>>;
+    async fn centre(&self, id: &str) -> StoreResult<Option<Centre>>;
+    async fn upsert_centre(&self, centre: &Centre, now_ms: i64) -> StoreResult<()>;
+    async fn categories(&self, centre_id: &str) -> StoreResult<Vec<CategoryRecord>>;
+    async fn upsert_category(&self, category: &CategoryRecord) -> StoreResult<()>;
+    async fn windows(&self, centre_id: &str) -> StoreResult<Vec<WindowRecord>>;
+    async fn upsert_window(&self, window: &WindowRecord) -> StoreResult<()>;
+
+    // --- staff ---------------------------------------------------------------------------------
+    async fn clerk_by_username(&self, username: &str) -> StoreResult<Option<Clerk>>;
+    async fn clerk(&self, id: &str) -> StoreResult<Option<Clerk>>;
+    async fn upsert_clerk(&self, clerk: &Clerk, now_ms: i64) -> StoreResult<()>;
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        clerk_id: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()>;
+    /// The clerk behind a live session.
+    async fn session_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64>;
+
+    // --- extension points and devices ---------------------------------------------------------
+    async fn extension_point(&self, id: &str) -> StoreResult<Option<ExtensionPoint>>;
+    async fn upsert_extension_point(&self, point: &ExtensionPoint, now_ms: i64) -> StoreResult<()>;
+    async fn device(&self, id: &str) -> StoreResult<Option<Device>>;
+    async fn upsert_device(&self, device: &Device, now_ms: i64) -> StoreResult<()>;
+    async fn touch_device(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+
+    // --- the queue -----------------------------------------------------------------------------
+    async fn load_queue(&self, centre_id: &str, today: i64) -> StoreResult<QueueSnapshot>;
+    /// Stores decided queue events in one transaction.
+    async fn persist_queue_events(&self, events: &[Event]) -> StoreResult<()>;
+}
