@@ -5,3 +5,5 @@
 //! resident and carries out device commands that the clerk sends through the relay.
 
 pub mod devices;
+pub mod link;
+pub mod media;

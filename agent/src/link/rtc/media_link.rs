@@ -1,0 +1,778 @@
+//! The kiosk's media link: pipelines + peer + the tasks between them.
+//!
+//! Pipelines live as long as the link; the peer is replaced on a full reconnect. Each peer
+//! generation gets its own tasks (keyframe requests → encoders, estimate → bitrates, remote
+//! tracks → playback and screen, state forwarding); the send pumps follow the current
+//! generation through a `watch`, so a reconnect never rebuilds a pipeline or reopens a device.
+//! Frames are dropped, never queued without bound, when the peer is not negotiated yet, a slot
+//! is not sending, or webrtc-rs pushes back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::media::Slot;
+use rtc::shared::marshal::Marshal;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::media::{
+    AudioPlaybackStats, AudioSendConfig, AudioSendPipeline, DecodedFrame, EncodedFrame,
+    FrameReceiver, FrameSender, MediaError, MediaSources, RtpAudioPlayback, RtpVideoReceiver,
+    VideoCodec, VideoEncoderControl, VideoReceiveStats, VideoSendConfig, VideoSendPipeline,
+    frame_channel,
+};
+
+use super::bitrate::{allocate_bitrate, worth_changing};
+use super::codecs::{self, OPUS_PAYLOAD_TYPE};
+use super::config::{PeerConfig, TurnServer};
+use super::packetizer::{RtpPacketizer, StreamCodec};
+use super::peer::{ConnectionState, KioskPeer, RemoteTrack};
+use super::stats::LinkStats;
+use super::RtcError;
+
+/// Everything the media link needs.
+#[derive(Debug, Clone)]
+pub struct MediaLinkConfig {
+    pub peer: PeerConfig,
+    /// Camera size, rate and encoder settings; its source and codec are filled in from
+    /// `sources` and `peer.preferred_video_codec`.
+    pub camera: VideoSendConfig,
+    pub document: VideoSendConfig,
+    pub microphone: AudioSendConfig,
+    pub speaker: crate::media::AudioOutput,
+    pub clerk_video_latency: Duration,
+    pub clerk_audio_latency: Duration,
+    /// Decoded clerk frames held for the kiosk screen before the oldest is dropped.
+    pub clerk_video_queue: usize,
+    /// How often the congestion-control estimate is applied to the encoders.
+    pub bitrate_interval: Duration,
+    /// Which kiosk slots send from the start.
+    pub camera_sending: bool,
+    pub document_sending: bool,
+    pub microphone_sending: bool,
+}
+
+impl MediaLinkConfig {
+    pub fn new(sources: MediaSources, peer: PeerConfig) -> MediaLinkConfig {
+        let mut camera = VideoSendConfig::camera(sources.camera);
+        camera.codec = peer.preferred_video_codec;
+        let mut document = VideoSendConfig::document_preview(sources.document_camera);
+        document.codec = peer.preferred_video_codec;
+        camera.bitrate_bps = camera.bitrate_bps.min(peer.bitrate.camera_max_bps);
+        document.bitrate_bps = document.bitrate_bps.min(peer.bitrate.document_max_bps);
+        MediaLinkConfig {
+            microphone: AudioSendConfig::new(sources.microphone, None),
+            speaker: sources.speaker,
+            camera,
+            document,
+            peer,
+            clerk_video_latency: Duration::from_millis(60),
+            clerk_audio_latency: Duration::from_millis(60),
+            clerk_video_queue: 4,
+            bitrate_interval: Duration::from_millis(500),
+            camera_sending: true,
+            document_sending: false,
+            microphone_sending: true,
+        }
+    }
+}
+
+/// What the link hands to the kiosk screen.
+pub struct ClerkMedia {
+    /// The clerk's video, decoded (I420), newest-first under pressure.
+    pub video_frames: FrameReceiver<DecodedFrame>,
+}
+
+/// The peer of the current generation, and what its answer negotiated.
+#[derive(Clone)]
+struct Current {
+    generation: u64,
+    peer: Arc<KioskPeer>,
+    negotiated: Option<Negotiated>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Negotiated {
+    camera: VideoCodec,
+    document: VideoCodec,
+}
+
+struct VideoSlot {
+    pipeline: VideoSendPipeline,
+    pump: JoinHandle<()>,
+}
+
+struct Inner {
+    config: StdMutex<MediaLinkConfig>,
+    current: watch::Sender<Current>,
+    state: watch::Sender<ConnectionState>,
+    camera: StdMutex<VideoSlot>,
+    document: StdMutex<VideoSlot>,
+    microphone: AudioSendPipeline,
+    microphone_pump: JoinHandle<()>,
+    playback: RtpAudioPlayback,
+    clerk_video_out: FrameSender<DecodedFrame>,
+    clerk_video_stats: StdMutex<Option<Arc<StdMutex<Option<RtpVideoReceiver>>>>>,
+    sending: [AtomicBool; 3],
+    frames_not_sent: Arc<AtomicU64>,
+    reconnects: AtomicU64,
+    generation_tasks: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+/// The kiosk's live media to the relay. See the module docs of [`super`].
+pub struct MediaLink {
+    inner: Arc<Inner>,
+}
+
+impl MediaLink {
+    /// Builds every pipeline and the first peer connection. Capture starts for the slots
+    /// configured as sending; nothing goes on the wire before an answer is applied.
+    pub async fn start(config: MediaLinkConfig) -> Result<(MediaLink, ClerkMedia), RtcError> {
+        config.peer.validate()?;
+        // The speaker pipeline first: the microphone's echo canceller looks its probe up by
+        // name when it starts.
+        let playback = RtpAudioPlayback::new(
+            &config.speaker,
+            OPUS_PAYLOAD_TYPE,
+            config.clerk_audio_latency,
+        )?;
+        playback.start()?;
+        let mut mic_config = config.microphone.clone();
+        if mic_config.echo_probe.is_none() {
+            mic_config.echo_probe = Some(playback.echo_probe_name().to_owned());
+        }
+        let mut microphone = AudioSendPipeline::new(mic_config)?;
+        let mic_frames = microphone
+            .take_frames()
+            .ok_or_else(|| RtcError::Config("microphone frames already taken".into()))?;
+
+        let peer = Arc::new(KioskPeer::new(config.peer.clone()).await?);
+        let (current_tx, _) = watch::channel(Current {
+            generation: 0,
+            peer: Arc::clone(&peer),
+            negotiated: None,
+        });
+        let (state_tx, _) = watch::channel(ConnectionState::New);
+        let frames_not_sent = Arc::new(AtomicU64::new(0));
+        let sending = [
+            AtomicBool::new(config.camera_sending),
+            AtomicBool::new(config.document_sending),
+            AtomicBool::new(config.microphone_sending),
+        ];
+
+        let camera = build_video_slot(
+            Slot::KioskCamera,
+            config.camera.clone(),
+            current_tx.subscribe(),
+            Arc::clone(&frames_not_sent),
+        )?;
+        let document = build_video_slot(
+            Slot::KioskDocument,
+            config.document.clone(),
+            current_tx.subscribe(),
+            Arc::clone(&frames_not_sent),
+        )?;
+        let microphone_pump = tokio::spawn(pump(
+            Slot::KioskMicrophone,
+            StreamCodec::Opus,
+            mic_frames,
+            current_tx.subscribe(),
+            Arc::clone(&frames_not_sent),
+        ));
+        if config.camera_sending {
+            camera.pipeline.start()?;
+        }
+        if config.document_sending {
+            document.pipeline.start()?;
+        }
+        if config.microphone_sending {
+            microphone.start()?;
+        }
+
+        let (clerk_tx, clerk_rx) = frame_channel(config.clerk_video_queue);
+        let inner = Arc::new(Inner {
+            config: StdMutex::new(config),
+            current: current_tx,
+            state: state_tx,
+            camera: StdMutex::new(camera),
+            document: StdMutex::new(document),
+            microphone,
+            microphone_pump,
+            playback,
+            clerk_video_out: clerk_tx,
+            clerk_video_stats: StdMutex::new(None),
+            sending,
+            frames_not_sent,
+            reconnects: AtomicU64::new(0),
+            generation_tasks: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        let tasks = spawn_generation(&inner, peer).await;
+        *inner.generation_tasks.lock().await = tasks;
+        Ok((
+            MediaLink { inner },
+            ClerkMedia {
+                video_frames: clerk_rx,
+            },
+        ))
+    }
+
+    /// The SDP offer for the relay, with every local candidate in it.
+    pub async fn offer(&self) -> Result<String, RtcError> {
+        self.check_open()?;
+        let peer = self.inner.current.borrow().peer.clone();
+        peer.create_offer().await
+    }
+
+    /// Applies the relay's answer. Media flows once ICE and DTLS complete (watch `state()`).
+    pub async fn apply_answer(&self, sdp: &str) -> Result<(), RtcError> {
+        self.check_open()?;
+        let current = self.inner.current.borrow().clone();
+        let camera = current.peer.apply_answer(sdp).await?;
+        let document = current.peer.send_video_codec(Slot::KioskDocument).await?;
+        self.ensure_codec(Slot::KioskCamera, camera)?;
+        self.ensure_codec(Slot::KioskDocument, document)?;
+        self.inner.current.send_if_modified(|c| {
+            if c.generation != current.generation {
+                return false;
+            }
+            c.negotiated = Some(Negotiated { camera, document });
+            true
+        });
+        // The receiver starts decoding at a keyframe, not whenever the next one is due.
+        for slot in [Slot::KioskCamera, Slot::KioskDocument] {
+            if self.is_sending(slot) {
+                self.force_keyframe(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts or stops sending one kiosk slot. Stopping pauses capture (the device stays
+    /// open); starting resumes it and, for video, begins with a keyframe.
+    pub fn set_sending(&self, slot: Slot, sending: bool) -> Result<(), RtcError> {
+        self.check_open()?;
+        let index = send_index(slot)?;
+        self.inner.sending[index].store(sending, Ordering::Release);
+        match slot {
+            Slot::KioskMicrophone => {
+                if sending {
+                    self.inner.microphone.start()?;
+                } else {
+                    self.inner.microphone.pause()?;
+                }
+            }
+            _ => {
+                let video = self.video(slot)?;
+                let video = video.lock().unwrap_or_else(PoisonError::into_inner);
+                if sending {
+                    video.pipeline.start()?;
+                    video.pipeline.force_keyframe();
+                } else {
+                    video.pipeline.pause()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_sending(&self, slot: Slot) -> bool {
+        send_index(slot)
+            .map(|i| self.inner.sending[i].load(Ordering::Acquire))
+            .unwrap_or(false)
+    }
+
+    /// Makes the slot's encoder emit a keyframe now. `Ok(false)` when coalesced with one
+    /// forced moments ago.
+    pub fn force_keyframe(&self, slot: Slot) -> Result<bool, RtcError> {
+        Ok(self.encoder(slot)?.force_keyframe())
+    }
+
+    /// The encoder handle of a video slot (bitrate, keyframes, counters).
+    pub fn encoder(&self, slot: Slot) -> Result<VideoEncoderControl, RtcError> {
+        let video = self.video(slot)?;
+        let video = video.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(video.pipeline.control())
+    }
+
+    /// Sets (or clears) the TURN server; it is used from the next `restart_ice` or
+    /// `reconnect`.
+    pub async fn set_turn(&self, turn: Option<TurnServer>) -> Result<(), RtcError> {
+        self.check_open()?;
+        if let Some(turn) = &turn {
+            turn.validate()?;
+        }
+        {
+            let mut config = self.inner.config.lock().unwrap_or_else(PoisonError::into_inner);
+            config.peer.turn = turn.clone();
+            if config.peer.turn.is_none() {
+                config.peer.relay_only = false;
+            }
+        }
+        let peer = self.inner.current.borrow().peer.clone();
+        match (peer.set_turn(turn.clone()).await, turn) {
+            (Ok(()), _) => Ok(()),
+            // Clearing the only ICE server cannot be applied to a live connection; the
+            // stored config carries it into the next reconnect.
+            (Err(_), None) => Ok(()),
+            (Err(err), Some(_)) => Err(err),
+        }
+    }
+
+    /// Restarts ICE on the current connection; returns the offer for the relay to answer.
+    pub async fn restart_ice(&self) -> Result<String, RtcError> {
+        self.check_open()?;
+        let peer = self.inner.current.borrow().peer.clone();
+        peer.restart_ice().await
+    }
+
+    /// Replaces the peer connection with a new one (new DTLS, new ICE, same pipelines);
+    /// returns its offer for the relay to answer.
+    pub async fn reconnect(&self) -> Result<String, RtcError> {
+        self.check_open()?;
+        let peer_config = self
+            .inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .peer
+            .clone();
+        let peer = Arc::new(KioskPeer::new(peer_config).await?);
+        let mut tasks = self.inner.generation_tasks.lock().await;
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+        let old = self.inner.current.borrow().peer.clone();
+        self.inner.current.send_modify(|c| {
+            c.generation += 1;
+            c.peer = Arc::clone(&peer);
+            c.negotiated = None;
+        });
+        if let Err(err) = old.close().await {
+            tracing::debug!(%err, "closing the replaced peer connection");
+        }
+        self.inner.reconnects.fetch_add(1, Ordering::Relaxed);
+        *tasks = spawn_generation(&self.inner, Arc::clone(&peer)).await;
+        drop(tasks);
+        peer.create_offer().await
+    }
+
+    /// Connection state of the current peer; survives reconnects.
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// `Err` if a pipeline has failed (camera gone, microphone gone, plugin error).
+    pub fn health(&self) -> Result<(), RtcError> {
+        for slot in [Slot::KioskCamera, Slot::KioskDocument] {
+            let video = self.video(slot)?;
+            video
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pipeline
+                .check()?;
+        }
+        self.inner.microphone.check()?;
+        self.inner.playback.check()?;
+        Ok(())
+    }
+
+    pub async fn stats(&self) -> LinkStats {
+        let peer = self.inner.current.borrow().peer.clone();
+        let camera = self.encoder_stats(Slot::KioskCamera);
+        let document = self.encoder_stats(Slot::KioskDocument);
+        let clerk_video: Option<VideoReceiveStats> = self
+            .inner
+            .clerk_video_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|r| {
+                r.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .map(RtpVideoReceiver::stats)
+            });
+        let clerk_audio: AudioPlaybackStats = self.inner.playback.stats();
+        LinkStats {
+            peer: peer.stats().await,
+            camera,
+            document,
+            microphone: self.inner.microphone.stats(),
+            clerk_video,
+            clerk_audio: Some(clerk_audio),
+            frames_not_sent: self.inner.frames_not_sent.load(Ordering::Relaxed),
+            reconnects: self.inner.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the peer connection and stops every pipeline and task.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for task in self.inner.generation_tasks.lock().await.drain(..) {
+            task.abort();
+        }
+        let peer = self.inner.current.borrow().peer.clone();
+        if let Err(err) = peer.close().await {
+            tracing::debug!(%err, "closing the peer connection");
+        }
+        self.inner.microphone_pump.abort();
+        for slot in [Slot::KioskCamera, Slot::KioskDocument] {
+            if let Ok(video) = self.video(slot) {
+                let video = video.lock().unwrap_or_else(PoisonError::into_inner);
+                video.pump.abort();
+                let _ = video.pipeline.pause();
+            }
+        }
+        let _ = self.inner.microphone.pause();
+    }
+
+    fn encoder_stats(&self, slot: Slot) -> crate::media::VideoSendStats {
+        self.encoder(slot).map(|e| e.stats()).unwrap_or_default()
+    }
+
+    fn video(&self, slot: Slot) -> Result<&StdMutex<VideoSlot>, RtcError> {
+        match slot {
+            Slot::KioskCamera => Ok(&self.inner.camera),
+            Slot::KioskDocument => Ok(&self.inner.document),
+            other => Err(RtcError::Config(format!("{other:?} is not a kiosk video slot"))),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), RtcError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(RtcError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Rebuilds a video pipeline when the answer chose the other codec.
+    fn ensure_codec(&self, slot: Slot, codec: VideoCodec) -> Result<(), RtcError> {
+        let video = self.video(slot)?;
+        let mut video = video.lock().unwrap_or_else(PoisonError::into_inner);
+        if video.pipeline.config().codec == codec {
+            return Ok(());
+        }
+        tracing::info!(?slot, ?codec, "answer chose the alternative codec; rebuilding encoder");
+        let mut config = video.pipeline.config().clone();
+        config.codec = codec;
+        config.bitrate_bps = video.pipeline.control().bitrate();
+        let rebuilt = build_video_slot(
+            slot,
+            config,
+            self.inner.current.subscribe(),
+            Arc::clone(&self.inner.frames_not_sent),
+        )?;
+        video.pump.abort();
+        let _ = video.pipeline.pause();
+        if self.is_sending(slot) {
+            rebuilt.pipeline.start()?;
+        }
+        *video = rebuilt;
+        Ok(())
+    }
+}
+
+impl Drop for MediaLink {
+    fn drop(&mut self) {
+        self.inner.microphone_pump.abort();
+        for video in [&self.inner.camera, &self.inner.document] {
+            video
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pump
+                .abort();
+        }
+        if let Ok(mut tasks) = self.inner.generation_tasks.try_lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+    }
+}
+
+fn send_index(slot: Slot) -> Result<usize, RtcError> {
+    match slot {
+        Slot::KioskCamera => Ok(0),
+        Slot::KioskDocument => Ok(1),
+        Slot::KioskMicrophone => Ok(2),
+        other => Err(RtcError::Config(format!("{other:?} is not a kiosk send slot"))),
+    }
+}
+
+fn build_video_slot(
+    slot: Slot,
+    config: VideoSendConfig,
+    current: watch::Receiver<Current>,
+    frames_not_sent: Arc<AtomicU64>,
+) -> Result<VideoSlot, MediaError> {
+    let codec = config.codec;
+    let mut pipeline = VideoSendPipeline::new(config)?;
+    let frames = pipeline
+        .take_frames()
+        .ok_or_else(|| MediaError::Config("video frames already taken".into()))?;
+    let pump = tokio::spawn(pump(
+        slot,
+        StreamCodec::Video(codec),
+        frames,
+        current,
+        frames_not_sent,
+    ));
+    Ok(VideoSlot {
+        pipeline,
+        pump,
+    })
+}
+
+/// Moves one pipeline's encoded frames into the current peer's send track.
+async fn pump(
+    slot: Slot,
+    codec: StreamCodec,
+    mut frames: FrameReceiver<EncodedFrame>,
+    mut current: watch::Receiver<Current>,
+    not_sent: Arc<AtomicU64>,
+) {
+    let payload_type = match codec {
+        StreamCodec::Video(video) => codecs::video_payload_type(video),
+        StreamCodec::Opus => OPUS_PAYLOAD_TYPE,
+    };
+    let mut packetizer: Option<(u64, RtpPacketizer)> = None;
+    while let Some(frame) = frames.recv().await {
+        let now = current.borrow_and_update().clone();
+        let negotiated_ok = match (now.negotiated, codec, slot) {
+            (None, _, _) => false,
+            (Some(n), StreamCodec::Video(c), Slot::KioskCamera) => n.camera == c,
+            (Some(n), StreamCodec::Video(c), Slot::KioskDocument) => n.document == c,
+            (Some(_), StreamCodec::Opus, _) => true,
+            _ => false,
+        };
+        if !negotiated_ok {
+            not_sent.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let needs_new = packetizer
+            .as_ref()
+            .is_none_or(|(generation, _)| *generation != now.generation);
+        if needs_new {
+            let Ok(ssrc) = now.peer.ssrc(slot) else {
+                not_sent.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            packetizer = Some((
+                now.generation,
+                RtpPacketizer::new(codec, ssrc, payload_type, rand::random(), rand::random()),
+            ));
+        }
+        let Some((_, packetizer)) = packetizer.as_mut() else {
+            continue;
+        };
+        let packets = match packetizer.packetize(&frame) {
+            Ok(packets) => packets,
+            Err(err) => {
+                tracing::debug!(?slot, %err, "frame could not be packetized");
+                not_sent.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        for packet in packets {
+            if let Err(err) = now.peer.write_rtp(slot, packet).await {
+                tracing::debug!(?slot, %err, "RTP not written");
+                not_sent.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+}
+
+async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+
+    // Connection state, re-published on the link's own channel so it outlives the peer.
+    {
+        let mut state = peer.state();
+        let out = inner.state.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let value = *state.borrow_and_update();
+                out.send_replace(value);
+                if state.changed().await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+
+    // PLI/FIR from the relay → a keyframe from the right encoder.
+    if let Some(mut requests) = peer.keyframe_requests().await {
+        let weak = Arc::downgrade(inner);
+        tasks.push(tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                let Some(inner) = weak.upgrade() else { break };
+                let video = match request.slot {
+                    Slot::KioskCamera => &inner.camera,
+                    Slot::KioskDocument => &inner.document,
+                    _ => continue,
+                };
+                let control = video
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pipeline
+                    .control();
+                control.force_keyframe();
+            }
+        }));
+    }
+
+    // The congestion-control estimate → encoder bitrates.
+    {
+        let weak = Arc::downgrade(inner);
+        let peer = Arc::clone(&peer);
+        tasks.push(tokio::spawn(async move {
+            let interval = weak
+                .upgrade()
+                .map(|i| i.config.lock().unwrap_or_else(PoisonError::into_inner).bitrate_interval)
+                .unwrap_or(Duration::from_millis(500));
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let Some(estimate) = peer.target_bitrate().await else {
+                    continue;
+                };
+                let limits = inner
+                    .config
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .peer
+                    .bitrate;
+                let sending = |i: usize| inner.sending[i].load(Ordering::Acquire);
+                let allocation =
+                    allocate_bitrate(estimate, &limits, sending(0), sending(1), sending(2));
+                for (video, target) in [
+                    (&inner.camera, allocation.camera_bps),
+                    (&inner.document, allocation.document_bps),
+                ] {
+                    let control = video
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .pipeline
+                        .control();
+                    if worth_changing(control.bitrate(), target) {
+                        control.set_bitrate(target);
+                    }
+                }
+            }
+        }));
+    }
+
+    // Tracks the relay sends → speaker and screen.
+    {
+        let weak = Arc::downgrade(inner);
+        let peer = Arc::clone(&peer);
+        tasks.push(tokio::spawn(async move {
+            while let Some(track) = peer.next_remote_track().await {
+                let Some(inner) = weak.upgrade() else { break };
+                match track.slot {
+                    Slot::ClerkMicrophone => {
+                        tokio::spawn(play_clerk_audio(Arc::downgrade(&inner), track));
+                    }
+                    Slot::ClerkCamera => {
+                        let holder = Arc::new(StdMutex::new(None));
+                        *inner
+                            .clerk_video_stats
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&holder));
+                        let (latency, out) = {
+                            let config =
+                                inner.config.lock().unwrap_or_else(PoisonError::into_inner);
+                            (config.clerk_video_latency, inner.clerk_video_out.clone())
+                        };
+                        tokio::spawn(show_clerk_video(track, holder, latency, out));
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+async fn play_clerk_audio(inner: std::sync::Weak<Inner>, mut track: RemoteTrack) {
+    while let Some(packet) = track.next_rtp().await {
+        let Some(inner) = inner.upgrade() else { break };
+        let Ok(bytes) = packet.marshal() else { continue };
+        // Errors are counted by the pipeline (malformed, or pipeline stopped).
+        let _ = inner.playback.push_rtp(bytes.freeze());
+    }
+}
+
+/// Builds a decoder for the clerk's video at its first packet (codec and payload type come
+/// from the stream itself) and rebuilds it if the payload type changes.
+async fn show_clerk_video(
+    mut track: RemoteTrack,
+    holder: Arc<StdMutex<Option<RtpVideoReceiver>>>,
+    latency: Duration,
+    out: FrameSender<DecodedFrame>,
+) {
+    let mut active_payload_type: Option<u8> = None;
+    let mut pli_task: Option<JoinHandle<()>> = None;
+    while let Some(packet) = track.next_rtp().await {
+        let payload_type = packet.header.payload_type;
+        if active_payload_type != Some(payload_type) {
+            let codec = match track.video_codec().await {
+                Some(codec) => codec,
+                None if payload_type == codecs::H264_PAYLOAD_TYPE => VideoCodec::H264,
+                None => VideoCodec::Vp8,
+            };
+            let mut receiver = match RtpVideoReceiver::with_output(
+                "clerk-video",
+                codec,
+                payload_type,
+                latency,
+                out.clone(),
+            ) {
+                Ok(receiver) => receiver,
+                Err(err) => {
+                    tracing::warn!(%err, "clerk video decoder could not be built");
+                    return;
+                }
+            };
+            if let Err(err) = receiver.start() {
+                tracing::warn!(%err, "clerk video decoder could not start");
+                return;
+            }
+            if let Some(task) = pli_task.take() {
+                task.abort();
+            }
+            if let (Some(mut needs), Some(ssrc)) = (receiver.keyframe_requests(), track.ssrc()) {
+                let requester = track.keyframe_requester();
+                // Start with a keyframe: the relay may switch us in mid-stream.
+                let _ = requester.request_keyframe(ssrc).await;
+                pli_task = Some(tokio::spawn(async move {
+                    while needs.recv().await.is_some() {
+                        if requester.request_keyframe(ssrc).await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            *holder.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
+            active_payload_type = Some(payload_type);
+        }
+        let Ok(bytes) = packet.marshal() else { continue };
+        let guard = holder.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(receiver) = guard.as_ref() {
+            let _ = receiver.push_rtp(Bytes::from(bytes));
+        }
+    }
+    if let Some(task) = pli_task {
+        task.abort();
+    }
+}

@@ -1,0 +1,147 @@
+//! Received audio RTP → jitter buffer → Opus decode → echo probe → speaker.
+//!
+//! `appsrc (RTP) → rtpjitterbuffer → rtpopusdepay → opusdec (PLC, in-band FEC) →
+//! audioconvert → audioresample → S16 48 kHz mono → webrtcechoprobe → audioconvert →
+//! audioresample → sink`. The probe records exactly what goes to the speaker, which is the
+//! far-end reference the microphone pipeline's echo canceller subtracts. The probe's name is
+//! unique per instance; hand [`RtpAudioPlayback::echo_probe_name`] to
+//! [`AudioSendConfig`](super::AudioSendConfig), and build this pipeline first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::watch;
+
+use super::config::AudioOutput;
+use super::elements::{self, capsfilter, make, make_named, set};
+use super::pipeline::{Pipeline, PipelineHealth};
+use super::rtp_input::RtpInput;
+use super::{MediaError, init};
+
+/// Counters of the playback pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudioPlaybackStats {
+    pub packets_pushed: u64,
+    pub packets_dropped: u64,
+    pub packets_rejected: u64,
+    /// Decoded audio buffers that reached the speaker side of the echo probe.
+    pub buffers_played: u64,
+}
+
+/// Plays one incoming Opus stream and feeds the echo canceller's reference.
+pub struct RtpAudioPlayback {
+    pipeline: Pipeline,
+    input: RtpInput,
+    buffers_played: Arc<AtomicU64>,
+    probe_name: String,
+}
+
+static PROBE_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl RtpAudioPlayback {
+    pub fn new(
+        output: &AudioOutput,
+        payload_type: u8,
+        latency: Duration,
+    ) -> Result<RtpAudioPlayback, MediaError> {
+        init()?;
+        let pipeline = Pipeline::new("speaker")?;
+        // The canceller finds its probe by name in a process-wide list, so names must not
+        // collide between two calls (or two peers in a test).
+        let probe_name = format!(
+            "agent-echo-probe-{}",
+            PROBE_SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
+        let (mut input, _keyframe_requests) =
+            RtpInput::new("audio", "OPUS", 48_000, payload_type)?;
+        input.normalise_payload_type();
+        let jitter = make("rtpjitterbuffer")?;
+        set(&jitter, "latency", u32::try_from(latency.as_millis()).unwrap_or(u32::MAX))?;
+        set(&jitter, "do-lost", true)?;
+        set(&jitter, "drop-on-latency", true)?;
+        let depay = make("rtpopusdepay")?;
+        let decoder = make("opusdec")?;
+        set(&decoder, "plc", true)?;
+        set(&decoder, "use-inband-fec", true)?;
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
+        let caps = capsfilter(
+            gst::Caps::builder("audio/x-raw")
+                .field("format", "S16LE")
+                .field("rate", 48_000i32)
+                .field("channels", 1i32)
+                .field("layout", "interleaved")
+                .build(),
+        )?;
+        let probe = make_named("webrtcechoprobe", &probe_name)?;
+        let convert_out = make("audioconvert")?;
+        let resample_out = make("audioresample")?;
+        let sink = elements::audio_sink(output)?;
+        let appsrc = input.element();
+        pipeline.add_chain(&[
+            &appsrc,
+            &jitter,
+            &depay,
+            &decoder,
+            &convert,
+            &resample,
+            &caps,
+            &probe,
+            &convert_out,
+            &resample_out,
+            &sink,
+        ])?;
+
+        let buffers_played = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = probe.static_pad("src") {
+            let counter = Arc::clone(&buffers_played);
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+
+        Ok(RtpAudioPlayback {
+            pipeline,
+            input,
+            buffers_played,
+            probe_name,
+        })
+    }
+
+    /// The `webrtcechoprobe` element's name, for the microphone's echo canceller.
+    pub fn echo_probe_name(&self) -> &str {
+        &self.probe_name
+    }
+
+    pub fn start(&self) -> Result<(), MediaError> {
+        self.pipeline.set_state(gst::State::Playing)
+    }
+
+    /// Hands one received RTP packet (decrypted) to the pipeline.
+    pub fn push_rtp(&self, packet: Bytes) -> Result<(), MediaError> {
+        self.input.push(packet)
+    }
+
+    pub fn stats(&self) -> AudioPlaybackStats {
+        let input = &self.input.counters;
+        AudioPlaybackStats {
+            packets_pushed: input.packets_pushed.load(Ordering::Relaxed),
+            packets_dropped: input.packets_dropped.load(Ordering::Relaxed),
+            packets_rejected: input.packets_rejected.load(Ordering::Relaxed),
+            buffers_played: self.buffers_played.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn health(&self) -> watch::Receiver<PipelineHealth> {
+        self.pipeline.health()
+    }
+
+    pub fn check(&self) -> Result<(), MediaError> {
+        self.pipeline.check()
+    }
+}
