@@ -38,6 +38,12 @@ pub struct SfuConfig {
     pub record_queue: usize,
     /// How often str0m reports per-peer stats (NACK/PLI counters, RTT).
     pub stats_interval: Duration,
+    /// Retransmissions towards a viewer stop while they exceed this share of the bytes sent in
+    /// the last second (str0m's default is 0.15, which gives up on a link with a few percent
+    /// loss during a keyframe; the viewer's PLI is the fallback either way).
+    pub rtx_ratio_cap: Option<f32>,
+    /// Packets kept per outgoing video track to answer NACKs (str0m keeps them ≤ 3 s).
+    pub rtx_cache_packets: usize,
 }
 
 impl SfuConfig {
@@ -50,6 +56,8 @@ impl SfuConfig {
             keyframe_min_interval: Duration::from_millis(300),
             record_queue: 4096,
             stats_interval: Duration::from_secs(1),
+            rtx_ratio_cap: Some(0.3),
+            rtx_cache_packets: 1000,
         }
     }
 }
@@ -216,6 +224,16 @@ impl Sfu {
                 return Err(SfuError::LayoutMismatch(format!(
                     "{slot:?} has no codec in common with the relay"
                 )));
+            }
+            if !role.sends(slot) && slot.kind() == protocol::media::MediaKind::Video {
+                let mut api = rtc.direct_api();
+                if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+                    tx.set_rtx_cache(
+                        self.config.rtx_cache_packets,
+                        Duration::from_secs(3),
+                        self.config.rtx_ratio_cap,
+                    );
+                }
             }
         }
         Ok((Peer::new(id, role, rtc, mids, now), answer.to_sdp_string()))
