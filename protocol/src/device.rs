@@ -459,8 +459,11 @@ pub struct CardDate {
 
 impl CardDate {
     pub fn new(year: u16, month: u8, day: u8) -> Option<Self> {
-        ((1..=12).contains(&month) && (1..=31).contains(&day) && year >= 1)
-            .then_some(Self { year, month, day })
+        ((1..=12).contains(&month) && (1..=31).contains(&day) && year >= 1).then_some(Self {
+            year,
+            month,
+            day,
+        })
     }
     pub fn year(self) -> u16 {
         self.year
@@ -537,7 +540,9 @@ impl<'de> Deserialize<'de> for ValidUntil {
         if s == "long_term" {
             Ok(ValidUntil::LongTerm)
         } else {
-            s.parse().map(ValidUntil::Date).map_err(serde::de::Error::custom)
+            s.parse()
+                .map(ValidUntil::Date)
+                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -589,7 +594,9 @@ mod tests {
                 request_id: RequestId(7),
                 device: DeviceKind::IdCardReader,
                 timeout_ms: 30000,
-                body: CommandBody::IdCardRead(IdCardReadParams { with_fingerprint_check: false }),
+                body: CommandBody::IdCardRead(IdCardReadParams {
+                    with_fingerprint_check: false,
+                }),
             }),
             r#"{"type":"command","request_id":7,"device":"id_card_reader","timeout_ms":30000,"name":"IdCard.Read","payload":{"with_fingerprint_check":false}}"#,
         );
@@ -632,7 +639,9 @@ mod tests {
             r#"{"type":"command","request_id":9,"device":"id_card_reader","timeout_ms":1,"name":"IdCard.Read","payload":{},"future":1}"#,
         )
         .expect("parses");
-        let ToDevice::Command(c) = c else { panic!("not a command") };
+        let ToDevice::Command(c) = c else {
+            panic!("not a command")
+        };
         assert_eq!(c.body, CommandBody::IdCardRead(IdCardReadParams::default()));
         assert_eq!(c.body.name(), "IdCard.Read");
     }
@@ -666,17 +675,27 @@ mod tests {
     #[test]
     fn cancel() {
         golden(
-            &ToDevice::Cancel(Cancel { request_ids: vec![RequestId(7), RequestId(8)] }),
+            &ToDevice::Cancel(Cancel {
+                request_ids: vec![RequestId(7), RequestId(8)],
+            }),
             r#"{"type":"cancel","request_ids":[7,8]}"#,
         );
         let all: ToDevice = serde_json::from_str(r#"{"type":"cancel"}"#).expect("parses");
-        assert_eq!(all, ToDevice::Cancel(Cancel { request_ids: vec![] }));
+        assert_eq!(
+            all,
+            ToDevice::Cancel(Cancel {
+                request_ids: vec![]
+            })
+        );
     }
 
     #[test]
     fn acknowledge() {
         golden(
-            &FromDevice::Acknowledge(Acknowledge { request_id: RequestId(7), status: AckStatus::Accepted }),
+            &FromDevice::Acknowledge(Acknowledge {
+                request_id: RequestId(7),
+                status: AckStatus::Accepted,
+            }),
             r#"{"type":"acknowledge","request_id":7,"status":"accepted"}"#,
         );
         golden(
@@ -727,7 +746,10 @@ mod tests {
         IdCard::Resident(ResidentCard {
             name: Pii::new("张三".into()),
             gender: Pii::new(Gender::Male),
-            nation: Pii::new(Nation { code: 1, name: "汉".into() }),
+            nation: Pii::new(Nation {
+                code: 1,
+                name: "汉".into(),
+            }),
             birth_date: Pii::new(date(1990, 1, 1)),
             address: Pii::new("上海市示例区示例路1号".into()),
             id_number: Pii::new("11010519491231002X".into()),
@@ -918,9 +940,19 @@ mod tests {
 
     #[test]
     fn dates_reject_bad_text() {
-        for bad in ["1990-13-01", "1990-00-10", "1990-01-32", "19900101", "199a-01-01", "长期"] {
+        for bad in [
+            "1990-13-01",
+            "1990-00-10",
+            "1990-01-32",
+            "19900101",
+            "199a-01-01",
+            "长期",
+        ] {
             assert!(bad.parse::<CardDate>().is_err(), "{bad}");
-            assert!(serde_json::from_str::<ValidUntil>(&format!("\"{bad}\"")).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<ValidUntil>(&format!("\"{bad}\"")).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::simulator::{Fault, SamSimulator, Scenario};
-use super::{IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, SystemClock, fixtures, mask};
+use super::{
+    IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, SystemClock, fixtures,
+    mask,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CardReaderCommand {
@@ -71,20 +74,30 @@ pub fn run(command: CardReaderCommand) -> ExitCode {
 }
 
 fn read(args: &ReadArgs) -> ExitCode {
-    let config = SamConfig { baud: args.baud, ..SamConfig::default() };
-    let result = SamSerialReader::open(&args.port, config, Arc::new(SystemClock)).and_then(|mut reader| {
-        let info = reader.self_test()?;
-        let options = ReadOptions::wait(Duration::from_secs(args.wait_secs));
-        let read = reader.read_card(&options, &mut |p| {
-            let message = match p {
-                ReadProgress::WaitingForCard => "请将证件放在阅读区 / place the card on the reader",
-                ReadProgress::RemoveCard => "请取走上一张证件 / lift the previous card off the reader",
-                ReadProgress::CardDetected => "正在读卡，请勿移动证件 / reading, do not move the card",
-            };
-            eprintln!("{message}");
-        })?;
-        Ok((info, read))
-    });
+    let config = SamConfig {
+        baud: args.baud,
+        ..SamConfig::default()
+    };
+    let result =
+        SamSerialReader::open(&args.port, config, Arc::new(SystemClock)).and_then(|mut reader| {
+            let info = reader.self_test()?;
+            let options = ReadOptions::wait(Duration::from_secs(args.wait_secs));
+            let read = reader.read_card(&options, &mut |p| {
+                let message = match p {
+                    ReadProgress::WaitingForCard => {
+                        "请将证件放在阅读区 / place the card on the reader"
+                    }
+                    ReadProgress::RemoveCard => {
+                        "请取走上一张证件 / lift the previous card off the reader"
+                    }
+                    ReadProgress::CardDetected => {
+                        "正在读卡，请勿移动证件 / reading, do not move the card"
+                    }
+                };
+                eprintln!("{message}");
+            })?;
+            Ok((info, read))
+        });
     let (info, read) = match result {
         Ok(ok) => ok,
         Err(e) => {
@@ -105,7 +118,10 @@ fn read(args: &ReadArgs) -> ExitCode {
         for (label, value) in mask::card_lines(&read.card, args.show_personal) {
             text.push_str(&format!("{label}: {value}\n"));
         }
-        text.push_str(&format!("照片 / photo: WLT, {} bytes (not decoded)\n", read.photo_wlt.expose().len()));
+        text.push_str(&format!(
+            "照片 / photo: WLT, {} bytes (not decoded)\n",
+            read.photo_wlt.expose().len()
+        ));
         out.write_all(text.as_bytes())
     };
     match written {

@@ -16,7 +16,8 @@ fn date(y: u16, m: u8, d: u8) -> CardDate {
 }
 
 fn number(first17: &str) -> String {
-    let check = check_character(first17).unwrap_or_else(|| panic!("fixture number {first17} is not 17 digits"));
+    let check = check_character(first17)
+        .unwrap_or_else(|| panic!("fixture number {first17} is not 17 digits"));
     format!("{first17}{check}")
 }
 

@@ -69,7 +69,12 @@ impl Reply {
             return Err(FrameError::ShortReply(body.len()));
         }
         let data = body.split_off(3);
-        Ok(Reply { sw1: body[0], sw2: body[1], sw3: body[2], data })
+        Ok(Reply {
+            sw1: body[0],
+            sw2: body[1],
+            sw3: body[2],
+            data,
+        })
     }
 
     /// The reply as it goes on the wire.
@@ -156,7 +161,10 @@ fn find_preamble(buf: &[u8]) -> Option<usize> {
 
 /// Length of the longest suffix of `buf` that is a proper prefix of the preamble.
 fn partial_preamble_suffix(buf: &[u8]) -> usize {
-    (1..PREAMBLE.len()).rev().find(|&n| buf.len() >= n && buf[buf.len() - n..] == PREAMBLE[..n]).unwrap_or(0)
+    (1..PREAMBLE.len())
+        .rev()
+        .find(|&n| buf.len() >= n && buf[buf.len() - n..] == PREAMBLE[..n])
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -165,7 +173,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+            .collect()
     }
 
     /// The verified vectors of the reference (shared/reference/idcard-sam-protocol.md §1.2).
@@ -191,7 +201,11 @@ mod tests {
             ("AA AA AA 96 69 00 04 00 00 90 94", 0x90, 0),
             ("AA AA AA 96 69 00 08 00 00 9F 00 00 00 00 97", 0x9F, 4),
             ("AA AA AA 96 69 00 04 00 00 80 84", 0x80, 0),
-            ("AA AA AA 96 69 00 0C 00 00 90 00 00 00 00 00 00 00 00 9C", 0x90, 8),
+            (
+                "AA AA AA 96 69 00 0C 00 00 90 00 00 00 00 00 00 00 00 9C",
+                0x90,
+                8,
+            ),
             ("AA AA AA 96 69 00 04 00 00 81 85", 0x81, 0),
             ("AA AA AA 96 69 00 04 00 00 41 45", 0x41, 0),
             ("AA AA AA 96 69 00 04 00 00 60 64", 0x60, 0),
@@ -201,7 +215,11 @@ mod tests {
             d.push(&hex(bytes));
             let body = d.next_frame().expect("a frame").expect("valid");
             let reply = Reply::from_body(body).expect("reply");
-            assert_eq!((reply.sw1, reply.sw2, reply.sw3, reply.data.len()), (0, 0, sw3, data_len), "{bytes}");
+            assert_eq!(
+                (reply.sw1, reply.sw2, reply.sw3, reply.data.len()),
+                (0, 0, sw3, data_len),
+                "{bytes}"
+            );
             assert_eq!(reply.encode(), hex(bytes));
             assert!(d.next_frame().is_none());
         }
@@ -226,15 +244,25 @@ mod tests {
     #[test]
     fn bad_checksum_is_reported_and_skipped() {
         let mut d = FrameDecoder::new();
-        d.push(&hex("AA AA AA 96 69 00 04 00 00 90 95 AA AA AA 96 69 00 04 00 00 80 84"));
-        assert_eq!(d.next_frame(), Some(Err(FrameError::Checksum { computed: 0x94, received: 0x95 })));
+        d.push(&hex(
+            "AA AA AA 96 69 00 04 00 00 90 95 AA AA AA 96 69 00 04 00 00 80 84",
+        ));
+        assert_eq!(
+            d.next_frame(),
+            Some(Err(FrameError::Checksum {
+                computed: 0x94,
+                received: 0x95
+            }))
+        );
         assert_eq!(d.next_frame(), Some(Ok(vec![0, 0, 0x80])));
     }
 
     #[test]
     fn absurd_length_is_skipped() {
         let mut d = FrameDecoder::new();
-        d.push(&hex("AA AA AA 96 69 FF FF AA AA AA 96 69 00 04 00 00 90 94"));
+        d.push(&hex(
+            "AA AA AA 96 69 FF FF AA AA AA 96 69 00 04 00 00 90 94",
+        ));
         assert_eq!(d.next_frame(), Some(Err(FrameError::Length(0xFFFF))));
         assert_eq!(d.next_frame(), Some(Ok(vec![0, 0, 0x90])));
     }

@@ -17,7 +17,10 @@ const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'
 
 /// The check character for the first 17 digits, or `None` if they are not 17 ASCII digits.
 pub fn check_character(first17: &str) -> Option<char> {
-    let digits: Vec<u32> = first17.chars().map(|c| c.to_digit(10)).collect::<Option<_>>()?;
+    let digits: Vec<u32> = first17
+        .chars()
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()?;
     if digits.len() != 17 || !first17.is_ascii() {
         return None;
     }
@@ -47,13 +50,34 @@ mod tests {
     #[test]
     fn known_numbers() {
         // The worked example in GB 11643 annex and common references.
-        assert_eq!(validate("11010519491231002X"), Ok("11010519491231002X".into()));
-        assert_eq!(validate("11010519491231002x"), Ok("11010519491231002X".into()));
-        assert_eq!(validate("310101199003071230"), Ok("310101199003071230".into()));
-        assert_eq!(validate("310101199003071231"), Err(IdNumberError::CheckDigit));
-        assert_eq!(validate("31010119900307123"), Err(IdNumberError::Length(17)));
-        assert_eq!(validate("3101011990030712X0"), Err(IdNumberError::NotDigits));
-        assert_eq!(validate("３10101199003071230"), Err(IdNumberError::NotDigits));
+        assert_eq!(
+            validate("11010519491231002X"),
+            Ok("11010519491231002X".into())
+        );
+        assert_eq!(
+            validate("11010519491231002x"),
+            Ok("11010519491231002X".into())
+        );
+        assert_eq!(
+            validate("310101199003071230"),
+            Ok("310101199003071230".into())
+        );
+        assert_eq!(
+            validate("310101199003071231"),
+            Err(IdNumberError::CheckDigit)
+        );
+        assert_eq!(
+            validate("31010119900307123"),
+            Err(IdNumberError::Length(17))
+        );
+        assert_eq!(
+            validate("3101011990030712X0"),
+            Err(IdNumberError::NotDigits)
+        );
+        assert_eq!(
+            validate("３10101199003071230"),
+            Err(IdNumberError::NotDigits)
+        );
     }
 
     proptest! {

@@ -47,66 +47,158 @@ fn gender(g: Gender) -> String {
 
 /// The card as labelled lines (`label`, value), masked unless `show_personal`.
 pub fn card_lines(card: &IdCard, show_personal: bool) -> Vec<(&'static str, String)> {
-    let m = |masked: String, plain: &str| if show_personal { plain.to_string() } else { masked };
+    let m = |masked: String, plain: &str| {
+        if show_personal {
+            plain.to_string()
+        } else {
+            masked
+        }
+    };
     let year_only = |d: &protocol::device::CardDate| format!("{:04}-**-**", d.year());
     match card {
         IdCard::Resident(c) => vec![
-            ("证件类型 / card type", "居民身份证 / resident ID card".into()),
+            (
+                "证件类型 / card type",
+                "居民身份证 / resident ID card".into(),
+            ),
             ("姓名 / name", m(name(c.name.expose()), c.name.expose())),
             ("性别 / sex", gender(*c.gender.expose())),
             ("民族 / nationality", c.nation.expose().name.clone()),
-            ("出生 / born", m(year_only(c.birth_date.expose()), &c.birth_date.expose().to_string())),
-            ("住址 / address", m(prefix(c.address.expose(), 3), c.address.expose())),
-            ("公民身份号码 / ID number", m(id_number(c.id_number.expose()), c.id_number.expose())),
-            ("签发机关 / issued by", m(prefix(c.issuing_authority.expose(), 3), c.issuing_authority.expose())),
-            ("有效期限 / valid", format!("{} – {}", c.valid_from.expose(), until(c.valid_until.expose()))),
+            (
+                "出生 / born",
+                m(
+                    year_only(c.birth_date.expose()),
+                    &c.birth_date.expose().to_string(),
+                ),
+            ),
+            (
+                "住址 / address",
+                m(prefix(c.address.expose(), 3), c.address.expose()),
+            ),
+            (
+                "公民身份号码 / ID number",
+                m(id_number(c.id_number.expose()), c.id_number.expose()),
+            ),
+            (
+                "签发机关 / issued by",
+                m(
+                    prefix(c.issuing_authority.expose(), 3),
+                    c.issuing_authority.expose(),
+                ),
+            ),
+            (
+                "有效期限 / valid",
+                format!(
+                    "{} – {}",
+                    c.valid_from.expose(),
+                    until(c.valid_until.expose())
+                ),
+            ),
         ],
         IdCard::HkMacaoTaiwanPermit(c) => vec![
-            ("证件类型 / card type", "港澳台居民居住证 / HK, Macao, Taiwan residence permit".into()),
+            (
+                "证件类型 / card type",
+                "港澳台居民居住证 / HK, Macao, Taiwan residence permit".into(),
+            ),
             ("姓名 / name", m(name(c.name.expose()), c.name.expose())),
             ("性别 / sex", gender(*c.gender.expose())),
-            ("出生 / born", m(year_only(c.birth_date.expose()), &c.birth_date.expose().to_string())),
-            ("住址 / address", m(prefix(c.address.expose(), 3), c.address.expose())),
-            ("公民身份号码 / ID number", m(id_number(c.id_number.expose()), c.id_number.expose())),
-            ("签发机关 / issued by", m(prefix(c.issuing_authority.expose(), 3), c.issuing_authority.expose())),
-            ("有效期限 / valid", format!("{} – {}", c.valid_from.expose(), until(c.valid_until.expose()))),
-            ("通行证号码 / pass number", m(id_number(c.pass_number.expose()), c.pass_number.expose())),
+            (
+                "出生 / born",
+                m(
+                    year_only(c.birth_date.expose()),
+                    &c.birth_date.expose().to_string(),
+                ),
+            ),
+            (
+                "住址 / address",
+                m(prefix(c.address.expose(), 3), c.address.expose()),
+            ),
+            (
+                "公民身份号码 / ID number",
+                m(id_number(c.id_number.expose()), c.id_number.expose()),
+            ),
+            (
+                "签发机关 / issued by",
+                m(
+                    prefix(c.issuing_authority.expose(), 3),
+                    c.issuing_authority.expose(),
+                ),
+            ),
+            (
+                "有效期限 / valid",
+                format!(
+                    "{} – {}",
+                    c.valid_from.expose(),
+                    until(c.valid_until.expose())
+                ),
+            ),
+            (
+                "通行证号码 / pass number",
+                m(id_number(c.pass_number.expose()), c.pass_number.expose()),
+            ),
             ("签发次数 / issue count", c.issue_count.expose().to_string()),
         ],
         IdCard::ForeignPermanentResident(c) => vec![
-            ("证件类型 / card type", "外国人永久居留身份证 / foreign permanent resident ID card".into()),
-            ("英文姓名 / name", m(name(c.english_name.expose()), c.english_name.expose())),
-            ("中文姓名 / Chinese name", m(name(c.chinese_name.expose()), c.chinese_name.expose())),
+            (
+                "证件类型 / card type",
+                "外国人永久居留身份证 / foreign permanent resident ID card".into(),
+            ),
+            (
+                "英文姓名 / name",
+                m(name(c.english_name.expose()), c.english_name.expose()),
+            ),
+            (
+                "中文姓名 / Chinese name",
+                m(name(c.chinese_name.expose()), c.chinese_name.expose()),
+            ),
             ("性别 / sex", gender(*c.gender.expose())),
             ("国籍 / nationality", c.nationality.expose().clone()),
-            ("出生 / born", m(year_only(c.birth_date.expose()), &c.birth_date.expose().to_string())),
-            ("证件号码 / card number", m(id_number(c.card_number.expose()), c.card_number.expose())),
-            ("有效期限 / valid", format!("{} – {}", c.valid_from.expose(), until(c.valid_until.expose()))),
+            (
+                "出生 / born",
+                m(
+                    year_only(c.birth_date.expose()),
+                    &c.birth_date.expose().to_string(),
+                ),
+            ),
+            (
+                "证件号码 / card number",
+                m(id_number(c.card_number.expose()), c.card_number.expose()),
+            ),
+            (
+                "有效期限 / valid",
+                format!(
+                    "{} – {}",
+                    c.valid_from.expose(),
+                    until(c.valid_until.expose())
+                ),
+            ),
         ],
     }
 }
 
-/// The card as JSON: the wire form with `show_personal`, otherwise every value masked the same
-/// way as [`card_lines`] (strings only, so masked dates can be shown).
+/// The card as JSON in its wire shape, with personal values masked as in [`card_lines`]
+/// unless `show_personal` (then it is exactly the wire form). Masked output has
+/// `"masked": true`.
 pub fn card_json(card: &IdCard, show_personal: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(card).unwrap_or(serde_json::Value::Null);
     if show_personal {
-        return serde_json::to_value(card).unwrap_or(serde_json::Value::Null);
+        return value;
     }
-    let mut object = serde_json::Map::new();
-    let card_type = match card {
-        IdCard::Resident(_) => "resident",
-        IdCard::HkMacaoTaiwanPermit(_) => "hk_macao_taiwan_permit",
-        IdCard::ForeignPermanentResident(_) => "foreign_permanent_resident",
-    };
-    object.insert("card_type".into(), card_type.into());
-    object.insert("masked".into(), true.into());
-    let lines = card_lines(card, false);
-    let fields = lines.into_iter().skip(1).map(|(label, value)| {
-        let key = label.split(" / ").nth(1).unwrap_or(label).replace(' ', "_");
-        (key, serde_json::Value::String(value))
-    });
-    object.extend(fields);
-    serde_json::Value::Object(object)
+    if let serde_json::Value::Object(fields) = &mut value {
+        for (key, field) in fields.iter_mut() {
+            let Some(text) = field.as_str() else { continue };
+            let masked = match key.as_str() {
+                "name" | "english_name" | "chinese_name" => name(text),
+                "id_number" | "card_number" | "pass_number" => id_number(text),
+                "address" | "issuing_authority" => prefix(text, 3),
+                "birth_date" => format!("{}-**-**", text.get(..4).unwrap_or("****")),
+                _ => continue,
+            };
+            *field = serde_json::Value::String(masked);
+        }
+        fields.insert("masked".into(), true.into());
+    }
+    value
 }
 
 #[cfg(test)]
@@ -129,7 +221,17 @@ mod tests {
     fn masked_output_hides_every_personal_value() {
         for card in fixtures::cards() {
             let text = format!("{:?} {}", card_lines(&card, false), card_json(&card, false));
-            for secret in ["310101199003071230", "王小明", "示例路", "19900307", "1990-03-07", "H00000000", "SAMPLE", "亚历克斯", "XXX310000000001"] {
+            for secret in [
+                "310101199003071230",
+                "王小明",
+                "示例路",
+                "19900307",
+                "1990-03-07",
+                "H00000000",
+                "SAMPLE",
+                "亚历克斯",
+                "XXX310000000001",
+            ] {
                 assert!(!text.contains(secret), "{secret} in {text}");
             }
             let plain = format!("{:?}", card_lines(&card, true));

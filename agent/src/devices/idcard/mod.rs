@@ -72,11 +72,17 @@ pub struct ReadOptions {
 
 impl ReadOptions {
     pub fn wait(wait: Duration) -> Self {
-        ReadOptions { wait, with_fingerprint_check: false, cancel: None }
+        ReadOptions {
+            wait,
+            with_fingerprint_check: false,
+            cancel: None,
+        }
     }
 
     fn canceled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -192,7 +198,10 @@ pub enum IdCardError {
         source: std::io::Error,
     },
     #[error("{} / {} ({command}, {timeout_ms} ms)", self.zh(), self.en())]
-    Timeout { command: SamCommand, timeout_ms: u64 },
+    Timeout {
+        command: SamCommand,
+        timeout_ms: u64,
+    },
     #[error("{} / {} ({command}): {source}", self.zh(), self.en())]
     CorruptReply {
         command: SamCommand,
@@ -200,9 +209,15 @@ pub enum IdCardError {
         source: frame::FrameError,
     },
     #[error("{} / {} ({command}): {reason}", self.zh(), self.en())]
-    UnexpectedReply { command: SamCommand, reason: &'static str },
+    UnexpectedReply {
+        command: SamCommand,
+        reason: &'static str,
+    },
     #[error("{status} ({command})")]
-    Sam { command: SamCommand, status: status::Sw3 },
+    Sam {
+        command: SamCommand,
+        status: status::Sw3,
+    },
     #[error("{} / {}", self.zh(), self.en())]
     NoCard,
     #[error("{} / {}", self.zh(), self.en())]
@@ -251,7 +266,10 @@ impl IdCardError {
 
     /// For the device command completion.
     pub fn description(&self) -> ErrorDescription {
-        ErrorDescription { zh: self.zh().to_string(), en: self.to_string() }
+        ErrorDescription {
+            zh: self.zh().to_string(),
+            en: self.to_string(),
+        }
     }
 
     pub fn completion_code(&self) -> CompletionCode {
@@ -262,11 +280,15 @@ impl IdCardError {
             | IdCardError::CorruptReply { .. }
             | IdCardError::UnexpectedReply { .. } => CompletionCode::HardwareError,
             IdCardError::Sam { status, .. } => match status {
-                status::Sw3::SamSelfTestFailed | status::Sw3::SamNotAuthorised => CompletionCode::HardwareError,
+                status::Sw3::SamSelfTestFailed | status::Sw3::SamNotAuthorised => {
+                    CompletionCode::HardwareError
+                }
                 _ => CompletionCode::CommandErrorCode,
             },
             IdCardError::NoCard => CompletionCode::Timeout,
-            IdCardError::CardNotRemoved | IdCardError::CardData { .. } => CompletionCode::CommandErrorCode,
+            IdCardError::CardNotRemoved | IdCardError::CardData { .. } => {
+                CompletionCode::CommandErrorCode
+            }
             IdCardError::Canceled => CompletionCode::Canceled,
         }
     }
@@ -279,15 +301,17 @@ impl IdCardError {
             | IdCardError::CorruptReply { .. }
             | IdCardError::UnexpectedReply { .. } => Some(DeviceErrorCode::LinkError),
             IdCardError::Sam { status, .. } => Some(match status {
-                status::Sw3::SamSelfTestFailed | status::Sw3::SamNotAuthorised => DeviceErrorCode::SamFault,
+                status::Sw3::SamSelfTestFailed | status::Sw3::SamNotAuthorised => {
+                    DeviceErrorCode::SamFault
+                }
                 status::Sw3::UnknownCardType => DeviceErrorCode::UnsupportedCardType,
                 _ => DeviceErrorCode::CardReadFailed,
             }),
             IdCardError::NoCard => Some(DeviceErrorCode::NoCard),
             IdCardError::CardNotRemoved => Some(DeviceErrorCode::CardNotRemoved),
-            IdCardError::CardData { source: text::TextError::UnsupportedCardType(_) } => {
-                Some(DeviceErrorCode::UnsupportedCardType)
-            }
+            IdCardError::CardData {
+                source: text::TextError::UnsupportedCardType(_),
+            } => Some(DeviceErrorCode::UnsupportedCardType),
             IdCardError::CardData { .. } => Some(DeviceErrorCode::InvalidCardData),
         }
     }

@@ -17,7 +17,9 @@ pub struct DecodedPhoto {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhotoError {
-    #[error("未安装身份证照片解码库 / no WLT photo decoder is installed (it needs the reader vendor's licensed library)")]
+    #[error(
+        "未安装身份证照片解码库 / no WLT photo decoder is installed (it needs the reader vendor's licensed library)"
+    )]
     NotInstalled,
     #[error("身份证照片解码失败 / the WLT photo did not decode: {0}")]
     Decode(String),

@@ -48,7 +48,10 @@ impl Default for SamConfig {
 
 impl SamConfig {
     /// Settings from a device profile.
-    pub fn from_profile(serial: &device_profiles::SerialSpec, id_card: &device_profiles::IdCardSpec) -> Self {
+    pub fn from_profile(
+        serial: &device_profiles::SerialSpec,
+        id_card: &device_profiles::IdCardSpec,
+    ) -> Self {
         SamConfig {
             baud: serial.baud,
             reply_timeout: Duration::from_millis(u64::from(id_card.reply_timeout_ms)),
@@ -92,12 +95,19 @@ impl SamSerialReader {
             .flow_control(FlowControl::None)
             .timeout(config.reply_timeout)
             .open()
-            .map_err(|source| IdCardError::Open { path: path.to_string(), source })?;
+            .map_err(|source| IdCardError::Open {
+                path: path.to_string(),
+                source,
+            })?;
         Ok(Self::from_port(port, config, clock))
     }
 
     /// Wraps a port the caller opened.
-    pub fn from_port(port: Box<dyn SerialPort>, mut config: SamConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn from_port(
+        port: Box<dyn SerialPort>,
+        mut config: SamConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         config.poll_interval = config.poll_interval.max(MIN_POLL_INTERVAL);
         SamSerialReader {
             port,
@@ -111,7 +121,10 @@ impl SamSerialReader {
     }
 
     pub fn link_stats(&self) -> LinkStats {
-        LinkStats { skipped_bytes: self.decoder.skipped_bytes(), ..self.stats }
+        LinkStats {
+            skipped_bytes: self.decoder.skipped_bytes(),
+            ..self.stats
+        }
     }
 
     /// `10 FF`: reset the SAM.
@@ -128,8 +141,10 @@ impl SamSerialReader {
     /// `d0:D2 "." d2:D2 "-" u32le@4 "-" u32le@8:D9 "-" u32le@12:D9` over the reply data.
     pub fn sam_id(&mut self) -> Result<String, IdCardError> {
         let data = self.expect_success(SamCommand::ReadSamId)?;
-        format_sam_id(&data)
-            .ok_or(IdCardError::UnexpectedReply { command: SamCommand::ReadSamId, reason: "SAM id reply shorter than 16 bytes" })
+        format_sam_id(&data).ok_or(IdCardError::UnexpectedReply {
+            command: SamCommand::ReadSamId,
+            reason: "SAM id reply shorter than 16 bytes",
+        })
     }
 
     /// `20 01`: is a card in the field?
@@ -138,7 +153,10 @@ impl SamSerialReader {
         match Sw3::from_byte(reply.sw3) {
             Sw3::FindSuccess => Ok(true),
             Sw3::FindFailed => Ok(false),
-            status => Err(IdCardError::Sam { command: SamCommand::FindCard, status }),
+            status => Err(IdCardError::Sam {
+                command: SamCommand::FindCard,
+                status,
+            }),
         }
     }
 
@@ -147,12 +165,19 @@ impl SamSerialReader {
         let data = self.expect_success(SamCommand::SelectCard)?;
         data.get(..8)
             .and_then(|s| <[u8; 8]>::try_from(s).ok())
-            .ok_or(IdCardError::UnexpectedReply { command: SamCommand::SelectCard, reason: "select reply shorter than 8 bytes" })
+            .ok_or(IdCardError::UnexpectedReply {
+                command: SamCommand::SelectCard,
+                reason: "select reply shorter than 8 bytes",
+            })
     }
 
     /// `30 01` (or `30 10` with the fingerprint file): read the selected card.
     pub fn read_selected(&mut self, with_fingerprint: bool) -> Result<CardRead, IdCardError> {
-        let command = if with_fingerprint { SamCommand::ReadCardWithFingerprint } else { SamCommand::ReadCard };
+        let command = if with_fingerprint {
+            SamCommand::ReadCardWithFingerprint
+        } else {
+            SamCommand::ReadCard
+        };
         let mut data = self.expect_success(command)?;
         let result = parse_read_data(command, &data);
         // The fingerprint (and the rest of the buffer) is wiped before the buffer is freed.
@@ -189,11 +214,15 @@ impl SamSerialReader {
     fn exchange_once(&mut self, command: SamCommand) -> Result<Reply, IdCardError> {
         let io = |source| IdCardError::Io { source };
         // A reply that arrived after an earlier timeout must not answer this command.
-        self.port.clear(ClearBuffer::Input).map_err(|e| io(e.into()))?;
+        self.port
+            .clear(ClearBuffer::Input)
+            .map_err(|e| io(e.into()))?;
         self.decoder.clear();
         let (cmd, para) = command.code();
         self.stats.commands += 1;
-        self.port.write_all(&frame::command(cmd, para, &[])).map_err(io)?;
+        self.port
+            .write_all(&frame::command(cmd, para, &[]))
+            .map_err(io)?;
         self.port.flush().map_err(io)?;
 
         let deadline = Instant::now() + self.config.reply_timeout;
@@ -216,12 +245,19 @@ impl SamSerialReader {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 self.stats.timeouts += 1;
-                return Err(IdCardError::Timeout { command, timeout_ms: self.config.reply_timeout.as_millis() as u64 });
+                return Err(IdCardError::Timeout {
+                    command,
+                    timeout_ms: self.config.reply_timeout.as_millis() as u64,
+                });
             }
             self.port.set_timeout(remaining).map_err(|e| io(e.into()))?;
             match self.port.read(&mut buf) {
                 Ok(n) => self.decoder.push(&buf[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(io(e)),
             }
         }
@@ -243,7 +279,9 @@ impl SamSerialReader {
 impl IdCardReader for SamSerialReader {
     fn self_test(&mut self) -> Result<ReaderInfo, IdCardError> {
         self.sam_status()?;
-        Ok(ReaderInfo { sam_id: self.sam_id()? })
+        Ok(ReaderInfo {
+            sam_id: self.sam_id()?,
+        })
     }
 
     fn reset(&mut self) -> Result<(), IdCardError> {
@@ -278,7 +316,10 @@ impl IdCardReader for SamSerialReader {
                         return Ok(read);
                     }
                     // The card moved away between find and select: keep polling.
-                    Err(IdCardError::Sam { status: Sw3::SelectFailed, .. }) => {}
+                    Err(IdCardError::Sam {
+                        status: Sw3::SelectFailed,
+                        ..
+                    }) => {}
                     Err(e) => {
                         // After a failed read the card must be lifted and placed again.
                         if matches!(e, IdCardError::Sam { .. } | IdCardError::CardData { .. }) {
@@ -296,7 +337,11 @@ impl IdCardReader for SamSerialReader {
             let now = self.clock.now();
             // The next poll would come after the deadline: give up now rather than poll early.
             if now + self.config.poll_interval > deadline {
-                return Err(if self.awaiting_removal { IdCardError::CardNotRemoved } else { IdCardError::NoCard });
+                return Err(if self.awaiting_removal {
+                    IdCardError::CardNotRemoved
+                } else {
+                    IdCardError::NoCard
+                });
             }
         }
     }
@@ -338,7 +383,10 @@ fn parse_read_data(command: SamCommand, data: &[u8]) -> Result<CardRead, IdCardE
 
 /// `data[0]:D2 "." data[2]:D2 "-" u32le@4 "-" u32le@8:D9 "-" u32le@12:D9`.
 pub fn format_sam_id(data: &[u8]) -> Option<String> {
-    let u32_at = |i: usize| data.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u32_at = |i: usize| {
+        data.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     Some(format!(
         "{:02}.{:02}-{}-{:09}-{:09}",
         data.first()?,
@@ -359,7 +407,10 @@ mod tests {
         data.extend(20101231u32.to_le_bytes());
         data.extend(12345u32.to_le_bytes());
         data.extend(123456789u32.to_le_bytes());
-        assert_eq!(format_sam_id(&data).as_deref(), Some("05.01-20101231-000012345-123456789"));
+        assert_eq!(
+            format_sam_id(&data).as_deref(),
+            Some("05.01-20101231-000012345-123456789")
+        );
         assert_eq!(format_sam_id(&data[..15]), None);
     }
 
@@ -380,7 +431,8 @@ mod tests {
         assert_eq!(plain.has_fingerprint, None);
         assert_eq!(plain.photo_wlt.expose().len(), 1024);
         for (len, has) in [(1024, true), (512, true), (0, false)] {
-            let r = parse_read_data(SamCommand::ReadCardWithFingerprint, &read_data(Some(len))).expect("parses");
+            let r = parse_read_data(SamCommand::ReadCardWithFingerprint, &read_data(Some(len)))
+                .expect("parses");
             assert_eq!(r.has_fingerprint, Some(has));
             assert_eq!(r.photo_wlt.expose(), &super::super::fixtures::photo());
         }
@@ -390,6 +442,9 @@ mod tests {
             parse_read_data(SamCommand::ReadCard, &short),
             Err(IdCardError::UnexpectedReply { .. })
         ));
-        assert!(matches!(parse_read_data(SamCommand::ReadCard, &[1]), Err(IdCardError::UnexpectedReply { .. })));
+        assert!(matches!(
+            parse_read_data(SamCommand::ReadCard, &[1]),
+            Err(IdCardError::UnexpectedReply { .. })
+        ));
     }
 }

@@ -69,7 +69,10 @@ impl Default for Scenario {
 
 impl Scenario {
     pub fn with_fault(fault: Fault) -> Self {
-        Scenario { faults: vec![fault], ..Scenario::default() }
+        Scenario {
+            faults: vec![fault],
+            ..Scenario::default()
+        }
     }
 
     fn has(&self, fault: Fault) -> bool {
@@ -79,7 +82,9 @@ impl Scenario {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CardState {
-    Absent { polls_left: u32 },
+    Absent {
+        polls_left: u32,
+    },
     Present,
     Selected,
     /// Read (successfully or not); waiting to be lifted.
@@ -115,13 +120,22 @@ pub struct SimulatedSam {
     stats: SimStats,
 }
 
-const SAM_ID_DATA: [u8; 16] = [5, 0, 1, 0, 0x8F, 0xB6, 0x32, 0x01, 0x39, 0x30, 0, 0, 0x15, 0xCD, 0x5B, 0x07];
+const SAM_ID_DATA: [u8; 16] = [
+    5, 0, 1, 0, 0x0F, 0xB6, 0x32, 0x01, 0x39, 0x30, 0, 0, 0x15, 0xCD, 0x5B, 0x07,
+];
 
 impl SimulatedSam {
     pub fn new(scenario: Scenario) -> Self {
         let polls_left = scenario.polls_before_card;
         let rng = scenario.noise_seed | 1;
-        SimulatedSam { scenario, state: CardState::Absent { polls_left }, card_index: 0, replies: 0, rng, stats: SimStats::default() }
+        SimulatedSam {
+            scenario,
+            state: CardState::Absent { polls_left },
+            card_index: 0,
+            replies: 0,
+            rng,
+            stats: SimStats::default(),
+        }
     }
 
     pub fn stats(&self) -> SimStats {
@@ -132,13 +146,23 @@ impl SimulatedSam {
     pub fn handle(&mut self, body: &[u8]) -> Output {
         self.stats.commands += 1;
         let (sw3, data) = self.respond(body);
-        self.emit(Reply { sw1: 0, sw2: 0, sw3: sw3.byte(), data })
+        self.emit(Reply {
+            sw1: 0,
+            sw2: 0,
+            sw3: sw3.byte(),
+            data,
+        })
     }
 
     /// Answers a frame that failed its checksum, as a SAM does (SW3 0x10).
     pub fn handle_bad_frame(&mut self) -> Output {
         self.stats.bad_frames += 1;
-        self.emit(Reply { sw1: 0, sw2: 0, sw3: Sw3::ChecksumError.byte(), data: Vec::new() })
+        self.emit(Reply {
+            sw1: 0,
+            sw2: 0,
+            sw3: Sw3::ChecksumError.byte(),
+            data: Vec::new(),
+        })
     }
 
     fn respond(&mut self, body: &[u8]) -> (Sw3, Vec<u8>) {
@@ -146,7 +170,9 @@ impl SimulatedSam {
             [cmd, para, ..] => SamCommand::from_code(*cmd, *para),
             _ => None,
         };
-        let Some(command) = command else { return (Sw3::CommandError, Vec::new()) };
+        let Some(command) = command else {
+            return (Sw3::CommandError, Vec::new());
+        };
         if self.scenario.has(Fault::SamSelfTestFailure) {
             return (Sw3::SamSelfTestFailed, Vec::new());
         }
@@ -182,7 +208,9 @@ impl SimulatedSam {
                 found
             }
             CardState::Absent { polls_left } => {
-                self.state = CardState::Absent { polls_left: polls_left - 1 };
+                self.state = CardState::Absent {
+                    polls_left: polls_left - 1,
+                };
                 (Sw3::FindFailed, Vec::new())
             }
             CardState::Present | CardState::Selected => found,
@@ -197,7 +225,9 @@ impl SimulatedSam {
     }
 
     fn read(&mut self, with_fingerprint: bool) -> (Sw3, Vec<u8>) {
-        if self.state != CardState::Selected {
+        // A selected card may be read again before it is lifted (the driver repeats a read
+        // whose reply was corrupted); without a select first, reading fails.
+        if !matches!(self.state, CardState::Selected | CardState::Read) {
             return (Sw3::ReadFailed, Vec::new());
         }
         self.state = CardState::Read;
@@ -205,7 +235,9 @@ impl SimulatedSam {
             return (Sw3::ReadFailed, Vec::new());
         }
         let card = &self.scenario.cards[self.card_index];
-        let Ok(text_block) = text::encode(card) else { return (Sw3::ReadFailed, Vec::new()) };
+        let Ok(text_block) = text::encode(card) else {
+            return (Sw3::ReadFailed, Vec::new());
+        };
         let photo = fixtures::photo();
         let mut data = Vec::with_capacity(6 + 256 + 1024 * 2);
         data.extend((text_block.len() as u16).to_be_bytes());
@@ -226,17 +258,22 @@ impl SimulatedSam {
     fn emit(&mut self, reply: Reply) -> Output {
         self.replies += 1;
         let mut frame = reply.encode();
-        if self.scenario.has(Fault::BadChecksum) && self.replies % 2 == 1 {
-            if let Some(last) = frame.last_mut() {
-                *last ^= 0x5A;
-            }
+        if self.scenario.has(Fault::BadChecksum)
+            && self.replies % 2 == 1
+            && let Some(last) = frame.last_mut()
+        {
+            *last ^= 0x5A;
         }
         let mut bytes = Vec::new();
         if self.scenario.has(Fault::LineNoise) {
             bytes.extend(self.noise());
         }
         bytes.extend(frame);
-        let delay = if self.scenario.has(Fault::SlowReplies) { self.scenario.slow_reply_delay } else { Duration::ZERO };
+        let delay = if self.scenario.has(Fault::SlowReplies) {
+            self.scenario.slow_reply_delay
+        } else {
+            Duration::ZERO
+        };
         Output { delay, bytes }
     }
 
@@ -256,7 +293,10 @@ impl SimulatedSam {
             noise.push(0x00);
         }
         // Break any accidental preamble.
-        while let Some(i) = noise.windows(frame::PREAMBLE.len()).position(|w| w == frame::PREAMBLE) {
+        while let Some(i) = noise
+            .windows(frame::PREAMBLE.len())
+            .position(|w| w == frame::PREAMBLE)
+        {
             noise[i + 4] = 0x00;
         }
         noise
@@ -288,7 +328,9 @@ impl SamSimulator {
     pub fn start(scenario: Scenario) -> Result<SamSimulator, SimulatorError> {
         let (mut master, slave) = TTYPort::pair().map_err(SimulatorError::Pty)?;
         let path = slave.name().ok_or(SimulatorError::NoPath)?;
-        master.set_timeout(Duration::from_millis(50)).map_err(SimulatorError::Pty)?;
+        master
+            .set_timeout(Duration::from_millis(50))
+            .map_err(SimulatorError::Pty)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(SimStats::default()));
         let thread = std::thread::Builder::new()
@@ -298,7 +340,13 @@ impl SamSimulator {
                 move || serve(master, SimulatedSam::new(scenario), &stop, &stats)
             })
             .map_err(SimulatorError::Thread)?;
-        Ok(SamSimulator { path, stop, stats, thread: Some(thread), _slave: slave })
+        Ok(SamSimulator {
+            path,
+            stop,
+            stats,
+            thread: Some(thread),
+            _slave: slave,
+        })
     }
 
     /// The tty path to open, e.g. `/dev/pts/7`.
@@ -332,7 +380,14 @@ fn serve(mut master: TTYPort, mut sam: SimulatedSam, stop: &AtomicBool, stats: &
     while !stop.load(Ordering::Relaxed) {
         match master.read(&mut buf) {
             Ok(n) => decoder.push(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "SAM simulator: pty read failed; stopping");
                 return;
@@ -349,7 +404,11 @@ fn serve(mut master: TTYPort, mut sam: SimulatedSam, stop: &AtomicBool, stats: &
             if !sleep_unless_stopped(output.delay, stop) {
                 return;
             }
-            if master.write_all(&output.bytes).and_then(|()| master.flush()).is_err() {
+            if master
+                .write_all(&output.bytes)
+                .and_then(|()| master.flush())
+                .is_err()
+            {
                 tracing::warn!("SAM simulator: pty write failed; stopping");
                 return;
             }
@@ -387,7 +446,10 @@ mod tests {
 
     #[test]
     fn a_card_is_read_lifted_and_the_next_placed() {
-        let mut sam = SimulatedSam::new(Scenario { polls_before_card: 2, ..Scenario::default() });
+        let mut sam = SimulatedSam::new(Scenario {
+            polls_before_card: 2,
+            ..Scenario::default()
+        });
         assert_eq!(send(&mut sam, SamCommand::Status).sw3, 0x90);
         assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x80);
         assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x80);
@@ -395,8 +457,16 @@ mod tests {
         assert_eq!(send(&mut sam, SamCommand::SelectCard).data.len(), 8);
         let read = send(&mut sam, SamCommand::ReadCard);
         assert_eq!((read.sw3, read.data.len()), (0x90, 4 + 256 + 1024));
-        assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x80, "card lifted");
-        assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x9F, "next card placed");
+        assert_eq!(
+            send(&mut sam, SamCommand::FindCard).sw3,
+            0x80,
+            "card lifted"
+        );
+        assert_eq!(
+            send(&mut sam, SamCommand::FindCard).sw3,
+            0x9F,
+            "next card placed"
+        );
         assert_eq!(send(&mut sam, SamCommand::SelectCard).sw3, 0x90);
         let read = send(&mut sam, SamCommand::ReadCardWithFingerprint);
         assert_eq!(read.data.len(), 6 + 256 + 1024 + 1024);
@@ -436,13 +506,25 @@ mod tests {
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::BadChecksum));
         let mut d = FrameDecoder::new();
         d.push(&sam.handle(&[0x11, 0xFF]).bytes);
-        assert!(matches!(d.next_frame(), Some(Err(frame::FrameError::Checksum { .. }))));
-        assert_eq!(send(&mut sam, SamCommand::Status).sw3, 0x90, "second reply is intact");
+        assert!(matches!(
+            d.next_frame(),
+            Some(Err(frame::FrameError::Checksum { .. }))
+        ));
+        assert_eq!(
+            send(&mut sam, SamCommand::Status).sw3,
+            0x90,
+            "second reply is intact"
+        );
 
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::SlowReplies));
         assert_eq!(sam.handle(&[0x11, 0xFF]).delay, Duration::from_millis(200));
 
-        assert_eq!(SimulatedSam::new(Scenario::default()).handle(&[0x99, 0x00]).bytes[9], 0x21);
+        assert_eq!(
+            SimulatedSam::new(Scenario::default())
+                .handle(&[0x99, 0x00])
+                .bytes[9],
+            0x21
+        );
     }
 
     #[test]
@@ -450,7 +532,11 @@ mod tests {
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::LineNoise));
         for _ in 0..500 {
             let out = sam.handle(&[0x11, 0xFF]);
-            let frames = out.bytes.windows(5).filter(|w| *w == frame::PREAMBLE).count();
+            let frames = out
+                .bytes
+                .windows(5)
+                .filter(|w| *w == frame::PREAMBLE)
+                .count();
             assert_eq!(frames, 1);
             let mut d = FrameDecoder::new();
             d.push(&out.bytes);

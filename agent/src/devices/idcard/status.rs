@@ -146,7 +146,13 @@ impl Sw3 {
 
 impl fmt::Display for Sw3 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} / {} (SW3={:#04x})", self.zh(), self.en(), self.byte())
+        write!(
+            f,
+            "{} / {} (SW3={:#04x})",
+            self.zh(),
+            self.en(),
+            self.byte()
+        )
     }
 }
 
@@ -162,6 +168,9 @@ mod tests {
             assert!(!s.zh().is_empty() && !s.en().is_empty());
         }
         assert_eq!(Sw3::from_byte(0x60), Sw3::SamSelfTestFailed);
-        assert_eq!(Sw3::from_byte(0x41).to_string(), "读证/卡操作失败，请取走证件后重新放置 / reading the card failed; lift the card and place it again (SW3=0x41)");
+        assert_eq!(
+            Sw3::from_byte(0x41).to_string(),
+            "读证/卡操作失败，请取走证件后重新放置 / reading the card failed; lift the card and place it again (SW3=0x41)"
+        );
     }
 }

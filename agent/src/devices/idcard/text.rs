@@ -86,7 +86,10 @@ pub fn parse(block: &[u8]) -> Result<IdCard, TextError> {
     if block.len() != TEXT_LEN {
         return Err(TextError::Length(block.len()));
     }
-    let units: Vec<u16> = block.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
+    let units: Vec<u16> = block
+        .chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .collect();
     let text = Units(&units);
     match char::from_u32(u32::from(units[TYPE_FLAG])) {
         Some(' ' | '\0') => parse_resident(&text).map(IdCard::Resident),
@@ -111,7 +114,11 @@ impl Units<'_> {
 
     fn required(&self, f: Field) -> Result<String, TextError> {
         let s = self.get(f)?;
-        if s.is_empty() { Err(TextError::Empty(f.0)) } else { Ok(s) }
+        if s.is_empty() {
+            Err(TextError::Empty(f.0))
+        } else {
+            Ok(s)
+        }
     }
 
     fn date(&self, f: Field) -> Result<CardDate, TextError> {
@@ -123,7 +130,9 @@ impl Units<'_> {
         if s == LONG_TERM {
             Ok(ValidUntil::LongTerm)
         } else {
-            parse_date(&s).map(ValidUntil::Date).ok_or(TextError::Date(f.0))
+            parse_date(&s)
+                .map(ValidUntil::Date)
+                .ok_or(TextError::Date(f.0))
         }
     }
 
@@ -141,7 +150,11 @@ fn parse_date(s: &str) -> Option<CardDate> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    CardDate::new(s[0..4].parse().ok()?, s[4..6].parse().ok()?, s[6..8].parse().ok()?)
+    CardDate::new(
+        s[0..4].parse().ok()?,
+        s[4..6].parse().ok()?,
+        s[6..8].parse().ok()?,
+    )
 }
 
 fn date_digits(d: CardDate) -> String {
@@ -199,13 +212,18 @@ fn parse_permit(t: &Units) -> Result<PermitCard, TextError> {
         valid_from: Pii::new(t.date(resident::VALID_FROM)?),
         valid_until: Pii::new(t.valid_until(resident::VALID_UNTIL)?),
         pass_number: Pii::new(pass_number),
-        issue_count: Pii::new(issue_count.parse().map_err(|_| TextError::Format(resident::ISSUE_COUNT.0))?),
+        issue_count: Pii::new(
+            issue_count
+                .parse()
+                .map_err(|_| TextError::Format(resident::ISSUE_COUNT.0))?,
+        ),
     })
 }
 
 fn parse_foreign(t: &Units) -> Result<ForeignResidentCard, TextError> {
     let card_number = t.required(foreign::CARD_NUMBER)?;
-    if card_number.chars().count() != 15 || !card_number.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if card_number.chars().count() != 15 || !card_number.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Err(TextError::Format(foreign::CARD_NUMBER.0));
     }
     let nationality = t.required(foreign::NATIONALITY)?;
@@ -266,7 +284,10 @@ pub fn encode(card: &IdCard) -> Result<Vec<u8>, TextError> {
             put(resident::VALID_FROM, &date_digits(*c.valid_from.expose()))?;
             put(resident::VALID_UNTIL, &until(c.valid_until.expose()))?;
             put(resident::PASS_NUMBER, c.pass_number.expose())?;
-            put(resident::ISSUE_COUNT, &format!("{:02}", c.issue_count.expose()))?;
+            put(
+                resident::ISSUE_COUNT,
+                &format!("{:02}", c.issue_count.expose()),
+            )?;
             put(Field("type_flag", TYPE_FLAG, 1), "J")?;
         }
         IdCard::ForeignPermanentResident(c) => {
@@ -306,8 +327,10 @@ mod tests {
         let card = fixtures::resident();
         let block = encode(&card).expect("fits");
         let at = |byte: usize, len: usize| -> String {
-            let units: Vec<u16> =
-                block[byte..byte + len].chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
+            let units: Vec<u16> = block[byte..byte + len]
+                .chunks_exact(2)
+                .map(|p| u16::from_le_bytes([p[0], p[1]]))
+                .collect();
             String::from_utf16_lossy(&units).trim_end().to_string()
         };
         // Byte offsets from the reference table: gender 30, nation 32, birth 36, id 122, end 204.
@@ -325,7 +348,9 @@ mod tests {
     #[test]
     fn long_term_validity() {
         let card = parse(&encode(&fixtures::resident_long_term()).expect("fits")).expect("parses");
-        let IdCard::Resident(c) = card else { panic!("resident") };
+        let IdCard::Resident(c) = card else {
+            panic!("resident")
+        };
         assert_eq!(*c.valid_until.expose(), ValidUntil::LongTerm);
     }
 
@@ -341,17 +366,38 @@ mod tests {
     fn bad_fields_are_typed_errors_without_values() {
         let card = fixtures::resident();
         let cases: Vec<(Vec<u8>, TextError)> = vec![
-            (with_field(&card, 122, "310101199003071231"), TextError::IdNumber(IdNumberError::CheckDigit)),
-            (with_field(&card, 122, "31010119900307123A"), TextError::IdNumber(IdNumberError::CheckDigit)),
-            (with_field(&card, 122, "3101011990030712  "), TextError::IdNumber(IdNumberError::Length(16))),
+            (
+                with_field(&card, 122, "310101199003071231"),
+                TextError::IdNumber(IdNumberError::CheckDigit),
+            ),
+            (
+                with_field(&card, 122, "31010119900307123A"),
+                TextError::IdNumber(IdNumberError::CheckDigit),
+            ),
+            (
+                with_field(&card, 122, "3101011990030712  "),
+                TextError::IdNumber(IdNumberError::Length(16)),
+            ),
             (with_field(&card, 36, "19900308"), TextError::BirthMismatch),
-            (with_field(&card, 36, "19901308"), TextError::Date("birth_date")),
+            (
+                with_field(&card, 36, "19901308"),
+                TextError::Date("birth_date"),
+            ),
             (with_field(&card, 30, "3"), TextError::Gender),
             (with_field(&card, 32, "57"), TextError::Nation),
             (with_field(&card, 32, "0x"), TextError::Nation),
-            (with_field(&card, 204, "长久"), TextError::Date("valid_until")),
-            (with_field(&card, 0, "               "), TextError::Empty("name")),
-            (with_field(&card, 248, "Y"), TextError::UnsupportedCardType('Y')),
+            (
+                with_field(&card, 204, "长久"),
+                TextError::Date("valid_until"),
+            ),
+            (
+                with_field(&card, 0, "               "),
+                TextError::Empty("name"),
+            ),
+            (
+                with_field(&card, 248, "Y"),
+                TextError::UnsupportedCardType('Y'),
+            ),
         ];
         for (block, expected) in cases {
             let err = parse(&block).expect_err("must fail");
@@ -371,7 +417,9 @@ mod tests {
         // Zero the reserved tail and the name's padding, as some readers deliver it.
         block[220..].fill(0);
         block[6..30].fill(0);
-        let IdCard::Resident(c) = parse(&block).expect("parses") else { panic!("resident") };
+        let IdCard::Resident(c) = parse(&block).expect("parses") else {
+            panic!("resident")
+        };
         assert_eq!(c.name.expose(), "王小明");
     }
 
