@@ -37,6 +37,7 @@ pub struct RtpAudioPlayback {
     pipeline: Pipeline,
     input: RtpInput,
     buffers_played: Arc<AtomicU64>,
+    played: watch::Receiver<u64>,
     probe_name: String,
 }
 
@@ -62,7 +63,6 @@ impl RtpAudioPlayback {
         let jitter = make("rtpjitterbuffer")?;
         set(&jitter, "latency", u32::try_from(latency.as_millis()).unwrap_or(u32::MAX))?;
         set(&jitter, "do-lost", true)?;
-        set(&jitter, "drop-on-latency", true)?;
         let depay = make("rtpopusdepay")?;
         let decoder = make("opusdec")?;
         set(&decoder, "plc", true)?;
@@ -97,10 +97,12 @@ impl RtpAudioPlayback {
         ])?;
 
         let buffers_played = Arc::new(AtomicU64::new(0));
+        let (played_tx, played) = watch::channel(0u64);
         if let Some(pad) = probe.static_pad("src") {
             let counter = Arc::clone(&buffers_played);
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counter.fetch_add(1, Ordering::Relaxed);
+                let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                played_tx.send_replace(n);
                 gst::PadProbeReturn::Ok
             });
         }
@@ -109,6 +111,7 @@ impl RtpAudioPlayback {
             pipeline,
             input,
             buffers_played,
+            played,
             probe_name,
         })
     }
@@ -135,6 +138,11 @@ impl RtpAudioPlayback {
             packets_rejected: input.packets_rejected.load(Ordering::Relaxed),
             buffers_played: self.buffers_played.load(Ordering::Relaxed),
         }
+    }
+
+    /// The count of buffers played so far, as a channel that changes with every buffer.
+    pub fn played(&self) -> watch::Receiver<u64> {
+        self.played.clone()
     }
 
     pub fn health(&self) -> watch::Receiver<PipelineHealth> {

@@ -86,7 +86,6 @@ impl RtpVideoReceiver {
         let jitter = make("rtpjitterbuffer")?;
         set(&jitter, "latency", u32::try_from(latency.as_millis()).unwrap_or(u32::MAX))?;
         set(&jitter, "do-lost", true)?;
-        set(&jitter, "drop-on-latency", true)?;
         let mut chain = vec![input.element(), jitter];
         match codec {
             VideoCodec::Vp8 => {
