@@ -72,6 +72,19 @@ impl TicketState {
         }
     }
 
+    /// The state's name as clerks and residents read it, Chinese and English.
+    pub fn label(self) -> &'static str {
+        match self {
+            TicketState::Waiting => "等候中 / waiting",
+            TicketState::Called => "已叫号 / called",
+            TicketState::Serving => "办理中 / being served",
+            TicketState::Parked => "已挂起 / parked",
+            TicketState::Served => "已办结 / served",
+            TicketState::NoShow => "已过号 / no-show",
+            TicketState::Cancelled => "已取消 / cancelled",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "waiting" => TicketState::Waiting,

@@ -1,35 +1,25 @@
 //! The relay's configuration, in layers: defaults → TOML file → environment → command line.
 //!
-//! Every layer is merged into one TOML tree before it is parsed, so all layers obey the same
-//! rules: unknown keys are rejected (a typo is an error, not a silently ignored setting), and
-//! values are checked by [`Config::validate`] once, at the end.
+//! The layering rules live in the `layered-config` crate (shared with the agent): unknown keys
+//! are rejected in every layer, and values are checked by [`Config::validate`] once, at the end.
 //!
 //! Environment variables have the form `RELAY__<SECTION>__<KEY>` (double underscores), e.g.
 //! `RELAY__SERVER__LISTEN=0.0.0.0:8443`. The command line takes `--set section.key=value` and a
-//! few named flags. Values are read as TOML scalars (`true`, `42`, `"text"`), and as plain text
-//! when they are not valid TOML.
+//! few named flags.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
 
 use crate::queue::QueueConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{origin}: {message}")]
-    Parse { origin: String, message: String },
+    #[error(transparent)]
+    Layers(#[from] layered_config::LayerError),
     #[error("invalid setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("{0}: expected section.key=value")]
-    BadOverride(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -205,15 +195,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the layers come from.
-#[derive(Debug, Default)]
-pub struct Sources<'a> {
-    pub file: Option<&'a Path>,
-    /// `(name, value)` pairs of the environment.
-    pub env: Vec<(String, String)>,
-    /// `section.key=value` overrides from the command line, applied last in order.
-    pub overrides: Vec<String>,
-}
+pub use layered_config::Sources;
 
 /// The environment variable prefix.
 pub const ENV_PREFIX: &str = "RELAY__";
@@ -221,42 +203,7 @@ pub const ENV_PREFIX: &str = "RELAY__";
 impl Config {
     /// Builds the configuration from its layers and validates it.
     pub fn load(sources: &Sources<'_>) -> Result<Self, ConfigError> {
-        let mut tree = match Value::try_from(Config::default()) {
-            Ok(Value::Table(t)) => t,
-            _ => Table::new(),
-        };
-        if let Some(path) = sources.file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let file: Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                origin: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            merge(&mut tree, file);
-        }
-        for (name, value) in &sources.env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            set_path(&mut tree, &path, value, name)?;
-        }
-        for item in &sources.overrides {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| ConfigError::BadOverride(item.clone()))?;
-            let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
-            set_path(&mut tree, &path, value.trim(), item)?;
-        }
-        let config: Config =
-            Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin: "configuration".into(),
-                    message: e.to_string(),
-                })?;
+        let config = layered_config::load(&Config::default(), ENV_PREFIX, sources)?;
         config.validate()?;
         Ok(config)
     }
@@ -316,44 +263,10 @@ impl Config {
     }
 }
 
-fn merge(base: &mut Table, over: Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
-fn scalar(text: &str) -> Value {
-    toml::from_str::<Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(text.to_owned()))
-}
-
-fn set_path(tree: &mut Table, path: &[String], value: &str, origin: &str) -> Result<(), ConfigError> {
-    let Some((last, parents)) = path.split_last() else {
-        return Err(ConfigError::BadOverride(origin.to_owned()));
-    };
-    let mut table = tree;
-    for p in parents {
-        let entry = table
-            .entry(p.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
-        table = match entry {
-            Value::Table(t) => t,
-            _ => return Err(ConfigError::BadOverride(origin.to_owned())),
-        };
-    }
-    table.insert(last.clone(), scalar(value));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn sample_path() -> PathBuf {

@@ -17,3 +17,11 @@ pub mod recorder;
 pub mod sfu;
 pub mod store;
 pub mod tls;
+
+/// Makes aws-lc-rs the process-wide TLS crypto provider. Some dependencies enable rustls' ring
+/// backend as well, and with two backends compiled in rustls cannot pick one by itself. Call it
+/// first thing in `main` (and in tests that open TLS connections); calling it again is harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

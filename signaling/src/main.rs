@@ -71,6 +71,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    signaling::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
 fn load_config(args: &ConfigArgs, extra: Vec<String>) -> anyhow::Result<Config> {
     let mut overrides = Vec::new();
     if let Some(dir) = &args.data_dir {
-        overrides.push(format!("store.data_dir={}", toml_string(&dir.display().to_string())));
+        overrides.push(format!("store.data_dir={}", layered_config::quote(&dir.display().to_string())));
     }
     overrides.extend(extra);
     overrides.extend(args.set.iter().cloned());
@@ -101,10 +102,6 @@ fn load_config(args: &ConfigArgs, extra: Vec<String>) -> anyhow::Result<Config> 
         overrides,
     };
     Ok(Config::load(&sources)?)
-}
-
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 fn init_logging(config: &Config) {
@@ -133,10 +130,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut extra = Vec::new();
             if let Some(l) = listen {
-                extra.push(format!("server.listen={}", toml_string(&l)));
+                extra.push(format!("server.listen={}", layered_config::quote(&l)));
             }
             if let Some(d) = dev_http {
-                extra.push(format!("server.dev_http_listen={}", toml_string(&d)));
+                extra.push(format!("server.dev_http_listen={}", layered_config::quote(&d)));
             }
             let config = load_config(&cli.config, extra)?;
             init_logging(&config);

@@ -1,1 +1,4 @@
+//! The agent's links to the relay: the control WebSocket and the media peer connection.
+
+pub mod control;
 pub mod rtc;

@@ -200,7 +200,8 @@ pub struct Estimate {
 pub struct QueueCore {
     centre_id: String,
     config: QueueConfig,
-    categories: BTreeMap<String, Category>,
+    /// Categories in their configured order.
+    categories: Vec<Category>,
     windows: BTreeMap<String, Window>,
     /// Live (non-terminal) tickets.
     tickets: HashMap<String, Ticket>,
@@ -230,7 +231,7 @@ impl QueueCore {
         Self {
             centre_id: centre_id.into(),
             config,
-            categories: categories.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            categories,
             windows: windows.into_iter().map(|w| (w.id.clone(), w)).collect(),
             tickets: HashMap::new(),
             waiting: BTreeMap::new(),
@@ -263,6 +264,10 @@ impl QueueCore {
         self.tickets.get(id)
     }
 
+    pub fn category(&self, id: &str) -> Option<&Category> {
+        self.categories.iter().find(|c| c.id == id)
+    }
+
     pub fn window(&self, id: &str) -> Option<&Window> {
         self.windows.get(id)
     }
@@ -283,7 +288,7 @@ impl QueueCore {
 
     pub fn categories(&self) -> Vec<CategoryView> {
         self.categories
-            .values()
+            .iter()
             .map(|c| CategoryView {
                 id: c.id.clone(),
                 prefix: c.prefix.clone(),
@@ -381,10 +386,7 @@ impl QueueCore {
         device_id: Option<&str>,
         extension_point_id: Option<&str>,
     ) -> Result<Vec<Event>, QueueError> {
-        let category = self
-            .categories
-            .get(category_id)
-            .ok_or(QueueError::NoSuchCategory)?;
+        let category = self.category(category_id).ok_or(QueueError::NoSuchCategory)?;
         if self.waiting.len() >= self.config.max_waiting {
             return Err(QueueError::QueueFull);
         }
@@ -544,7 +546,7 @@ impl QueueCore {
                     return Err(QueueError::NoSuchCategory);
                 }
                 if let Some(category) = category_id {
-                    if !self.categories.contains_key(category) {
+                    if self.category(category).is_none() {
                         return Err(QueueError::NoSuchCategory);
                     }
                     t.category_id = category.clone();

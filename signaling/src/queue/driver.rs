@@ -435,10 +435,8 @@ impl QueueTask {
     fn status_of(&self, t: &Ticket, ahead: Option<u32>, eta: Option<u32>) -> KioskTicketStatus {
         let category_name = self
             .core
-            .categories()
-            .into_iter()
-            .find(|c| c.id == t.category_id)
-            .map(|c| c.name)
+            .category(&t.category_id)
+            .map(|c| c.name.clone())
             .unwrap_or_default();
         KioskTicketStatus {
             ticket_id: t.id.clone(),

@@ -21,7 +21,7 @@ pub enum QueueError {
     TicketInHand,
     #[error("该号不在本窗口 / the ticket is not at this window")]
     NotAtThisWindow,
-    #[error("该号当前状态为 {0:?}，不能执行此操作 / not possible while the ticket is {0:?}")]
+    #[error("该号当前状态不能执行此操作 / not possible in this state: {}", .0.label())]
     InvalidState(TicketState),
     #[error("本窗口不能办理该号（窗口类型或事项不符）/ this window may not take the ticket")]
     NotEligible,

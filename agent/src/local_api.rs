@@ -1,0 +1,72 @@
+//! The agent's local HTTP API on a loopback address: the kiosk screen and technicians' tools
+//! use it to see the kiosk's state and to take or cancel a ticket.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::control::{KioskState, Link, LinkError};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub link: Link,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/ticket", post(take).delete(cancel))
+        .with_state(state)
+}
+
+async fn status(State(s): State<ApiState>) -> Json<KioskState> {
+    Json(s.link.state().borrow().clone())
+}
+
+#[derive(Deserialize)]
+struct TakeRequest {
+    category_id: String,
+}
+
+impl IntoResponse for LinkError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            LinkError::Offline | LinkError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            LinkError::Refused { .. } => StatusCode::CONFLICT,
+            LinkError::NoTicket => StatusCode::NOT_FOUND,
+        };
+        let body = serde_json::json!({ "error": self, "message": self.to_string() });
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn take(State(s): State<ApiState>, Json(req): Json<TakeRequest>) -> Response {
+    match s.link.take_ticket(&req.category_id).await {
+        Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cancel(State(s): State<ApiState>) -> Response {
+    match s.link.cancel_ticket().await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,57 @@
+//! `agent run`: the kiosk agent's main job.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{AgentConfig, Credential};
+use crate::link::control;
+use crate::local_api;
+
+/// Runs the agent until SIGINT/SIGTERM. Writes the bound local address to `ready_file` once
+/// listening (for scripts and tests).
+pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
+    let connector = control::tls_connector(&config.relay)?;
+    let shutdown = CancellationToken::new();
+    let (link, link_task) = control::spawn(config.relay.clone(), credential, connector, shutdown.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.local.listen)
+        .await
+        .with_context(|| format!("binding the local API on {}", config.local.listen))?;
+    let local = listener.local_addr()?;
+    info!(address = %local, "local API listening");
+    if let Some(path) = ready_file {
+        let ready = serde_json::json!({ "local": local.to_string(), "pid": std::process::id() });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("stopping");
+        signal.cancel();
+    });
+    local_api::serve(listener, local_api::ApiState { link }, shutdown.clone()).await?;
+    shutdown.cancel();
+    let _ = link_task.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
