@@ -1,3 +1,4 @@
 //! Kiosk devices: one trait per device kind, with real and simulated implementations.
 
 pub mod idcard;
+pub mod scanner;
