@@ -1,0 +1,224 @@
+//! The real `relay` and `agent` processes, on loopback ports the OS picks.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// Where the workspace's binaries are: beside the test executable, or `RVW_BIN_DIR`.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("RVW_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("test executable location")?
+            .to_path_buf(),
+    };
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the binaries first with `cargo build --workspace --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn wait_ready(file: &Path, child: &mut Child, what: &str) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return Ok(v);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up: {status}");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{what} did not become ready within {START_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A data directory with the demonstration centre loaded by `relay seed-demo`.
+pub struct DemoData {
+    pub dir: tempfile::TempDir,
+}
+
+impl DemoData {
+    pub async fn create() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let out = Command::new(bin("relay")?)
+            .arg("--data-dir")
+            .arg(dir.path().join("relay"))
+            .args(["--set", "server.tls.self_signed=true", "seed-demo"])
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("seed-demo failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn relay_dir(&self) -> PathBuf {
+        self.dir.path().join("relay")
+    }
+
+    fn demo_file(&self, name: &str) -> Result<String> {
+        let path = self.relay_dir().join("demo").join(name);
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_owned())
+    }
+
+    pub fn staff_password(&self) -> Result<String> {
+        self.demo_file("staff-password.txt")
+    }
+
+    pub fn ticket_machine_credential(&self) -> Result<String> {
+        self.demo_file("ticket-machine.credential")
+    }
+
+    pub fn kiosk_credential_file(&self) -> PathBuf {
+        self.relay_dir().join("demo").join("kiosk.credential")
+    }
+
+    pub fn relay_certificate(&self) -> PathBuf {
+        self.relay_dir().join("tls").join("relay-self-signed.crt")
+    }
+}
+
+/// A running relay with an HTTPS listener and an INSECURE loopback HTTP listener.
+pub struct Relay {
+    child: Child,
+    pub https: String,
+    pub http: String,
+    pub log: PathBuf,
+}
+
+impl Relay {
+    pub async fn start(data: &DemoData, extra: &[&str]) -> Result<Self> {
+        let ready = data.dir.path().join("relay-ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = data.dir.path().join("relay.log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut child = Command::new(bin("relay")?)
+            .arg("--data-dir")
+            .arg(data.relay_dir())
+            .args(["--set", "server.tls.self_signed=true"])
+            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0", "--dev-http", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()?;
+        let info = wait_ready(&ready, &mut child, "relay").await?;
+        Ok(Self {
+            child,
+            https: info["https"].as_str().context("https address")?.to_owned(),
+            http: info["http"].as_str().context("http address")?.to_owned(),
+            log,
+        })
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.https)
+    }
+
+    /// Stops the relay with SIGKILL.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running kiosk agent connected to a relay.
+pub struct Agent {
+    child: Child,
+    pub local: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub async fn start(data: &DemoData, relay: &Relay) -> Result<Self> {
+        let dir = data.dir.path().join("agent");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("agent.toml");
+        let toml = format!(
+            "[relay]\nurl = \"wss://{}/ws/kiosk\"\ncredential_file = {:?}\nca_file = {:?}\n\
+             [local]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {:?}\n",
+            relay.https,
+            data.kiosk_credential_file(),
+            data.relay_certificate(),
+            dir.join("data"),
+        );
+        std::fs::write(&config, toml)?;
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join("agent.log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut child = Command::new(bin("agent")?)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()?;
+        let info = wait_ready(&ready, &mut child, "agent").await?;
+        Ok(Self {
+            child,
+            local: info["local"].as_str().context("local address")?.to_owned(),
+            config,
+            log,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.local)
+    }
+
+    pub async fn status(&self) -> Result<Value> {
+        Ok(reqwest::get(self.url("/api/status")).await?.json().await?)
+    }
+
+    /// Polls the agent's status until `check` accepts it.
+    pub async fn wait_status(&self, limit: Duration, check: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let s = self.status().await?;
+            if check(&s) {
+                return Ok(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("agent status did not reach the expected state within {limit:?}: {s}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
