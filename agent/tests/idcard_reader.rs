@@ -94,7 +94,7 @@ fn reads_cards_in_turn_and_requires_removal_between_reads() {
         vec![ReadProgress::WaitingForCard, ReadProgress::CardDetected]
     );
     assert!(
-        clock.elapsed() >= Duration::from_millis(600),
+        clock.elapsed() >= Duration::from_millis(1200),
         "polls are paced by the clock"
     );
 
@@ -375,4 +375,86 @@ fn a_missing_port_is_a_clear_error() {
         "{err}"
     );
     assert_eq!(err.completion_code(), CompletionCode::DeviceNotReady);
+}
+
+/// Collects formatted log lines.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_and_errors_carry_no_personal_data() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let mut shown = String::new();
+    tracing::subscriber::with_default(subscriber, || {
+        let scenario = Scenario {
+            faults: vec![Fault::BadChecksum, Fault::LineNoise],
+            ..Scenario::default()
+        };
+        let sim = start(scenario);
+        let mut reader = open(&sim, VirtualClock::new());
+        for _ in 0..4 {
+            let (read, _) = read(&mut reader, 5);
+            let read = read.expect("reads");
+            tracing::info!(card = ?read.card, photo = ?read.photo_wlt, "card read");
+            shown.push_str(&format!("{read:?}\n"));
+        }
+        let sim = start(Scenario::with_fault(Fault::CardNotRemoved));
+        let mut reader = open(&sim, VirtualClock::new());
+        let _ = read(&mut reader, 2);
+        let (err, _) = read(&mut reader, 2);
+        shown.push_str(&format!(
+            "{:?} {}\n",
+            err.as_ref().err(),
+            err.as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ));
+    });
+    let logs = String::from_utf8(logs.0.lock().expect("log lock").clone()).expect("utf-8 logs");
+    assert!(
+        logs.contains("retrying command"),
+        "the faults were logged: {logs}"
+    );
+    let everything = format!("{logs}\n{shown}");
+    // Any 18-character ID number, not just the fixtures'.
+    let id_like = everything.as_bytes().windows(18).any(|w| {
+        w[..17].iter().all(u8::is_ascii_digit) && (w[17].is_ascii_digit() || w[17] == b'X')
+    });
+    assert!(
+        !id_like,
+        "an ID number reached the logs or error text: {everything}"
+    );
+    for secret in [
+        "王小明",
+        "李秀英",
+        "陈大文",
+        "SAMPLE",
+        "示例路",
+        "H00000000",
+        "XXX310000000001",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked: {everything}"
+        );
+    }
 }

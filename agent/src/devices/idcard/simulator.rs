@@ -6,7 +6,8 @@
 //! exposes the slave's path (e.g. `/dev/pts/7`) for the driver to open like any tty.
 //!
 //! The card model: a card is placed after `polls_before_card` failed presence checks; after a
-//! successful read it is lifted (one failed check) and the next fixture card is placed. Faults
+//! successful read it is lifted and the next fixture card is placed after
+//! [`SWAP_POLLS`] failed checks (about a second at the 300 ms poll, as a person swapping cards). Faults
 //! are chosen per [`Scenario`]; see [`Fault`]. The simulator holds no personal data beyond the
 //! made-up fixture cards.
 
@@ -120,6 +121,9 @@ pub struct SimulatedSam {
     stats: SimStats,
 }
 
+/// Failed presence checks between lifting a card and placing the next.
+pub const SWAP_POLLS: u32 = 3;
+
 const SAM_ID_DATA: [u8; 16] = [
     5, 0, 1, 0, 0x0F, 0xB6, 0x32, 0x01, 0x39, 0x30, 0, 0, 0x15, 0xCD, 0x5B, 0x07,
 ];
@@ -216,9 +220,11 @@ impl SimulatedSam {
             CardState::Present | CardState::Selected => found,
             CardState::Read if self.scenario.has(Fault::CardNotRemoved) => found,
             CardState::Read => {
-                // The resident lifts the card; the next one is placed after one more check.
+                // The resident lifts the card and places the next one a little later.
                 self.card_index = (self.card_index + 1) % self.scenario.cards.len();
-                self.state = CardState::Absent { polls_left: 0 };
+                self.state = CardState::Absent {
+                    polls_left: SWAP_POLLS - 1,
+                };
                 (Sw3::FindFailed, Vec::new())
             }
         }
@@ -457,11 +463,13 @@ mod tests {
         assert_eq!(send(&mut sam, SamCommand::SelectCard).data.len(), 8);
         let read = send(&mut sam, SamCommand::ReadCard);
         assert_eq!((read.sw3, read.data.len()), (0x90, 4 + 256 + 1024));
-        assert_eq!(
-            send(&mut sam, SamCommand::FindCard).sw3,
-            0x80,
-            "card lifted"
-        );
+        for _ in 0..SWAP_POLLS {
+            assert_eq!(
+                send(&mut sam, SamCommand::FindCard).sw3,
+                0x80,
+                "card lifted"
+            );
+        }
         assert_eq!(
             send(&mut sam, SamCommand::FindCard).sw3,
             0x9F,

@@ -436,7 +436,10 @@ mod tests {
         ) {
             let mut block = encode(&fixtures::cards()[which]).expect("fits");
             for (i, b) in edits { block[i] = b; }
-            let _ = parse(&block);
+            if let Ok(card) = parse(&block) {
+                let again = encode(&card).expect("a parsed card fits its layout");
+                prop_assert_eq!(parse(&again), Ok(card));
+            }
         }
     }
 }
