@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The demonstration: a relay on its embedded SQLite store, one simulated extension-point kiosk
+# agent connected to it, a few tickets in the queue, and a clerk console ready in a browser.
+# Stop it with Ctrl-C. Data lives in ./data/demo (delete it to start afresh).
+#
+#   bash deploy/demo.sh [BIN_DIR]      (BIN_DIR defaults to target/release)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release}
+DATA=${RVW_DEMO_DATA:-data/demo}
+HTTPS_PORT=${RVW_DEMO_HTTPS_PORT:-8443}
+HTTP_PORT=${RVW_DEMO_HTTP_PORT:-8080}
+AGENT_PORT=${RVW_DEMO_AGENT_PORT:-7380}
+RELAY="$BIN/relay"
+AGENT="$BIN/agent"
+[ -x "$RELAY" ] && [ -x "$AGENT" ] || { echo "demo: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
+
+mkdir -p "$DATA"
+RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true)
+"$RELAY" "${RELAY_ARGS[@]}" seed-demo >/dev/null
+
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    echo; echo "demo stopped"
+}
+trap cleanup EXIT INT TERM
+
+wait_file() {
+    for _ in $(seq 1 150); do [ -s "$1" ] && return 0; sleep 0.2; done
+    echo "demo: $2 did not start; see $3" >&2
+    tail -n 20 "$3" >&2 || true
+    exit 1
+}
+
+rm -f "$DATA/relay-ready.json" "$DATA/agent-ready.json"
+"$RELAY" "${RELAY_ARGS[@]}" serve --listen "0.0.0.0:$HTTPS_PORT" --dev-http "127.0.0.1:$HTTP_PORT" \
+    --ready-file "$DATA/relay-ready.json" 2>"$DATA/relay.log" &
+pids+=($!)
+wait_file "$DATA/relay-ready.json" relay "$DATA/relay.log"
+
+cat > "$DATA/agent.toml" <<TOML
+# Written by deploy/demo.sh: the simulated kiosk of the demonstration extension point.
+[relay]
+url = "wss://127.0.0.1:$HTTPS_PORT/ws/kiosk"
+credential_file = "$DATA/relay/demo/kiosk.credential"
+ca_file = "$DATA/relay/tls/relay-self-signed.crt"
+[local]
+listen = "127.0.0.1:$AGENT_PORT"
+[store]
+data_dir = "$DATA/agent"
+TOML
+"$AGENT" run --config "$DATA/agent.toml" --ready-file "$DATA/agent-ready.json" 2>"$DATA/agent.log" &
+pids+=($!)
+wait_file "$DATA/agent-ready.json" agent "$DATA/agent.log"
+
+for _ in $(seq 1 100); do
+    "$AGENT" ticket --config "$DATA/agent.toml" status 2>/dev/null | grep -q '"link":"online"' && break
+    sleep 0.2
+done
+
+# A resident at the kiosk takes a remote ticket (if the kiosk holds none yet), and the centre's
+# own ticket machine issues two on-site tickets, so the unified queue shows both kinds.
+"$AGENT" ticket --config "$DATA/agent.toml" take --category social-security >/dev/null 2>&1 || true
+MACHINE=$(cat "$DATA/relay/demo/ticket-machine.credential")
+for category in social-security medical-insurance; do
+    curl -sk -o /dev/null -X POST "https://127.0.0.1:$HTTPS_PORT/api/v1/tickets" \
+        -H "authorization: Bearer $MACHINE" -H 'content-type: application/json' \
+        -d "{\"category_id\":\"$category\"}" || true
+done
+
+PASSWORD=$(cat "$DATA/relay/demo/staff-password.txt")
+cat <<INFO
+
+  远程虚拟窗口 demo is running.
+
+  Clerk console:   http://127.0.0.1:$HTTP_PORT/        (INSECURE development listener, this machine only)
+                   https://<this-host>:$HTTPS_PORT/    (self-signed certificate: accept the warning)
+  Login:           clerk1  /  $PASSWORD     (also clerk2, supervisor1; same password)
+  Window:          choose "8号远程虚拟窗口" and press 叫下一位 to call the kiosk's ticket.
+
+  Kiosk (simulated): $("$AGENT" ticket --config "$DATA/agent.toml" status | sed 's/.*"ticket":\({[^}]*}\).*/\1/')
+  Kiosk status:    $BIN/agent ticket --config $DATA/agent.toml status
+  Logs:            $DATA/relay.log, $DATA/agent.log
+
+  Press Ctrl-C to stop.
+INFO
+wait -n "${pids[@]}"

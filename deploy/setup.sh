@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine and run the system, or its tests.
+#
+#   bash deploy/setup.sh demo   install, build, and run the relay with a simulated kiosk
+#   bash deploy/setup.sh test   install what the tests need and run every test
+#
+# Both are idempotent and work as root (or as a user with sudo). System packages come from
+# Debian (the lists are deploy/packages-run.txt and deploy/packages-test.txt), crates from
+# crates.io. Rust itself must be installed with rustup (https://rustup.rs): Debian 12's rustc
+# is too old for this workspace.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-}
+MIN_RUST=1.94
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { printf '\nsetup: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "installing system packages needs root (run as root or install sudo)"; fi
+}
+
+packages() { grep -v '^\s*#' "$@" | grep -v '^\s*$' | sort -u; }
+
+install_packages() {
+    say "Installing Debian packages: $*"
+    local wanted missing=()
+    wanted=$(packages "$@")
+    for p in $wanted; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all present"
+        return
+    fi
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+check_rust() {
+    if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null; then
+        say "Installing Rust with rustup"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+            || die "cargo not found and rustup could not be installed; install Rust >= $MIN_RUST from https://rustup.rs"
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    local have
+    have=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -1)" != "$MIN_RUST" ]; then
+        die "Rust $have is too old; this workspace needs $MIN_RUST or newer (rustup update)"
+    fi
+    echo "rustc $have"
+}
+
+case "$MODE" in
+demo)
+    install_packages deploy/packages-run.txt
+    check_rust
+    say "Building (release)"
+    cargo build --release --workspace --bins
+    exec bash deploy/demo.sh "$ROOT/target/release"
+    ;;
+test)
+    install_packages deploy/packages-run.txt deploy/packages-test.txt
+    check_rust
+    say "Building the binaries the end-to-end tests run"
+    cargo build --workspace --bins
+    say "Running every test"
+    cargo test --workspace --no-fail-fast
+    ;;
+*)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
