@@ -218,6 +218,11 @@ impl RtpVideoReceiver {
 
 fn decoder(factory: &'static str) -> Result<gst::Element, MediaError> {
     let dec = make_named(factory, factory)?;
+    // One thread: libvpx's worker threads spin-wait, which on a busy two-core kiosk costs far
+    // more than it gains for call-sized pictures.
+    if dec.find_property("threads").is_some() {
+        set(&dec, "threads", 1u32)?;
+    }
     // A decode error asks upstream for a keyframe instead of showing garbage until the next.
     if dec.find_property("automatic-request-sync-points").is_some() {
         set(&dec, "automatic-request-sync-points", true)?;

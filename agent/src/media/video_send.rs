@@ -42,7 +42,10 @@ pub struct VideoSendConfig {
     pub keyframe_interval_frames: u32,
     /// libvpx realtime speed, 0–16; higher is faster and coarser.
     pub vp8_cpu_used: i32,
-    /// Encoder threads; 0 lets the encoder choose.
+    /// Encoder threads. Keep 1 on a kiosk: libvpx's VP8 threads spin-wait for each other,
+    /// and on a two-core machine with anything else running, `threads=2` measured 20x the CPU
+    /// per 720p frame of `threads=1` (8 ms). One thread encodes 720p30 in about a quarter
+    /// of a core.
     pub threads: u32,
     /// Encoded frames held for a slow consumer before the oldest is dropped.
     pub queue_frames: usize,
@@ -64,7 +67,7 @@ impl VideoSendConfig {
             bitrate_bps: 1_200_000,
             keyframe_interval_frames: 3000,
             vp8_cpu_used: 8,
-            threads: default_threads(),
+            threads: 1,
             queue_frames: 8,
             min_keyframe_spacing: Duration::from_millis(300),
         }
@@ -79,7 +82,6 @@ impl VideoSendConfig {
             height: 480,
             fps: 10,
             bitrate_bps: 250_000,
-            threads: 1,
             ..VideoSendConfig::camera(source)
         }
     }
@@ -105,12 +107,6 @@ impl VideoSendConfig {
         }
         Ok(())
     }
-}
-
-fn default_threads() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get().min(4) as u32)
-        .unwrap_or(1)
 }
 
 /// Counters of one video send pipeline.

@@ -108,6 +108,7 @@ struct Inner {
     config: StdMutex<MediaLinkConfig>,
     current: watch::Sender<Current>,
     state: watch::Sender<ConnectionState>,
+    estimate: watch::Sender<Option<f64>>,
     camera: StdMutex<VideoSlot>,
     document: StdMutex<VideoSlot>,
     microphone: AudioSendPipeline,
@@ -156,6 +157,7 @@ impl MediaLink {
             negotiated: None,
         });
         let (state_tx, _) = watch::channel(ConnectionState::New);
+        let (estimate_tx, _) = watch::channel(None);
         let frames_not_sent = Arc::new(AtomicU64::new(0));
         let sending = [
             AtomicBool::new(config.camera_sending),
@@ -197,6 +199,7 @@ impl MediaLink {
             config: StdMutex::new(config),
             current: current_tx,
             state: state_tx,
+            estimate: estimate_tx,
             camera: StdMutex::new(camera),
             document: StdMutex::new(document),
             microphone,
@@ -363,6 +366,17 @@ impl MediaLink {
     /// Connection state of the current peer; survives reconnects.
     pub fn state(&self) -> watch::Receiver<ConnectionState> {
         self.inner.state.subscribe()
+    }
+
+    /// The congestion controller's latest estimate for the whole connection, in bit/s, as
+    /// applied to the encoders (`None` until transport-wide feedback has produced one).
+    pub fn estimate(&self) -> watch::Receiver<Option<f64>> {
+        self.inner.estimate.subscribe()
+    }
+
+    /// Audio buffers played to the speaker so far; changes with every buffer.
+    pub fn clerk_audio_played(&self) -> watch::Receiver<u64> {
+        self.inner.playback.played()
     }
 
     /// `Err` if a pipeline has failed (camera gone, microphone gone, plugin error).
@@ -646,6 +660,7 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
                 let Some(estimate) = peer.target_bitrate().await else {
                     continue;
                 };
+                inner.estimate.send_replace(Some(estimate));
                 let limits = inner
                     .config
                     .lock()

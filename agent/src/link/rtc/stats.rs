@@ -109,13 +109,20 @@ pub(crate) fn summarise(
                 let received = &inbound.received_rtp_stream_stats;
                 let rtp = &received.rtp_stream_stats;
                 if let Some(slot) = inbound_slot_by_kind(&rtp.kind.to_string()) {
+                    // webrtc-rs 0.21 reports jitter in RTP timestamp units, not the seconds
+                    // the W3C stats specify; every codec here has a fixed clock.
+                    let clock = if slot.kind() == protocol::media::MediaKind::Audio {
+                        48_000.0
+                    } else {
+                        90_000.0
+                    };
                     stats.inbound.push(InboundStats {
                         slot,
                         ssrc: rtp.ssrc,
                         packets_received: received.packets_received,
                         bytes_received: inbound.bytes_received,
                         packets_lost: received.packets_lost,
-                        jitter_seconds: received.jitter,
+                        jitter_seconds: received.jitter / clock,
                     });
                 }
             }
