@@ -458,3 +458,26 @@ fn logs_and_errors_carry_no_personal_data() {
         );
     }
 }
+
+#[test]
+fn a_late_reply_never_answers_the_next_command() {
+    // Each reply comes 750 ms after its command; the driver waits 500 ms. The status reply
+    // arrives while the next command is being prepared and must be discarded, not taken for
+    // the find reply (which would read as SW3 0x90 to a find).
+    let scenario = Scenario {
+        slow_reply_delay: Duration::from_millis(750),
+        ..Scenario::with_fault(Fault::SlowReplies)
+    };
+    let sim = start(scenario);
+    let config = SamConfig {
+        reply_timeout: Duration::from_millis(500),
+        retries: 0,
+        ..SamConfig::default()
+    };
+    let mut reader = open_with(&sim, VirtualClock::new(), config);
+    let err = reader.sam_status().expect_err("too slow");
+    assert!(matches!(err, IdCardError::Timeout { .. }), "{err}");
+    let err = reader.find_card().expect_err("also too slow");
+    assert!(matches!(err, IdCardError::Timeout { .. }), "{err}");
+    assert_eq!(reader.link_stats().late_replies, 1);
+}

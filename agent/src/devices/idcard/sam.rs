@@ -1,7 +1,9 @@
 //! The SAM serial driver: GA/T 467 business-terminal commands over a tty with `serialport`.
 //!
 //! Each command clears stale input, writes one frame and reads until one reply frame decodes or
-//! the reply timeout passes (every read is bounded). A corrupt reply (bad checksum) or a
+//! the reply timeout passes (every read is bounded). SAM replies do not name their command, so
+//! after a timeout the next command first waits up to one reply timeout for the late reply and
+//! discards it. A corrupt reply (bad checksum) or a
 //! missing one is retried `retries` times — all commands used here are safe to repeat — then
 //! reported. Card presence is polled no faster than the configured interval (≥ 300 ms, the
 //! readers' limit) using the injected [`Clock`], so tests can run the polling in virtual time;
@@ -71,6 +73,8 @@ pub struct LinkStats {
     pub retries: u64,
     /// Bytes skipped while resynchronising on the preamble.
     pub skipped_bytes: u64,
+    /// Replies that arrived after their command had timed out (discarded).
+    pub late_replies: u64,
 }
 
 /// A SAM reader on a serial port.
@@ -82,6 +86,8 @@ pub struct SamSerialReader {
     /// The last card read has not been seen leaving the field yet.
     awaiting_removal: bool,
     last_poll: Option<Instant>,
+    /// The last command timed out: its reply may still arrive.
+    late_reply_possible: bool,
     stats: LinkStats,
 }
 
@@ -116,6 +122,7 @@ impl SamSerialReader {
             clock,
             awaiting_removal: false,
             last_poll: None,
+            late_reply_possible: false,
             stats: LinkStats::default(),
         }
     }
@@ -213,7 +220,16 @@ impl SamSerialReader {
 
     fn exchange_once(&mut self, command: SamCommand) -> Result<Reply, IdCardError> {
         let io = |source| IdCardError::Io { source };
-        // A reply that arrived after an earlier timeout must not answer this command.
+        if self.late_reply_possible {
+            // The previous command timed out; its reply may still be on its way. Give it one
+            // reply timeout to arrive and discard it, so it cannot answer this command.
+            self.late_reply_possible = false;
+            let deadline = Instant::now() + self.config.reply_timeout;
+            if self.read_frame(deadline).map_err(io)?.is_some() {
+                self.stats.late_replies += 1;
+            }
+        }
+        // Bytes left over from earlier exchanges are not this command's reply.
         self.port
             .clear(ClearBuffer::Input)
             .map_err(|e| io(e.into()))?;
@@ -226,31 +242,45 @@ impl SamSerialReader {
         self.port.flush().map_err(io)?;
 
         let deadline = Instant::now() + self.config.reply_timeout;
+        match self.read_frame(deadline).map_err(io)? {
+            Some(Ok(reply)) => {
+                self.stats.replies += 1;
+                Ok(reply)
+            }
+            Some(Err(source)) => {
+                self.stats.corrupt_replies += 1;
+                Err(IdCardError::CorruptReply { command, source })
+            }
+            None => {
+                self.stats.timeouts += 1;
+                self.late_reply_possible = true;
+                Err(IdCardError::Timeout {
+                    command,
+                    timeout_ms: self.config.reply_timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+
+    /// Reads until one reply frame (or a corrupt one) is complete, or `deadline` passes
+    /// (`None`). Frames with an impossible length are taken for noise and skipped.
+    fn read_frame(
+        &mut self,
+        deadline: Instant,
+    ) -> std::io::Result<Option<Result<Reply, FrameError>>> {
         let mut buf = [0u8; 512];
         loop {
             while let Some(frame) = self.decoder.next_frame() {
                 match frame.and_then(Reply::from_body) {
-                    Ok(reply) => {
-                        self.stats.replies += 1;
-                        return Ok(reply);
-                    }
-                    // A bad length is usually noise that looked like a preamble: keep reading.
                     Err(FrameError::Length(_)) => {}
-                    Err(source) => {
-                        self.stats.corrupt_replies += 1;
-                        return Err(IdCardError::CorruptReply { command, source });
-                    }
+                    other => return Ok(Some(other)),
                 }
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                self.stats.timeouts += 1;
-                return Err(IdCardError::Timeout {
-                    command,
-                    timeout_ms: self.config.reply_timeout.as_millis() as u64,
-                });
+                return Ok(None);
             }
-            self.port.set_timeout(remaining).map_err(|e| io(e.into()))?;
+            self.port.set_timeout(remaining)?;
             match self.port.read(&mut buf) {
                 Ok(n) => self.decoder.push(&buf[..n]),
                 Err(e)
@@ -258,7 +288,7 @@ impl SamSerialReader {
                         e.kind(),
                         std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(io(e)),
+                Err(e) => return Err(e),
             }
         }
     }
