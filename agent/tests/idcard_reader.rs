@@ -481,3 +481,38 @@ fn a_late_reply_never_answers_the_next_command() {
     assert!(matches!(err, IdCardError::Timeout { .. }), "{err}");
     assert_eq!(reader.link_stats().late_replies, 1);
 }
+
+#[test]
+fn a_read_maps_onto_the_device_protocol() {
+    use protocol::device::{
+        Completion, CompletionBody, DeviceKind, EventBody, FromDevice, RequestId,
+    };
+    let sim = start(Scenario::default());
+    let mut reader = open(&sim, VirtualClock::new());
+    let mut events = Vec::new();
+    let read = reader
+        .read_card(&ReadOptions::wait(Duration::from_secs(5)), &mut |p| {
+            events.push(p.event())
+        })
+        .expect("reads");
+    assert_eq!(
+        events,
+        vec![EventBody::IdCardMediaDetected(protocol::device::Empty {})]
+    );
+    let completion = FromDevice::Completion(Completion {
+        request_id: RequestId(7),
+        device: DeviceKind::IdCardReader,
+        completion_code: CompletionCode::Success,
+        error_code: None,
+        error_description: None,
+        body: CompletionBody::IdCardRead(Some(read.to_result(Some("upload-1".into())))),
+    });
+    let json = serde_json::to_value(&completion).expect("serialises");
+    assert_eq!(json["payload"]["card"]["id_number"], "310101199003071230");
+    assert_eq!(json["payload"]["photo_upload_id"], "upload-1");
+
+    let err = IdCardError::CardNotRemoved;
+    let description = err.description();
+    assert_eq!(description.zh, "请先取走上一张证件");
+    assert!(description.en.contains("the previous card was not lifted"));
+}

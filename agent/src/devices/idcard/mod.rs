@@ -37,7 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::Pii;
-use protocol::device::{CompletionCode, DeviceErrorCode, ErrorDescription, IdCard};
+use protocol::device::{
+    CompletionCode, DeviceErrorCode, Empty, ErrorDescription, EventBody, IdCard, IdCardReadResult,
+};
 
 pub use photo::{DecodedPhoto, NoPhotoDecoder, PhotoDecoder, PhotoError};
 pub use sam::{LinkStats, SamConfig, SamSerialReader};
@@ -50,6 +52,18 @@ pub struct CardRead {
     pub photo_wlt: Pii<Vec<u8>>,
     /// Whether the card carries a fingerprint file; `None` unless the read asked for it.
     pub has_fingerprint: Option<bool>,
+}
+
+impl CardRead {
+    /// The `IdCard.Read` completion payload; the photo travels separately (HTTPS upload) and is
+    /// referred to by `photo_upload_id`.
+    pub fn to_result(&self, photo_upload_id: Option<String>) -> IdCardReadResult {
+        IdCardReadResult {
+            card: self.card.clone(),
+            photo_upload_id,
+            has_fingerprint: self.has_fingerprint,
+        }
+    }
 }
 
 /// Facts about the reader for the device registry and the self-test.
@@ -95,6 +109,17 @@ pub enum ReadProgress {
     RemoveCard,
     /// A card was found and is being read: do not move it.
     CardDetected,
+}
+
+impl ReadProgress {
+    /// The `IdCard.*` event sent to the clerk's console.
+    pub fn event(self) -> EventBody {
+        match self {
+            ReadProgress::WaitingForCard => EventBody::IdCardInsertCard(Empty {}),
+            ReadProgress::RemoveCard => EventBody::IdCardRemoveCard(Empty {}),
+            ReadProgress::CardDetected => EventBody::IdCardMediaDetected(Empty {}),
+        }
+    }
 }
 
 /// A reader of identity cards. The SAM serial protocol is one implementation; readers with a
