@@ -63,7 +63,7 @@ pub fn card_lines(card: &IdCard, show_personal: bool) -> Vec<(&'static str, Stri
             ),
             ("姓名 / name", m(name(c.name.expose()), c.name.expose())),
             ("性别 / sex", gender(*c.gender.expose())),
-            ("民族 / nationality", c.nation.expose().name.clone()),
+            ("民族 / ethnic group", c.nation.expose().name.clone()),
             (
                 "出生 / born",
                 m(
