@@ -63,7 +63,10 @@ fn assert_frame_rate(frames: &[EncodedFrame], fps: u32, label: &str) {
             "{label}: gap {gap:.4}s is not a whole number of {period:.4}s periods"
         );
     }
-    let single = gaps.iter().filter(|g| (**g / period - 1.0).abs() < 0.15).count();
+    let single = gaps
+        .iter()
+        .filter(|g| (**g / period - 1.0).abs() < 0.15)
+        .count();
     assert!(
         single * 2 > gaps.len(),
         "{label}: only {single} of {} gaps are one frame period",
@@ -104,7 +107,9 @@ async fn h264_alternative_encodes_too() {
     let first = &got[0].data;
     assert!(first.starts_with(&[0, 0, 0, 1]) || first.starts_with(&[0, 0, 1]));
     assert!(
-        first.windows(5).any(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 7),
+        first
+            .windows(5)
+            .any(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 7),
         "SPS present in the keyframe"
     );
     assert_frame_rate(&got, 30, "h264");
@@ -142,7 +147,10 @@ async fn a_keyframe_request_yields_a_keyframe() {
         .expect("stream still running");
         // The encoder applies a request on one of the next few frames (queued raw frames
         // ahead of it are already committed).
-        assert!(found <= 5, "{codec:?}: keyframe came {found} frames after the request");
+        assert!(
+            found <= 5,
+            "{codec:?}: keyframe came {found} frames after the request"
+        );
         assert_eq!(camera.stats().keyframes_forced, 1);
     }
 }
@@ -158,7 +166,10 @@ async fn keyframe_requests_close_together_are_coalesced() {
     assert!(camera.force_keyframe());
     assert!(!camera.force_keyframe());
     let stats = camera.stats();
-    assert_eq!((stats.keyframes_forced, stats.keyframe_requests_coalesced), (1, 1));
+    assert_eq!(
+        (stats.keyframes_forced, stats.keyframe_requests_coalesced),
+        (1, 1)
+    );
 }
 
 /// Encodes with the camera pipeline, packetizes as the peer would, decodes with the receive
@@ -233,8 +244,14 @@ async fn time_code_round_trip(codec: VideoCodec, width: u32, height: u32, bitrat
     let stats = receiver.stats();
     assert!(stats.frames_decoded >= 40);
     drop(receiver);
-    let asked = timeout(WAIT, pli).await.expect("pli task ends").expect("pli task");
-    assert!(asked <= 2, "{codec:?}: decoder asked for {asked} keyframes on a lossless path");
+    let asked = timeout(WAIT, pli)
+        .await
+        .expect("pli task ends")
+        .expect("pli task");
+    assert!(
+        asked <= 2,
+        "{codec:?}: decoder asked for {asked} keyframes on a lossless path"
+    );
     let mut read = 0;
     let mut previous: Option<TimeCode> = None;
     for frame in &frames {
@@ -244,7 +261,10 @@ async fn time_code_round_trip(codec: VideoCodec, width: u32, height: u32, bitrat
         };
         read += 1;
         let age = code.age_at(frame.decoded_at).expect("stamp is in the past");
-        assert!(age < Duration::from_secs(2), "{codec:?}: implausible age {age:?}");
+        assert!(
+            age < Duration::from_secs(2),
+            "{codec:?}: implausible age {age:?}"
+        );
         if let Some(prev) = previous {
             assert!(code > prev, "capture times increase");
         }
@@ -303,8 +323,7 @@ async fn microphone_encodes_20ms_opus_with_echo_cancellation_against_the_speaker
     assert!(got.iter().all(|p| !p.data.is_empty() && p.data.len() < 400));
 
     // Loop the microphone's packets into the speaker: they decode and reach the probe.
-    let mut packetizer =
-        RtpPacketizer::new(agent::link::rtc::StreamCodec::Opus, 42, 111, 0, 0);
+    let mut packetizer = RtpPacketizer::new(agent::link::rtc::StreamCodec::Opus, 42, 111, 0, 0);
     for packet in &got {
         for rtp in packetizer.packetize(packet).expect("packetize") {
             playback
@@ -349,7 +368,10 @@ async fn a_missing_camera_is_an_error_not_a_panic() {
     if started.is_ok() {
         let failed = timeout(WAIT, async {
             loop {
-                if matches!(*health.borrow_and_update(), agent::media::PipelineHealth::Failed(_)) {
+                if matches!(
+                    *health.borrow_and_update(),
+                    agent::media::PipelineHealth::Failed(_)
+                ) {
                     return;
                 }
                 if health.changed().await.is_err() {

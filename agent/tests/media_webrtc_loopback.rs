@@ -23,14 +23,14 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 };
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -68,11 +68,15 @@ struct Answerer {
     clerk_audio: (Arc<TrackLocalStaticRTP>, u32),
 }
 
-fn send_track(kind: RtpCodecKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+fn send_track(
+    kind: RtpCodecKind,
+    name: &str,
+    video: VideoCodec,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let codec = match kind {
         RtpCodecKind::Audio => codecs::opus_codec(),
-        _ => codecs::video_codec(VideoCodec::Vp8),
+        _ => codecs::video_codec(video),
     };
     let track = MediaStreamTrack::new(
         "clerk".to_owned(),
@@ -93,8 +97,35 @@ fn send_track(kind: RtpCodecKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32)
 
 impl Answerer {
     async fn new() -> Answerer {
+        Answerer::with_video_codec(None).await
+    }
+
+    /// `Some(codec)`: this side supports only that video codec, so the answer picks it.
+    async fn with_video_codec(only: Option<VideoCodec>) -> Answerer {
         let mut media_engine = MediaEngine::default();
-        codecs::register_codecs(&mut media_engine).expect("codecs");
+        match only {
+            None => codecs::register_codecs(&mut media_engine).expect("codecs"),
+            Some(codec) => {
+                media_engine
+                    .register_codec(
+                        RTCRtpCodecParameters {
+                            rtp_codec: codecs::video_codec(codec),
+                            payload_type: codecs::video_payload_type(codec),
+                        },
+                        RtpCodecKind::Video,
+                    )
+                    .expect("video codec");
+                media_engine
+                    .register_codec(
+                        RTCRtpCodecParameters {
+                            rtp_codec: codecs::opus_codec(),
+                            payload_type: codecs::OPUS_PAYLOAD_TYPE,
+                        },
+                        RtpCodecKind::Audio,
+                    )
+                    .expect("opus");
+            }
+        }
         let registry = configure_nack(Registry::new(), &mut media_engine);
         let registry = configure_rtcp_reports(registry);
         // Feedback for the kiosk's congestion controller, as the relay sends it.
@@ -126,8 +157,9 @@ impl Answerer {
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         // Sendonly transceivers added before the offer arrives pair with the offer's
         // recvonly m-lines (mid 3 video, mid 4 audio).
-        let clerk_video = send_track(RtpCodecKind::Video, "video");
-        let clerk_audio = send_track(RtpCodecKind::Audio, "audio");
+        let video = only.unwrap_or(VideoCodec::Vp8);
+        let clerk_video = send_track(RtpCodecKind::Video, "video", video);
+        let clerk_audio = send_track(RtpCodecKind::Audio, "audio", video);
         for (track, _) in [&clerk_video, &clerk_audio] {
             pc.add_transceiver_from_track(
                 Arc::clone(track) as Arc<dyn TrackLocal>,
@@ -150,10 +182,16 @@ impl Answerer {
 
     async fn answer(&mut self, offer: &str) -> String {
         let offer = RTCSessionDescription::offer(offer.to_owned()).expect("offer parses");
-        self.pc.set_remote_description(offer).await.expect("remote offer");
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .expect("remote offer");
         let answer = self.pc.create_answer(None).await.expect("answer");
         self.gathering.borrow_and_update();
-        self.pc.set_local_description(answer).await.expect("local answer");
+        self.pc
+            .set_local_description(answer)
+            .await
+            .expect("local answer");
         timeout(
             WAIT,
             self.gathering
@@ -268,13 +306,20 @@ async fn receive_kiosk_tracks(
     answerer: &mut Answerer,
     document_sending: bool,
 ) -> (CameraReception, watch::Receiver<u64>, watch::Receiver<u64>) {
+    receive_kiosk_tracks_as(answerer, document_sending, VideoCodec::Vp8).await
+}
+
+async fn receive_kiosk_tracks_as(
+    answerer: &mut Answerer,
+    document_sending: bool,
+    codec: VideoCodec,
+) -> (CameraReception, watch::Receiver<u64>, watch::Receiver<u64>) {
     let mut camera = None;
     let mut document = None;
     let mut microphone = None;
     timeout(WAIT, async {
         // A track appears with its first packet, so a slot that is not sending never does.
-        while camera.is_none() || (document_sending && document.is_none()) || microphone.is_none()
-        {
+        while camera.is_none() || (document_sending && document.is_none()) || microphone.is_none() {
             let track = answerer.tracks.recv().await.expect("track");
             let id = track.track_id().await;
             if id.ends_with("-camera") {
@@ -309,8 +354,8 @@ async fn receive_kiosk_tracks(
 
     let mut decoder = RtpVideoReceiver::new(
         "answerer-decoder",
-        VideoCodec::Vp8,
-        codecs::VP8_PAYLOAD_TYPE,
+        codec,
+        codecs::video_payload_type(codec),
         Duration::from_millis(50),
         256,
     )
@@ -326,7 +371,10 @@ async fn receive_kiosk_tracks(
     let mut pli_ssrc = ssrc.clone();
     tokio::spawn(async move {
         while needs.recv().await.is_some() {
-            let Ok(ssrc) = pli_ssrc.wait_for(Option::is_some).await.map(|s| s.unwrap_or_default())
+            let Ok(ssrc) = pli_ssrc
+                .wait_for(Option::is_some)
+                .await
+                .map(|s| s.unwrap_or_default())
             else {
                 return;
             };
@@ -344,7 +392,7 @@ async fn receive_kiosk_tracks(
         while let Some(event) = track.poll().await {
             if let TrackRemoteEvent::OnRtpPacket(packet) = event {
                 ssrc_tx.send_if_modified(|s| s.replace(packet.header.ssrc).is_none());
-                if vp8_payload_is_keyframe_start(&packet.payload) {
+                if codec == VideoCodec::Vp8 && vp8_payload_is_keyframe_start(&packet.payload) {
                     keyframes_tx.send_modify(|n| *n += 1);
                 }
                 let bytes = Bytes::from(packet.marshal().expect("marshal"));
@@ -405,14 +453,28 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
         .filter(|l| l.starts_with("m="))
         .map(|l| l.split(' ').next().unwrap_or_default())
         .collect();
-    assert_eq!(mids, ["m=video", "m=video", "m=audio", "m=video", "m=audio"]);
+    assert_eq!(
+        mids,
+        ["m=video", "m=video", "m=audio", "m=video", "m=audio"]
+    );
     let directions: Vec<&str> = offer
         .lines()
-        .filter(|l| matches!(*l, "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"))
+        .filter(|l| {
+            matches!(
+                *l,
+                "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"
+            )
+        })
         .collect();
     assert_eq!(
         directions,
-        ["a=sendonly", "a=sendonly", "a=sendonly", "a=recvonly", "a=recvonly"]
+        [
+            "a=sendonly",
+            "a=sendonly",
+            "a=sendonly",
+            "a=recvonly",
+            "a=recvonly"
+        ]
     );
     assert!(offer.contains("VP8/90000") && offer.contains("H264/90000"));
     assert!(offer.contains("opus/48000/2"));
@@ -448,7 +510,10 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
     // Answerer → kiosk: the clerk's video decodes on the kiosk with readable stamps, and
     // the clerk's audio reaches the speaker side of the echo probe.
     let clerk_ages = stamped_ages(&mut clerk.video_frames, 20).await;
-    eprintln!("kiosk received clerk video: {:?}", link.stats().await.clerk_video);
+    eprintln!(
+        "kiosk received clerk video: {:?}",
+        link.stats().await.clerk_video
+    );
     let answerer_to_kiosk = median(clerk_ages);
     assert!(answerer_to_kiosk < Duration::from_millis(500));
     let mut played = link.clerk_audio_played();
@@ -463,7 +528,11 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
         .expect("ssrc known")
         .expect("alive")
         .unwrap_or_default();
-    let forced_before = link.encoder(Slot::KioskCamera).expect("encoder").stats().keyframes_forced;
+    let forced_before = link
+        .encoder(Slot::KioskCamera)
+        .expect("encoder")
+        .stats()
+        .keyframes_forced;
     let before = *camera.keyframes.borrow_and_update();
     camera
         .pli
@@ -473,10 +542,13 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
         })])
         .await
         .expect("PLI sent");
-    timeout(Duration::from_secs(5), camera.keyframes.wait_for(|n| *n > before))
-        .await
-        .expect("a keyframe follows the PLI")
-        .expect("alive");
+    timeout(
+        Duration::from_secs(5),
+        camera.keyframes.wait_for(|n| *n > before),
+    )
+    .await
+    .expect("a keyframe follows the PLI")
+    .expect("alive");
     let stats = link.stats().await;
     assert!(stats.peer.keyframe_requests_received >= 1, "{stats:#?}");
     assert!(stats.camera.keyframes_forced > forced_before);
@@ -492,7 +564,13 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
     assert!(estimate > 0.0);
     let stats = link.stats().await;
     assert_eq!(stats.peer.state, ConnectionState::Connected);
-    assert!(stats.peer.outbound.iter().any(|o| o.slot == Slot::KioskCamera && o.packets_sent > 0));
+    assert!(
+        stats
+            .peer
+            .outbound
+            .iter()
+            .any(|o| o.slot == Slot::KioskCamera && o.packets_sent > 0)
+    );
     link.health().expect("pipelines healthy");
 
     eprintln!(
@@ -546,4 +624,38 @@ fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
         .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_h264_alternative_is_used_when_the_answer_chooses_it() {
+    let _turn = REALTIME.lock().await;
+    let mut config = kiosk_config();
+    config.document_sending = false;
+    let (link, _clerk) = MediaLink::start(config).await.expect("kiosk link");
+    let offer = link.offer().await.expect("offer");
+    // VP8 is preferred: listed first on the camera's m-line.
+    let camera_line = offer
+        .lines()
+        .find(|l| l.starts_with("m=video"))
+        .expect("m=video");
+    assert!(camera_line.ends_with(&format!(
+        " {} {}",
+        codecs::VP8_PAYLOAD_TYPE,
+        codecs::H264_PAYLOAD_TYPE
+    )));
+
+    let mut answerer = Answerer::with_video_codec(Some(VideoCodec::H264)).await;
+    let answer = answerer.answer(&offer).await;
+    link.apply_answer(&answer).await.expect("answer");
+    assert_eq!(
+        link.encoder(Slot::KioskCamera).expect("encoder").codec(),
+        VideoCodec::H264,
+        "the camera's encoder follows the answer"
+    );
+    wait_connected(&link).await;
+    let (mut camera, _, _) = receive_kiosk_tracks_as(&mut answerer, false, VideoCodec::H264).await;
+    let ages = stamped_ages(&mut camera.decoded, 15).await;
+    assert!(median(ages) < Duration::from_millis(500));
+    link.close().await;
+    let _ = answerer.pc.close().await;
 }

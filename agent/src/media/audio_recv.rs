@@ -57,11 +57,14 @@ impl RtpAudioPlayback {
             "agent-echo-probe-{}",
             PROBE_SERIAL.fetch_add(1, Ordering::Relaxed)
         );
-        let (mut input, _keyframe_requests) =
-            RtpInput::new("audio", "OPUS", 48_000, payload_type)?;
+        let (mut input, _keyframe_requests) = RtpInput::new("audio", "OPUS", 48_000, payload_type)?;
         input.normalise_payload_type();
         let jitter = make("rtpjitterbuffer")?;
-        set(&jitter, "latency", u32::try_from(latency.as_millis()).unwrap_or(u32::MAX))?;
+        set(
+            &jitter,
+            "latency",
+            u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+        )?;
         set(&jitter, "do-lost", true)?;
         let depay = make("rtpopusdepay")?;
         let decoder = make("opusdec")?;

@@ -152,15 +152,21 @@ impl AudioSendPipeline {
                     let frame = EncodedFrame {
                         data: Bytes::copy_from_slice(map.as_slice()),
                         pts: buffer.pts().map(|t| Duration::from_nanos(t.nseconds())),
-                        duration: buffer.duration().map(|t| Duration::from_nanos(t.nseconds())),
+                        duration: buffer
+                            .duration()
+                            .map(|t| Duration::from_nanos(t.nseconds())),
                         keyframe: true,
                     };
-                    sink_counters.packets_encoded.fetch_add(1, Ordering::Relaxed);
+                    sink_counters
+                        .packets_encoded
+                        .fetch_add(1, Ordering::Relaxed);
                     sink_counters
                         .bytes_encoded
                         .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
                     if tx.push(frame) == PushOutcome::DroppedOldest {
-                        sink_counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                        sink_counters
+                            .packets_dropped
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })

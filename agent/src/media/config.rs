@@ -61,8 +61,12 @@ impl TestWave {
 /// Where the clerk's audio is played.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioOutput {
-    Alsa { device: String },
-    Pulse { device: Option<String> },
+    Alsa {
+        device: String,
+    },
+    Pulse {
+        device: Option<String>,
+    },
     /// `autoaudiosink`.
     Auto,
     /// Discards audio at real-time pace: tests and machines without a sound card.

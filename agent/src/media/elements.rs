@@ -55,7 +55,11 @@ pub(crate) fn set<V: ToValue>(
 }
 
 /// Sets an enum or flags property by its nick (`"realtime"`, `"cbr"`), as `gst-launch` would.
-pub(crate) fn set_nick(element: &gst::Element, property: &str, nick: &str) -> Result<(), MediaError> {
+pub(crate) fn set_nick(
+    element: &gst::Element,
+    property: &str,
+    nick: &str,
+) -> Result<(), MediaError> {
     let pspec = element
         .find_property(property)
         .ok_or_else(|| property_error(element, property, "no such property".into()))?;

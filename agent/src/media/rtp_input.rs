@@ -61,12 +61,10 @@ impl RtpInput {
         // Depayloaders and decoders ask for a keyframe by sending GstForceKeyUnit upstream;
         // it ends here, where it becomes a PLI to the sender. Capacity 1: requests coalesce.
         let (tx, rx) = mpsc::channel(1);
-        let pad = appsrc
-            .static_pad("src")
-            .ok_or_else(|| MediaError::Build {
-                pipeline: "rtp input",
-                reason: "appsrc has no src pad".into(),
-            })?;
+        let pad = appsrc.static_pad("src").ok_or_else(|| MediaError::Build {
+            pipeline: "rtp input",
+            reason: "appsrc has no src pad".into(),
+        })?;
         let probe_counters = Arc::clone(&counters);
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
             if let Some(event) = info.event()
@@ -103,8 +101,12 @@ impl RtpInput {
     /// appsrc drops its oldest packet (counted).
     pub(crate) fn push(&self, packet: Bytes) -> Result<(), MediaError> {
         if packet.len() < 12 || packet[0] >> 6 != 2 {
-            self.counters.packets_rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(MediaError::InvalidInput("not an RTP version 2 packet".into()));
+            self.counters
+                .packets_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(MediaError::InvalidInput(
+                "not an RTP version 2 packet".into(),
+            ));
         }
         let packet = if self.normalise_payload_type && packet[1] & 0x7f != self.payload_type {
             let mut owned = bytes::BytesMut::from(&packet[..]);
@@ -114,7 +116,9 @@ impl RtpInput {
             packet
         };
         if self.appsrc.current_level_buffers() >= MAX_QUEUED_PACKETS {
-            self.counters.packets_dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .packets_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
         let buffer = gst::Buffer::from_slice(packet);
         match self.appsrc.push_buffer(buffer) {
@@ -123,8 +127,12 @@ impl RtpInput {
                 Ok(())
             }
             Err(flow) => {
-                self.counters.packets_rejected.fetch_add(1, Ordering::Relaxed);
-                Err(MediaError::NotRunning(format!("appsrc refused packet: {flow:?}")))
+                self.counters
+                    .packets_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(MediaError::NotRunning(format!(
+                    "appsrc refused packet: {flow:?}"
+                )))
             }
         }
     }

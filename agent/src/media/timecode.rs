@@ -66,9 +66,17 @@ impl TimeCode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StampError {
     #[error("frame {width}x{height} is smaller than the {needed}x{needed} stamp")]
-    FrameTooSmall { width: u32, height: u32, needed: u32 },
+    FrameTooSmall {
+        width: u32,
+        height: u32,
+        needed: u32,
+    },
     #[error("plane of {len} bytes does not hold {rows} rows of stride {stride}")]
-    PlaneTooShort { len: usize, rows: u32, stride: usize },
+    PlaneTooShort {
+        len: usize,
+        rows: u32,
+        stride: usize,
+    },
 }
 
 /// The side of one cell in pixels for a frame of this height.
@@ -286,7 +294,14 @@ mod tests {
         assert_eq!(read_luma(&black, w as usize, w, h, SystemTime::now()), None);
 
         let mut stamped = plane(w, h);
-        stamp_luma(&mut stamped, w as usize, w, h, TimeCode::from_unix_micros(99)).expect("stamp");
+        stamp_luma(
+            &mut stamped,
+            w as usize,
+            w,
+            h,
+            TimeCode::from_unix_micros(99),
+        )
+        .expect("stamp");
         // Flip one cell.
         for y in 0..8 {
             stamped[y * w as usize..][..8].fill(WHITE);

@@ -84,7 +84,11 @@ impl RtpVideoReceiver {
         let (input, keyframe_requests) =
             RtpInput::new("video", codec.encoding_name(), 90_000, payload_type)?;
         let jitter = make("rtpjitterbuffer")?;
-        set(&jitter, "latency", u32::try_from(latency.as_millis()).unwrap_or(u32::MAX))?;
+        set(
+            &jitter,
+            "latency",
+            u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+        )?;
         set(&jitter, "do-lost", true)?;
         let mut chain = vec![input.element(), jitter];
         match codec {

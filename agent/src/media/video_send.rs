@@ -87,7 +87,11 @@ impl VideoSendConfig {
     }
 
     fn validate(&self) -> Result<(), MediaError> {
-        if self.width < 16 || self.height < 16 || self.width % 2 != 0 || self.height % 2 != 0 {
+        if self.width < 16
+            || self.height < 16
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
             return Err(MediaError::Config(format!(
                 "{}: frame size {}x{} must be even and at least 16x16",
                 self.label, self.width, self.height
@@ -171,7 +175,9 @@ impl VideoEncoderControl {
             }
             *last = Some(now);
         }
-        self.counters.keyframes_forced.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .keyframes_forced
+            .fetch_add(1, Ordering::Relaxed);
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
@@ -186,8 +192,19 @@ impl VideoEncoderControl {
     pub fn set_bitrate(&self, bps: u32) {
         let bps = bps.max(10_000);
         let result = match self.codec {
-            VideoCodec::Vp8 => set(&self.encoder, "target-bitrate", bps.min(i32::MAX as u32) as i32),
-            VideoCodec::H264 => set(&self.encoder, "bitrate", bps),
+            VideoCodec::Vp8 => set(
+                &self.encoder,
+                "target-bitrate",
+                bps.min(i32::MAX as u32) as i32,
+            ),
+            // OpenH264 refuses a target above its maximum: raise the ceiling before the
+            // target, lower it after.
+            VideoCodec::H264 if bps > self.bitrate() => {
+                set(&self.encoder, "max-bitrate", bps.saturating_mul(2))
+                    .and_then(|()| set(&self.encoder, "bitrate", bps))
+            }
+            VideoCodec::H264 => set(&self.encoder, "bitrate", bps)
+                .and_then(|()| set(&self.encoder, "max-bitrate", bps.saturating_mul(2))),
         };
         match result {
             Ok(()) => self.counters.bitrate_bps.store(bps, Ordering::Relaxed),
@@ -373,11 +390,19 @@ fn vp8_encoder(config: &VideoSendConfig) -> Result<gst::Element, MediaError> {
     set(&enc, "lag-in-frames", 0i32)?;
     set(&enc, "cpu-used", config.vp8_cpu_used.clamp(-16, 16))?;
     set_nick(&enc, "end-usage", "cbr")?;
-    set(&enc, "target-bitrate", config.bitrate_bps.min(i32::MAX as u32) as i32)?;
+    set(
+        &enc,
+        "target-bitrate",
+        config.bitrate_bps.min(i32::MAX as u32) as i32,
+    )?;
     // Frames stay decodable after a loss elsewhere in the stream.
     set_nick(&enc, "error-resilient", "default")?;
     set_nick(&enc, "keyframe-mode", "auto")?;
-    set(&enc, "keyframe-max-dist", config.keyframe_interval_frames.min(i32::MAX as u32) as i32)?;
+    set(
+        &enc,
+        "keyframe-max-dist",
+        config.keyframe_interval_frames.min(i32::MAX as u32) as i32,
+    )?;
     // Rate-control buffer as browsers configure libvpx for calls: short, so the bitrate
     // follows the estimate within a second.
     set(&enc, "buffer-size", 1000i32)?;
@@ -437,7 +462,13 @@ fn install_stamper(pad: &gst::Pad, counters: Arc<Counters>) {
         let Some(buffer) = probe.buffer_mut() else {
             return gst::PadProbeReturn::Ok;
         };
-        if stamp_buffer(buffer.make_mut(), &video_info, TimeCode::from_system_time(now)).is_err() {
+        if stamp_buffer(
+            buffer.make_mut(),
+            &video_info,
+            TimeCode::from_system_time(now),
+        )
+        .is_err()
+        {
             counters.stamp_failures.fetch_add(1, Ordering::Relaxed);
         }
         gst::PadProbeReturn::Ok
@@ -462,7 +493,8 @@ fn stamp_buffer(
         let luma = frame
             .plane_data_mut(0)
             .map_err(|e| MediaError::Config(e.to_string()))?;
-        timecode::stamp_luma(luma, strides[0], width, height, code).map_err(stamp_err)?;
+        let stride = strides.first().copied().unwrap_or(0);
+        timecode::stamp_luma(luma, stride, width, height, code).map_err(stamp_err)?;
     }
     for plane in 1..3u32 {
         let stride = strides.get(plane as usize).copied().unwrap_or(0);
@@ -493,7 +525,9 @@ fn install_frame_sink(
                 let frame = EncodedFrame {
                     data: Bytes::copy_from_slice(map.as_slice()),
                     pts: buffer.pts().map(|t| Duration::from_nanos(t.nseconds())),
-                    duration: buffer.duration().map(|t| Duration::from_nanos(t.nseconds())),
+                    duration: buffer
+                        .duration()
+                        .map(|t| Duration::from_nanos(t.nseconds())),
                     keyframe,
                 };
                 let c = &control.counters;

@@ -172,7 +172,10 @@ mod tests {
         for estimate in [0.0, -5.0, f64::NAN, f64::INFINITY, 10_000.0] {
             let a = allocate_bitrate(estimate, &LIMITS, true, true, true);
             assert_eq!(a.camera_bps, LIMITS.camera_min_bps, "estimate {estimate}");
-            assert_eq!(a.document_bps, LIMITS.document_min_bps, "estimate {estimate}");
+            assert_eq!(
+                a.document_bps, LIMITS.document_min_bps,
+                "estimate {estimate}"
+            );
         }
     }
 

@@ -8,8 +8,7 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 
 use crate::media::VideoCodec;
@@ -67,7 +66,6 @@ pub fn video_preferences(preferred: VideoCodec) -> Vec<RTCRtpCodecParameters> {
         .map(|codec| RTCRtpCodecParameters {
             rtp_codec: video_codec(codec),
             payload_type: video_payload_type(codec),
-            ..Default::default()
         })
         .collect()
 }
@@ -86,7 +84,6 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), RtcError> {
                 RTCRtpCodecParameters {
                     rtp_codec: video_codec(codec),
                     payload_type: video_payload_type(codec),
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -97,7 +94,6 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), RtcError> {
             RTCRtpCodecParameters {
                 rtp_codec: opus_codec(),
                 payload_type: OPUS_PAYLOAD_TYPE,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )
@@ -133,7 +129,12 @@ mod tests {
         let prefs = video_preferences(VideoCodec::H264);
         assert_eq!(prefs[0].payload_type, H264_PAYLOAD_TYPE);
         assert_eq!(prefs[1].payload_type, VP8_PAYLOAD_TYPE);
-        assert!(prefs[0].rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"));
+        assert!(
+            prefs[0]
+                .rtp_codec
+                .sdp_fmtp_line
+                .contains("packetization-mode=1")
+        );
     }
 
     #[test]

@@ -89,3 +89,67 @@ impl Interceptor for KeyframeRequestForwarder {
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::receiver_report::ReceiverReport;
+
+    fn inbound(packets: Vec<Box<dyn rtcp::Packet>>) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: Default::default(),
+            message: Packet::Rtcp(packets).into(),
+        }
+    }
+
+    fn drain(forwarder: &mut KeyframeRequestForwarder) -> Vec<TaggedPacket> {
+        std::iter::from_fn(|| forwarder.poll_read()).collect()
+    }
+
+    #[test]
+    fn keyframe_requests_are_marked_for_the_application() {
+        let mut forwarder = KeyframeRequestForwarder::new();
+        let pli: Box<dyn rtcp::Packet> = Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 2,
+        });
+        forwarder.handle_read(inbound(vec![pli])).expect("read");
+        let out = drain(&mut forwarder);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].message.has(&Attribute::DeliverToApplication));
+    }
+
+    #[test]
+    fn compound_packets_are_split_and_only_the_request_is_marked() {
+        let mut forwarder = KeyframeRequestForwarder::new();
+        let rr: Box<dyn rtcp::Packet> = Box::new(ReceiverReport::default());
+        let fir: Box<dyn rtcp::Packet> = Box::new(FullIntraRequest::default());
+        forwarder.handle_read(inbound(vec![rr, fir])).expect("read");
+        let out = drain(&mut forwarder);
+        assert_eq!(out.len(), 2);
+        let marked: Vec<bool> = out
+            .iter()
+            .map(|p| p.message.has(&Attribute::DeliverToApplication))
+            .collect();
+        assert_eq!(marked, [false, true]);
+        let Packet::Rtcp(requests) = &out[1].message.packet else {
+            panic!("RTCP expected");
+        };
+        assert!(requests.iter().all(is_keyframe_request));
+    }
+
+    #[test]
+    fn other_rtcp_and_outbound_traffic_pass_unchanged() {
+        let mut forwarder = KeyframeRequestForwarder::new();
+        let rr: Box<dyn rtcp::Packet> = Box::new(ReceiverReport::default());
+        forwarder.handle_read(inbound(vec![rr])).expect("read");
+        let out = drain(&mut forwarder);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].message.has(&Attribute::DeliverToApplication));
+        let rr: Box<dyn rtcp::Packet> = Box::new(ReceiverReport::default());
+        forwarder.handle_write(inbound(vec![rr])).expect("write");
+        assert!(forwarder.poll_write().is_some());
+        assert!(forwarder.poll_write().is_none());
+    }
+}

@@ -24,13 +24,13 @@ use crate::media::{
     frame_channel,
 };
 
+use super::RtcError;
 use super::bitrate::{allocate_bitrate, worth_changing};
 use super::codecs::{self, OPUS_PAYLOAD_TYPE};
 use super::config::{PeerConfig, TurnServer};
 use super::packetizer::{RtpPacketizer, StreamCodec};
 use super::peer::{ConnectionState, KioskPeer, RemoteTrack};
 use super::stats::LinkStats;
-use super::RtcError;
 
 /// Everything the media link needs.
 #[derive(Debug, Clone)]
@@ -309,7 +309,11 @@ impl MediaLink {
             turn.validate()?;
         }
         {
-            let mut config = self.inner.config.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut config = self
+                .inner
+                .config
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             config.peer.turn = turn.clone();
             if config.peer.turn.is_none() {
                 config.peer.relay_only = false;
@@ -454,7 +458,9 @@ impl MediaLink {
         match slot {
             Slot::KioskCamera => Ok(&self.inner.camera),
             Slot::KioskDocument => Ok(&self.inner.document),
-            other => Err(RtcError::Config(format!("{other:?} is not a kiosk video slot"))),
+            other => Err(RtcError::Config(format!(
+                "{other:?} is not a kiosk video slot"
+            ))),
         }
     }
 
@@ -473,7 +479,11 @@ impl MediaLink {
         if video.pipeline.config().codec == codec {
             return Ok(());
         }
-        tracing::info!(?slot, ?codec, "answer chose the alternative codec; rebuilding encoder");
+        tracing::info!(
+            ?slot,
+            ?codec,
+            "answer chose the alternative codec; rebuilding encoder"
+        );
         let mut config = video.pipeline.config().clone();
         config.codec = codec;
         config.bitrate_bps = video.pipeline.control().bitrate();
@@ -516,7 +526,9 @@ fn send_index(slot: Slot) -> Result<usize, RtcError> {
         Slot::KioskCamera => Ok(0),
         Slot::KioskDocument => Ok(1),
         Slot::KioskMicrophone => Ok(2),
-        other => Err(RtcError::Config(format!("{other:?} is not a kiosk send slot"))),
+        other => Err(RtcError::Config(format!(
+            "{other:?} is not a kiosk send slot"
+        ))),
     }
 }
 
@@ -538,10 +550,7 @@ fn build_video_slot(
         current,
         frames_not_sent,
     ));
-    Ok(VideoSlot {
-        pipeline,
-        pump,
-    })
+    Ok(VideoSlot { pipeline, pump })
 }
 
 /// Moves one pipeline's encoded frames into the current peer's send track.
@@ -650,7 +659,12 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
         tasks.push(tokio::spawn(async move {
             let interval = weak
                 .upgrade()
-                .map(|i| i.config.lock().unwrap_or_else(PoisonError::into_inner).bitrate_interval)
+                .map(|i| {
+                    i.config
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .bitrate_interval
+                })
                 .unwrap_or(Duration::from_millis(500));
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -722,7 +736,9 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
 async fn play_clerk_audio(inner: std::sync::Weak<Inner>, mut track: RemoteTrack) {
     while let Some(packet) = track.next_rtp().await {
         let Some(inner) = inner.upgrade() else { break };
-        let Ok(bytes) = packet.marshal() else { continue };
+        let Ok(bytes) = packet.marshal() else {
+            continue;
+        };
         // Errors are counted by the pipeline (malformed, or pipeline stopped).
         let _ = inner.playback.push_rtp(bytes.freeze());
     }
@@ -781,7 +797,9 @@ async fn show_clerk_video(
             *holder.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
             active_payload_type = Some(payload_type);
         }
-        let Ok(bytes) = packet.marshal() else { continue };
+        let Ok(bytes) = packet.marshal() else {
+            continue;
+        };
         let guard = holder.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(receiver) = guard.as_ref() {
             let _ = receiver.push_rtp(Bytes::from(bytes));

@@ -173,7 +173,9 @@ pub fn vp8_payload_is_keyframe_start(payload: &Bytes) -> bool {
             offset += 1; // TID/KEYIDX
         }
     }
-    payload.get(offset).is_some_and(|&header| header & 0x01 == 0)
+    payload
+        .get(offset)
+        .is_some_and(|&header| header & 0x01 == 0)
 }
 
 #[cfg(test)]
@@ -206,17 +208,25 @@ mod tests {
             vec![65_534, 65_535, 0]
         );
         assert_eq!(
-            packets.iter().map(|pk| pk.header.marker).collect::<Vec<_>>(),
+            packets
+                .iter()
+                .map(|pk| pk.header.marker)
+                .collect::<Vec<_>>(),
             vec![false, false, true]
         );
-        assert!(packets.iter().all(|pk| pk.header.ssrc == 7 && pk.header.payload_type == 96));
+        assert!(
+            packets
+                .iter()
+                .all(|pk| pk.header.ssrc == 7 && pk.header.payload_type == 96)
+        );
         assert!(vp8_payload_is_keyframe_start(&packets[0].payload));
         assert!(!vp8_payload_is_keyframe_start(&packets[1].payload));
     }
 
     #[test]
     fn timestamps_follow_the_pts_not_the_frame_count() {
-        let mut p = RtpPacketizer::new(StreamCodec::Video(VideoCodec::Vp8), 1, 96, 0, u32::MAX - 10);
+        let mut p =
+            RtpPacketizer::new(StreamCodec::Video(VideoCodec::Vp8), 1, 96, 0, u32::MAX - 10);
         let a = p.packetize(&frame(10, 1000, true)).expect("a");
         // A frame lost in between: 100 ms later, not 33.
         let b = p.packetize(&frame(10, 1100, false)).expect("b");
@@ -271,8 +281,15 @@ mod tests {
             ..empty
         };
         let _ = p.packetize(&junk);
-        for bytes in [&[][..], &[0x90][..], &[0x90, 0x80][..], &[0x90, 0x80, 0x81][..]] {
-            assert!(!vp8_payload_is_keyframe_start(&Bytes::copy_from_slice(bytes)));
+        for bytes in [
+            &[][..],
+            &[0x90][..],
+            &[0x90, 0x80][..],
+            &[0x90, 0x80, 0x81][..],
+        ] {
+            assert!(!vp8_payload_is_keyframe_start(&Bytes::copy_from_slice(
+                bytes
+            )));
         }
     }
 }

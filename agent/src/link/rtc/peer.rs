@@ -32,19 +32,19 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCBundlePolicy, RTCConfiguration, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder, StatsSelector,
+    RTCBundlePolicy, RTCConfiguration, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpTransceiver;
 
 use crate::media::VideoCodec;
 
+use super::RtcError;
 use super::codecs;
 use super::config::{PeerConfig, TurnServer};
 use super::keyframe::{KEYFRAME_FORWARDER_SLOT, KeyframeRequestForwarder};
 use super::stats::{self, PeerStats};
-use super::RtcError;
 
 /// Our view of the connection, independent of webrtc-rs's types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -581,13 +581,16 @@ impl KioskPeer {
     pub async fn stats(&self) -> PeerStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
         let outbound: HashMap<u32, Slot> = self.senders.iter().map(|s| (s.ssrc, s.slot)).collect();
-        let mut stats = stats::summarise(&report, *self.state.borrow(), &outbound, |kind| {
-            match kind {
+        let mut stats = stats::summarise(
+            &report,
+            *self.state.borrow(),
+            &outbound,
+            |kind| match kind {
                 "audio" => Some(Slot::ClerkMicrophone),
                 "video" => Some(Slot::ClerkCamera),
                 _ => None,
-            }
-        });
+            },
+        );
         stats.keyframe_requests_received = self.keyframe_requests_received.load(Ordering::Relaxed);
         stats.keyframe_requests_sent = self.plis_sent.load(Ordering::Relaxed);
         stats

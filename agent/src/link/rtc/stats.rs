@@ -6,9 +6,7 @@ use std::time::Duration;
 use protocol::media::Slot;
 use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry};
 
-use crate::media::{
-    AudioPlaybackStats, AudioSendStats, VideoReceiveStats, VideoSendStats,
-};
+use crate::media::{AudioPlaybackStats, AudioSendStats, VideoReceiveStats, VideoSendStats};
 
 use super::peer::ConnectionState;
 
