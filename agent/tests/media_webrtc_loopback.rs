@@ -659,3 +659,136 @@ async fn the_h264_alternative_is_used_when_the_answer_chooses_it() {
     link.close().await;
     let _ = answerer.pc.close().await;
 }
+
+/// A coturn `turnserver` on 127.0.0.1 for one test: long-term credentials, loopback peers
+/// allowed (test only), killed on drop.
+struct Coturn {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Coturn {
+    const USER: &'static str = "kiosk-test";
+    const PASSWORD: &'static str = "turn-test-secret";
+
+    async fn start() -> Coturn {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // An ephemeral port the kernel just handed out, released for coturn to take.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port();
+        // Relay ports below the kernel's ephemeral range, so they cannot collide with the
+        // peers' own sockets.
+        let relay_min = 20_000 + (rand::random::<u16>() % 50) * 200;
+        let child = std::process::Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={relay_min}"))
+            .arg(format!("--max-port={}", relay_min + 199))
+            .args([
+                "--allow-loopback-peers",
+                "--lt-cred-mech",
+                "--realm=agent.test",
+            ])
+            .arg(format!("--user={}:{}", Coturn::USER, Coturn::PASSWORD))
+            .args([
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--simple-log",
+                "--log-file=stdout",
+            ])
+            .arg(format!("--pidfile={}", dir.path().join("pid").display()))
+            .arg(format!("--db={}", dir.path().join("turndb").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("turnserver runs (Debian package coturn, deploy/packages-test.txt)");
+        let coturn = Coturn {
+            child,
+            port,
+            _dir: dir,
+        };
+        coturn.wait_ready().await;
+        coturn
+    }
+
+    /// Ready once it answers a STUN binding request.
+    async fn wait_ready(&self) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("probe socket");
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        request.extend((0..12).map(|_| rand::random::<u8>()));
+        let ready = timeout(Duration::from_secs(15), async {
+            let mut reply = [0u8; 512];
+            loop {
+                socket
+                    .send_to(&request, ("127.0.0.1", self.port))
+                    .await
+                    .expect("probe");
+                if let Ok(Ok((n, _))) =
+                    timeout(Duration::from_millis(200), socket.recv_from(&mut reply)).await
+                    && n >= 20
+                    && reply[8..20] == request[8..20]
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            ready.is_ok(),
+            "turnserver did not answer STUN on port {}",
+            self.port
+        );
+    }
+
+    fn server(&self) -> agent::link::rtc::TurnServer {
+        agent::link::rtc::TurnServer {
+            urls: vec![format!("turn:127.0.0.1:{}?transport=udp", self.port)],
+            username: Coturn::USER.to_owned(),
+            credential: Coturn::PASSWORD.to_owned(),
+        }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_through_a_turn_relay_when_forced() {
+    let _turn = REALTIME.lock().await;
+    let coturn = Coturn::start().await;
+    let mut config = kiosk_config();
+    config.document_sending = false;
+    config.peer.turn = Some(coturn.server());
+    config.peer.relay_only = true;
+    let (link, _clerk) = MediaLink::start(config).await.expect("kiosk link");
+    let offer = link.offer().await.expect("offer");
+    let candidates: Vec<&str> = offer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert!(!candidates.is_empty(), "relay candidates gathered");
+    assert!(
+        candidates.iter().all(|c| c.contains(" typ relay")),
+        "relay-only offers relay candidates only: {candidates:?}"
+    );
+
+    let mut answerer = Answerer::new().await;
+    let answer = answerer.answer(&offer).await;
+    link.apply_answer(&answer).await.expect("answer");
+    wait_connected(&link).await;
+    let (mut camera, _, _) = receive_kiosk_tracks(&mut answerer, false).await;
+    let ages = stamped_ages(&mut camera.decoded, 15).await;
+    assert!(median(ages) < Duration::from_millis(500));
+    link.close().await;
+    let _ = answerer.pc.close().await;
+}
