@@ -562,6 +562,16 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
         .expect("alive")
         .unwrap_or_default();
     assert!(estimate > 0.0);
+    // One more tick of the allocation loop, then the camera runs at its share of the estimate
+    // rather than at its configured start (400 kbit/s).
+    let mut tick = link.estimate();
+    tick.borrow_and_update();
+    timeout(WAIT, tick.changed())
+        .await
+        .expect("the estimate keeps being applied")
+        .expect("alive");
+    let camera_bitrate = link.encoder(Slot::KioskCamera).expect("encoder").bitrate();
+    assert_ne!(camera_bitrate, 400_000, "camera bitrate follows the estimate");
     let stats = link.stats().await;
     assert_eq!(stats.peer.state, ConnectionState::Connected);
     assert!(
