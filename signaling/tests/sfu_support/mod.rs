@@ -155,6 +155,33 @@ impl Client {
         }
     }
 
+    /// Send an encoded VP8 frame (e.g. from vp8enc), packetized with a 15-bit picture id.
+    pub fn send_encoded_vp8(&mut self, slot: Slot, frame: &[u8], now: Instant) {
+        let i = slot.index();
+        let n = self.frames[i];
+        self.frames[i] += 1;
+        let ts = self.ts_base[i].wrapping_add((n * 3000) as u32);
+        let pid = self.pid[i];
+        self.pid[i] = (pid + 1) & 0x7fff;
+        let chunks: Vec<&[u8]> = frame.chunks(1000).collect();
+        let last = chunks.len() - 1;
+        for (k, chunk) in chunks.into_iter().enumerate() {
+            let s = if k == 0 { 0x10 } else { 0 };
+            let mut p = vec![0x80 | s, 0x80, 0x80 | (pid >> 8) as u8, pid as u8];
+            p.extend_from_slice(chunk);
+            self.write_rtp(slot, Codec::Vp8, ts, k == last, p, now);
+        }
+    }
+
+    /// Send one encoded 20 ms Opus packet.
+    pub fn send_encoded_opus(&mut self, slot: Slot, packet: &[u8], now: Instant) {
+        let i = slot.index();
+        let n = self.frames[i];
+        self.frames[i] += 1;
+        let ts = self.ts_base[i].wrapping_add((n * 960) as u32);
+        self.write_rtp(slot, Codec::Opus, ts, false, packet.to_vec(), now);
+    }
+
     pub fn send_opus_frame(&mut self, slot: Slot, tag: u8, now: Instant) {
         let i = slot.index();
         let n = self.frames[i];

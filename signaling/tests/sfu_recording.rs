@@ -1,0 +1,257 @@
+//! Recording a real forwarded session: VP8 and Opus encoded by GStreamer are sent by str0m
+//! client peers through the relay core, the forwarded packets go through the recorder's tap
+//! into a dump, and the dump is muxed into WebM; `gst-discoverer-1.0` must find every track
+//! with the expected duration. Needs `gstreamer1.0-tools`, `gstreamer1.0-plugins-base-apps`,
+//! `-good` (vp8enc) and `-base` (opusenc) — see deploy/packages-test.txt.
+#![allow(clippy::unwrap_used)]
+
+mod sfu_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use protocol::media::Slot;
+use sfu_support::Net;
+use signaling::recorder::dump::{self, DumpHeader, RecordMeta};
+use signaling::recorder::{Recorder, RecorderConfig};
+use signaling::sfu::{PeerId, Role};
+
+const SECONDS: u64 = 4;
+
+/// Encode `SECONDS` of test video (30 fps, keyframe every second) and audio (20 ms packets)
+/// into one file per frame/packet.
+fn encode(dir: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let v = dir.join("v");
+    let a = dir.join("a");
+    std::fs::create_dir_all(&v).unwrap();
+    std::fs::create_dir_all(&a).unwrap();
+    let frames = SECONDS * 30;
+    let run = |args: String| {
+        let status = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(args.split(' '))
+            .status()
+            .expect("gst-launch-1.0 is installed (gstreamer1.0-tools)");
+        assert!(status.success(), "gst-launch-1.0 {args}");
+    };
+    run(format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! vp8enc keyframe-max-dist=30 deadline=1 ! multifilesink location={}/%05d.vp8",
+        v.display()
+    ));
+    run(format!(
+        "audiotestsrc num-buffers={} samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
+         ! opusenc frame-size=20 ! multifilesink location={}/%05d.opus",
+        SECONDS * 50,
+        a.display()
+    ));
+    let read_all = |d: &Path| -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    };
+    (read_all(&v), read_all(&a))
+}
+
+/// Run a kiosk and a clerk through the relay for `SECONDS` after connect, all five slots
+/// carrying real media.
+fn forwarded_session(video: &[Vec<u8>], audio: &[Vec<u8>]) -> Net {
+    let mut net = Net::new();
+    net.add_client(1, Role::Kiosk);
+    net.add_client(11, Role::Clerk);
+    net.connect_all();
+    net.sfu.connect(PeerId(1), PeerId(11), true, net.now).unwrap();
+    net.flush_sfu();
+    let (k, c) = (net.idx(1), net.idx(11));
+    let mut next_v = net.now;
+    let mut next_a = net.now;
+    let (mut vi, mut ai) = (0, 0);
+    while vi < video.len() || ai < audio.len() {
+        let now = net.now;
+        if vi < video.len() && now >= next_v {
+            for slot in [Slot::KioskCamera, Slot::KioskDocument] {
+                net.clients[k].send_encoded_vp8(slot, &video[vi], now);
+            }
+            net.clients[c].send_encoded_vp8(Slot::ClerkCamera, &video[vi], now);
+            vi += 1;
+            next_v = now + Duration::from_micros(33_333);
+        }
+        if ai < audio.len() && now >= next_a {
+            net.clients[k].send_encoded_opus(Slot::KioskMicrophone, &audio[ai], now);
+            net.clients[c].send_encoded_opus(Slot::ClerkMicrophone, &audio[ai], now);
+            ai += 1;
+            next_a = now + Duration::from_millis(20);
+        }
+        net.drain_client(k);
+        net.drain_client(c);
+        let far = net.now + Duration::from_secs(3600);
+        let until = if vi < video.len() { next_v } else { far }.min(if ai < audio.len() {
+            next_a
+        } else {
+            far
+        });
+        if until < far {
+            net.run_until(until);
+        }
+    }
+    net.run_for(Duration::from_millis(200));
+    net
+}
+
+struct Discovered {
+    duration: Duration,
+    video: usize,
+    audio: usize,
+    text: String,
+}
+
+fn discover(path: &Path) -> Discovered {
+    let out = Command::new("gst-discoverer-1.0")
+        .arg(path)
+        .output()
+        .expect("gst-discoverer-1.0 is installed (gstreamer1.0-plugins-base-apps)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "discoverer failed: {text}");
+    assert!(!text.contains("error"), "discoverer reported an error: {text}");
+    let dur = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Duration: "))
+        .expect("a duration line");
+    let mut parts = dur.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    Discovered {
+        duration: Duration::from_secs_f64(h * 3600.0 + m * 60.0 + s),
+        video: text.matches("video #").count(),
+        audio: text.matches("audio #").count(),
+        text,
+    }
+}
+
+fn assert_duration(d: Duration, text: &str) {
+    let expected = SECONDS as f64;
+    let got = d.as_secs_f64();
+    assert!(
+        (got - expected).abs() <= expected * 0.1,
+        "duration {got:.3}s, expected {expected}s ±10%\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_session_is_recorded_and_decodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    assert_eq!(video.len() as u64, SECONDS * 30);
+
+    let rec_dir = tmp.path().join("recordings");
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+
+    let mut net = forwarded_session(&video, &audio);
+    let tap = recorder
+        .begin("ticket-0001", net.start, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        net.recorded.len() > 700,
+        "only {} packets forwarded",
+        net.recorded.len()
+    );
+    let recorded = std::mem::take(&mut net.recorded);
+    let slots: std::collections::HashSet<Slot> = recorded.iter().map(|r| r.slot).collect();
+    assert_eq!(slots.len(), 5, "every slot was forwarded and recorded");
+    for r in &recorded {
+        assert!(tap.record(r), "recorder queue refused a packet");
+    }
+    let meta = recorder.finish(tap).await.unwrap();
+
+    assert_eq!(meta.session_id, "ticket-0001");
+    assert!(meta.path.exists() && meta.path.extension().unwrap() == "webm");
+    assert_eq!(std::fs::metadata(&meta.path).unwrap().len(), meta.size_bytes);
+    assert_eq!(meta.sha256_hex.len(), 64);
+    assert!(!meta.torn_tail);
+    assert_eq!(meta.tracks.len(), 5);
+    assert!(meta.ended_at > meta.started_at);
+    assert_duration(meta.duration, "metadata");
+    // The dump is gone once the recording is durable.
+    assert!(!rec_dir.join("ticket-0001.rtpdump").exists());
+    let m = recorder.metrics();
+    assert_eq!(
+        m.packets_written.load(std::sync::atomic::Ordering::Relaxed),
+        recorded.len() as u64
+    );
+
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (3, 2), "{}", d.text);
+    assert_duration(d.duration, &d.text);
+
+    // Decode every frame of the kiosk camera: vp8dec must not report an error.
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", meta.path.display()))
+        .args([
+            "!", "matroskademux", "name=d", "d.video_0", "!", "queue", "!", "vp8dec", "!",
+            "fakesink", "sync=false", "d.audio_0", "!", "queue", "!", "opusdec", "!", "fakesink",
+            "sync=false",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "decoding the recording failed");
+}
+
+#[tokio::test]
+async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    let net = forwarded_session(&video, &audio);
+    let rec_dir = tmp.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+
+    // What the writer thread would have left: a dump whose last record is cut short.
+    let path = rec_dir.join("ticket-crash.rtpdump");
+    let mut w = dump::create(
+        &path,
+        &DumpHeader {
+            start_unix_micros: 1_763_000_000_000_000,
+            session_id: "ticket-crash".into(),
+        },
+    )
+    .unwrap();
+    let mut scratch = Vec::new();
+    for r in &net.recorded {
+        let meta = RecordMeta {
+            t_micros: (r.arrival - net.start).as_micros() as u64,
+            slot: r.slot,
+            codec: r.codec,
+            marker: r.marker,
+            pt: r.pt,
+            ssrc: r.ssrc,
+            seq: r.seq,
+            rtp_ts: r.rtp_ts,
+        };
+        dump::write_record(&mut w, &meta, &r.payload, &mut scratch).unwrap();
+    }
+    std::io::Write::flush(&mut w).unwrap();
+    drop(w);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+    let results = recorder.recover().await;
+    assert_eq!(results.len(), 1);
+    let meta = results.into_iter().next().unwrap().1.unwrap();
+    assert!(meta.torn_tail);
+    assert_eq!(meta.session_id, "ticket-crash");
+    assert!(!path.exists());
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (3, 2), "{}", d.text);
+    assert_duration(d.duration, &d.text);
+    // Nothing left to recover.
+    assert!(recorder.recover().await.is_empty());
+}
