@@ -95,6 +95,22 @@ impl Client {
         (offer.to_sdp_string(), pending)
     }
 
+    /// Apply the relay's answer. The relay is under test, not the client: the client answers
+    /// every NACK (str0m's default stops retransmitting above 15% of the bytes sent).
+    pub fn accept_answer(&mut self, pending: str0m::change::SdpPendingOffer, answer: &str) {
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(answer).unwrap())
+            .unwrap();
+        for slot in Slot::ORDER.into_iter().filter(|s| self.role.sends(*s)) {
+            let mid = self.mids[slot.index()];
+            let mut api = self.rtc.direct_api();
+            if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+                tx.set_rtx_cache(2000, Duration::from_secs(3), None);
+            }
+        }
+    }
+
     pub fn slot_of(&self, mid: Mid) -> Option<Slot> {
         self.mids
             .iter()
@@ -192,6 +208,52 @@ impl Client {
         self.write_rtp(slot, Codec::Opus, ts, false, p, now);
     }
 
+    /// Poll the client's str0m instance until it returns a timeout; returns the datagrams to
+    /// send and records what arrived.
+    pub fn drain(&mut self, now: Instant) -> Vec<Datagram> {
+        let mut out = Vec::new();
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    self.next_timeout = t;
+                    return out;
+                }
+                Output::Transmit(t) => out.push(Datagram {
+                    from: self.addr,
+                    to: t.destination,
+                    bytes: t.contents.into(),
+                }),
+                Output::Event(e) => match e {
+                    Event::Connected => self.connected = true,
+                    Event::RtpPacket(p) => {
+                        let mid = {
+                            let mut api = self.rtc.direct_api();
+                            api.stream_rx(&p.header.ssrc).map(|s| s.mid())
+                        };
+                        if let Some(slot) = mid.and_then(|m| self.slot_of(m)) {
+                            self.received.push(Got {
+                                slot,
+                                ssrc: *p.header.ssrc,
+                                seq: *p.seq_no,
+                                ts: p.header.timestamp,
+                                marker: p.header.marker,
+                                payload: p.payload.to_vec(),
+                                at: now,
+                            });
+                        }
+                    }
+                    Event::KeyframeRequest(r) => {
+                        if let Some(slot) = self.slot_of(r.mid) {
+                            self.keyframe_requests.push((slot, r.kind));
+                            self.want_keyframe[slot.index()] = true;
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
     /// Received packets on `slot`, in arrival order.
     pub fn got(&self, slot: Slot) -> Vec<&Got> {
         self.received.iter().filter(|g| g.slot == slot).collect()
@@ -266,19 +328,7 @@ impl Net {
         let mut c = Client::new(id, role, addr, self.now);
         let (offer, pending) = c.offer();
         let answer = self.sfu.add_peer(c.id, role, &offer, self.now).expect("offer accepted");
-        c.rtc
-            .sdp_api()
-            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-            .unwrap();
-        // The relay is under test, not the client: let the client answer every NACK
-        // (str0m's default stops retransmitting above 15% of the bytes sent).
-        for slot in Slot::ORDER.into_iter().filter(|s| role.sends(*s)) {
-            let mid = c.mids[slot.index()];
-            let mut api = c.rtc.direct_api();
-            if let Some(tx) = api.stream_tx_by_mid(mid, None) {
-                tx.set_rtx_cache(2000, Duration::from_secs(3), None);
-            }
-        }
+        c.accept_answer(pending, &answer);
         self.clients.push(c);
         let i = self.clients.len() - 1;
         self.drain_client(i);
@@ -309,50 +359,7 @@ impl Net {
 
     pub fn drain_client(&mut self, i: usize) {
         let now = self.now;
-        let mut out = Vec::new();
-        {
-            let c = &mut self.clients[i];
-            loop {
-                match c.rtc.poll_output().unwrap() {
-                    Output::Timeout(t) => {
-                        c.next_timeout = t;
-                        break;
-                    }
-                    Output::Transmit(t) => out.push(Datagram {
-                        from: c.addr,
-                        to: t.destination,
-                        bytes: t.contents.into(),
-                    }),
-                    Output::Event(e) => match e {
-                        Event::Connected => c.connected = true,
-                        Event::RtpPacket(p) => {
-                            let mid = {
-                                let mut api = c.rtc.direct_api();
-                                api.stream_rx(&p.header.ssrc).map(|s| s.mid())
-                            };
-                            if let Some(slot) = mid.and_then(|m| c.slot_of(m)) {
-                                c.received.push(Got {
-                                    slot,
-                                    ssrc: *p.header.ssrc,
-                                    seq: *p.seq_no,
-                                    ts: p.header.timestamp,
-                                    marker: p.header.marker,
-                                    payload: p.payload.to_vec(),
-                                    at: now,
-                                });
-                            }
-                        }
-                        Event::KeyframeRequest(r) => {
-                            if let Some(slot) = c.slot_of(r.mid) {
-                                c.keyframe_requests.push((slot, r.kind));
-                                c.want_keyframe[slot.index()] = true;
-                            }
-                        }
-                        _ => {}
-                    },
-                }
-            }
-        }
+        let out = self.clients[i].drain(now);
         for d in out {
             self.send(d);
         }
