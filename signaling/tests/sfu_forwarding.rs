@@ -21,13 +21,25 @@ fn nothing_is_forwarded_before_connect_then_media_flows_on_the_right_mids() {
     net.add_client(K1, Role::Kiosk);
     net.add_client(C1, Role::Clerk);
     net.connect_all();
-    assert!(net.events.contains(&SfuEvent::PeerConnected { peer: PeerId(K1) }));
-    assert!(net.events.contains(&SfuEvent::PeerConnected { peer: PeerId(C1) }));
+    assert!(
+        net.events
+            .contains(&SfuEvent::PeerConnected { peer: PeerId(K1) })
+    );
+    assert!(
+        net.events
+            .contains(&SfuEvent::PeerConnected { peer: PeerId(C1) })
+    );
 
     // Ready on call: both send, nobody receives.
     net.media_for(&[K1, C1], Duration::from_secs(1));
-    assert!(net.client(C1).received.is_empty(), "clerk got media before connect");
-    assert!(net.client(K1).received.is_empty(), "kiosk got media before connect");
+    assert!(
+        net.client(C1).received.is_empty(),
+        "clerk got media before connect"
+    );
+    assert!(
+        net.client(K1).received.is_empty(),
+        "kiosk got media before connect"
+    );
     let m = net.metrics.snapshot();
     assert!(m.rtp_in > 50 && m.rtp_dropped_unconnected == m.rtp_in && m.rtp_forwarded == 0);
 
@@ -37,7 +49,12 @@ fn nothing_is_forwarded_before_connect_then_media_flows_on_the_right_mids() {
     net.flush_sfu();
     net.run_for(Duration::from_millis(50));
     // Keyframe requests reached both video sources.
-    let k_req: Vec<Slot> = net.client(K1).keyframe_requests.iter().map(|r| r.0).collect();
+    let k_req: Vec<Slot> = net
+        .client(K1)
+        .keyframe_requests
+        .iter()
+        .map(|r| r.0)
+        .collect();
     assert!(k_req.contains(&Slot::KioskCamera) && k_req.contains(&Slot::KioskDocument));
     assert!(
         net.client(C1)
@@ -48,7 +65,11 @@ fn nothing_is_forwarded_before_connect_then_media_flows_on_the_right_mids() {
 
     net.media_for(&[K1, C1], Duration::from_secs(2));
     let clerk = net.client(C1);
-    for slot in [Slot::KioskCamera, Slot::KioskDocument, Slot::KioskMicrophone] {
+    for slot in [
+        Slot::KioskCamera,
+        Slot::KioskDocument,
+        Slot::KioskMicrophone,
+    ] {
         let got = clerk.got(slot);
         assert!(got.len() > 40, "{slot:?}: only {} packets", got.len());
         assert_contiguous(&got, &format!("clerk {slot:?}"));
@@ -56,7 +77,10 @@ fn nothing_is_forwarded_before_connect_then_media_flows_on_the_right_mids() {
     }
     // The first forwarded video packet starts a keyframe.
     let first = clerk.got(Slot::KioskCamera)[0].payload.clone();
-    assert!(first[0] & 0x10 != 0 && first[4] & 1 == 0, "first frame is not a keyframe");
+    assert!(
+        first[0] & 0x10 != 0 && first[4] & 1 == 0,
+        "first frame is not a keyframe"
+    );
     assert!(clerk.got(Slot::ClerkCamera).is_empty());
     let kiosk = net.client(K1);
     for slot in [Slot::ClerkCamera, Slot::ClerkMicrophone] {
@@ -76,7 +100,9 @@ fn a_viewer_keyframe_request_reaches_the_source() {
     net.add_client(K1, Role::Kiosk);
     net.add_client(C1, Role::Clerk);
     net.connect_all();
-    net.sfu.connect(PeerId(K1), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
     net.flush_sfu();
     net.media_for(&[K1], Duration::from_millis(500));
     let before = net.client(K1).keyframe_requests.len();
@@ -111,7 +137,9 @@ fn the_clerk_stream_stays_continuous_across_kiosks() {
     net.add_client(C1, Role::Clerk);
     net.connect_all();
 
-    net.sfu.connect(PeerId(K1), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
     net.flush_sfu();
     net.media_for(&[K1, K2, C1], Duration::from_secs(2));
     let first_session = net.client(C1).got(Slot::KioskCamera).len();
@@ -122,12 +150,18 @@ fn the_clerk_stream_stays_continuous_across_kiosks() {
         first_session,
         "media arrived while disconnected"
     );
-    net.sfu.connect(PeerId(K2), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K2), PeerId(C1), false, net.now)
+        .unwrap();
     net.flush_sfu();
     net.media_for(&[K1, K2, C1], Duration::from_secs(2));
 
     let clerk = net.client(C1);
-    for slot in [Slot::KioskCamera, Slot::KioskDocument, Slot::KioskMicrophone] {
+    for slot in [
+        Slot::KioskCamera,
+        Slot::KioskDocument,
+        Slot::KioskMicrophone,
+    ] {
         let got = clerk.got(slot);
         assert_contiguous(&got, &format!("{slot:?} across two kiosks"));
         let ssrcs: std::collections::HashSet<u32> = got.iter().map(|g| g.ssrc).collect();
@@ -138,7 +172,11 @@ fn the_clerk_stream_stays_continuous_across_kiosks() {
         assert!(tags[switch..].iter().all(|t| *t == K2 as u8));
         // Timestamps advance across the switch roughly by the wall time that passed.
         let (a, b) = (got[switch - 1], got[switch]);
-        let clock = if slot == Slot::KioskMicrophone { 48_000.0 } else { 90_000.0 };
+        let clock = if slot == Slot::KioskMicrophone {
+            48_000.0
+        } else {
+            90_000.0
+        };
         let dt = b.ts.wrapping_sub(a.ts) as f64 / clock;
         let wall = (b.at - a.at).as_secs_f64();
         assert!(
@@ -160,7 +198,9 @@ fn nack_recovers_loss_on_both_legs() {
     net.add_client(K1, Role::Kiosk);
     net.add_client(C1, Role::Clerk);
     net.connect_all();
-    net.sfu.connect(PeerId(K1), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
     net.flush_sfu();
     net.media_for(&[K1], Duration::from_millis(300));
 
@@ -188,7 +228,10 @@ fn nack_recovers_loss_on_both_legs() {
     let m = net.metrics.snapshot();
     let clerk_stats = net.sfu.peer_stats(PeerId(C1)).unwrap();
     let kiosk_stats = net.sfu.peer_stats(PeerId(K1)).unwrap();
-    assert!(clerk_stats.nacks_from_peer > 0, "viewer leg: {clerk_stats:?}");
+    assert!(
+        clerk_stats.nacks_from_peer > 0,
+        "viewer leg: {clerk_stats:?}"
+    );
     assert!(kiosk_stats.nacks_to_peer > 0, "source leg: {kiosk_stats:?}");
     assert!(m.nacks_from_viewers > 0 && m.nacks_to_sources > 0, "{m:?}");
 }
@@ -196,16 +239,25 @@ fn nack_recovers_loss_on_both_legs() {
 #[test]
 fn a_clerk_never_receives_another_kiosks_media() {
     let mut net = Net::new();
-    for (id, role) in [(K1, Role::Kiosk), (K2, Role::Kiosk), (C1, Role::Clerk), (C2, Role::Clerk)] {
+    for (id, role) in [
+        (K1, Role::Kiosk),
+        (K2, Role::Kiosk),
+        (C1, Role::Clerk),
+        (C2, Role::Clerk),
+    ] {
         net.add_client(id, role);
     }
     net.connect_all();
-    net.sfu.connect(PeerId(K1), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
     net.flush_sfu();
     net.media_for(&[K1, K2, C1, C2], Duration::from_secs(1));
     assert!(net.client(C2).received.is_empty());
     assert!(net.client(K2).received.is_empty());
-    net.sfu.connect(PeerId(K2), PeerId(C2), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K2), PeerId(C2), false, net.now)
+        .unwrap();
     net.flush_sfu();
     // A kiosk or clerk already in a pair cannot be taken by another.
     assert!(matches!(
@@ -235,7 +287,9 @@ fn removing_a_peer_ends_its_pair() {
     net.add_client(K1, Role::Kiosk);
     net.add_client(C1, Role::Clerk);
     net.connect_all();
-    net.sfu.connect(PeerId(K1), PeerId(C1), false, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
     net.sfu.remove_peer(PeerId(K1), net.now).unwrap();
     net.flush_sfu();
     assert_eq!(net.sfu.partner(PeerId(C1)), None);
@@ -253,7 +307,12 @@ fn bad_input_is_an_error_and_counted_never_a_panic() {
     let now = net.now;
     let src = "10.9.9.9:9".parse().unwrap();
     let relay = net.relay;
-    for junk in [&[][..], &[0u8; 3][..], &[0xff; 100][..], &[0x80, 0x60, 0, 1][..]] {
+    for junk in [
+        &[][..],
+        &[0u8; 3][..],
+        &[0xff; 100][..],
+        &[0x80, 0x60, 0, 1][..],
+    ] {
         assert!(net.sfu.handle_datagram(now, src, relay, junk).is_err());
     }
     let offer_errors = [
@@ -289,7 +348,9 @@ fn a_peer_that_never_connects_times_out() {
     let mut net = Net::new();
     let mut c = sfu_support::Client::new(9, Role::Kiosk, "10.1.0.9:9".parse().unwrap(), net.now);
     let (offer, _) = c.offer();
-    net.sfu.add_peer(PeerId(9), Role::Kiosk, &offer, net.now).unwrap();
+    net.sfu
+        .add_peer(PeerId(9), Role::Kiosk, &offer, net.now)
+        .unwrap();
     net.run_for(Duration::from_secs(31));
     assert!(net.events.contains(&SfuEvent::PeerDisconnected {
         peer: PeerId(9),

@@ -64,7 +64,9 @@ fn forwarded_session(video: &[Vec<u8>], audio: &[Vec<u8>]) -> Net {
     net.add_client(1, Role::Kiosk);
     net.add_client(11, Role::Clerk);
     net.connect_all();
-    net.sfu.connect(PeerId(1), PeerId(11), true, net.now).unwrap();
+    net.sfu
+        .connect(PeerId(1), PeerId(11), true, net.now)
+        .unwrap();
     net.flush_sfu();
     let (k, c) = (net.idx(1), net.idx(11));
     let mut next_v = net.now;
@@ -116,7 +118,10 @@ fn discover(path: &Path) -> Discovered {
         .expect("gst-discoverer-1.0 is installed (gstreamer1.0-plugins-base-apps)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "discoverer failed: {text}");
-    assert!(!text.contains("error"), "discoverer reported an error: {text}");
+    assert!(
+        !text.contains("error"),
+        "discoverer reported an error: {text}"
+    );
     let dur = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Duration: "))
@@ -171,7 +176,10 @@ async fn a_forwarded_session_is_recorded_and_decodes() {
 
     assert_eq!(meta.session_id, "ticket-0001");
     assert!(meta.path.exists() && meta.path.extension().unwrap() == "webm");
-    assert_eq!(std::fs::metadata(&meta.path).unwrap().len(), meta.size_bytes);
+    assert_eq!(
+        std::fs::metadata(&meta.path).unwrap().len(),
+        meta.size_bytes
+    );
     assert_eq!(meta.sha256_hex.len(), 64);
     assert!(!meta.torn_tail);
     assert_eq!(meta.tracks.len(), 5);
@@ -194,8 +202,24 @@ async fn a_forwarded_session_is_recorded_and_decodes() {
         .args(["-q", "filesrc"])
         .arg(format!("location={}", meta.path.display()))
         .args([
-            "!", "matroskademux", "name=d", "d.video_0", "!", "queue", "!", "vp8dec", "!",
-            "fakesink", "sync=false", "d.audio_0", "!", "queue", "!", "opusdec", "!", "fakesink",
+            "!",
+            "matroskademux",
+            "name=d",
+            "d.video_0",
+            "!",
+            "queue",
+            "!",
+            "vp8dec",
+            "!",
+            "fakesink",
+            "sync=false",
+            "d.audio_0",
+            "!",
+            "queue",
+            "!",
+            "opusdec",
+            "!",
+            "fakesink",
             "sync=false",
         ])
         .status()

@@ -55,7 +55,10 @@ impl UdpClient {
             self.flush().await;
         }
         if self.c.next_timeout <= Instant::now() {
-            self.c.rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
+            self.c
+                .rtc
+                .handle_input(Input::Timeout(Instant::now()))
+                .unwrap();
             self.flush().await;
         }
     }
@@ -129,18 +132,27 @@ async fn kiosk_to_clerk_over_real_udp() {
         |cs| cs[1].c.got(Slot::KioskCamera).len() >= 30,
     )
     .await;
-    assert!(got_enough, "clerk received {} video packets", clerk.c.got(Slot::KioskCamera).len());
+    assert!(
+        got_enough,
+        "clerk received {} video packets",
+        clerk.c.got(Slot::KioskCamera).len()
+    );
     assert_contiguous(&clerk.c.got(Slot::KioskCamera), "clerk camera over UDP");
-    assert!(kiosk
-        .c
-        .keyframe_requests
-        .iter()
-        .any(|(s, _)| *s == Slot::KioskCamera));
+    assert!(
+        kiosk
+            .c
+            .keyframe_requests
+            .iter()
+            .any(|(s, _)| *s == Slot::KioskCamera)
+    );
 
     let stats = sfu.peer_stats(PeerId(11)).await.unwrap().unwrap();
     assert!(stats.connected && stats.rtp_out >= 30 && stats.partner == Some(PeerId(1)));
     let m = sfu.metrics().snapshot();
-    assert!(m.rtp_forwarded >= 30 && m.datagrams_in > 0 && m.datagrams_out > 0, "{m:?}");
+    assert!(
+        m.rtp_forwarded >= 30 && m.datagrams_in > 0 && m.datagrams_out > 0,
+        "{m:?}"
+    );
     assert_eq!((m.peers, m.peers_connected, m.pairs), (2, 2, 1));
 
     sfu.disconnect(PeerId(1), PeerId(11)).await.unwrap();

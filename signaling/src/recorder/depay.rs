@@ -131,15 +131,13 @@ impl TrackAssembler {
     }
 
     fn process(&mut self, rec: DumpRecord, out: &mut Vec<Frame>) {
-        if let Some(expected) = self.next_seq {
-            if rec.seq > expected {
-                // Lost packets: the frame in progress is incomplete, and whatever follows may
-                // reference what was lost, so video waits for the next keyframe.
-                if let Some(cur) = self.cur.as_mut() {
-                    cur.broken = true;
-                }
-                self.need_keyframe_if_video();
+        if self.next_seq.is_some_and(|expected| rec.seq > expected) {
+            // Lost packets: the frame in progress is incomplete, and whatever follows may
+            // reference what was lost, so video waits for the next keyframe.
+            if let Some(cur) = self.cur.as_mut() {
+                cur.broken = true;
             }
+            self.need_keyframe_if_video();
         }
         self.next_seq = Some(rec.seq + 1);
         let pts_us = self.pts_for(&rec);
@@ -183,17 +181,11 @@ impl TrackAssembler {
                     MediaCodec::Vp8 => self.append_vp8(&rec.payload, first),
                     _ => self.append_h264(&rec.payload),
                 };
-                if !ok {
-                    if let Some(c) = self.cur.as_mut() {
-                        c.broken = true;
-                    }
+                if let Some(c) = self.cur.as_mut() {
+                    // A frame that ends while an FU-A is still open lost the FU-A's end.
+                    c.broken |= !ok || (rec.marker && c.fu_start.is_some());
                 }
                 if rec.marker {
-                    if let Some(c) = self.cur.as_mut() {
-                        if c.fu_start.is_some() {
-                            c.broken = true; // FU-A never ended
-                        }
-                    }
                     self.close_frame(out);
                 }
             }
@@ -342,11 +334,9 @@ impl TrackAssembler {
                     return false;
                 }
                 cur.data.extend_from_slice(body);
-                if end {
-                    if let Some(at) = cur.fu_start.take() {
-                        let len = (cur.data.len() - at - 4) as u32;
-                        cur.data[at..at + 4].copy_from_slice(&len.to_be_bytes());
-                    }
+                if let Some(at) = cur.fu_start.take_if(|_| end) {
+                    let len = (cur.data.len() - at - 4) as u32;
+                    cur.data[at..at + 4].copy_from_slice(&len.to_be_bytes());
                 }
                 true
             }
@@ -364,19 +354,15 @@ impl TrackAssembler {
                     c.keyframe = true;
                 }
             }
-            7 => {
-                if self.info.sps.is_none() {
-                    if let Some((w, hgt)) = super::h264::sps_dimensions(nal) {
-                        self.info.width = w;
-                        self.info.height = hgt;
-                    }
-                    self.info.sps = Some(nal.to_vec());
+            7 if self.info.sps.is_none() => {
+                if let Some((w, hgt)) = super::h264::sps_dimensions(nal) {
+                    self.info.width = w;
+                    self.info.height = hgt;
                 }
+                self.info.sps = Some(nal.to_vec());
             }
-            8 => {
-                if self.info.pps.is_none() {
-                    self.info.pps = Some(nal.to_vec());
-                }
+            8 if self.info.pps.is_none() => {
+                self.info.pps = Some(nal.to_vec());
             }
             _ => {}
         }
@@ -534,7 +520,13 @@ mod tests {
             let r = DumpRecord {
                 codec: MediaCodec::Opus,
                 slot: Slot::KioskMicrophone,
-                ..rec(u64::from(i), (u32::MAX - 1000).wrapping_add(i * 960), u64::from(i) * 20, false, vec![0xf8, 1])
+                ..rec(
+                    u64::from(i),
+                    (u32::MAX - 1000).wrapping_add(i * 960),
+                    u64::from(i) * 20,
+                    false,
+                    vec![0xf8, 1],
+                )
             };
             a.push(r, &mut out);
         }

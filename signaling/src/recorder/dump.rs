@@ -260,7 +260,7 @@ mod tests {
                 t_micros: i * 20_000,
                 slot: Slot::KioskMicrophone,
                 codec: MediaCodec::Opus,
-                marker: i % 2 == 0,
+                marker: i.is_multiple_of(2),
                 pt: 111,
                 ssrc: 0xdead_beef,
                 seq: 65_530 + i,

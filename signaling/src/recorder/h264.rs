@@ -177,7 +177,7 @@ pub(crate) mod tests {
 
     impl W {
         fn bit(&mut self, b: u32) {
-            if self.n % 8 == 0 {
+            if self.n.is_multiple_of(8) {
                 self.out.push(0);
             }
             if b != 0 {
@@ -238,7 +238,10 @@ pub(crate) mod tests {
     fn dimensions_from_generated_sps() {
         assert_eq!(sps_dimensions(&baseline_sps(40, 30, 0)), Some((640, 480)));
         // 1920×1080 is coded as 1088 lines with 8 cropped (4 units of 2 lines).
-        assert_eq!(sps_dimensions(&baseline_sps(120, 68, 4)), Some((1920, 1080)));
+        assert_eq!(
+            sps_dimensions(&baseline_sps(120, 68, 4)),
+            Some((1920, 1080))
+        );
         assert_eq!(sps_dimensions(&SPS_640X480), Some((640, 480)));
         assert_eq!(baseline_sps(40, 30, 0), SPS_640X480.to_vec());
         assert_eq!(sps_dimensions(&[0x68, 0x00]), None);

@@ -211,7 +211,11 @@ impl<W: Write + Seek> MkvWriter<W> {
             let mut e = Vec::new();
             put_uint(&mut e, id::TRACK_NUMBER, t.number);
             put_uint(&mut e, id::TRACK_UID, t.number);
-            put_uint(&mut e, id::TRACK_TYPE, if t.codec.is_video() { 1 } else { 2 });
+            put_uint(
+                &mut e,
+                id::TRACK_TYPE,
+                if t.codec.is_video() { 1 } else { 2 },
+            );
             put_uint(&mut e, id::FLAG_LACING, 0);
             put_str(&mut e, id::NAME, &t.name);
             put_str(&mut e, id::CODEC_ID, t.codec_id());
@@ -281,7 +285,8 @@ impl<W: Write + Seek> MkvWriter<W> {
             let c = ts_ms.max(self.last_ts);
             self.cluster_ts = Some(c);
             if cue_worthy {
-                self.cues.push((c, track, self.pos - self.segment_data_start));
+                self.cues
+                    .push((c, track, self.pos - self.segment_data_start));
             }
         }
         let cluster_ts = self.cluster_ts.unwrap_or(0);
@@ -336,7 +341,10 @@ impl<W: Write + Seek> MkvWriter<W> {
         self.pos += out.len() as u64;
 
         let segment_size = self.pos - self.segment_data_start;
-        self.patch(self.segment_size_at, &(segment_size | (1u64 << 56)).to_be_bytes())?;
+        self.patch(
+            self.segment_size_at,
+            &(segment_size | (1u64 << 56)).to_be_bytes(),
+        )?;
         self.patch(self.duration_at, &(duration_ms as f64).to_be_bytes())?;
         let positions = [self.info_pos, self.tracks_pos, cues_pos];
         for (at, p) in self.seek_positions_at.into_iter().zip(positions) {
@@ -399,9 +407,11 @@ mod tests {
         let mut w =
             MkvWriter::new(Cursor::new(Vec::new()), "webm", "t", &tracks).expect("in memory");
         for i in 0..100u64 {
-            w.write_frame(2, i * 20, true, &[0xf8, 1, 2]).expect("in memory");
+            w.write_frame(2, i * 20, true, &[0xf8, 1, 2])
+                .expect("in memory");
             if i % 3 == 0 {
-                w.write_frame(1, i * 20, i % 30 == 0, &[0u8; 50]).expect("in memory");
+                w.write_frame(1, i * 20, i % 30 == 0, &[0u8; 50])
+                    .expect("in memory");
             }
         }
         let (cursor, size) = w.finish(2000).expect("in memory");

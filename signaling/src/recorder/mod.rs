@@ -274,7 +274,15 @@ impl Recorder {
     /// return what to store.
     pub async fn finish(&self, tap: RecordingTap) -> Result<RecordingMeta, RecorderError> {
         let (reply, answer) = oneshot::channel();
-        let path = self.call(Msg::End { key: tap.key, reply }, answer).await?;
+        let path = self
+            .call(
+                Msg::End {
+                    key: tap.key,
+                    reply,
+                },
+                answer,
+            )
+            .await?;
         self.mux(path).await
     }
 
@@ -302,7 +310,10 @@ impl Recorder {
         answer: oneshot::Receiver<Result<PathBuf, RecorderError>>,
     ) -> Result<PathBuf, RecorderError> {
         tokio::time::timeout(self.config.command_timeout, async {
-            self.tx.send(msg).await.map_err(|_| RecorderError::Stopped)?;
+            self.tx
+                .send(msg)
+                .await
+                .map_err(|_| RecorderError::Stopped)?;
             answer.await.map_err(|_| RecorderError::Stopped)?
         })
         .await

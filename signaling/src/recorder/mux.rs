@@ -19,6 +19,9 @@ use super::h264;
 use super::mkv::{MkvWriter, TrackSpec, opus_head};
 use crate::sfu::MediaCodec;
 
+/// A frame waiting to be interleaved: (pts µs, arrival order, track number, keyframe, data).
+type Pending = Reverse<(u64, u64, u64, bool, Vec<u8>)>;
+
 /// Frames are held this long (by arrival time) to be interleaved across tracks.
 const INTERLEAVE_US: u64 = 1_500_000;
 
@@ -165,10 +168,10 @@ pub fn mux_dump(dump: &Path, out_dir: &Path) -> Result<MuxOutcome, MuxError> {
     )?;
 
     // Pass 2: write, interleaved by time.
-    let mut heap: BinaryHeap<Reverse<(u64, u64, u64, bool, Vec<u8>)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Pending> = BinaryHeap::new();
     let mut order = 0u64;
     let mut last_ms = 0u64;
-    let mut write_until = |heap: &mut BinaryHeap<Reverse<(u64, u64, u64, bool, Vec<u8>)>>,
+    let mut write_until = |heap: &mut BinaryHeap<Pending>,
                            writer: &mut MkvWriter<BufWriter<File>>,
                            until_us: u64|
      -> Result<(), MuxError> {
@@ -190,7 +193,11 @@ pub fn mux_dump(dump: &Path, out_dir: &Path) -> Result<MuxOutcome, MuxError> {
                 heap.push(Reverse((f.pts_us, order, track, f.keyframe, f.data)));
             }
         }
-        write_until(&mut heap, &mut writer, arrival_us.saturating_sub(INTERLEAVE_US))
+        write_until(
+            &mut heap,
+            &mut writer,
+            arrival_us.saturating_sub(INTERLEAVE_US),
+        )
     })?;
     write_until(&mut heap, &mut writer, u64::MAX)?;
     // The last frame lasts about one frame interval.

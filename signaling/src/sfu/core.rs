@@ -103,6 +103,8 @@ pub struct RecordedRtp {
     pub payload: Arc<[u8]>,
 }
 
+// Packets stay inline (no Box): the queue's slots are reused, so forwarding allocates nothing.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Rtp {
         source: PeerId,
@@ -129,6 +131,8 @@ pub struct Sfu {
     events: VecDeque<SfuEvent>,
     recorded: VecDeque<RecordedRtp>,
     work: VecDeque<Work>,
+    /// Reused for "which peers are due" so timeouts allocate nothing.
+    scratch_ids: Vec<PeerId>,
 }
 
 impl Sfu {
@@ -144,6 +148,7 @@ impl Sfu {
             events: VecDeque::new(),
             recorded: VecDeque::with_capacity(64),
             work: VecDeque::with_capacity(16),
+            scratch_ids: Vec::new(),
         }
     }
 
@@ -217,7 +222,9 @@ impl Sfu {
         for slot in Slot::ORDER {
             let mid = mids.mid(slot);
             let Some(media) = rtc.media(mid) else {
-                return Err(SfuError::LayoutMismatch(format!("{slot:?} mid not negotiated")));
+                return Err(SfuError::LayoutMismatch(format!(
+                    "{slot:?} mid not negotiated"
+                )));
             };
             check_direction(role, slot, media.kind(), media.direction())?;
             if media.remote_pts().is_empty() {
@@ -379,21 +386,24 @@ impl Sfu {
 
     /// Advance time: str0m timers, connect timeouts, keyframe retries.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
-            .peers
-            .values()
-            .filter(|p| p.next_timeout <= now)
-            .map(|p| p.id)
-            .collect();
-        for id in due {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(peer = %id, error = %e, "peer timeout failed; closing");
-                    peer.rtc.disconnect();
-                }
+        let mut due = std::mem::take(&mut self.scratch_ids);
+        due.clear();
+        due.extend(
+            self.peers
+                .values()
+                .filter(|p| p.next_timeout <= now)
+                .map(|p| p.id),
+        );
+        for id in due.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&id)
+                && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(peer = %id, error = %e, "peer timeout failed; closing");
+                peer.rtc.disconnect();
             }
             self.drain(id, now);
         }
+        self.scratch_ids = due;
         let connect_timeout = self.config.connect_timeout;
         for peer in self.peers.values_mut() {
             if !peer.connected && !peer.dead && now >= peer.added_at + connect_timeout {
@@ -499,7 +509,9 @@ impl Sfu {
             return;
         }
         *last = Some(now);
-        let kind = if kind == KeyframeRequestKind::Fir && !peer.rtc.codec_config().iter().any(|p| p.fb_fir()) {
+        let kind = if kind == KeyframeRequestKind::Fir
+            && !peer.rtc.codec_config().iter().any(|p| p.fb_fir())
+        {
             KeyframeRequestKind::Pli
         } else {
             kind
@@ -584,7 +596,7 @@ impl Sfu {
 
     /// The forwarding path: one RTP packet from `source` on `slot` to its partner, if any.
     fn forward(&mut self, source: PeerId, slot: Slot, packet: RtpPacket, now: Instant) {
-        let m = Arc::clone(&self.metrics);
+        let m: &SfuMetrics = &self.metrics;
         let Some(src_role) = self.peers.get(&source).map(|p| p.role) else {
             return;
         };
@@ -708,18 +720,18 @@ impl Sfu {
 
     /// Remove a peer from every table (no event).
     fn forget(&mut self, id: PeerId) {
-        if let Some(other) = self.pairing.remove(id) {
-            if let Some(p) = self.peers.get_mut(&other) {
-                p.stats.partner = None;
-            }
+        if let Some(other) = self.pairing.remove(id)
+            && let Some(p) = self.peers.get_mut(&other)
+        {
+            p.stats.partner = None;
         }
         self.recording.remove(&id);
-        if let Some(peer) = self.peers.remove(&id) {
-            if peer.connected {
-                self.metrics
-                    .peers_connected
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
+        if let Some(peer) = self.peers.remove(&id)
+            && peer.connected
+        {
+            self.metrics
+                .peers_connected
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.by_addr.retain(|_, p| *p != id);
         metrics::set(&self.metrics.peers, self.peers.len() as u64);
@@ -777,8 +789,13 @@ fn on_event(
         },
         Event::RtpPacket(packet) => {
             metrics::inc(&m.rtp_in);
-            let slot = mid_of_ssrc(peer, &packet)
-                .or_else(|| packet.header.ext_vals.mid.and_then(|mid| peer.mids.slot_of(mid)));
+            let slot = mid_of_ssrc(peer, &packet).or_else(|| {
+                packet
+                    .header
+                    .ext_vals
+                    .mid
+                    .and_then(|mid| peer.mids.slot_of(mid))
+            });
             let Some(slot) = slot else {
                 return;
             };
@@ -829,11 +846,7 @@ fn on_event(
             peer.stats.nacks_to_peer += d;
             metrics::add(&m.nacks_to_sources, d);
         }
-        Event::PeerStats(s) => {
-            if s.rtt.is_some() {
-                peer.stats.rtt = s.rtt;
-            }
-        }
+        Event::PeerStats(s) if s.rtt.is_some() => peer.stats.rtt = s.rtt,
         _ => {}
     }
 }
@@ -894,7 +907,9 @@ fn vp8_patch(
         return None;
     }
     // X bit, then I bit, then M bit of the first picture id byte: 15-bit picture id.
-    let pid_15_bit = payload.len() > 2 && payload[0] & 0x80 != 0 && payload[1] & 0x80 != 0
+    let pid_15_bit = payload.len() > 2
+        && payload[0] & 0x80 != 0
+        && payload[1] & 0x80 != 0
         && payload[2] & 0x80 != 0;
     if new_segment {
         state.start_segment(pid, tl0);

@@ -78,7 +78,10 @@ mod tests {
         let stap = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
         assert!(starts_keyframe(MediaCodec::H264, &stap));
         // STAP-A with a truncated length is not trusted.
-        assert!(!starts_keyframe(MediaCodec::H264, &[0x78, 0x00, 0x09, 0x67]));
+        assert!(!starts_keyframe(
+            MediaCodec::H264,
+            &[0x78, 0x00, 0x09, 0x67]
+        ));
         // FU-A start of IDR, and a middle fragment.
         assert!(starts_keyframe(MediaCodec::H264, &[0x7c, 0x85, 0x00]));
         assert!(!starts_keyframe(MediaCodec::H264, &[0x7c, 0x05, 0x00]));

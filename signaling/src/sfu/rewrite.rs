@@ -123,7 +123,10 @@ impl SeqTsRewriter {
             None => (in_seq & 0xffff, in_ts),
             Some(last) => {
                 let elapsed = now.saturating_duration_since(last.at);
-                (last.seq + 1, last.ts.wrapping_add(self.ticks(elapsed).max(1)))
+                (
+                    last.seq + 1,
+                    last.ts.wrapping_add(self.ticks(elapsed).max(1)),
+                )
             }
         };
         Segment {
@@ -205,7 +208,10 @@ mod tests {
         let t0 = Instant::now();
         let mut r = SeqTsRewriter::new(90_000);
         assert_eq!(fwd(r.rewrite(A, 70_000, 1000, t0)), (70_000 & 0xffff, 1000));
-        assert_eq!(fwd(r.rewrite(A, 70_001, 4000, t0)), ((70_000 & 0xffff) + 1, 4000));
+        assert_eq!(
+            fwd(r.rewrite(A, 70_001, 4000, t0)),
+            ((70_000 & 0xffff) + 1, 4000)
+        );
     }
 
     #[test]
@@ -213,7 +219,12 @@ mod tests {
         let t0 = Instant::now();
         let mut r = SeqTsRewriter::new(90_000);
         for i in 0..10u64 {
-            r.rewrite(A, 100 + i, 3000 * i as u32, t0 + Duration::from_millis(33 * i));
+            r.rewrite(
+                A,
+                100 + i,
+                3000 * i as u32,
+                t0 + Duration::from_millis(33 * i),
+            );
         }
         let (last_seq, last_ts) = (109, 27_000);
         r.end_segment();

@@ -74,7 +74,10 @@ impl SlotMids {
     }
 
     pub(crate) fn slot_of(&self, mid: Mid) -> Option<Slot> {
-        self.0.iter().position(|m| *m == mid).map(|i| Slot::ORDER[i])
+        self.0
+            .iter()
+            .position(|m| *m == mid)
+            .map(|i| Slot::ORDER[i])
     }
 }
 
@@ -130,7 +133,9 @@ pub(crate) fn slot_mids_from_offer(sdp: &str) -> Result<SlotMids, SfuError> {
             )));
         }
         let Some(mid) = mid else {
-            return Err(SfuError::LayoutMismatch(format!("section {i} has no a=mid")));
+            return Err(SfuError::LayoutMismatch(format!(
+                "section {i} has no a=mid"
+            )));
         };
         if mid.is_empty() || mid.len() > 16 {
             return Err(SfuError::LayoutMismatch(format!(
@@ -161,7 +166,9 @@ pub(crate) fn check_direction(
         SlotKind::Video => MediaKind::Video,
     };
     if kind != want_kind {
-        return Err(SfuError::LayoutMismatch(format!("{slot:?} has kind {kind:?}")));
+        return Err(SfuError::LayoutMismatch(format!(
+            "{slot:?} has kind {kind:?}"
+        )));
     }
     let ok = if role.sends(slot) {
         relay_direction.is_receiving()
@@ -184,7 +191,9 @@ mod tests {
     fn offer(kinds: &[(&str, &str)]) -> String {
         let mut s = String::from("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
         for (kind, mid) in kinds {
-            s.push_str(&format!("m={kind} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\n"));
+            s.push_str(&format!(
+                "m={kind} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\n"
+            ));
         }
         s
     }

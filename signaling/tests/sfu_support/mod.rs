@@ -127,14 +127,24 @@ impl Client {
     }
 
     /// Write one raw RTP packet on `slot` (then the caller must drain).
-    pub fn write_rtp(&mut self, slot: Slot, codec: Codec, ts: u32, marker: bool, payload: Vec<u8>, now: Instant) {
+    pub fn write_rtp(
+        &mut self,
+        slot: Slot,
+        codec: Codec,
+        ts: u32,
+        marker: bool,
+        payload: Vec<u8>,
+        now: Instant,
+    ) {
         let pt = self.pt(codec);
         let i = slot.index();
         let seq = self.seq[i];
         self.seq[i] += 1;
         let mid = self.mids[i];
         let mut api = self.rtc.direct_api();
-        let tx = api.stream_tx_by_mid(mid, None).expect("send stream for a sending slot");
+        let tx = api
+            .stream_tx_by_mid(mid, None)
+            .expect("send stream for a sending slot");
         tx.write_rtp(
             RtpWrite::new(pt, seq.into(), ts, now, payload)
                 .marker(marker)
@@ -292,6 +302,8 @@ pub struct Net {
     pub loss: Option<LossFn>,
     pub delivered: u64,
     pub lost: u64,
+    /// Real CPU time spent inside the relay core (for the benchmark).
+    pub relay_busy: Duration,
     in_flight: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     slots: Vec<Option<Datagram>>,
     order: u64,
@@ -316,6 +328,7 @@ impl Net {
             loss: None,
             delivered: 0,
             lost: 0,
+            relay_busy: Duration::ZERO,
             in_flight: BinaryHeap::new(),
             slots: Vec::new(),
             order: 0,
@@ -327,7 +340,10 @@ impl Net {
         let addr: SocketAddr = format!("10.1.0.{}:{}", id, 40_000 + id).parse().unwrap();
         let mut c = Client::new(id, role, addr, self.now);
         let (offer, pending) = c.offer();
-        let answer = self.sfu.add_peer(c.id, role, &offer, self.now).expect("offer accepted");
+        let answer = self
+            .sfu
+            .add_peer(c.id, role, &offer, self.now)
+            .expect("offer accepted");
         c.accept_answer(pending, &answer);
         self.clients.push(c);
         let i = self.clients.len() - 1;
@@ -345,16 +361,17 @@ impl Net {
     }
 
     fn send(&mut self, d: Datagram) {
-        if let Some(loss) = self.loss.as_mut() {
-            if loss(&d) {
-                self.lost += 1;
-                return;
-            }
+        if let Some(loss) = self.loss.as_mut()
+            && loss(&d)
+        {
+            self.lost += 1;
+            return;
         }
         self.order += 1;
         self.slots.push(Some(d));
         let at = self.now + self.latency;
-        self.in_flight.push(Reverse((at, self.order, self.slots.len() - 1)));
+        self.in_flight
+            .push(Reverse((at, self.order, self.slots.len() - 1)));
     }
 
     pub fn drain_client(&mut self, i: usize) {
@@ -410,7 +427,9 @@ impl Net {
                 };
                 self.delivered += 1;
                 if d.to == self.relay {
+                    let t0 = Instant::now();
                     let _ = self.sfu.handle_datagram(now, d.from, d.to, &d.bytes);
+                    self.relay_busy += t0.elapsed();
                     self.flush_sfu();
                 } else if let Some(i) = self.clients.iter().position(|c| c.addr == d.to) {
                     let input = Input::Receive(
@@ -427,12 +446,17 @@ impl Net {
                 }
             }
             if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+                let t0 = Instant::now();
                 self.sfu.handle_timeout(now);
+                self.relay_busy += t0.elapsed();
                 self.flush_sfu();
             }
             for i in 0..self.clients.len() {
                 if self.clients[i].next_timeout <= now {
-                    self.clients[i].rtc.handle_input(Input::Timeout(now)).unwrap();
+                    self.clients[i]
+                        .rtc
+                        .handle_input(Input::Timeout(now))
+                        .unwrap();
                     self.drain_client(i);
                 }
             }
@@ -513,7 +537,9 @@ pub fn lossy(seed: u64, percent: u64, links: Vec<(SocketAddr, SocketAddr)>) -> L
         if !d.is_rtp() || !links.contains(&(d.from, d.to)) {
             return false;
         }
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (state >> 33) % 100 < percent
     })
 }
