@@ -358,3 +358,91 @@ fn a_peer_that_never_connects_times_out() {
     }));
     assert_eq!(net.sfu.peer_count(), 0);
 }
+
+#[test]
+fn an_h264_kiosk_reaches_a_vp8_first_clerk_with_the_clerks_payload_type() {
+    let mut net = Net::new();
+    let addr = "10.1.0.1:40001".parse().unwrap();
+    net.add(sfu_support::Client::new_h264_only(
+        K1,
+        Role::Kiosk,
+        addr,
+        net.now,
+    ));
+    net.add_client(C1, Role::Clerk);
+    net.connect_all();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
+    net.flush_sfu();
+    net.run_for(Duration::from_millis(50));
+    // Two delta frames first: held back until the IDR the relay asked for.
+    let k = net.idx(K1);
+    let now = net.now;
+    net.clients[k].want_keyframe[0] = false;
+    net.clients[k].send_h264_frame(Slot::KioskCamera, K1 as u8, now);
+    net.clients[k].send_h264_frame(Slot::KioskCamera, K1 as u8, now);
+    net.clients[k].want_keyframe[0] = true;
+    for _ in 0..30 {
+        let now = net.now;
+        net.clients[k].send_h264_frame(Slot::KioskCamera, K1 as u8, now);
+        net.drain_client(k);
+        net.run_for(Duration::from_millis(33));
+    }
+    let clerk_h264 = net.client(C1).pt_of(str0m::format::Codec::H264);
+    let got = net.client(C1).got(Slot::KioskCamera);
+    assert_eq!(
+        got.len(),
+        30,
+        "the two leading delta frames must not be forwarded"
+    );
+    assert_eq!(
+        got[0].payload[0] & 0x1f,
+        5,
+        "first forwarded NAL is an IDR slice"
+    );
+    assert!(
+        got.iter()
+            .all(|g| g.pt == clerk_h264 && g.payload[1] == K1 as u8)
+    );
+    assert_contiguous(&got, "H.264 camera");
+    assert_eq!(net.metrics.snapshot().rtp_dropped_waiting_keyframe, 2);
+}
+
+#[test]
+fn an_idle_document_camera_is_not_asked_for_keyframes_over_and_over() {
+    let mut net = Net::new();
+    net.add_client(K1, Role::Kiosk);
+    net.add_client(C1, Role::Clerk);
+    net.connect_all();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
+    net.flush_sfu();
+    // Only the kiosk camera sends; the document camera stays idle for 5 s.
+    let k = net.idx(K1);
+    for _ in 0..150 {
+        let now = net.now;
+        net.clients[k].send_vp8_frame(Slot::KioskCamera, K1 as u8, now);
+        net.drain_client(k);
+        net.run_for(Duration::from_millis(33));
+    }
+    let doc_requests = net
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SfuEvent::KeyframeRequested {
+                    slot: Slot::KioskDocument,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        doc_requests <= 1,
+        "{doc_requests} keyframe requests to an idle slot"
+    );
+    assert!(net.client(C1).got(Slot::KioskCamera).len() >= 140);
+}

@@ -62,6 +62,10 @@ impl SfuConfig {
     }
 }
 
+/// A source slot without RTP for this long is idle: a waiting viewer track stops asking it for
+/// keyframes until packets arrive again.
+const SOURCE_IDLE: Duration = Duration::from_secs(2);
+
 /// A datagram to send from the SFU's socket.
 #[derive(Debug)]
 pub struct SfuTransmit {
@@ -415,7 +419,14 @@ impl Sfu {
             }
         }
         for (source, slot) in self.keyframe_retries_due(now) {
-            self.request_keyframe(source, slot, KeyframeRequestKind::Pli, now, true);
+            let sending = self.peers.get(&source).and_then(|p| p.last_rtp_at[slot.index()]);
+            if sending.is_some_and(|t| now < t + SOURCE_IDLE) {
+                self.request_keyframe(source, slot, KeyframeRequestKind::Pli, now, true);
+            } else if let Some(p) = self.peers.get_mut(&source) {
+                // The source sends nothing on this slot (e.g. an unused document camera):
+                // no request, just look again after the retry interval.
+                p.keyframe_requested_at[slot.index()] = Some(now);
+            }
         }
         self.run_work(now);
         self.sweep();
@@ -802,6 +813,7 @@ fn on_event(
             if !peer.role.sends(slot) {
                 return;
             }
+            peer.last_rtp_at[slot.index()] = Some(packet.timestamp);
             peer.stats.rtp_in += 1;
             peer.stats.rtp_bytes_in += packet.payload.len() as u64;
             work.push_back(Work::Rtp {

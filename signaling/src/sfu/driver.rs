@@ -86,13 +86,6 @@ pub struct SfuHandle {
     command_timeout: Duration,
 }
 
-/// Driver-level counters on top of the core's.
-#[derive(Debug, Default)]
-struct DriverCounters {
-    events_dropped: u64,
-    send_errors: u64,
-}
-
 impl SfuHandle {
     /// Bind the UDP socket and start the driver on the current tokio runtime. Returns the
     /// handle and the event stream (bounded; events are dropped and counted when nobody reads).
@@ -234,9 +227,8 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut taps: HashMap<PeerId, RecordingTap> = HashMap::new();
-    let mut counters = DriverCounters::default();
     loop {
-        flush(&mut core, &socket, &events, &taps, &mut counters).await;
+        flush(&mut core, &socket, &events, &taps).await;
         let now = Instant::now();
         let deadline = core
             .poll_timeout()
@@ -276,11 +268,7 @@ async fn run(
             core.handle_timeout(now);
         }
     }
-    tracing::info!(
-        events_dropped = counters.events_dropped,
-        send_errors = counters.send_errors,
-        "sfu driver stopped"
-    );
+    tracing::info!("sfu driver stopped");
 }
 
 fn apply(core: &mut Sfu, cmd: Command, taps: &mut HashMap<PeerId, RecordingTap>) {
@@ -344,8 +332,8 @@ async fn flush(
     socket: &UdpSocket,
     events: &mpsc::Sender<SfuEvent>,
     taps: &HashMap<PeerId, RecordingTap>,
-    counters: &mut DriverCounters,
 ) {
+    let m = Arc::clone(core.metrics());
     while let Some(t) = core.poll_transmit() {
         match socket.try_send_to(&t.contents, t.destination) {
             Ok(_) => {}
@@ -358,25 +346,25 @@ async fn flush(
                 )
                 .await;
                 if !matches!(sent, Ok(Ok(_))) {
-                    counters.send_errors += 1;
+                    metrics::inc(&m.send_errors);
                 }
             }
-            Err(_) => counters.send_errors += 1,
+            Err(_) => metrics::inc(&m.send_errors),
         }
     }
     while let Some(e) = core.poll_event() {
         if events.try_send(e).is_err() {
-            counters.events_dropped += 1;
+            metrics::inc(&m.events_dropped);
         }
     }
     while let Some(r) = core.poll_recorded() {
         match taps.get(&r.kiosk) {
             Some(tap) => {
                 if !tap.record(&r) {
-                    metrics::inc(&core.metrics().record_dropped);
+                    metrics::inc(&m.record_dropped);
                 }
             }
-            None => metrics::inc(&core.metrics().record_dropped),
+            None => metrics::inc(&m.record_dropped),
         }
     }
 }

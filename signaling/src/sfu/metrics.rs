@@ -33,6 +33,10 @@ pub struct SfuMetrics {
     pub record_dropped: AtomicU64,
     /// Offers refused (bad SDP, wrong layout).
     pub offers_refused: AtomicU64,
+    /// Events the session layer did not read in time (driver's bounded event queue full).
+    pub events_dropped: AtomicU64,
+    /// Datagrams the socket failed to send.
+    pub send_errors: AtomicU64,
     /// Peers currently added.
     pub peers: AtomicU64,
     /// Peers currently connected (ICE + DTLS up).
@@ -60,6 +64,8 @@ pub struct MetricsSnapshot {
     pub plis_from_viewers: u64,
     pub record_dropped: u64,
     pub offers_refused: u64,
+    pub events_dropped: u64,
+    pub send_errors: u64,
     pub peers: u64,
     pub peers_connected: u64,
     pub pairs: u64,
@@ -97,6 +103,8 @@ impl SfuMetrics {
             plis_from_viewers: g(&self.plis_from_viewers),
             record_dropped: g(&self.record_dropped),
             offers_refused: g(&self.offers_refused),
+            events_dropped: g(&self.events_dropped),
+            send_errors: g(&self.send_errors),
             peers: g(&self.peers),
             peers_connected: g(&self.peers_connected),
             pairs: g(&self.pairs),

@@ -97,6 +97,8 @@ pub(crate) struct Peer {
     pub sinks: [SinkTrack; 5],
     /// Source side: when a keyframe was last requested per slot (throttling).
     pub keyframe_requested_at: [Option<Instant>; 5],
+    /// Source side: arrival of the last RTP packet per slot.
+    pub last_rtp_at: [Option<Instant>; 5],
     pub stats: PeerStats,
     /// Last cumulative str0m stats per slot: (nacks, plis+firs) egress, nacks ingress.
     pub last_egress: [(u64, u64); 5],
@@ -116,6 +118,7 @@ impl Peer {
             next_timeout: now,
             sinks: Slot::ORDER.map(SinkTrack::new),
             keyframe_requested_at: [None; 5],
+            last_rtp_at: [None; 5],
             stats: PeerStats {
                 peer: id,
                 role,

@@ -27,6 +27,7 @@ pub struct Got {
     pub seq: u64,
     pub ts: u32,
     pub marker: bool,
+    pub pt: u8,
     pub payload: Vec<u8>,
     pub at: Instant,
 }
@@ -52,14 +53,32 @@ pub struct Client {
 
 impl Client {
     pub fn new(id: u64, role: Role, addr: SocketAddr, now: Instant) -> Self {
-        let rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        Self::with_rtc(id, role, addr, Rtc::builder().set_rtp_mode(true).build(now))
+    }
+
+    /// A client whose only video codec is H.264 (a kiosk whose encoder is OpenH264).
+    pub fn new_h264_only(id: u64, role: Role, addr: SocketAddr, now: Instant) -> Self {
+        let rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .build(now);
+        Self::with_rtc(id, role, addr, rtc)
+    }
+
+    pub fn pt_of(&self, codec: Codec) -> u8 {
+        *self.pt(codec)
+    }
+
+    fn with_rtc(id: u64, role: Role, addr: SocketAddr, rtc: Rtc) -> Self {
         Self {
             id: PeerId(id),
             role,
             addr,
             rtc,
             mids: [Mid::from("x"); 5],
-            next_timeout: now,
+            next_timeout: Instant::now(),
             connected: false,
             received: Vec::new(),
             keyframe_requests: Vec::new(),
@@ -181,6 +200,21 @@ impl Client {
         }
     }
 
+    /// Send one synthetic H.264 access unit as a single NAL unit packet: an IDR slice when a
+    /// keyframe is due, else a non-IDR slice; byte 1 carries `tag`.
+    pub fn send_h264_frame(&mut self, slot: Slot, tag: u8, now: Instant) {
+        let i = slot.index();
+        let key = self.want_keyframe[i];
+        self.want_keyframe[i] = false;
+        let n = self.frames[i];
+        self.frames[i] += 1;
+        let ts = self.ts_base[i].wrapping_add((n * 3000) as u32);
+        let mut p = vec![if key { 0x65 } else { 0x41 }, tag];
+        p.extend_from_slice(&n.to_be_bytes());
+        p.resize(600, tag);
+        self.write_rtp(slot, Codec::H264, ts, true, p, now);
+    }
+
     /// Send an encoded VP8 frame (e.g. from vp8enc), packetized with a 15-bit picture id.
     pub fn send_encoded_vp8(&mut self, slot: Slot, frame: &[u8], now: Instant) {
         let i = slot.index();
@@ -247,6 +281,7 @@ impl Client {
                                 seq: *p.seq_no,
                                 ts: p.header.timestamp,
                                 marker: p.header.marker,
+                                pt: *p.header.payload_type,
                                 payload: p.payload.to_vec(),
                                 at: now,
                             });
@@ -338,7 +373,13 @@ impl Net {
     /// Add a client, negotiate with the relay; returns its index.
     pub fn add_client(&mut self, id: u64, role: Role) -> usize {
         let addr: SocketAddr = format!("10.1.0.{}:{}", id, 40_000 + id).parse().unwrap();
-        let mut c = Client::new(id, role, addr, self.now);
+        let c = Client::new(id, role, addr, self.now);
+        self.add(c)
+    }
+
+    /// Negotiate a client built by the caller; returns its index.
+    pub fn add(&mut self, mut c: Client) -> usize {
+        let role = c.role;
         let (offer, pending) = c.offer();
         let answer = self
             .sfu
