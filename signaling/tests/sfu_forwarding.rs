@@ -446,3 +446,30 @@ fn an_idle_document_camera_is_not_asked_for_keyframes_over_and_over() {
     );
     assert!(net.client(C1).got(Slot::KioskCamera).len() >= 140);
 }
+
+#[test]
+fn a_source_without_rtx_is_still_nacked() {
+    let mut net = Net::new();
+    let addr = "10.1.0.1:40001".parse().unwrap();
+    net.add(sfu_support::Client::new_vp8_without_rtx(
+        K1,
+        Role::Kiosk,
+        addr,
+        net.now,
+    ));
+    net.add_client(C1, Role::Clerk);
+    net.connect_all();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
+    net.flush_sfu();
+    net.media_for(&[K1], Duration::from_millis(300));
+    let (kiosk, relay) = (net.client(K1).addr, net.relay);
+    net.loss = Some(lossy(3, 5, vec![(kiosk, relay)]));
+    net.media_for(&[K1], Duration::from_secs(3));
+    net.loss = None;
+    net.run_for(Duration::from_millis(500));
+    assert!(net.lost > 5);
+    let stats = net.sfu.peer_stats(PeerId(K1)).unwrap();
+    assert!(stats.nacks_to_peer > 0, "{stats:?}");
+}

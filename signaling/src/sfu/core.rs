@@ -419,7 +419,10 @@ impl Sfu {
             }
         }
         for (source, slot) in self.keyframe_retries_due(now) {
-            let sending = self.peers.get(&source).and_then(|p| p.last_rtp_at[slot.index()]);
+            let sending = self
+                .peers
+                .get(&source)
+                .and_then(|p| p.last_rtp_at[slot.index()]);
             if sending.is_some_and(|t| now < t + SOURCE_IDLE) {
                 self.request_keyframe(source, slot, KeyframeRequestKind::Pli, now, true);
             } else if let Some(p) = self.peers.get_mut(&source) {
@@ -813,6 +816,9 @@ fn on_event(
             if !peer.role.sends(slot) {
                 return;
             }
+            if peer.nack_checked[slot.index()] != Some(*packet.header.ssrc) {
+                enable_plain_nack(peer, slot, &packet);
+            }
             peer.last_rtp_at[slot.index()] = Some(packet.timestamp);
             peer.stats.rtp_in += 1;
             peer.stats.rtp_bytes_in += packet.payload.len() as u64;
@@ -860,6 +866,27 @@ fn on_event(
         }
         Event::PeerStats(s) if s.rtt.is_some() => peer.stats.rtt = s.rtt,
         _ => {}
+    }
+}
+
+/// A source that offered `nack` without RTX (the kiosk's webrtc-rs configuration does)
+/// retransmits the original packet on its own SSRC, which str0m accepts as the missing packet.
+/// str0m NACKs such a stream when its SSRC was declared in the offer (`a=ssrc`), but not when
+/// the stream is discovered from RTP alone (it then only NACKs with RTX); switch it on here.
+fn enable_plain_nack(peer: &mut Peer, slot: Slot, packet: &RtpPacket) {
+    peer.nack_checked[slot.index()] = Some(*packet.header.ssrc);
+    let pt = packet.header.payload_type;
+    let plain_nack = peer
+        .rtc
+        .codec_config()
+        .iter()
+        .find(|p| p.pt() == pt)
+        .is_some_and(|p| p.spec().codec.is_video() && p.fb_nack() && p.resend().is_none());
+    if plain_nack {
+        let mut api = peer.rtc.direct_api();
+        if let Some(stream) = api.stream_rx(&packet.header.ssrc) {
+            stream.suppress_nack(false);
+        }
     }
 }
 

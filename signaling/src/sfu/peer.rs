@@ -99,6 +99,8 @@ pub(crate) struct Peer {
     pub keyframe_requested_at: [Option<Instant>; 5],
     /// Source side: arrival of the last RTP packet per slot.
     pub last_rtp_at: [Option<Instant>; 5],
+    /// Source side: the SSRC whose NACK setting was last checked per slot.
+    pub nack_checked: [Option<u32>; 5],
     pub stats: PeerStats,
     /// Last cumulative str0m stats per slot: (nacks, plis+firs) egress, nacks ingress.
     pub last_egress: [(u64, u64); 5],
@@ -119,6 +121,7 @@ impl Peer {
             sinks: Slot::ORDER.map(SinkTrack::new),
             keyframe_requested_at: [None; 5],
             last_rtp_at: [None; 5],
+            nack_checked: [None; 5],
             stats: PeerStats {
                 peer: id,
                 role,

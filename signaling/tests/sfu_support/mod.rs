@@ -67,6 +67,24 @@ impl Client {
         Self::with_rtc(id, role, addr, rtc)
     }
 
+    /// A client whose VP8 has NACK feedback but no RTX payload type (like the kiosk's
+    /// webrtc-rs configuration).
+    pub fn new_vp8_without_rtx(id: u64, role: Role, addr: SocketAddr, now: Instant) -> Self {
+        let mut config = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false);
+        config.codec_config().add_config(
+            96.into(),
+            None,
+            Codec::Vp8,
+            str0m::media::Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
+        Self::with_rtc(id, role, addr, config.build(now))
+    }
+
     pub fn pt_of(&self, codec: Codec) -> u8 {
         *self.pt(codec)
     }
