@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use protocol::queue::WindowMode;
 
-use crate::auth::{hash_secret, new_token};
+use crate::auth::{hash_device_secret, hash_secret, new_token};
 use crate::config::Config;
 use crate::domain::{
     parse_roles, parse_window_mode, CategoryRecord, Centre, Clerk, Device, DeviceKind,
@@ -253,7 +253,7 @@ pub async fn add_extension_point(store: &dyn Store, a: ExtensionPointArgs, now: 
 }
 
 /// Creates a device (or gives an existing one a new credential) and returns the credential
-/// `device_id:secret`. The relay keeps only its hash.
+/// `device_id:secret`. The relay keeps only its SHA-256 digest.
 pub async fn enroll(store: &dyn Store, a: &DeviceArgs, now: i64) -> anyhow::Result<String> {
     let kind = DeviceKind::parse(&a.kind)
         .with_context(|| format!("--kind {:?}: expected kiosk or ticket_machine", a.kind))?;
@@ -280,7 +280,7 @@ pub async fn enroll(store: &dyn Store, a: &DeviceArgs, now: i64) -> anyhow::Resu
                 extension_point_id: a.extension_point.clone(),
                 kind,
                 name: if a.name.is_empty() { a.id.clone() } else { a.name.clone() },
-                secret_hash: hash_secret(&secret)?,
+                secret_hash: hash_device_secret(&secret),
                 active: true,
             },
             now,

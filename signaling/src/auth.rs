@@ -1,8 +1,10 @@
 //! Credentials: clerk passwords and login sessions, device secrets.
 //!
-//! Passwords and device secrets are stored as argon2id hashes. Session tokens and device
-//! secrets are 256-bit random values shown once; the store keeps only a hash of a session token
-//! (SHA-256 is enough for a random 256-bit value and keeps each request cheap).
+//! Staff passwords, chosen by people, are stored as argon2id hashes. Session tokens and device
+//! secrets are 256-bit random values generated here and shown once; for those the store keeps a
+//! SHA-256 digest: a slow hash adds nothing against guessing 256 random bits, and it would make
+//! every kiosk login cost tens of milliseconds and megabytes of memory, which hurts exactly when
+//! hundreds of kiosks reconnect after a relay restart.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -37,6 +39,28 @@ pub fn verify_secret(secret: &str, stored_hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Stored form of a device secret: `sha256:<hex digest>`.
+pub fn hash_device_secret(secret: &str) -> String {
+    format!("sha256:{}", token_hash(secret))
+}
+
+/// Checks a device secret against its stored form in constant time. Anything that is not a
+/// `sha256:` digest of the right length never matches.
+pub fn verify_device_secret(secret: &str, stored: &str) -> bool {
+    let Some(expected) = stored.strip_prefix("sha256:") else {
+        return false;
+    };
+    let actual = token_hash(secret);
+    if expected.len() != actual.len() {
+        return false;
+    }
+    expected
+        .bytes()
+        .zip(actual.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
 /// A fresh random token (256 bits, URL-safe base64).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -67,6 +91,17 @@ mod tests {
         assert!(verify_secret("correct horse", &h));
         assert!(!verify_secret("wrong", &h));
         assert!(!verify_secret("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn device_secrets_verify_only_the_right_secret() {
+        let secret = new_token();
+        let stored = hash_device_secret(&secret);
+        assert!(stored.starts_with("sha256:"));
+        assert!(verify_device_secret(&secret, &stored));
+        assert!(!verify_device_secret("wrong", &stored));
+        assert!(!verify_device_secret(&secret, "sha256:abc"));
+        assert!(!verify_device_secret(&secret, &token_hash(&secret)));
     }
 
     #[test]

@@ -78,14 +78,30 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// Where the database and the relay's other files live.
     pub data_dir: PathBuf,
+    /// When a committed change is on stable storage.
+    pub durability: Durability,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("/var/lib/rvw-relay"),
+            durability: Durability::PowerLoss,
         }
     }
+}
+
+/// How far an acknowledged change is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Flushed to disk before it is acknowledged (SQLite `synchronous = FULL`): survives a
+    /// crash of the relay and a power cut or kernel crash. Costs one fsync per change.
+    PowerLoss,
+    /// Written to the operating system before it is acknowledged (`synchronous = NORMAL`):
+    /// survives a crash of the relay, but the last changes may be lost if the machine itself
+    /// loses power. Faster on slow disks.
+    ProcessCrash,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -115,7 +115,7 @@ fn init_logging(config: &Config) {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&config.store.data_dir)
+    let store = SqliteStore::open_with(&config.store.data_dir, config.store.durability)
         .await
         .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
     Ok(Arc::new(store))

@@ -73,7 +73,7 @@ CREATE TABLE devices (
     extension_point_id TEXT REFERENCES extension_points(id),
     kind               TEXT NOT NULL CHECK (kind IN ('kiosk', 'ticket_machine')),
     name               TEXT NOT NULL,
-    secret_hash        TEXT NOT NULL,   -- argon2id PHC string of the device credential
+    secret_hash        TEXT NOT NULL,   -- 'sha256:<hex>' of the 256-bit random device secret
     status             TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
     created_ms         INTEGER NOT NULL,
     last_seen_ms       INTEGER

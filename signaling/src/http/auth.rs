@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{decoy_hash, new_token, token_hash, verify_secret};
+use crate::auth::{decoy_hash, new_token, token_hash, verify_device_secret, verify_secret};
 use crate::domain::{Clerk, Device, DeviceKind};
 use crate::metrics::ClientKind;
 
@@ -173,14 +173,7 @@ pub async fn authenticate_device(
     kind: DeviceKind,
 ) -> Result<Option<Device>, ApiError> {
     let device = state.store.device(device_id).await?;
-    let hash = device
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |d| d.secret_hash.clone());
-    let secret = secret.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false);
-    Ok(device.filter(|d| ok && d.active && d.kind == kind))
+    Ok(device.filter(|d| verify_device_secret(secret, &d.secret_hash) && d.active && d.kind == kind))
 }
 
 /// A ticket machine authenticated by `Authorization: Bearer <device_id>:<secret>`.

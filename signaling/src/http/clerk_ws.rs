@@ -41,6 +41,8 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(super::ws::READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             async move {
                 let _permit = permit;

@@ -14,6 +14,11 @@ use tracing::{debug, warn};
 
 use crate::metrics::{ClientKind, Metrics};
 
+/// Read buffer per connection. Control messages are small; the default (128 KiB, plus as much
+/// again for writing) would cost hundreds of megabytes across a district's kiosks. Larger
+/// messages still arrive whole: the buffer is only the chunk size of each socket read.
+pub const READ_BUFFER: usize = 4096;
+
 /// The longest a single send may take before the client is considered gone.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use protocol::queue::{
     AppointmentSlot, CategoryView, QueueOp, QueueStats, TicketChannel, TicketState, TicketView,
     WindowMode, WindowView, REMOTE_PREFIX,
@@ -203,14 +205,17 @@ pub struct QueueCore {
     /// Categories in their configured order.
     categories: Vec<Category>,
     windows: BTreeMap<String, Window>,
-    /// Live (non-terminal) tickets.
-    tickets: HashMap<String, Ticket>,
+    /// Live (non-terminal) tickets. Fx hashing: ids are ours, not attacker-chosen, and this map
+    /// is read for every waiting ticket on every step.
+    tickets: FxHashMap<String, Ticket>,
     /// Waiting tickets in call order by (queue_ms, seq).
     waiting: BTreeMap<(i64, u64), String>,
     /// The waiting tickets that have an appointment, same key.
     appointments: BTreeMap<(i64, u64), String>,
     /// A kiosk's live ticket.
-    by_device: HashMap<String, String>,
+    by_device: FxHashMap<String, String>,
+    /// Waiting tickets per channel: [on-site, remote].
+    waiting_by_channel: [u32; 2],
     /// Last number handed out per (service day, prefix).
     counters: HashMap<(i64, String), u32>,
     next_seq: u64,
@@ -233,10 +238,11 @@ impl QueueCore {
             config,
             categories,
             windows: windows.into_iter().map(|w| (w.id.clone(), w)).collect(),
-            tickets: HashMap::new(),
+            tickets: FxHashMap::default(),
             waiting: BTreeMap::new(),
             appointments: BTreeMap::new(),
-            by_device: HashMap::new(),
+            by_device: FxHashMap::default(),
+            waiting_by_channel: [0, 0],
             counters: HashMap::new(),
             next_seq: 1,
             service_samples: HashMap::new(),
@@ -741,7 +747,9 @@ impl QueueCore {
     fn absorb(&mut self, ticket: Ticket) {
         let key = (ticket.queue_ms, ticket.seq);
         if let Some(old) = self.tickets.remove(&ticket.id) {
-            self.waiting.remove(&(old.queue_ms, old.seq));
+            if self.waiting.remove(&(old.queue_ms, old.seq)).is_some() {
+                self.waiting_by_channel[channel_index(old.channel)] -= 1;
+            }
             self.appointments.remove(&(old.queue_ms, old.seq));
         }
         for w in self.windows.values_mut() {
@@ -770,6 +778,7 @@ impl QueueCore {
         match ticket.state {
             TicketState::Waiting => {
                 self.waiting.insert(key, ticket.id.clone());
+                self.waiting_by_channel[channel_index(ticket.channel)] += 1;
                 if ticket.appointment.is_some() {
                     self.appointments.insert(key, ticket.id.clone());
                 }
@@ -846,9 +855,22 @@ impl QueueCore {
     /// window) that would be called before it; the estimate divides their expected service
     /// time by the number of open windows that could take the ticket.
     pub fn estimates(&self, now_ms: i64) -> HashMap<&str, Estimate> {
-        let mut ahead: HashMap<(bool, &str), u32> = HashMap::new();
-        let mut windows_for: HashMap<(bool, &str, TicketChannel), u32> = HashMap::new();
-        let mut out = HashMap::with_capacity(self.waiting.len());
+        self.estimates_where(now_ms, |_| true)
+            .into_iter()
+            .map(|(t, e)| (t.id.as_str(), e))
+            .collect()
+    }
+
+    /// Like [`estimates`](Self::estimates), but only for the tickets `wanted` accepts (the
+    /// others are still counted as competitors). The driver asks for kiosk tickets only.
+    pub fn estimates_where(
+        &self,
+        now_ms: i64,
+        wanted: impl Fn(&Ticket) -> bool,
+    ) -> Vec<(&Ticket, Estimate)> {
+        let mut ahead: FxHashMap<(bool, &str), u32> = FxHashMap::default();
+        let mut windows_for: FxHashMap<(bool, &str, TicketChannel), u32> = FxHashMap::default();
+        let mut out = Vec::new();
         for t in self.call_order(now_ms) {
             let group = match &t.target_window_id {
                 Some(w) => (true, w.as_str()),
@@ -857,6 +879,9 @@ impl QueueCore {
             let n = ahead.entry(group).or_insert(0);
             let position = *n;
             *n += 1;
+            if !wanted(t) {
+                continue;
+            }
             let open = *windows_for
                 .entry((group.0, group.1, t.channel))
                 .or_insert_with(|| {
@@ -871,13 +896,13 @@ impl QueueCore {
                 let per = u64::from(self.service_estimate(&t.category_id));
                 u32::try_from(u64::from(position) * per / u64::from(open)).unwrap_or(u32::MAX)
             });
-            out.insert(
-                t.id.as_str(),
+            out.push((
+                t,
                 Estimate {
                     ahead: position,
                     eta_seconds,
                 },
-            );
+            ));
         }
         out
     }
@@ -902,15 +927,7 @@ impl QueueCore {
     }
 
     pub fn stats(&self) -> QueueStats {
-        let waiting = |c| {
-            let n = self
-                .waiting
-                .values()
-                .filter_map(|id| self.tickets.get(id))
-                .filter(|t| t.channel == c)
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
-        };
+        let waiting = |c| self.waiting_by_channel[channel_index(c)];
         let windows = self
             .window_stats
             .iter()
@@ -999,6 +1016,13 @@ fn requeue(t: &mut Ticket) {
     t.called_ms = None;
     t.serving_ms = None;
     t.recalls = 0;
+}
+
+fn channel_index(c: TicketChannel) -> usize {
+    match c {
+        TicketChannel::OnSite => 0,
+        TicketChannel::Remote => 1,
+    }
 }
 
 fn number_prefix(number: &str) -> &str {

@@ -278,6 +278,9 @@ impl QueueTask {
                     let now = self.clock.now_ms();
                     let events = self.core.decide_timeouts(now);
                     retry_after_failure = !events.is_empty() && self.commit(&events).await.is_err();
+                    if !events.is_empty() && !retry_after_failure {
+                        self.publish(&events, now);
+                    }
                     self.devices.retain(|_, tx| tx.receiver_count() > 0);
                 }
             }
@@ -289,14 +292,36 @@ impl QueueTask {
             Request::Command { command, reply } => {
                 let op = command_name(&command);
                 let started = std::time::Instant::now();
-                let result = self.command(command).await;
+                let now = self.clock.now_ms();
+                let result = self.core.decide(now, &command).map_err(OpError::from);
+                let result = match result {
+                    Ok(events) => self.commit(&events).await.map(|()| events),
+                    Err(e) => Err(e),
+                };
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(OpError::Refused(_)) => "refused",
                     Err(_) => "failed",
                 };
                 self.metrics.observe_queue_op(op, outcome, started.elapsed());
-                let _ = reply.send(result);
+                // Answer first: the clerk's click should not wait for the kiosk fan-out.
+                let events = match result {
+                    Ok(events) => {
+                        // The event holds the ticket's state after the change, which is what
+                        // `apply` stored.
+                        let ticket = events.iter().find_map(|e| match e {
+                            Event::Ticket { ticket, .. } => Some(ticket.view()),
+                            Event::Window { .. } => None,
+                        });
+                        let _ = reply.send(Ok(ticket));
+                        events
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
+                self.publish(&events, self.clock.now_ms());
             }
             Request::Subscribe { reply } => {
                 let rx = self.updates.subscribe();
@@ -321,18 +346,7 @@ impl QueueTask {
         }
     }
 
-    async fn command(&mut self, command: Command) -> Result<Option<TicketView>, OpError> {
-        let now = self.clock.now_ms();
-        let events = self.core.decide(now, &command)?;
-        self.commit(&events).await?;
-        // The event holds the ticket's state after the change, which is what `apply` stored.
-        Ok(events.iter().find_map(|e| match e {
-            Event::Ticket { ticket, .. } => Some(ticket.view()),
-            Event::Window { .. } => None,
-        }))
-    }
-
-    /// Persist, then apply and publish. On a store failure nothing is applied.
+    /// Persist, then apply. On a store failure nothing is applied. The caller publishes.
     async fn commit(&mut self, events: &[Event]) -> Result<(), OpError> {
         if events.is_empty() {
             return Ok(());
@@ -353,7 +367,6 @@ impl QueueTask {
                 self.metrics.observe_wait(ticket.channel, wait);
             }
         }
-        self.publish(events, now);
         Ok(())
     }
 
@@ -404,15 +417,26 @@ impl QueueTask {
         if self.devices.is_empty() {
             return;
         }
-        let estimates = self.core.estimates(now);
+        let watched = |t: &Ticket| {
+            t.device_id
+                .as_ref()
+                .is_some_and(|d| self.devices.contains_key(d))
+        };
         let mut changed = Vec::new();
-        for t in self.core.live_tickets() {
+        for (t, e) in self.core.estimates_where(now, watched) {
             let Some(device) = &t.device_id else { continue };
-            if !self.devices.contains_key(device) {
+            let status = Some(self.status_of(t, Some(e.ahead), e.eta_seconds));
+            if self.sent.get(device) != Some(&status) {
+                changed.push((device.clone(), status));
+            }
+        }
+        // Watched tickets that are not waiting (called, being served, parked).
+        for device in self.devices.keys() {
+            let Some(t) = self.core.device_ticket(device) else { continue };
+            if t.state == protocol::queue::TicketState::Waiting {
                 continue;
             }
-            let e = estimates.get(t.id.as_str());
-            let status = Some(self.status_of(t, e.map(|e| e.ahead), e.and_then(|e| e.eta_seconds)));
+            let status = Some(self.status_of(t, None, None));
             if self.sent.get(device) != Some(&status) {
                 changed.push((device.clone(), status));
             }
@@ -427,8 +451,11 @@ impl QueueTask {
 
     fn device_status(&self, device_id: &str) -> Option<KioskTicketStatus> {
         let t = self.core.device_ticket(device_id)?;
-        let e = self.core.estimates(self.clock.now_ms());
-        let e = e.get(t.id.as_str());
+        let e = self
+            .core
+            .estimates_where(self.clock.now_ms(), |w| w.id == t.id)
+            .first()
+            .map(|(_, e)| *e);
         Some(self.status_of(t, e.map(|e| e.ahead), e.and_then(|e| e.eta_seconds)))
     }
 

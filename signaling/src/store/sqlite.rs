@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{QueueSnapshot, Store, StoreError, StoreResult};
+use crate::config::Durability;
 use crate::domain::{
     format_roles, parse_roles, parse_window_mode, window_mode_str, CategoryRecord, Centre, Clerk,
     Device, DeviceKind, ExtensionPoint, WindowRecord,
@@ -30,8 +31,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date,
+    /// with changes flushed to disk before a commit returns.
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        Self::open_with(data_dir, Durability::PowerLoss).await
+    }
+
+    pub async fn open_with(data_dir: &Path, durability: Durability) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -40,7 +46,10 @@ impl SqliteStore {
             .filename(data_dir.join(DB_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                Durability::PowerLoss => SqliteSynchronous::Full,
+                Durability::ProcessCrash => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         Self::connect(options).await

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use protocol::queue::WindowMode;
 use serde_json::{json, Value};
-use signaling::auth::hash_secret;
+use signaling::auth::{hash_device_secret, hash_secret};
 use signaling::clock::{Clock, SystemClock};
 use signaling::config::Config;
 use signaling::domain::{
@@ -219,7 +219,7 @@ pub async fn seed(store: &SqliteStore) {
             .await
             .expect("point");
     }
-    let secret_hash = hash_secret(KIOSK_SECRET).expect("hash");
+    let secret_hash = hash_device_secret(KIOSK_SECRET);
     for (id, centre, point, kind, active) in [
         ("k1", "c1", Some("p1"), DeviceKind::Kiosk, true),
         ("k2", "c1", Some("p1"), DeviceKind::Kiosk, true),
