@@ -279,3 +279,98 @@ async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
     // Nothing left to recover.
     assert!(recorder.recover().await.is_empty());
 }
+
+/// The kiosk's H.264 alternative: OpenH264 access units through the relay into Matroska, with
+/// the avcC record built from the stream's SPS/PPS; OpenH264 must decode it.
+#[tokio::test]
+async fn an_h264_session_is_recorded_as_matroska_and_decodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = tmp.path().join("h");
+    std::fs::create_dir_all(&h).unwrap();
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(
+            format!(
+                "videotestsrc num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+                 ! openh264enc gop-size=30 ! video/x-h264,stream-format=byte-stream,alignment=au \
+                 ! multifilesink location={}/%05d.h264",
+                SECONDS * 30,
+                h.display()
+            )
+            .split_whitespace(),
+        )
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&h)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let units: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let (_, audio) = encode(tmp.path());
+
+    let mut net = Net::new();
+    let addr = "10.1.0.1:40001".parse().unwrap();
+    net.add(sfu_support::Client::new_h264_only(
+        1,
+        Role::Kiosk,
+        addr,
+        net.now,
+    ));
+    net.add_client(11, Role::Clerk);
+    net.connect_all();
+    net.sfu
+        .connect(PeerId(1), PeerId(11), true, net.now)
+        .unwrap();
+    net.flush_sfu();
+    let k = net.idx(1);
+    for i in 0..units.len() {
+        let now = net.now;
+        net.clients[k].send_encoded_h264(Slot::KioskCamera, &units[i], now);
+        let (from, to) = (i * 5 / 3, ((i + 1) * 5 / 3).min(audio.len()));
+        for a in &audio[from.min(to)..to] {
+            net.clients[k].send_encoded_opus(Slot::KioskMicrophone, a, now);
+        }
+        net.drain_client(k);
+        net.run_for(Duration::from_micros(33_333));
+    }
+    net.run_for(Duration::from_millis(200));
+    assert!(net.client(11).got(Slot::KioskCamera).len() > units.len());
+
+    let recorder = Recorder::start(RecorderConfig::new(tmp.path().join("rec"))).unwrap();
+    let tap = recorder
+        .begin("ticket-h264", net.start, SystemTime::now())
+        .await
+        .unwrap();
+    for r in &net.recorded {
+        assert!(tap.record(r));
+    }
+    let meta = recorder.finish(tap).await.unwrap();
+    assert_eq!(meta.path.extension().unwrap(), "mkv");
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (1, 1), "{}", d.text);
+    assert!(
+        d.text.contains("H.264") && d.text.contains("Width: 320"),
+        "{}",
+        d.text
+    );
+    assert_duration(d.duration, &d.text);
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", meta.path.display()))
+        .args([
+            "!",
+            "matroskademux",
+            "!",
+            "h264parse",
+            "!",
+            "openh264dec",
+            "!",
+            "fakesink",
+            "sync=false",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "decoding the H.264 recording failed");
+}

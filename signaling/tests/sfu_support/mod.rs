@@ -233,6 +233,36 @@ impl Client {
         self.write_rtp(slot, Codec::H264, ts, true, p, now);
     }
 
+    /// Send one encoded H.264 access unit (Annex B byte stream, e.g. from openh264enc):
+    /// small NAL units as single-NAL packets, large ones as FU-A fragments.
+    pub fn send_encoded_h264(&mut self, slot: Slot, access_unit: &[u8], now: Instant) {
+        let i = slot.index();
+        let n = self.frames[i];
+        self.frames[i] += 1;
+        let ts = self.ts_base[i].wrapping_add((n * 3000) as u32);
+        let mut packets: Vec<Vec<u8>> = Vec::new();
+        for nal in annex_b_nals(access_unit) {
+            if nal.len() <= 1100 {
+                packets.push(nal.to_vec());
+                continue;
+            }
+            let (header, body) = (nal[0], &nal[1..]);
+            let chunks: Vec<&[u8]> = body.chunks(1000).collect();
+            let last = chunks.len() - 1;
+            for (k, chunk) in chunks.into_iter().enumerate() {
+                let start = if k == 0 { 0x80 } else { 0 };
+                let end = if k == last { 0x40 } else { 0 };
+                let mut p = vec![(header & 0xe0) | 28, start | end | (header & 0x1f)];
+                p.extend_from_slice(chunk);
+                packets.push(p);
+            }
+        }
+        let last = packets.len().saturating_sub(1);
+        for (k, p) in packets.into_iter().enumerate() {
+            self.write_rtp(slot, Codec::H264, ts, k == last, p, now);
+        }
+    }
+
     /// Send an encoded VP8 frame (e.g. from vp8enc), packetized with a 15-bit picture id.
     pub fn send_encoded_vp8(&mut self, slot: Slot, frame: &[u8], now: Instant) {
         let i = slot.index();
@@ -587,6 +617,29 @@ impl Net {
             self.run_until(step);
         }
     }
+}
+
+/// NAL units of an Annex B byte stream (start codes removed).
+pub fn annex_b_nals(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(data.len(), |next| next - 3);
+        while end > s && data[end - 1] == 0 {
+            end -= 1;
+        }
+        nals.push(&data[s..end]);
+    }
+    nals
 }
 
 /// Deterministic pseudo-random loss of RTP datagrams on chosen links.
