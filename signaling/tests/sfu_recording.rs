@@ -325,9 +325,9 @@ async fn an_h264_session_is_recorded_as_matroska_and_decodes() {
         .unwrap();
     net.flush_sfu();
     let k = net.idx(1);
-    for i in 0..units.len() {
+    for (i, unit) in units.iter().enumerate() {
         let now = net.now;
-        net.clients[k].send_encoded_h264(Slot::KioskCamera, &units[i], now);
+        net.clients[k].send_encoded_h264(Slot::KioskCamera, unit, now);
         let (from, to) = (i * 5 / 3, ((i + 1) * 5 / 3).min(audio.len()));
         for a in &audio[from.min(to)..to] {
             net.clients[k].send_encoded_opus(Slot::KioskMicrophone, a, now);
