@@ -473,3 +473,36 @@ fn a_source_without_rtx_is_still_nacked() {
     let stats = net.sfu.peer_stats(PeerId(K1)).unwrap();
     assert!(stats.nacks_to_peer > 0, "{stats:?}");
 }
+
+#[test]
+fn garbage_from_a_connected_peer_address_does_not_break_its_connection() {
+    let mut net = Net::new();
+    net.add_client(K1, Role::Kiosk);
+    net.add_client(C1, Role::Clerk);
+    net.connect_all();
+    net.sfu
+        .connect(PeerId(K1), PeerId(C1), false, net.now)
+        .unwrap();
+    net.flush_sfu();
+    let (kiosk, relay) = (net.client(K1).addr, net.relay);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..3000 {
+        let len = (next() % 300) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Steer the first byte into each demux class: STUN, DTLS, RTP/RTCP.
+        if let Some(b) = bytes.first_mut() {
+            *b = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][i % 6];
+        }
+        let _ = net.sfu.handle_datagram(net.now, kiosk, relay, &bytes);
+    }
+    net.flush_sfu();
+    net.media_for(&[K1], Duration::from_secs(1));
+    assert!(net.client(C1).got(Slot::KioskCamera).len() > 20);
+    assert!(net.sfu.peer_stats(PeerId(K1)).unwrap().connected);
+}

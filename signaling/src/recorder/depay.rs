@@ -534,4 +534,27 @@ mod tests {
         let pts: Vec<u64> = out.iter().map(|f| f.pts_us).collect();
         assert_eq!(pts, vec![0, 20_000, 40_000, 60_000, 80_000]);
     }
+
+    proptest::proptest! {
+        /// Random payloads, sequence numbers and timestamps never panic the assemblers.
+        #[test]
+        fn arbitrary_packets_never_panic(
+            packets in proptest::collection::vec(
+                (0u64..200, proptest::num::u32::ANY, proptest::bool::ANY,
+                 proptest::collection::vec(proptest::num::u8::ANY, 0..64)),
+                0..200,
+            )
+        ) {
+            for codec in [MediaCodec::Vp8, MediaCodec::H264, MediaCodec::Opus] {
+                let mut a = TrackAssembler::new(codec);
+                let mut out = Vec::new();
+                for (i, (seq, ts, marker, payload)) in packets.iter().enumerate() {
+                    let mut r = rec(*seq, *ts, i as u64 * 10, *marker, payload.clone());
+                    r.codec = codec;
+                    a.push(r, &mut out);
+                }
+                a.finish(&mut out);
+            }
+        }
+    }
 }

@@ -341,4 +341,20 @@ mod tests {
         assert!(r.torn_tail);
         assert!(DumpReader::new(&b"garbage!!"[..]).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever bytes follow a valid header, reading never panics and stops cleanly.
+        #[test]
+        fn arbitrary_tails_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let mut buf = dump(2);
+            buf.extend_from_slice(&tail);
+            let mut r = DumpReader::new(&buf[..]).expect("header intact");
+            let mut n = 0;
+            while r.next_record().is_some() {
+                n += 1;
+                proptest::prop_assert!(n < 1000);
+            }
+            proptest::prop_assert!(n >= 2);
+        }
+    }
 }

@@ -262,4 +262,12 @@ pub(crate) mod tests {
         assert_eq!(&v[..6], &[1, 66, 0xc0, 30, 0xff, 0xe1]);
         assert_eq!(v.len(), 6 + 2 + sps.len() + 1 + 2 + 2);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_sps_never_panics(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            bytes.insert(0, 0x67);
+            let _ = sps_dimensions(&bytes);
+        }
+    }
 }

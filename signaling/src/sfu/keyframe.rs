@@ -88,4 +88,13 @@ mod tests {
         assert!(!starts_keyframe(MediaCodec::H264, &[]));
         assert!(starts_keyframe(MediaCodec::Opus, &[]));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_payloads_never_panic(p in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            for codec in [MediaCodec::Vp8, MediaCodec::H264, MediaCodec::Opus] {
+                let _ = starts_keyframe(codec, &p);
+            }
+        }
+    }
 }

@@ -289,4 +289,11 @@ mod tests {
             .is_err()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_offers_never_panic(text in "(m=(video|audio|application) 9 X\r\n|a=mid:[a-z0-9]{0,20}\r\n|[ -~]{0,20}\r\n){0,12}") {
+            let _ = slot_mids_from_offer(&text);
+        }
+    }
 }
