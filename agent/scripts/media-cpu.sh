@@ -17,7 +17,10 @@ cd "$(dirname "$0")/../.."
 MEASURE=${SECONDS_MEASURED:-20}
 WARMUP=${WARMUP_SECONDS:-5}
 
-cargo build --release -q -p agent --bin media-bench
+# NO_BUILD=1 reuses an existing target/release/media-bench (e.g. while the tree is mid-edit).
+if [ -z "${NO_BUILD:-}" ]; then
+    cargo build --release -q -p agent --bin media-bench
+fi
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

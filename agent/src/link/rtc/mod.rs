@@ -38,8 +38,8 @@ pub use bitrate::{BitrateAllocation, BitrateLimits, allocate_bitrate};
 pub use config::{IceServer, PeerConfig, TurnServer};
 pub use media_link::{ClerkMedia, MediaLink, MediaLinkConfig};
 pub use packetizer::{RtpPacketizer, StreamCodec, vp8_payload_is_keyframe_start};
-pub use peer::{ConnectionState, KeyframeRequest, KioskPeer, RemoteTrack};
-pub use stats::{InboundStats, LinkStats, OutboundStats};
+pub use peer::{ConnectionState, KeyframeRequest, KioskPeer, RemoteTrack, RemoteTrackRequester};
+pub use stats::{InboundStats, LinkStats, OutboundStats, PeerStats};
 
 use crate::media::MediaError;
 
