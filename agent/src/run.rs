@@ -16,7 +16,11 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
-    let (link, link_task) = control::spawn(config.relay.clone(), credential, connector, shutdown.clone());
+    let (link, devices, link_task) =
+        control::spawn(config.relay.clone(), credential, connector, shutdown.clone());
+    // Device commands are answered by the device service once it is wired in; until then each
+    // command is completed with `unsupported_command` so the clerk is never left waiting.
+    tokio::spawn(answer_unsupported(devices, link.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
@@ -39,6 +43,26 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     shutdown.cancel();
     let _ = link_task.await;
     Ok(())
+}
+
+/// Completes every device command with `unsupported_command` (the device service replaces this).
+async fn answer_unsupported(mut devices: control::DeviceBridge, link: control::Link) {
+    use protocol::device::{
+        AckStatus, Acknowledge, Completion, CompletionCode, FromDevice, ToDevice,
+    };
+    while let Some(message) = devices.commands.recv().await {
+        let ToDevice::Command(command) = message else { continue };
+        link.send_device(FromDevice::Acknowledge(Acknowledge {
+            request_id: command.request_id,
+            status: AckStatus::Accepted,
+        }));
+        link.send_device(FromDevice::Completion(Completion::failed(
+            &command,
+            CompletionCode::UnsupportedCommand,
+            "此终端尚不支持该设备操作",
+            "this kiosk does not support the device command yet",
+        )));
+    }
 }
 
 async fn wait_for_signal() {

@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::{Cancel, DeviceCommand, FromDevice, ToDevice};
 use crate::queue::{AppointmentSlot, CategoryView, QueueOp, QueueStats, TicketView, WindowView};
 
 /// The control protocol version this build speaks.
@@ -104,6 +105,9 @@ pub enum KioskToRelay {
         request_id: u64,
         ticket_id: String,
     },
+    /// An acknowledge, event or completion of a device command, or an unsolicited device
+    /// event. Request ids are the relay's (see [`RelayToKiosk::Device`]).
+    Device { message: FromDevice },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +140,9 @@ pub enum RelayToKiosk {
     TicketStatus {
         ticket: KioskTicketStatus,
     },
+    /// A device command or cancel from the clerk serving this kiosk's ticket. The relay
+    /// assigns the request ids on this leg, unique per kiosk connection.
+    Device { message: ToDevice },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]
@@ -193,6 +200,12 @@ pub enum ClerkToRelay {
     /// Ask for a fresh full snapshot (e.g. after the console noticed a gap).
     Snapshot { request_id: u64 },
     Ping { seq: u64 },
+    /// Operate a device of the kiosk whose ticket the clerk is serving. The command's own
+    /// `request_id` is the console's; acknowledge, events and completion come back as
+    /// [`RelayToClerk::Device`] with that id.
+    DeviceCommand { ticket_id: String, command: DeviceCommand },
+    /// Cancel a device command this console sent.
+    DeviceCancel { ticket_id: String, cancel: Cancel },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +252,9 @@ pub enum RelayToClerk {
         seq: u64,
         server_time_ms: i64,
     },
+    /// A device message for the console, with the console's own request ids: the answers to
+    /// its device commands, and unsolicited events of the served kiosk's devices.
+    Device { ticket_id: String, message: FromDevice },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]

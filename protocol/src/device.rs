@@ -228,6 +228,36 @@ pub struct Completion {
     pub body: CompletionBody,
 }
 
+impl Completion {
+    /// A completion without payload that ends `command` with `code`, e.g. when the relay must
+    /// answer for a kiosk that is not connected or did not answer in time.
+    pub fn failed(command: &DeviceCommand, code: CompletionCode, zh: &str, en: &str) -> Self {
+        Self {
+            request_id: command.request_id,
+            device: command.device,
+            completion_code: code,
+            error_code: None,
+            error_description: Some(ErrorDescription {
+                zh: zh.to_owned(),
+                en: en.to_owned(),
+            }),
+            body: CompletionBody::empty_for(&command.body),
+        }
+    }
+}
+
+impl CompletionBody {
+    /// The payload-less completion body matching a command.
+    pub fn empty_for(command: &CommandBody) -> Self {
+        match command {
+            CommandBody::Status(_) => CompletionBody::Status(None),
+            CommandBody::Reset(_) => CompletionBody::Reset(None),
+            CommandBody::IdCardRead(_) => CompletionBody::IdCardRead(None),
+            CommandBody::ScannerRead(_) => CompletionBody::ScannerRead(None),
+        }
+    }
+}
+
 /// Name and payload of a completion: the payload is present on success only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", content = "payload")]

@@ -18,19 +18,22 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::queue::{AppointmentSlot, QueueOp, TicketChannel, WindowMode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use signaling::auth::{hash_device_secret, hash_secret};
 use signaling::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role, WindowRecord,
 };
 use signaling::queue::{Category, Command, QueueConfig, QueueCore, Window};
-use signaling::store::sqlite::SqliteStore;
 use signaling::store::Store;
+use signaling::store::sqlite::SqliteStore;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -106,7 +109,11 @@ fn run(core: &mut QueueCore, now: i64, cmd: Command) -> bool {
 }
 
 fn issue(core: &mut QueueCore, now: i64, n: usize) {
-    let channel = if n % 10 == 0 { TicketChannel::Remote } else { TicketChannel::OnSite };
+    let channel = if n % 10 == 0 {
+        TicketChannel::Remote
+    } else {
+        TicketChannel::OnSite
+    };
     let appointment = (n % 17 == 0).then_some(AppointmentSlot {
         start_ms: now - 60_000,
         end_ms: now + 3_600_000,
@@ -158,9 +165,28 @@ fn bench_core() -> CoreResult {
         now += 1000;
         let clerk = format!("k{}", i % windows);
         // Finish what the window holds (not measured), then measure "call next".
-        if let Some(current) = core.window(&format!("w{}", i % windows)).and_then(|w| w.current.clone()) {
-            run(&mut core, now, Command::Op { clerk_id: clerk.clone(), op: QueueOp::Start { ticket_id: current.clone() } });
-            run(&mut core, now, Command::Op { clerk_id: clerk.clone(), op: QueueOp::Finish { ticket_id: current } });
+        if let Some(current) = core
+            .window(&format!("w{}", i % windows))
+            .and_then(|w| w.current.clone())
+        {
+            run(
+                &mut core,
+                now,
+                Command::Op {
+                    clerk_id: clerk.clone(),
+                    op: QueueOp::Start {
+                        ticket_id: current.clone(),
+                    },
+                },
+            );
+            run(
+                &mut core,
+                now,
+                Command::Op {
+                    clerk_id: clerk.clone(),
+                    op: QueueOp::Finish { ticket_id: current },
+                },
+            );
         }
         let cmd = Command::Op {
             clerk_id: clerk,
@@ -199,7 +225,15 @@ async fn seed(data: &Path, kiosks: usize) -> anyhow::Result<()> {
     let store = SqliteStore::open(data).await?;
     let now = 0;
     store
-        .upsert_centre(&Centre { id: "bc".into(), name: "压测中心".into(), district: String::new(), street: String::new() }, now)
+        .upsert_centre(
+            &Centre {
+                id: "bc".into(),
+                name: "压测中心".into(),
+                district: String::new(),
+                street: String::new(),
+            },
+            now,
+        )
         .await?;
     for (i, id) in CATEGORIES.iter().enumerate() {
         store
@@ -218,7 +252,13 @@ async fn seed(data: &Path, kiosks: usize) -> anyhow::Result<()> {
                 id: format!("w{i}"),
                 centre_id: "bc".into(),
                 name: format!("{i}号窗口"),
-                mode: if i == 0 { WindowMode::Remote } else if i % 5 == 1 { WindowMode::Combined } else { WindowMode::OnSite },
+                mode: if i == 0 {
+                    WindowMode::Remote
+                } else if i % 5 == 1 {
+                    WindowMode::Combined
+                } else {
+                    WindowMode::OnSite
+                },
                 category_ids: CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
                 clerk_id: None,
                 clerk_name: None,
@@ -262,7 +302,15 @@ async fn seed(data: &Path, kiosks: usize) -> anyhow::Result<()> {
         };
         store
             .upsert_device(
-                &Device { id, centre_id: "bc".into(), extension_point_id: point, kind, name: String::new(), secret_hash: hash.clone(), active: true },
+                &Device {
+                    id,
+                    centre_id: "bc".into(),
+                    extension_point_id: point,
+                    kind,
+                    name: String::new(),
+                    secret_hash: hash.clone(),
+                    active: true,
+                },
                 now,
             )
             .await?;
@@ -284,7 +332,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     loop {
@@ -323,9 +372,21 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
     let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--set", "server.tls.self_signed=true", "--set", "log.filter=\"error\""])
+        .args([
+            "--set",
+            "server.tls.self_signed=true",
+            "--set",
+            "log.filter=\"error\"",
+        ])
         .args(["--set", &format!("store.durability={}", durability())])
-        .args(["serve", "--listen", "127.0.0.1:0", "--dev-http", "127.0.0.1:0", "--ready-file"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-http",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
         .arg(&ready)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -364,7 +425,10 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
         ws.send(Message::text(json!({"type": "hello", "protocol_versions": [1], "device_id": format!("bk{k}"), "secret": SECRET, "agent_version": "bench"}).to_string())).await?;
         let welcome = next_json(&mut ws).await?;
         anyhow::ensure!(welcome["type"] == "welcome", "kiosk {k}: {welcome}");
-        ws.send(Message::text(json!({"type": "take_ticket", "request_id": 1, "category_id": "c0"}).to_string())).await?;
+        ws.send(Message::text(
+            json!({"type": "take_ticket", "request_id": 1, "category_id": "c0"}).to_string(),
+        ))
+        .await?;
         loop {
             let m = next_json(&mut ws).await?;
             if m["type"] == "ticket_taken" {
@@ -409,11 +473,18 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
         .await?;
     let token = login["token"].as_str().unwrap_or_default().to_owned();
     let mut request = format!("ws://{http}/ws/clerk");
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(request.as_str())?;
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        request.as_str(),
+    )?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
     request.clear();
     let (mut clerk, _) = tokio_tungstenite::connect_async(req).await?;
-    clerk.send(Message::text(json!({"type": "hello", "protocol_versions": [1]}).to_string())).await?;
+    clerk
+        .send(Message::text(
+            json!({"type": "hello", "protocol_versions": [1]}).to_string(),
+        ))
+        .await?;
     let mut next_id = 1u64;
     let mut ask = async |clerk: &mut Ws, body: Value| -> anyhow::Result<(Value, Instant)> {
         let id = next_id;
@@ -428,18 +499,28 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
             }
         }
     };
-    ask(&mut clerk, json!({"type": "open_window", "window_id": "w0"})).await?;
+    ask(
+        &mut clerk,
+        json!({"type": "open_window", "window_id": "w0"}),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     while seen_rx.try_recv().is_ok() {}
 
     // Which kiosk is at which position, from the statuses the kiosks hold.
-    let mut waiting: HashMap<usize, u64> = (0..kiosks).map(|k| (k, u64::try_from(k).unwrap_or(0))).collect();
+    let mut waiting: HashMap<usize, u64> = (0..kiosks)
+        .map(|k| (k, u64::try_from(k).unwrap_or(0)))
+        .collect();
     let mut to_all = Vec::new();
     let mut replies = Vec::new();
     let mut per_op = Vec::new();
     for _ in 0..calls {
         let started = Instant::now();
-        let (done, replied) = ask(&mut clerk, json!({"type": "queue", "op": {"op": "call_next"}})).await?;
+        let (done, replied) = ask(
+            &mut clerk,
+            json!({"type": "queue", "op": {"op": "call_next"}}),
+        )
+        .await?;
         anyhow::ensure!(done["type"] == "done", "call_next: {done}");
         replies.push((replied - started).as_secs_f64() * 1e3);
         // Affected: the called kiosk (→ called) and every other waiting kiosk (ahead - 1).
@@ -474,8 +555,16 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
         }
         // Serve it (not measured), then let the resulting estimate updates drain.
         let ticket = done["ticket"]["id"].clone();
-        ask(&mut clerk, json!({"type": "queue", "op": {"op": "start", "ticket_id": ticket}})).await?;
-        ask(&mut clerk, json!({"type": "queue", "op": {"op": "finish", "ticket_id": ticket}})).await?;
+        ask(
+            &mut clerk,
+            json!({"type": "queue", "op": {"op": "start", "ticket_id": ticket}}),
+        )
+        .await?;
+        ask(
+            &mut clerk,
+            json!({"type": "queue", "op": {"op": "finish", "ticket_id": ticket}}),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
         while seen_rx.try_recv().is_ok() {}
     }
@@ -505,37 +594,70 @@ fn main() -> anyhow::Result<()> {
         }
     });
     if part != "relay" {
-    let core = bench_core();
-    println!("queue core, 50 windows, {} waiting tickets:", env_usize("BENCH_TICKETS", 5000));
-    println!("  call next (decide+apply)       n={:6}  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs",
-        core.call_next_us.n, core.call_next_us.p50, core.call_next_us.p99, core.call_next_us.max);
-    println!("  positions+estimates, all       n={:6}  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs",
-        core.estimates_us.n, core.estimates_us.p50, core.estimates_us.p99, core.estimates_us.max);
-    report["core"] = json!({
-        "windows": 50, "waiting": env_usize("BENCH_TICKETS", 5000),
-        "call_next_us": {"n": core.call_next_us.n, "p50": core.call_next_us.p50, "p99": core.call_next_us.p99, "max": core.call_next_us.max},
-        "estimates_us": {"n": core.estimates_us.n, "p50": core.estimates_us.p50, "p99": core.estimates_us.p99, "max": core.estimates_us.max},
-    });
+        let core = bench_core();
+        println!(
+            "queue core, 50 windows, {} waiting tickets:",
+            env_usize("BENCH_TICKETS", 5000)
+        );
+        println!(
+            "  call next (decide+apply)       n={:6}  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs",
+            core.call_next_us.n,
+            core.call_next_us.p50,
+            core.call_next_us.p99,
+            core.call_next_us.max
+        );
+        println!(
+            "  positions+estimates, all       n={:6}  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs",
+            core.estimates_us.n,
+            core.estimates_us.p50,
+            core.estimates_us.p99,
+            core.estimates_us.max
+        );
+        report["core"] = json!({
+            "windows": 50, "waiting": env_usize("BENCH_TICKETS", 5000),
+            "call_next_us": {"n": core.call_next_us.n, "p50": core.call_next_us.p50, "p99": core.call_next_us.p99, "max": core.call_next_us.max},
+            "estimates_us": {"n": core.estimates_us.n, "p50": core.estimates_us.p50, "p99": core.estimates_us.p99, "max": core.estimates_us.max},
+        });
     }
     if part != "core" {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let relay = runtime.block_on(bench_relay())?;
-    println!("relay process, {} kiosks connected, {} tickets, durability {}:", env_usize("BENCH_KIOSKS", 500), env_usize("BENCH_TICKETS", 5000), durability());
-    println!("  call next → clerk's reply      n={:6}  p50 {:8.2} ms  p99 {:8.2} ms  max {:8.2} ms",
-        relay.op_reply_ms.n, relay.op_reply_ms.p50, relay.op_reply_ms.p99, relay.op_reply_ms.max);
-    println!("  call next → all kiosks updated n={:6}  p50 {:8.2} ms  p99 {:8.2} ms  max {:8.2} ms  ({:.0} kiosks per op)",
-        relay.op_to_all_kiosks_ms.n, relay.op_to_all_kiosks_ms.p50, relay.op_to_all_kiosks_ms.p99, relay.op_to_all_kiosks_ms.max, relay.kiosks_per_op);
-    println!("  relay RSS: idle {:.1} MiB, with kiosks {:.1} MiB, at end {:.1} MiB",
-        relay.rss_idle_mib, relay.rss_connected_mib, relay.rss_end_mib);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let relay = runtime.block_on(bench_relay())?;
+        println!(
+            "relay process, {} kiosks connected, {} tickets, durability {}:",
+            env_usize("BENCH_KIOSKS", 500),
+            env_usize("BENCH_TICKETS", 5000),
+            durability()
+        );
+        println!(
+            "  call next → clerk's reply      n={:6}  p50 {:8.2} ms  p99 {:8.2} ms  max {:8.2} ms",
+            relay.op_reply_ms.n,
+            relay.op_reply_ms.p50,
+            relay.op_reply_ms.p99,
+            relay.op_reply_ms.max
+        );
+        println!(
+            "  call next → all kiosks updated n={:6}  p50 {:8.2} ms  p99 {:8.2} ms  max {:8.2} ms  ({:.0} kiosks per op)",
+            relay.op_to_all_kiosks_ms.n,
+            relay.op_to_all_kiosks_ms.p50,
+            relay.op_to_all_kiosks_ms.p99,
+            relay.op_to_all_kiosks_ms.max,
+            relay.kiosks_per_op
+        );
+        println!(
+            "  relay RSS: idle {:.1} MiB, with kiosks {:.1} MiB, at end {:.1} MiB",
+            relay.rss_idle_mib, relay.rss_connected_mib, relay.rss_end_mib
+        );
 
-    report["relay"] = json!({
-        "kiosks": env_usize("BENCH_KIOSKS", 500), "tickets": env_usize("BENCH_TICKETS", 5000),
-        "durability": durability(),
-        "op_reply_ms": {"n": relay.op_reply_ms.n, "p50": relay.op_reply_ms.p50, "p99": relay.op_reply_ms.p99, "max": relay.op_reply_ms.max},
-        "op_to_all_kiosks_ms": {"n": relay.op_to_all_kiosks_ms.n, "p50": relay.op_to_all_kiosks_ms.p50, "p99": relay.op_to_all_kiosks_ms.p99, "max": relay.op_to_all_kiosks_ms.max},
-        "kiosks_per_op": relay.kiosks_per_op,
-        "rss_mib": {"idle": relay.rss_idle_mib, "connected": relay.rss_connected_mib, "end": relay.rss_end_mib},
-    });
+        report["relay"] = json!({
+            "kiosks": env_usize("BENCH_KIOSKS", 500), "tickets": env_usize("BENCH_TICKETS", 5000),
+            "durability": durability(),
+            "op_reply_ms": {"n": relay.op_reply_ms.n, "p50": relay.op_reply_ms.p50, "p99": relay.op_reply_ms.p99, "max": relay.op_reply_ms.max},
+            "op_to_all_kiosks_ms": {"n": relay.op_to_all_kiosks_ms.n, "p50": relay.op_to_all_kiosks_ms.p50, "p99": relay.op_to_all_kiosks_ms.p99, "max": relay.op_to_all_kiosks_ms.max},
+            "kiosks_per_op": relay.kiosks_per_op,
+            "rss_mib": {"idle": relay.rss_idle_mib, "connected": relay.rss_connected_mib, "end": relay.rss_end_mib},
+        });
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-queue.json");
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;

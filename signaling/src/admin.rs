@@ -4,15 +4,15 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use protocol::queue::WindowMode;
 
 use crate::auth::{hash_device_secret, hash_secret, new_token};
 use crate::config::Config;
 use crate::domain::{
-    parse_roles, parse_window_mode, CategoryRecord, Centre, Clerk, Device, DeviceKind,
-    ExtensionPoint, WindowRecord,
+    CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, WindowRecord, parse_roles,
+    parse_window_mode,
 };
 use crate::store::Store;
 
@@ -144,7 +144,10 @@ pub async fn add_centre(store: &dyn Store, a: CentreArgs, now: i64) -> anyhow::R
 }
 
 pub async fn add_category(store: &dyn Store, a: CategoryArgs) -> anyhow::Result<()> {
-    if a.prefix.is_empty() || !a.prefix.chars().all(|c| c.is_ascii_uppercase()) || a.prefix.len() > 2 {
+    if a.prefix.is_empty()
+        || !a.prefix.chars().all(|c| c.is_ascii_uppercase())
+        || a.prefix.len() > 2
+    {
         bail!("--prefix must be one or two capital letters A-Z");
     }
     if a.prefix.starts_with(protocol::queue::REMOTE_PREFIX) {
@@ -171,7 +174,12 @@ pub async fn add_window(store: &dyn Store, a: WindowArgs) -> anyhow::Result<()> 
     let mode = parse_window_mode(&a.mode)
         .with_context(|| format!("--mode {:?}: expected on_site, remote or combined", a.mode))?;
     ensure_centre(store, &a.centre).await?;
-    let known: Vec<String> = store.categories(&a.centre).await?.into_iter().map(|c| c.id).collect();
+    let known: Vec<String> = store
+        .categories(&a.centre)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     for c in &a.categories {
         if !known.contains(c) {
             bail!("--category {c:?} is not a category of centre {}", a.centre);
@@ -210,7 +218,10 @@ pub async fn add_clerk(store: &dyn Store, a: ClerkArgs, now: i64) -> anyhow::Res
     ensure_centre(store, &a.centre).await?;
     let existing = store.clerk_by_username(&a.username).await?;
     let password_hash = if a.disable {
-        existing.as_ref().map(|c| c.password_hash.clone()).unwrap_or_default()
+        existing
+            .as_ref()
+            .map(|c| c.password_hash.clone())
+            .unwrap_or_default()
     } else {
         let password = read_password()?;
         if password.chars().count() < 8 {
@@ -232,7 +243,11 @@ pub async fn add_clerk(store: &dyn Store, a: ClerkArgs, now: i64) -> anyhow::Res
     Ok(())
 }
 
-pub async fn add_extension_point(store: &dyn Store, a: ExtensionPointArgs, now: i64) -> anyhow::Result<()> {
+pub async fn add_extension_point(
+    store: &dyn Store,
+    a: ExtensionPointArgs,
+    now: i64,
+) -> anyhow::Result<()> {
     ensure_centre(store, &a.centre).await?;
     store
         .upsert_extension_point(
@@ -265,7 +280,10 @@ pub async fn enroll(store: &dyn Store, a: &DeviceArgs, now: i64) -> anyhow::Resu
             .context("a kiosk needs --extension-point")?;
         match store.extension_point(point).await? {
             Some(p) if p.centre_id == a.centre => {}
-            _ => bail!("extension point {point:?} does not belong to centre {}", a.centre),
+            _ => bail!(
+                "extension point {point:?} does not belong to centre {}",
+                a.centre
+            ),
         }
     }
     if a.id.contains(':') || a.id.trim().is_empty() {
@@ -279,7 +297,11 @@ pub async fn enroll(store: &dyn Store, a: &DeviceArgs, now: i64) -> anyhow::Resu
                 centre_id: a.centre.clone(),
                 extension_point_id: a.extension_point.clone(),
                 kind,
-                name: if a.name.is_empty() { a.id.clone() } else { a.name.clone() },
+                name: if a.name.is_empty() {
+                    a.id.clone()
+                } else {
+                    a.name.clone()
+                },
                 secret_hash: hash_device_secret(&secret),
                 active: true,
             },
@@ -294,10 +316,17 @@ pub async fn enroll_device(store: &dyn Store, a: DeviceArgs, now: i64) -> anyhow
     match &a.credential_file {
         Some(path) => {
             write_private(path, &credential)?;
-            println!("device {} enrolled; credential written to {}", a.id, path.display());
+            println!(
+                "device {} enrolled; credential written to {}",
+                a.id,
+                path.display()
+            );
         }
         None => {
-            println!("device {} enrolled. Its credential is shown only this once:", a.id);
+            println!(
+                "device {} enrolled. Its credential is shown only this once:",
+                a.id
+            );
             println!("{credential}");
         }
     }
@@ -338,8 +367,15 @@ pub mod demo {
 /// Loads a demonstration centre with categories, windows, staff accounts, an extension point
 /// with its kiosk, and a ticket machine. Safe to run again: existing records are updated, the
 /// staff password stays the same, and device credentials are reissued.
-pub async fn seed_demo(store: &dyn Store, config: &Config, a: DemoArgs, now: i64) -> anyhow::Result<()> {
-    let out = a.out_dir.unwrap_or_else(|| config.store.data_dir.join("demo"));
+pub async fn seed_demo(
+    store: &dyn Store,
+    config: &Config,
+    a: DemoArgs,
+    now: i64,
+) -> anyhow::Result<()> {
+    let out = a
+        .out_dir
+        .unwrap_or_else(|| config.store.data_dir.join("demo"));
     std::fs::create_dir_all(&out)?;
     store
         .upsert_centre(
@@ -463,9 +499,19 @@ pub async fn seed_demo(store: &dyn Store, config: &Config, a: DemoArgs, now: i64
     .await?;
     write_private(&out.join("ticket-machine.credential"), &machine)?;
     println!("demo data loaded into {}", config.store.data_dir.display());
-    println!("staff accounts: {}, clerk2, {}, operator1, technician1", demo::CLERK, demo::SUPERVISOR);
+    println!(
+        "staff accounts: {}, clerk2, {}, operator1, technician1",
+        demo::CLERK,
+        demo::SUPERVISOR
+    );
     println!("staff password: in {}", password_file.display());
-    println!("kiosk credential: {}", out.join("kiosk.credential").display());
-    println!("ticket machine credential: {}", out.join("ticket-machine.credential").display());
+    println!(
+        "kiosk credential: {}",
+        out.join("kiosk.credential").display()
+    );
+    println!(
+        "ticket machine credential: {}",
+        out.join("ticket-machine.credential").display()
+    );
     Ok(())
 }

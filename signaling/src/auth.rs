@@ -6,9 +6,9 @@
 //! every kiosk login cost tens of milliseconds and megabytes of memory, which hurts exactly when
 //! hundreds of kiosks reconnect after a relay restart.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};

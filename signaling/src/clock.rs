@@ -1,7 +1,7 @@
 //! Where the relay's drivers get the time. Cores never read it themselves.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 pub trait Clock: Send + Sync + 'static {
     /// Unix time in milliseconds.

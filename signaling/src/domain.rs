@@ -76,7 +76,11 @@ pub fn parse_roles(s: &str) -> Result<Vec<Role>, UnknownRole> {
 }
 
 pub fn format_roles(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A staff account of a centre.

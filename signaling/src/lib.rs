@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod queue;
 pub mod recorder;
+pub mod session;
 pub mod sfu;
 pub mod store;
 pub mod tls;

@@ -12,12 +12,16 @@ use signaling::clock::{Clock, SystemClock};
 use signaling::config::{Config, LogFormat, Sources};
 use signaling::http::{self, AppState, Listeners};
 use signaling::metrics::Metrics;
-use signaling::store::sqlite::SqliteStore;
 use signaling::store::Store;
+use signaling::store::sqlite::SqliteStore;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "relay", version, about = "Remote virtual window relay (远程虚拟窗口中继)")]
+#[command(
+    name = "relay",
+    version,
+    about = "Remote virtual window relay (远程虚拟窗口中继)"
+)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -73,7 +77,10 @@ enum Command {
 fn main() -> ExitCode {
     signaling::install_crypto_provider();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("relay: cannot start the async runtime: {e}");
@@ -92,7 +99,10 @@ fn main() -> ExitCode {
 fn load_config(args: &ConfigArgs, extra: Vec<String>) -> anyhow::Result<Config> {
     let mut overrides = Vec::new();
     if let Some(dir) = &args.data_dir {
-        overrides.push(format!("store.data_dir={}", layered_config::quote(&dir.display().to_string())));
+        overrides.push(format!(
+            "store.data_dir={}",
+            layered_config::quote(&dir.display().to_string())
+        ));
     }
     overrides.extend(extra);
     overrides.extend(args.set.iter().cloned());
@@ -107,7 +117,9 @@ fn load_config(args: &ConfigArgs, extra: Vec<String>) -> anyhow::Result<Config> 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -133,7 +145,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 extra.push(format!("server.listen={}", layered_config::quote(&l)));
             }
             if let Some(d) = dev_http {
-                extra.push(format!("server.dev_http_listen={}", layered_config::quote(&d)));
+                extra.push(format!(
+                    "server.dev_http_listen={}",
+                    layered_config::quote(&d)
+                ));
             }
             let config = load_config(&cli.config, extra)?;
             init_logging(&config);
@@ -183,8 +198,14 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         Some(addr) => Some(TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?),
         None => None,
     };
-    let https = tls_listener.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-    let http = dev_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let https = tls_listener
+        .as_ref()
+        .map(|(l, _)| l.local_addr())
+        .transpose()?;
+    let http = dev_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     if let Some(a) = https {
         info!(address = %a, "listening (HTTPS/WSS)");
     }
@@ -212,7 +233,11 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            if let Err(e) = purge_state.store.purge_sessions(purge_state.clock.now_ms()).await {
+            if let Err(e) = purge_state
+                .store
+                .purge_sessions(purge_state.clock.now_ms())
+                .await
+            {
                 error!(error = %e, "purging expired sessions failed");
             }
         }
@@ -232,7 +257,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         if let Ok(mut term) = signal(SignalKind::terminate()) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

@@ -47,7 +47,9 @@ pub struct Metrics {
 }
 
 fn wait_histogram() -> Histogram {
-    Histogram::new([30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0])
+    Histogram::new([
+        30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -65,13 +67,17 @@ impl Metrics {
         let auth_failures = Family::<Labels, Counter>::default();
         let queue_waiting = Family::<Labels, Gauge>::default();
         let queue_ops = Family::<Labels, Counter>::default();
-        let queue_op_seconds = Histogram::new(
-            [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5].into_iter(),
-        );
-        let ticket_wait_seconds = Family::<Labels, Histogram>::new_with_constructor(wait_histogram as fn() -> Histogram);
+        let queue_op_seconds =
+            Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5].into_iter());
+        let ticket_wait_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(wait_histogram as fn() -> Histogram);
         let store_errors = Counter::default();
         let kiosk_updates_dropped = Counter::default();
-        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
         registry.register(
             "connections_opened",
             "WebSocket connections accepted",
@@ -87,8 +93,16 @@ impl Metrics {
             "Failed logins and device authentications",
             auth_failures.clone(),
         );
-        registry.register("queue_waiting", "Tickets waiting, per centre and channel", queue_waiting.clone());
-        registry.register("queue_ops", "Queue operations by outcome", queue_ops.clone());
+        registry.register(
+            "queue_waiting",
+            "Tickets waiting, per centre and channel",
+            queue_waiting.clone(),
+        );
+        registry.register(
+            "queue_ops",
+            "Queue operations by outcome",
+            queue_ops.clone(),
+        );
         registry.register(
             "queue_op_seconds",
             "Time to decide, store and apply a queue operation",
@@ -99,7 +113,11 @@ impl Metrics {
             "Waiting time from ticket to first call",
             ticket_wait_seconds.clone(),
         );
-        registry.register("store_errors", "Failed writes to the store", store_errors.clone());
+        registry.register(
+            "store_errors",
+            "Failed writes to the store",
+            store_errors.clone(),
+        );
         registry.register(
             "kiosk_updates_dropped",
             "Kiosk status updates replaced by a newer one before they were sent",
@@ -167,7 +185,10 @@ impl Metrics {
 
     pub fn observe_queue_op(&self, op: &'static str, outcome: &'static str, took: Duration) {
         self.queue_ops
-            .get_or_create(&vec![("op", op.to_owned()), ("outcome", outcome.to_owned())])
+            .get_or_create(&vec![
+                ("op", op.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
         self.queue_op_seconds.observe(took.as_secs_f64());
     }
@@ -197,11 +218,17 @@ mod tests {
         m.protocol_error(ClientKind::Clerk, ErrorCode::BadMessage);
         m.set_waiting("c1", TicketChannel::Remote, 3);
         let text = m.render();
-        assert!(text.contains("relay_connections{kind=\"kiosk\"} 1"), "{text}");
+        assert!(
+            text.contains("relay_connections{kind=\"kiosk\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("relay_protocol_errors_total{kind=\"clerk\",code=\"bad_message\"} 1"),
             "{text}"
         );
-        assert!(text.contains("relay_queue_waiting{centre=\"c1\",channel=\"remote\"} 3"), "{text}");
+        assert!(
+            text.contains("relay_queue_waiting{centre=\"c1\",channel=\"remote\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -9,9 +9,15 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid certificate or key: {0}")]
     Invalid(String),
     #[error("cannot generate a self-signed certificate: {0}")]
@@ -21,7 +27,10 @@ pub enum TlsError {
 /// Where a generated self-signed certificate is kept.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("tls");
-    (dir.join("relay-self-signed.crt"), dir.join("relay-self-signed.key"))
+    (
+        dir.join("relay-self-signed.crt"),
+        dir.join("relay-self-signed.key"),
+    )
 }
 
 /// Loads (or, when configured, creates) the relay's certificate.
@@ -42,7 +51,10 @@ pub async fn rustls_config(tls: &TlsConfig, data_dir: &Path) -> Result<RustlsCon
 }
 
 /// Creates the self-signed certificate once; later starts reuse it so kiosks keep trusting it.
-pub fn ensure_self_signed(data_dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn ensure_self_signed(
+    data_dir: &Path,
+    names: &[String],
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let (cert_path, key_path) = self_signed_paths(data_dir);
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));

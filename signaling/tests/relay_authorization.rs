@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{Client, TestRelay, KIOSK_SECRET, PASSWORD};
-use serde_json::{json, Value};
+use common::{Client, KIOSK_SECRET, PASSWORD, TestRelay};
+use serde_json::{Value, json};
 
 async fn refused_hello(relay: &TestRelay, device: &str, secret: &str) {
     let mut k = relay.kiosk(device, secret).await;
@@ -41,9 +41,13 @@ async fn a_kiosk_may_cancel_only_its_own_ticket() {
     k1.recv_type("welcome").await;
     let mut k2 = relay.kiosk("k2", KIOSK_SECRET).await;
     k2.recv_type("welcome").await;
-    let taken = k1.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = k1
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let id = taken["ticket"]["ticket_id"].clone();
-    let refused = k2.request(json!({"type": "cancel_ticket", "ticket_id": id})).await;
+    let refused = k2
+        .request(json!({"type": "cancel_ticket", "ticket_id": id}))
+        .await;
     assert_eq!(refused["code"], "forbidden");
     relay.stop().await;
 }
@@ -53,7 +57,9 @@ async fn a_kiosk_of_another_centre_cannot_touch_this_centres_tickets() {
     let relay = TestRelay::start().await;
     let mut k1 = relay.kiosk("k1", KIOSK_SECRET).await;
     k1.recv_type("welcome").await;
-    let taken = k1.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = k1
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let mut k9 = relay.kiosk("k9", KIOSK_SECRET).await;
     k9.recv_type("welcome").await;
     let refused = k9
@@ -61,7 +67,9 @@ async fn a_kiosk_of_another_centre_cannot_touch_this_centres_tickets() {
         .await;
     assert_eq!(refused["code"], "not_found");
     // Nor take a ticket in a category of another centre.
-    let refused = k9.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let refused = k9
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(refused["code"], "not_found");
     relay.stop().await;
 }
@@ -86,13 +94,21 @@ async fn the_clerk_websocket_needs_a_login() {
 async fn a_websocket_from_a_foreign_origin_is_refused() {
     let relay = TestRelay::start().await;
     let token = relay.login("clerk-a").await;
-    let err = Client::try_connect(&relay.ws_url("/ws/clerk"), Some(&token), Some("https://evil.example"))
-        .await
-        .err()
-        .expect("refused");
+    let err = Client::try_connect(
+        &relay.ws_url("/ws/clerk"),
+        Some(&token),
+        Some("https://evil.example"),
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("403"), "{err}");
     let same = format!("http://{}", relay.addr);
-    assert!(Client::try_connect(&relay.ws_url("/ws/clerk"), Some(&token), Some(&same)).await.is_ok());
+    assert!(
+        Client::try_connect(&relay.ws_url("/ws/clerk"), Some(&token), Some(&same))
+            .await
+            .is_ok()
+    );
     relay.stop().await;
 }
 
@@ -100,7 +116,9 @@ async fn a_websocket_from_a_foreign_origin_is_refused() {
 async fn a_registry_operator_may_not_serve_at_a_window() {
     let relay = TestRelay::start().await;
     let mut registrar = relay.clerk("registrar").await;
-    let e = registrar.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    let e = registrar
+        .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     assert_eq!(e["code"], "forbidden");
     let e = registrar.op(json!({"op": "call_next"})).await;
     assert_eq!(e["code"], "forbidden");
@@ -112,21 +130,34 @@ async fn a_clerk_sees_and_acts_on_only_their_own_centre() {
     let relay = TestRelay::start().await;
     let mut k1 = relay.kiosk("k1", KIOSK_SECRET).await;
     k1.recv_type("welcome").await;
-    let taken = k1.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = k1
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let id = taken["ticket"]["ticket_id"].clone();
 
     let token = relay.login("other").await;
     let mut other = Client::connect(&relay.ws_url("/ws/clerk"), Some(&token)).await;
-    other.send(json!({"type": "hello", "protocol_versions": [1]})).await;
+    other
+        .send(json!({"type": "hello", "protocol_versions": [1]}))
+        .await;
     let welcome = other.recv_type("welcome").await;
     assert_eq!(welcome["centre"]["id"], "c2");
-    let windows: Vec<&str> = welcome["windows"].as_array().expect("windows").iter().filter_map(|w| w["id"].as_str()).collect();
+    let windows: Vec<&str> = welcome["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
     assert_eq!(windows, ["w2"]);
     let snapshot = other.recv_type("snapshot").await;
     assert_eq!(snapshot["tickets"], json!([]));
-    let e = other.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    let e = other
+        .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     assert_eq!(e["code"], "not_found");
-    other.request(json!({"type": "open_window", "window_id": "w2"})).await;
+    other
+        .request(json!({"type": "open_window", "window_id": "w2"}))
+        .await;
     let e = other.op(json!({"op": "call", "ticket_id": id})).await;
     assert_eq!(e["code"], "not_found");
     let e = other.op(json!({"op": "cancel", "ticket_id": id})).await;
@@ -150,15 +181,20 @@ async fn a_clerk_sees_and_acts_on_only_their_own_centre() {
 async fn a_window_held_by_a_connected_clerk_cannot_be_taken() {
     let relay = TestRelay::start().await;
     let mut a = relay.clerk("clerk-a").await;
-    a.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    a.request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     let mut b = relay.clerk("clerk-b").await;
-    let e = b.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    let e = b
+        .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     assert_eq!(e["code"], "conflict");
     // Once clerk-a's console is gone, the window may be taken over.
     drop(a);
     let mut taken = false;
     for _ in 0..50 {
-        let r = b.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+        let r = b
+            .request(json!({"type": "open_window", "window_id": "w-remote"}))
+            .await;
         if r["type"] == "window_opened" {
             taken = true;
             break;
@@ -200,10 +236,25 @@ async fn logout_ends_the_session() {
     let relay = TestRelay::start().await;
     let token = relay.login("clerk-a").await;
     let client = reqwest::Client::new();
-    let me = client.get(relay.url("/api/v1/me")).bearer_auth(&token).send().await.expect("me");
+    let me = client
+        .get(relay.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
     assert_eq!(me.status(), 200);
-    client.post(relay.url("/api/v1/logout")).bearer_auth(&token).send().await.expect("logout");
-    let me = client.get(relay.url("/api/v1/me")).bearer_auth(&token).send().await.expect("me");
+    client
+        .post(relay.url("/api/v1/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
+    let me = client
+        .get(relay.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
     assert_eq!(me.status(), 401);
     relay.stop().await;
 }
@@ -217,9 +268,15 @@ async fn the_login_cookie_is_http_only_and_same_site() {
         .send()
         .await
         .expect("login");
-    let cookie = r.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(cookie.starts_with("rvw_session="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     relay.stop().await;
 }
 
@@ -234,8 +291,17 @@ async fn the_ticket_machine_issues_on_site_tickets_with_its_own_credential_only(
             .json(&json!({"category_id": "civil"}))
             .send()
     };
-    assert_eq!(issue("tm1:wrong".into()).await.expect("request").status(), 401);
-    assert_eq!(issue(format!("k1:{KIOSK_SECRET}")).await.expect("request").status(), 401);
+    assert_eq!(
+        issue("tm1:wrong".into()).await.expect("request").status(),
+        401
+    );
+    assert_eq!(
+        issue(format!("k1:{KIOSK_SECRET}"))
+            .await
+            .expect("request")
+            .status(),
+        401
+    );
     let ok = issue(format!("tm1:{KIOSK_SECRET}")).await.expect("request");
     assert_eq!(ok.status(), 201);
     let ticket: Value = ok.json().await.expect("json");

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Client;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 struct Relay {
     child: Child,
@@ -26,7 +26,11 @@ fn seed(data: &Path) {
         .args(["--set", "server.tls.self_signed=true", "seed-demo"])
         .output()
         .expect("run seed-demo");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn start(data: &Path) -> Relay {
@@ -35,8 +39,20 @@ fn start(data: &Path) -> Relay {
     let child = Command::new(relay_bin())
         .arg("--data-dir")
         .arg(data)
-        .args(["--set", "server.tls.self_signed=true", "--set", "log.filter=\"warn\""])
-        .args(["serve", "--listen", "127.0.0.1:0", "--dev-http", "127.0.0.1:0", "--ready-file"])
+        .args([
+            "--set",
+            "server.tls.self_signed=true",
+            "--set",
+            "log.filter=\"warn\"",
+        ])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-http",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
         .arg(&ready)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -64,7 +80,10 @@ impl Relay {
 }
 
 fn read(data: &Path, file: &str) -> String {
-    std::fs::read_to_string(data.join("demo").join(file)).expect("demo file").trim().to_owned()
+    std::fs::read_to_string(data.join("demo").join(file))
+        .expect("demo file")
+        .trim()
+        .to_owned()
 }
 
 async fn login(http: &str, password: &str) -> String {
@@ -132,21 +151,31 @@ async fn acknowledged_queue_changes_survive_sigkill() {
     }
     let mut kiosk = Client::connect(&format!("ws://{http}/ws/kiosk"), None).await;
     kiosk
-        .send(json!({"type": "hello", "protocol_versions": [1], "device_id": kiosk_id,
-                     "secret": kiosk_secret, "agent_version": "test"}))
+        .send(
+            json!({"type": "hello", "protocol_versions": [1], "device_id": kiosk_id,
+                     "secret": kiosk_secret, "agent_version": "test"}),
+        )
         .await;
     kiosk.recv_type("welcome").await;
-    let taken = kiosk.request(json!({"type": "take_ticket", "category_id": "general"})).await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "general"}))
+        .await;
     assert_eq!(taken["ticket"]["number"], "YE001");
 
     let token = login(&http, &password).await;
     let mut clerk = Client::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await;
-    clerk.send(json!({"type": "hello", "protocol_versions": [1]})).await;
+    clerk
+        .send(json!({"type": "hello", "protocol_versions": [1]}))
+        .await;
     clerk.recv_type("welcome").await;
-    clerk.request(json!({"type": "open_window", "window_id": "window-08"})).await;
+    clerk
+        .request(json!({"type": "open_window", "window_id": "window-08"}))
+        .await;
     let called = clerk.op(json!({"op": "call_next"})).await;
     assert_eq!(called["ticket"]["number"], "YE001");
-    let started = clerk.op(json!({"op": "start", "ticket_id": called["ticket"]["id"]})).await;
+    let started = clerk
+        .op(json!({"op": "start", "ticket_id": called["ticket"]["id"]}))
+        .await;
     assert_eq!(started["type"], "done");
 
     relay.crash();
@@ -165,7 +194,10 @@ async fn acknowledged_queue_changes_survive_sigkill() {
         .iter()
         .find(|w| w["id"] == "window-08")
         .expect("window-08");
-    assert_eq!(window["clerk_id"], "clerk-clerk1", "the clerk's window sign-in survived");
+    assert_eq!(
+        window["clerk_id"], "clerk-clerk1",
+        "the clerk's window sign-in survived"
+    );
     assert_eq!(window["current_ticket_id"], remote["id"]);
     // Numbering continues where it stopped.
     let next: Value = client
@@ -211,7 +243,10 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket() {
             match r {
                 Ok(r) if r.status() == 201 => {
                     let t: Value = r.json().await.expect("json");
-                    issued_in_task.lock().expect("lock").push(t["number"].as_str().expect("number").to_owned());
+                    issued_in_task
+                        .lock()
+                        .expect("lock")
+                        .push(t["number"].as_str().expect("number").to_owned());
                 }
                 _ => break,
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, TestRelay, KIOSK_SECRET};
+use common::{Client, KIOSK_SECRET, TestRelay};
 use serde_json::json;
 
 async fn kiosk_online(relay: &TestRelay, device: &str) -> Client {
@@ -57,11 +57,16 @@ async fn waiting_kiosks_hear_their_position_move() {
     let relay = TestRelay::start().await;
     let mut k1 = kiosk_online(&relay, "k1").await;
     let mut k2 = kiosk_online(&relay, "k2").await;
-    k1.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
-    let second = k2.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    k1.request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
+    let second = k2
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(second["ticket"]["ahead"], 1);
     let mut clerk = relay.clerk("clerk-a").await;
-    clerk.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    clerk
+        .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     clerk.op(json!({"op": "call_next"})).await;
     loop {
         let s = k2.recv_type("ticket_status").await;
@@ -76,10 +81,14 @@ async fn waiting_kiosks_hear_their_position_move() {
 async fn an_on_site_window_may_not_call_a_remote_ticket() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    let taken = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let id = taken["ticket"]["ticket_id"].clone();
     let mut clerk = relay.clerk("clerk-a").await;
-    clerk.request(json!({"type": "open_window", "window_id": "w-site"})).await;
+    clerk
+        .request(json!({"type": "open_window", "window_id": "w-site"}))
+        .await;
     let refused = clerk.op(json!({"op": "call", "ticket_id": id})).await;
     assert_eq!(refused["type"], "error");
     assert_eq!(refused["code"], "not_eligible");
@@ -92,17 +101,26 @@ async fn an_on_site_window_may_not_call_a_remote_ticket() {
 async fn operations_in_the_wrong_state_are_refused_with_a_clear_error() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let mut clerk = relay.clerk("clerk-a").await;
     let no_window = clerk.op(json!({"op": "call_next"})).await;
     assert_eq!(no_window["code"], "invalid_state");
-    clerk.request(json!({"type": "open_window", "window_id": "w-remote"})).await;
+    clerk
+        .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
     let called = clerk.op(json!({"op": "call_next"})).await;
     let id = called["ticket"]["id"].clone();
     let finish = clerk.op(json!({"op": "finish", "ticket_id": id})).await;
     assert_eq!(finish["type"], "error");
     assert_eq!(finish["code"], "invalid_state");
-    assert!(finish["message"].as_str().expect("message").contains("已叫号"));
+    assert!(
+        finish["message"]
+            .as_str()
+            .expect("message")
+            .contains("已叫号")
+    );
     relay.stop().await;
 }
 
@@ -113,18 +131,27 @@ async fn malformed_and_unknown_messages_are_answered_and_the_connection_survives
     clerk.send_raw("{not json").await;
     let e = clerk.recv_type("error").await;
     assert_eq!(e["code"], "bad_message");
-    clerk.send(json!({"type": "teleport", "request_id": 41})).await;
+    clerk
+        .send(json!({"type": "teleport", "request_id": 41}))
+        .await;
     let e = clerk.recv_type("error").await;
     assert_eq!(e["code"], "unknown_type");
     assert_eq!(e["request_id"], 41);
-    clerk.send(json!({"type": "open_window", "request_id": 42})).await;
+    clerk
+        .send(json!({"type": "open_window", "request_id": 42}))
+        .await;
     let e = clerk.recv_type("error").await;
     assert_eq!(e["code"], "bad_message");
     assert_eq!(e["request_id"], 42);
     // Still connected.
     clerk.send(json!({"type": "ping", "seq": 7})).await;
     assert_eq!(clerk.recv_type("pong").await["seq"], 7);
-    let metrics = reqwest::get(relay.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    let metrics = reqwest::get(relay.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(
         metrics.contains(r#"relay_protocol_errors_total{kind="clerk",code="bad_message"} 2"#),
         "{metrics}"
@@ -159,8 +186,10 @@ async fn an_unsupported_protocol_version_is_refused() {
     let relay = TestRelay::start().await;
     let mut kiosk = Client::connect(&relay.ws_url("/ws/kiosk"), None).await;
     kiosk
-        .send(json!({"type": "hello", "protocol_versions": [99], "device_id": "k1",
-                     "secret": KIOSK_SECRET, "agent_version": "future"}))
+        .send(
+            json!({"type": "hello", "protocol_versions": [99], "device_id": "k1",
+                     "secret": KIOSK_SECRET, "agent_version": "future"}),
+        )
         .await;
     let e = kiosk.recv_type("error").await;
     assert_eq!(e["code"], "unsupported_version");
@@ -186,7 +215,9 @@ async fn a_newer_connection_of_the_same_kiosk_replaces_the_old_one() {
     let mut old = kiosk_online(&relay, "k1").await;
     let mut new = kiosk_online(&relay, "k1").await;
     old.expect_closed().await;
-    let taken = new.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = new
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(taken["type"], "ticket_taken");
     relay.stop().await;
 }
@@ -195,7 +226,9 @@ async fn a_newer_connection_of_the_same_kiosk_replaces_the_old_one() {
 async fn a_kiosk_that_reconnects_gets_its_ticket_back() {
     let relay = TestRelay::start().await;
     let mut first = kiosk_online(&relay, "k1").await;
-    let taken = first.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = first
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     drop(first);
     let mut again = relay.kiosk("k1", KIOSK_SECRET).await;
     let welcome = again.recv_type("welcome").await;
@@ -207,13 +240,21 @@ async fn a_kiosk_that_reconnects_gets_its_ticket_back() {
 async fn the_resident_cancels_from_the_kiosk() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    let taken = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     let id = taken["ticket"]["ticket_id"].clone();
-    let again = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let again = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(again["code"], "invalid_state", "one ticket per kiosk");
-    let cancelled = kiosk.request(json!({"type": "cancel_ticket", "ticket_id": id})).await;
+    let cancelled = kiosk
+        .request(json!({"type": "cancel_ticket", "ticket_id": id}))
+        .await;
     assert_eq!(cancelled["type"], "ticket_cancelled");
-    let fresh = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let fresh = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(fresh["type"], "ticket_taken");
     assert_eq!(fresh["ticket"]["number"], "YA002");
     relay.stop().await;

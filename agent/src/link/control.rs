@@ -16,6 +16,7 @@ use protocol::control::{
     negotiate_version, CentreInfo, ErrorCode, ExtensionPointInfo, KioskTicketStatus, KioskToRelay,
     RelayToKiosk, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
+use protocol::device::{FromDevice, ToDevice};
 use protocol::queue::CategoryView;
 use rand::Rng;
 use serde::Serialize;
@@ -87,12 +88,24 @@ enum Request {
     },
 }
 
+/// How many device messages may wait in each direction between the link and the devices.
+pub const DEVICE_BACKLOG: usize = 64;
+
 /// A handle to the running link.
 #[derive(Clone)]
 pub struct Link {
     requests: mpsc::Sender<Request>,
     state: watch::Receiver<KioskState>,
     timeout: Duration,
+    device_out: mpsc::Sender<FromDevice>,
+}
+
+/// The devices' end of the link: commands from the clerk arrive on `commands`; answers and
+/// unsolicited events go back through [`Link::send_device`]. Messages for the relay while it is
+/// unreachable are dropped: the relay ends a command that is not completed in time, and it
+/// cancels every command of a session that ended.
+pub struct DeviceBridge {
+    pub commands: mpsc::Receiver<ToDevice>,
 }
 
 impl Link {
@@ -123,6 +136,12 @@ impl Link {
 
     pub async fn cancel_ticket(&self) -> Result<(), LinkError> {
         self.ask(|reply| Request::CancelTicket { reply }).await
+    }
+
+    /// Queues a device message for the relay; false when the queue is full (counted as a drop
+    /// by the caller).
+    pub fn send_device(&self, message: FromDevice) -> bool {
+        self.device_out.try_send(message).is_ok()
     }
 }
 
@@ -170,7 +189,7 @@ pub fn spawn(
     credential: Credential,
     connector: Connector,
     shutdown: CancellationToken,
-) -> (Link, tokio::task::JoinHandle<()>) {
+) -> (Link, DeviceBridge, tokio::task::JoinHandle<()>) {
     let initial = KioskState {
         link: LinkState::Connecting,
         problem: None,
@@ -183,6 +202,8 @@ pub fn spawn(
     };
     let (state_tx, state_rx) = watch::channel(initial);
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_BACKLOG);
+    let (commands_tx, commands_rx) = mpsc::channel(DEVICE_BACKLOG);
+    let (device_out_tx, device_out_rx) = mpsc::channel(DEVICE_BACKLOG);
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let task = LinkTask {
         config,
@@ -190,6 +211,8 @@ pub fn spawn(
         connector,
         state: state_tx,
         requests: requests_rx,
+        device_commands: commands_tx,
+        device_out: device_out_rx,
         shutdown,
         next_request: 1,
     };
@@ -199,6 +222,10 @@ pub fn spawn(
             requests: requests_tx,
             state: state_rx,
             timeout,
+            device_out: device_out_tx,
+        },
+        DeviceBridge {
+            commands: commands_rx,
         },
         handle,
     )
@@ -238,6 +265,10 @@ struct LinkTask {
     connector: Connector,
     state: watch::Sender<KioskState>,
     requests: mpsc::Receiver<Request>,
+    /// Device commands and cancels from the relay, for the devices.
+    device_commands: mpsc::Sender<ToDevice>,
+    /// Device answers and events for the relay.
+    device_out: mpsc::Receiver<FromDevice>,
     shutdown: CancellationToken,
     next_request: u64,
 }
@@ -288,6 +319,9 @@ impl LinkTask {
                     Some(Request::TakeTicket { reply, .. }) => { let _ = reply.send(Err(LinkError::Offline)); }
                     Some(Request::CancelTicket { reply }) => { let _ = reply.send(Err(LinkError::Offline)); }
                 },
+                Some(_) = self.device_out.recv() => {
+                    debug!("device message dropped while the relay is unreachable");
+                }
             }
         }
     }
@@ -378,6 +412,11 @@ impl LinkTask {
                 request = self.requests.recv() => {
                     let Some(request) = request else { break Failure::Shutdown };
                     if let Err(e) = self.send_request(&mut socket, request, &mut pending).await {
+                        break Failure::Transient(e);
+                    }
+                }
+                Some(message) = self.device_out.recv() => {
+                    if let Err(e) = send(&mut socket, &KioskToRelay::Device { message }).await {
                         break Failure::Transient(e);
                     }
                 }
@@ -472,6 +511,12 @@ impl LinkTask {
                 }),
                 None => warn!(code = ?error.code, message = %error.message, "relay reported an error"),
             },
+            RelayToKiosk::Device { message } => {
+                if self.device_commands.try_send(message).is_err() {
+                    // The relay completes the command with a timeout; the clerk may retry.
+                    warn!("device command dropped: the devices are not keeping up");
+                }
+            }
             RelayToKiosk::Welcome { .. } => warn!("unexpected second welcome"),
         }
     }

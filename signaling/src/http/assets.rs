@@ -9,8 +9,16 @@ use super::error::ApiError;
 const INDEX: &str = include_str!("../../web/console/index.html");
 
 const FILES: &[(&str, &str, &str)] = &[
-    ("console.js", "text/javascript; charset=utf-8", include_str!("../../web/console/console.js")),
-    ("console.css", "text/css; charset=utf-8", include_str!("../../web/console/console.css")),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/console/console.js"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/console/console.css"),
+    ),
 ];
 
 pub async fn index() -> Response {
@@ -30,7 +38,10 @@ pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
         .find(|(n, _, _)| *n == name)
         .ok_or(ApiError::NotFound)?;
     Ok((
-        [(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, *mime),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         *body,
     )
         .into_response())

@@ -6,9 +6,9 @@
 //! on their WebSocket.
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::control::ClerkInfo;
@@ -109,12 +109,19 @@ pub async fn login(
     Ok(([(SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         state.store.delete_session(&token_hash(&token)).await?;
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    Ok(([(SET_COOKIE, cookie)], Json(serde_json::json!({"ok": true}))).into_response())
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(serde_json::json!({"ok": true})),
+    )
+        .into_response())
 }
 
 pub async fn me(clerk: AuthClerk) -> Json<ClerkInfo> {
@@ -173,7 +180,8 @@ pub async fn authenticate_device(
     kind: DeviceKind,
 ) -> Result<Option<Device>, ApiError> {
     let device = state.store.device(device_id).await?;
-    Ok(device.filter(|d| verify_device_secret(secret, &d.secret_hash) && d.active && d.kind == kind))
+    Ok(device
+        .filter(|d| verify_device_secret(secret, &d.secret_hash) && d.active && d.kind == kind))
 }
 
 /// A ticket machine authenticated by `Authorization: Bearer <device_id>:<secret>`.
@@ -184,7 +192,9 @@ impl FromRequestParts<AppState> for AuthTicketMachine {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let credential = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-        let (id, secret) = credential.split_once(':').ok_or(ApiError::Unauthenticated)?;
+        let (id, secret) = credential
+            .split_once(':')
+            .ok_or(ApiError::Unauthenticated)?;
         match authenticate_device(state, id, secret, DeviceKind::TicketMachine).await? {
             Some(d) => Ok(AuthTicketMachine(d)),
             None => {

@@ -3,24 +3,27 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use protocol::control::{
-    negotiate_version, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, CentreInfo,
+    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, negotiate_version,
 };
+use protocol::device::FromDevice;
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{info, info_span, Instrument};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span};
 
-use super::auth::{clerk_info, AuthClerk};
+use super::auth::{AuthClerk, clerk_info};
 use super::error::ApiError;
 use super::state::AppState;
-use super::ws::{close_code, parse, Conn, Incoming};
+use super::ws::{Conn, Incoming, close_code, parse};
 use crate::domain::{Clerk, Role};
 use crate::metrics::ClientKind;
 use crate::queue::driver::{OpError, QueueView};
 use crate::queue::{Command, QueueHandle};
+use crate::session::links::{self, RouteError};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -37,7 +40,8 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy)?;
     let limit = state.config.limits.max_frame_bytes;
-    let span = info_span!("clerk", conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed), clerk = %clerk.id);
+    let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("clerk", conn = conn_id, clerk = %clerk.id);
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -46,7 +50,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             async move {
                 let _permit = permit;
-                session(state, clerk, socket).await;
+                session(state, clerk, conn_id, socket).await;
             }
             .instrument(span)
         }))
@@ -102,7 +106,7 @@ fn snapshot(view: QueueView, request_id: Option<u64>) -> RelayToClerk {
     }
 }
 
-async fn session(state: AppState, clerk: Clerk, socket: WebSocket) {
+async fn session(state: AppState, clerk: Clerk, conn_id: u64, socket: WebSocket) {
     let limits = &state.config.limits;
     let mut conn = Conn::new(
         socket,
@@ -114,8 +118,17 @@ async fn session(state: AppState, clerk: Clerk, socket: WebSocket) {
     state.metrics.connection_opened(ClientKind::Clerk);
     info!("console connected");
     if let Some(queue) = handshake(&state, &clerk, &mut conn).await {
+        let (outbox_tx, mut outbox) = mpsc::channel(links::OUTBOX);
+        state.links.clerk_connected(conn_id, &clerk.id, outbox_tx);
         presence(&state, &queue, &clerk.id, 1).await;
-        serve(&state, &clerk, &queue, &mut conn).await;
+        let console = Console {
+            state: &state,
+            clerk: &clerk,
+            queue: &queue,
+            conn_id,
+        };
+        console.serve(&mut conn, &mut outbox).await;
+        state.links.clerk_disconnected(conn_id);
         presence(&state, &queue, &clerk.id, -1).await;
     }
     state.metrics.connection_closed(ClientKind::Clerk);
@@ -131,23 +144,51 @@ async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<Q
     let version = match parse::<ClerkToRelay>(&text) {
         Ok(ClerkToRelay::Hello { protocol_versions }) => negotiate_version(&protocol_versions),
         _ => {
-            state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::BadMessage);
-            conn.send_error(None, ErrorBody { code: ErrorCode::BadMessage, message: "第一条消息必须是 hello / the first message must be hello".into() }).await;
+            state
+                .metrics
+                .protocol_error(ClientKind::Clerk, ErrorCode::BadMessage);
+            conn.send_error(
+                None,
+                ErrorBody {
+                    code: ErrorCode::BadMessage,
+                    message: "第一条消息必须是 hello / the first message must be hello".into(),
+                },
+            )
+            .await;
             conn.close(close_code::POLICY, "hello expected").await;
             return None;
         }
     };
     let Some(version) = version else {
-        state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::UnsupportedVersion);
-        conn.send_error(None, ErrorBody { code: ErrorCode::UnsupportedVersion, message: "协议版本不受支持，请刷新页面 / unsupported protocol version, please reload".into() }).await;
+        state
+            .metrics
+            .protocol_error(ClientKind::Clerk, ErrorCode::UnsupportedVersion);
+        conn.send_error(
+            None,
+            ErrorBody {
+                code: ErrorCode::UnsupportedVersion,
+                message:
+                    "协议版本不受支持，请刷新页面 / unsupported protocol version, please reload"
+                        .into(),
+            },
+        )
+        .await;
         conn.close(close_code::POLICY, "unsupported version").await;
         return None;
     };
     let centre = state.store.centre(&clerk.centre_id).await.ok().flatten();
     let queue = state.hub.centre(&clerk.centre_id).await.ok();
     let (Some(centre), Some(queue)) = (centre, queue) else {
-        conn.send_error(None, ErrorBody { code: ErrorCode::Internal, message: "暂时无法连接叫号系统 / the queue is unavailable".into() }).await;
-        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        conn.send_error(
+            None,
+            ErrorBody {
+                code: ErrorCode::Internal,
+                message: "暂时无法连接叫号系统 / the queue is unavailable".into(),
+            },
+        )
+        .await;
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
         return None;
     };
     let view = queue.view().await.ok()?;
@@ -168,7 +209,9 @@ async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<Q
 /// Tracks how many consoles a clerk has open; the queue hears only the first and the last.
 async fn presence(state: &AppState, queue: &QueueHandle, clerk_id: &str, delta: isize) {
     let changed_to = {
-        let Ok(mut map) = state.presence.lock() else { return };
+        let Ok(mut map) = state.presence.lock() else {
+            return;
+        };
         let n = map.entry(clerk_id.to_owned()).or_insert(0);
         let before = *n;
         *n = n.saturating_add_signed(delta);
@@ -192,150 +235,211 @@ async fn presence(state: &AppState, queue: &QueueHandle, clerk_id: &str, delta: 
     }
 }
 
-async fn serve(state: &AppState, clerk: &Clerk, queue: &QueueHandle, conn: &mut Conn) {
-    let Ok((view, mut updates)) = queue.subscribe().await else {
-        return;
-    };
-    let mut version = view.version;
-    if !conn.send(&snapshot(view, None)).await {
-        return;
-    }
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => {
-                conn.close(close_code::GOING_AWAY, "relay restarting").await;
-                return;
-            }
-            incoming = conn.recv() => match incoming {
-                Incoming::Gone => return,
-                Incoming::Text(text) => {
-                    if !handle(state, clerk, queue, conn, &text).await {
-                        return;
-                    }
+/// One console connection of a clerk.
+struct Console<'a> {
+    state: &'a AppState,
+    clerk: &'a Clerk,
+    queue: &'a QueueHandle,
+    conn_id: u64,
+}
+
+impl Console<'_> {
+    async fn serve(&self, conn: &mut Conn, outbox: &mut mpsc::Receiver<RelayToClerk>) {
+        let (state, queue) = (self.state, self.queue);
+        let Ok((view, mut updates)) = queue.subscribe().await else {
+            return;
+        };
+        let mut version = view.version;
+        if !conn.send(&snapshot(view, None)).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => {
+                    conn.close(close_code::GOING_AWAY, "relay restarting").await;
+                    return;
                 }
-            },
-            update = updates.recv() => match update {
-                Ok(u) => {
-                    if u.version <= version {
-                        continue;
+                incoming = conn.recv() => match incoming {
+                    Incoming::Gone => return,
+                    Incoming::Text(text) => {
+                        if !self.handle(conn, &text).await {
+                            return;
+                        }
                     }
-                    version = u.version;
-                    let message = RelayToClerk::Update {
-                        version: u.version,
-                        tickets: u.tickets.clone(),
-                        windows: u.windows.clone(),
-                        stats: u.stats.clone(),
-                        server_time_ms: u.now_ms,
-                    };
+                },
+                Some(message) = outbox.recv() => {
                     if !conn.send(&message).await {
                         return;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
-                    // Fell behind: start again from a fresh snapshot.
-                    let Ok((view, rx)) = queue.subscribe().await else { return };
-                    updates = rx;
-                    version = view.version;
-                    if !conn.send(&snapshot(view, None)).await {
-                        return;
+                update = updates.recv() => match update {
+                    Ok(u) => {
+                        if u.version <= version {
+                            continue;
+                        }
+                        version = u.version;
+                        let message = RelayToClerk::Update {
+                            version: u.version,
+                            tickets: u.tickets.clone(),
+                            windows: u.windows.clone(),
+                            stats: u.stats.clone(),
+                            server_time_ms: u.now_ms,
+                        };
+                        if !conn.send(&message).await {
+                            return;
+                        }
                     }
-                }
-                Err(RecvError::Closed) => return,
-            },
+                    Err(RecvError::Lagged(_)) => {
+                        // Fell behind: start again from a fresh snapshot.
+                        let Ok((view, rx)) = queue.subscribe().await else { return };
+                        updates = rx;
+                        version = view.version;
+                        if !conn.send(&snapshot(view, None)).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
         }
     }
-}
 
-/// Handles one message; false when the connection should end.
-async fn handle(
-    state: &AppState,
-    clerk: &Clerk,
-    queue: &QueueHandle,
-    conn: &mut Conn,
-    text: &str,
-) -> bool {
-    let message = match parse::<ClerkToRelay>(text) {
-        Ok(m) => m,
-        Err(bad) => return conn.reject_bad(&bad).await,
-    };
-    let may_serve = clerk.has(Role::Clerk) || clerk.has(Role::Supervisor);
-    match message {
-        ClerkToRelay::Hello { .. } => {
-            conn.send_error(
-                None,
-                ErrorBody {
-                    code: ErrorCode::InvalidState,
-                    message: "已经连接 / already connected".into(),
-                },
-            )
-            .await
-        }
-        ClerkToRelay::Ping { seq } => {
-            conn.send(&RelayToClerk::Pong {
-                seq,
-                server_time_ms: state.clock.now_ms(),
-            })
-            .await
-        }
-        ClerkToRelay::Snapshot { request_id } => match queue.view().await {
-            Ok(view) => conn.send(&snapshot(view, Some(request_id))).await,
-            Err(e) => conn.send_error(Some(request_id), op_error(&e)).await,
-        },
-        ClerkToRelay::OpenWindow {
-            request_id,
-            window_id,
-        } => {
-            if !may_serve {
-                state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
-                return conn.send_error(Some(request_id), forbidden()).await;
+    /// Handles one message; false when the connection should end.
+    async fn handle(&self, conn: &mut Conn, text: &str) -> bool {
+        let (state, clerk, queue) = (self.state, self.clerk, self.queue);
+        let message = match parse::<ClerkToRelay>(text) {
+            Ok(m) => m,
+            Err(bad) => return conn.reject_bad(&bad).await,
+        };
+        let may_serve = clerk.has(Role::Clerk) || clerk.has(Role::Supervisor);
+        match message {
+            ClerkToRelay::Hello { .. } => {
+                conn.send_error(
+                    None,
+                    ErrorBody {
+                        code: ErrorCode::InvalidState,
+                        message: "已经连接 / already connected".into(),
+                    },
+                )
+                .await
             }
-            let command = Command::OpenWindow {
-                clerk_id: clerk.id.clone(),
-                clerk_name: clerk.display_name.clone(),
-                window_id: window_id.clone(),
-            };
-            match queue.run(command).await {
-                Ok(_) => match queue.window(&window_id).await {
-                    Ok(Some(window)) => {
-                        info!(window = %window_id, "signed in to window");
-                        conn.send(&RelayToClerk::WindowOpened { request_id, window })
-                            .await
-                    }
-                    Ok(None) | Err(_) => {
-                        conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
-                            .await
-                    }
-                },
-                Err(e) => refused(state, conn, request_id, &e).await,
+            ClerkToRelay::Ping { seq } => {
+                conn.send(&RelayToClerk::Pong {
+                    seq,
+                    server_time_ms: state.clock.now_ms(),
+                })
+                .await
             }
-        }
-        ClerkToRelay::CloseWindow { request_id } => {
-            let command = Command::CloseWindow {
-                clerk_id: clerk.id.clone(),
-            };
-            match queue.run(command).await {
-                Ok(_) => conn.send(&RelayToClerk::WindowClosed { request_id }).await,
-                Err(e) => refused(state, conn, request_id, &e).await,
-            }
-        }
-        ClerkToRelay::Queue { request_id, op } => {
-            if !may_serve {
-                state.metrics.protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
-                return conn.send_error(Some(request_id), forbidden()).await;
-            }
-            let name = op.name();
-            let command = Command::Op {
-                clerk_id: clerk.id.clone(),
-                op,
-            };
-            match queue.run(command).await {
-                Ok(ticket) => {
-                    if let Some(t) = &ticket {
-                        info!(op = name, ticket = %t.number, "queue operation");
-                    }
-                    conn.send(&RelayToClerk::Done { request_id, ticket }).await
+            ClerkToRelay::Snapshot { request_id } => match queue.view().await {
+                Ok(view) => conn.send(&snapshot(view, Some(request_id))).await,
+                Err(e) => conn.send_error(Some(request_id), op_error(&e)).await,
+            },
+            ClerkToRelay::OpenWindow {
+                request_id,
+                window_id,
+            } => {
+                if !may_serve {
+                    state
+                        .metrics
+                        .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                    return conn.send_error(Some(request_id), forbidden()).await;
                 }
-                Err(e) => refused(state, conn, request_id, &e).await,
+                let command = Command::OpenWindow {
+                    clerk_id: clerk.id.clone(),
+                    clerk_name: clerk.display_name.clone(),
+                    window_id: window_id.clone(),
+                };
+                match queue.run(command).await {
+                    Ok(_) => match queue.window(&window_id).await {
+                        Ok(Some(window)) => {
+                            info!(window = %window_id, "signed in to window");
+                            conn.send(&RelayToClerk::WindowOpened { request_id, window })
+                                .await
+                        }
+                        Ok(None) | Err(_) => {
+                            conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
+                                .await
+                        }
+                    },
+                    Err(e) => refused(state, conn, request_id, &e).await,
+                }
+            }
+            ClerkToRelay::CloseWindow { request_id } => {
+                let command = Command::CloseWindow {
+                    clerk_id: clerk.id.clone(),
+                };
+                match queue.run(command).await {
+                    Ok(_) => conn.send(&RelayToClerk::WindowClosed { request_id }).await,
+                    Err(e) => refused(state, conn, request_id, &e).await,
+                }
+            }
+            ClerkToRelay::Queue { request_id, op } => {
+                if !may_serve {
+                    state
+                        .metrics
+                        .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                    return conn.send_error(Some(request_id), forbidden()).await;
+                }
+                let name = op.name();
+                let command = Command::Op {
+                    clerk_id: clerk.id.clone(),
+                    op,
+                };
+                match queue.run(command).await {
+                    Ok(ticket) => {
+                        if let Some(t) = &ticket {
+                            info!(op = name, ticket = %t.number, "queue operation");
+                        }
+                        conn.send(&RelayToClerk::Done { request_id, ticket }).await
+                    }
+                    Err(e) => refused(state, conn, request_id, &e).await,
+                }
+            }
+            ClerkToRelay::DeviceCommand { ticket_id, command } => {
+                let request_id = command.request_id.0;
+                let session = match queue.session(&ticket_id).await {
+                    Ok(Some(s)) if s.clerk_id == clerk.id => s,
+                    Ok(_) => {
+                        state
+                            .metrics
+                            .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                        let body = ErrorBody {
+                            code: ErrorCode::Forbidden,
+                            message: RouteError::NotYourSession.to_string(),
+                        };
+                        return conn.send_error(Some(request_id), body).await;
+                    }
+                    Err(e) => return conn.send_error(Some(request_id), op_error(&e)).await,
+                };
+                match state.links.device_command(
+                    &session,
+                    self.conn_id,
+                    command,
+                    state.clock.now_ms(),
+                ) {
+                    Ok(None) => true,
+                    Ok(Some(completion)) => {
+                        conn.send(&RelayToClerk::Device {
+                            ticket_id,
+                            message: FromDevice::Completion(completion),
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        state
+                            .metrics
+                            .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                        let body = ErrorBody {
+                            code: ErrorCode::Forbidden,
+                            message: e.to_string(),
+                        };
+                        conn.send_error(Some(request_id), body).await
+                    }
+                }
+            }
+            ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
+                state.links.device_cancel(self.conn_id, &ticket_id, &cancel);
+                true
             }
         }
     }

@@ -2,14 +2,14 @@
 //!
 //! Clients get a code and a short bilingual message; internal details stay in the log.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use protocol::control::{ErrorBody, ErrorCode};
 use tracing::error;
 
-use crate::queue::driver::OpError;
 use crate::queue::QueueError;
+use crate::queue::driver::OpError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

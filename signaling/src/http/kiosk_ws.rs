@@ -3,26 +3,27 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use protocol::control::{
-    negotiate_version, CentreInfo, ErrorBody, ErrorCode, ExtensionPointInfo, KioskTicketStatus,
-    KioskToRelay, RelayToKiosk,
+    CentreInfo, ErrorBody, ErrorCode, ExtensionPointInfo, KioskTicketStatus, KioskToRelay,
+    RelayToKiosk, negotiate_version,
 };
 use protocol::queue::TicketChannel;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::auth::authenticate_device;
 use super::error::ApiError;
 use super::state::AppState;
-use super::ws::{close_code, parse, Conn, Incoming};
+use super::ws::{Conn, Incoming, close_code, parse};
 use crate::domain::{Device, DeviceKind, ExtensionPoint};
 use crate::metrics::ClientKind;
 use crate::queue::driver::OpError;
 use crate::queue::{Command, QueueHandle};
+use crate::session::links;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -33,14 +34,21 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Close code telling an agent that a newer connection of the same device took over.
 const REPLACED: u16 = 4000;
 
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     let permit = state
         .connections
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy)?;
     let limit = state.config.limits.max_frame_bytes;
-    let span = info_span!("kiosk", conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed), device = tracing::field::Empty);
+    let span = info_span!(
+        "kiosk",
+        conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+        device = tracing::field::Empty
+    );
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -65,12 +73,20 @@ fn error(code: ErrorCode, message: &str) -> ErrorBody {
 fn op_error(e: &OpError) -> ErrorBody {
     match e {
         OpError::Refused(q) => q.body(),
-        OpError::Store => error(ErrorCode::Internal, "暂时无法取号，请稍后再试 / could not take a ticket, please retry"),
-        OpError::Timeout | OpError::Unavailable => error(ErrorCode::Timeout, "叫号系统繁忙，请稍后再试 / the queue is busy, please retry"),
+        OpError::Store => error(
+            ErrorCode::Internal,
+            "暂时无法取号，请稍后再试 / could not take a ticket, please retry",
+        ),
+        OpError::Timeout | OpError::Unavailable => error(
+            ErrorCode::Timeout,
+            "叫号系统繁忙，请稍后再试 / the queue is busy, please retry",
+        ),
     }
 }
 
 struct Kiosk {
+    /// Messages other parts of the relay send this kiosk (device commands, media control).
+    outbox: mpsc::Receiver<RelayToKiosk>,
     device: Device,
     point: ExtensionPoint,
     queue: QueueHandle,
@@ -95,8 +111,13 @@ async fn session(state: AppState, socket: WebSocket) {
         tracing::Span::current().record("device", kiosk.device.id.as_str());
         info!(point = %kiosk.point.id, "kiosk connected");
         serve(&state, &mut kiosk, &mut conn).await;
+        state
+            .links
+            .kiosk_disconnected(&kiosk.device.id, kiosk.conn_id);
         if let Ok(mut map) = state.kiosks.lock()
-            && map.get(&kiosk.device.id).is_some_and(|(id, _)| *id == kiosk.conn_id)
+            && map
+                .get(&kiosk.device.id)
+                .is_some_and(|(id, _)| *id == kiosk.conn_id)
         {
             map.remove(&kiosk.device.id);
         }
@@ -118,14 +139,29 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         agent_version,
     }) = parse::<KioskToRelay>(&text)
     else {
-        state.metrics.protocol_error(ClientKind::Kiosk, ErrorCode::BadMessage);
-        conn.send_error(None, error(ErrorCode::BadMessage, "first message must be hello")).await;
+        state
+            .metrics
+            .protocol_error(ClientKind::Kiosk, ErrorCode::BadMessage);
+        conn.send_error(
+            None,
+            error(ErrorCode::BadMessage, "first message must be hello"),
+        )
+        .await;
         conn.close(close_code::POLICY, "hello expected").await;
         return None;
     };
     let Some(version) = negotiate_version(&protocol_versions) else {
-        state.metrics.protocol_error(ClientKind::Kiosk, ErrorCode::UnsupportedVersion);
-        conn.send_error(None, error(ErrorCode::UnsupportedVersion, "unsupported protocol version; update the agent")).await;
+        state
+            .metrics
+            .protocol_error(ClientKind::Kiosk, ErrorCode::UnsupportedVersion);
+        conn.send_error(
+            None,
+            error(
+                ErrorCode::UnsupportedVersion,
+                "unsupported protocol version; update the agent",
+            ),
+        )
+        .await;
         conn.close(close_code::POLICY, "unsupported version").await;
         return None;
     };
@@ -134,13 +170,22 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         Ok(None) => {
             warn!(device = %device_id, "kiosk authentication failed");
             state.metrics.auth_failure(ClientKind::Kiosk);
-            conn.send_error(None, error(ErrorCode::Unauthenticated, "设备认证失败 / device authentication failed")).await;
-            conn.close(close_code::POLICY, "authentication failed").await;
+            conn.send_error(
+                None,
+                error(
+                    ErrorCode::Unauthenticated,
+                    "设备认证失败 / device authentication failed",
+                ),
+            )
+            .await;
+            conn.close(close_code::POLICY, "authentication failed")
+                .await;
             return None;
         }
         Err(e) => {
             warn!(error = %e, "device lookup failed");
-            conn.close(close_code::TRY_AGAIN_LATER, "try again later").await;
+            conn.close(close_code::TRY_AGAIN_LATER, "try again later")
+                .await;
             return None;
         }
     };
@@ -149,22 +194,32 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         None => None,
     };
     let Some(point) = point.filter(|p| p.centre_id == device.centre_id) else {
-        conn.send_error(None, error(ErrorCode::Forbidden, "设备未登记到延伸点 / the device is not registered to an extension point")).await;
+        conn.send_error(
+            None,
+            error(
+                ErrorCode::Forbidden,
+                "设备未登记到延伸点 / the device is not registered to an extension point",
+            ),
+        )
+        .await;
         conn.close(close_code::POLICY, "not registered").await;
         return None;
     };
     let centre = state.store.centre(&device.centre_id).await.ok().flatten();
     let queue = state.hub.centre(&device.centre_id).await.ok();
     let (Some(centre), Some(queue)) = (centre, queue) else {
-        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
         return None;
     };
     let Ok(mut status) = queue.watch_device(&device.id).await else {
-        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
         return None;
     };
     let Ok(view) = queue.view().await else {
-        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable").await;
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
         return None;
     };
     // One live connection per device: the newest wins, so a kiosk that reconnects after a
@@ -176,7 +231,12 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
     {
         old.cancel();
     }
-    let _ = state.store.touch_device(&device.id, state.clock.now_ms()).await;
+    let (outbox_tx, outbox) = mpsc::channel(links::OUTBOX);
+    state.links.kiosk_connected(&device.id, conn_id, outbox_tx);
+    let _ = state
+        .store
+        .touch_device(&device.id, state.clock.now_ms())
+        .await;
     let welcome = RelayToKiosk::Welcome {
         protocol_version: version,
         device_id: device.id.clone(),
@@ -200,6 +260,7 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         return None;
     }
     Some(Kiosk {
+        outbox,
         device,
         point,
         queue,
@@ -229,6 +290,11 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
                     }
                 }
             },
+            Some(message) = kiosk.outbox.recv() => {
+                if !conn.send(&message).await {
+                    return;
+                }
+            }
             changed = kiosk.status.changed() => {
                 if changed.is_err() {
                     return;
@@ -251,8 +317,17 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
     };
     match message {
         KioskToRelay::Hello { .. } => {
-            conn.send_error(None, error(ErrorCode::InvalidState, "already authenticated"))
-                .await
+            conn.send_error(
+                None,
+                error(ErrorCode::InvalidState, "already authenticated"),
+            )
+            .await
+        }
+        KioskToRelay::Device { message } => {
+            state
+                .links
+                .from_kiosk(&kiosk.device.id, kiosk.conn_id, message);
+            true
         }
         KioskToRelay::Heartbeat { seq } => {
             if kiosk.last_touch.elapsed() >= TOUCH_EVERY {
@@ -286,9 +361,13 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                     match status {
                         Some(ticket) => {
                             info!(ticket = %ticket.number, "remote ticket taken");
-                            conn.send(&RelayToKiosk::TicketTaken { request_id, ticket }).await
+                            conn.send(&RelayToKiosk::TicketTaken { request_id, ticket })
+                                .await
                         }
-                        None => conn.send_error(Some(request_id), op_error(&OpError::Unavailable)).await,
+                        None => {
+                            conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
+                                .await
+                        }
                     }
                 }
                 Err(e) => refused(state, conn, request_id, &e).await,

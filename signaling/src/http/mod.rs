@@ -22,8 +22,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
@@ -67,7 +67,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(
@@ -95,6 +98,21 @@ pub struct Listeners {
 pub async fn serve(state: AppState, listeners: Listeners) -> std::io::Result<()> {
     let handle: Handle<SocketAddr> = Handle::new();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    // Device commands the kiosk never completed end with `timeout`.
+    let (links, clock, stop) = (
+        state.links.clone(),
+        state.clock.clone(),
+        state.shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => links.expire(clock.now_ms()),
+            }
+        }
+    });
     let shutdown = state.shutdown.clone();
     let router = app(state);
     let mut tasks = tokio::task::JoinSet::new();

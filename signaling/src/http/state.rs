@@ -10,6 +10,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::QueueHub;
+use crate::session::links::Links;
+use crate::session::{Observers, SessionObserver};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -17,6 +19,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub hub: Arc<QueueHub>,
+    /// Live connections and device-command routing.
+    pub links: Arc<Links>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
@@ -36,13 +40,17 @@ impl AppState {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let links = Arc::new(Links::new());
+        let observers = Observers::new(vec![links.clone() as Arc<dyn SessionObserver>]);
         let hub = Arc::new(QueueHub::new(
             store.clone(),
             clock.clone(),
             config.queue.to_core(),
             metrics.clone(),
+            Arc::new(observers),
         ));
         Self {
+            links,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,
             store,

@@ -1,8 +1,8 @@
 //! HTTP API of the centre's own ticket machine, and a read-only queue view for staff tools.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use protocol::control::IssueTicketRequest;
 use protocol::queue::{TicketChannel, TicketView};
 use serde::Serialize;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use protocol::control::{ErrorBody, ErrorCode};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use crate::metrics::{ClientKind, Metrics};
@@ -112,7 +112,8 @@ impl Conn {
                 Some(Err(e)) => {
                     // Includes frames over the size limit.
                     debug!(error = %e, "connection error");
-                    self.metrics.protocol_error(self.kind, ErrorCode::BadMessage);
+                    self.metrics
+                        .protocol_error(self.kind, ErrorCode::BadMessage);
                     return Incoming::Gone;
                 }
                 Some(Ok(Message::Text(text))) => return Incoming::Text(text),
@@ -168,7 +169,8 @@ impl Conn {
         }
         if self.bad_count > self.max_bad_per_minute {
             warn!("too many bad messages; closing");
-            self.close(close_code::POLICY, "too many bad messages").await;
+            self.close(close_code::POLICY, "too many bad messages")
+                .await;
             return false;
         }
         true
@@ -197,8 +199,8 @@ impl Conn {
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame))))
-            .await;
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
     }
 }
 

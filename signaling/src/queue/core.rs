@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use protocol::queue::{
-    AppointmentSlot, CategoryView, QueueOp, QueueStats, TicketChannel, TicketState, TicketView,
-    WindowMode, WindowView, REMOTE_PREFIX,
+    AppointmentSlot, CategoryView, QueueOp, QueueStats, REMOTE_PREFIX, TicketChannel, TicketState,
+    TicketView, WindowMode, WindowView,
 };
 
 use super::error::QueueError;
-use super::ticket::{service_day, EndReason, Ticket};
+use super::ticket::{EndReason, Ticket, service_day};
 
 /// Tunables of the queue, from the relay's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,10 @@ pub enum Command {
         connected: bool,
     },
     /// A clerk's operation at the window they are signed in to.
-    Op { clerk_id: String, op: QueueOp },
+    Op {
+        clerk_id: String,
+        op: QueueOp,
+    },
     /// The resident cancels at the kiosk that took the ticket.
     ResidentCancel {
         device_id: String,
@@ -285,7 +288,9 @@ impl QueueCore {
     }
 
     pub fn device_ticket(&self, device_id: &str) -> Option<&Ticket> {
-        self.by_device.get(device_id).and_then(|id| self.tickets.get(id))
+        self.by_device
+            .get(device_id)
+            .and_then(|id| self.tickets.get(id))
     }
 
     pub fn waiting_len(&self) -> usize {
@@ -367,14 +372,22 @@ impl QueueCore {
                 device_id,
                 ticket_id,
             } => {
-                let ticket = self.tickets.get(ticket_id).ok_or(QueueError::NoSuchTicket)?;
+                let ticket = self
+                    .tickets
+                    .get(ticket_id)
+                    .ok_or(QueueError::NoSuchTicket)?;
                 if ticket.device_id.as_deref() != Some(device_id.as_str()) {
                     return Err(QueueError::NotYourTicket);
                 }
                 match ticket.state {
                     TicketState::Waiting | TicketState::Called | TicketState::Parked => {
                         let mut t = ticket.clone();
-                        end(&mut t, now_ms, TicketState::Cancelled, EndReason::ResidentCancelled);
+                        end(
+                            &mut t,
+                            now_ms,
+                            TicketState::Cancelled,
+                            EndReason::ResidentCancelled,
+                        );
                         Ok(vec![ticket_event(t, Action::Cancelled, now_ms, None, None)])
                     }
                     other => Err(QueueError::InvalidState(other)),
@@ -392,7 +405,9 @@ impl QueueCore {
         device_id: Option<&str>,
         extension_point_id: Option<&str>,
     ) -> Result<Vec<Event>, QueueError> {
-        let category = self.category(category_id).ok_or(QueueError::NoSuchCategory)?;
+        let category = self
+            .category(category_id)
+            .ok_or(QueueError::NoSuchCategory)?;
         if self.waiting.len() >= self.config.max_waiting {
             return Err(QueueError::QueueFull);
         }
@@ -443,7 +458,13 @@ impl QueueCore {
             recalls: 0,
             end_reason: None,
         };
-        Ok(vec![ticket_event(ticket, Action::Issued, now_ms, None, None)])
+        Ok(vec![ticket_event(
+            ticket,
+            Action::Issued,
+            now_ms,
+            None,
+            None,
+        )])
     }
 
     fn decide_open_window(
@@ -452,7 +473,10 @@ impl QueueCore {
         clerk_name: &str,
         window_id: &str,
     ) -> Result<Vec<Event>, QueueError> {
-        let window = self.windows.get(window_id).ok_or(QueueError::NoSuchWindow)?;
+        let window = self
+            .windows
+            .get(window_id)
+            .ok_or(QueueError::NoSuchWindow)?;
         let mut events = Vec::new();
         match window.clerk_id.as_deref() {
             Some(holder) if holder != clerk_id && window.clerk_connected => {
@@ -485,16 +509,20 @@ impl QueueCore {
         op: &QueueOp,
     ) -> Result<Vec<Event>, QueueError> {
         let here = |t: &Ticket| t.window_id.as_deref() == Some(window.id.as_str());
-        let event = |t: Ticket, action| {
-            ticket_event(t, action, now_ms, Some(clerk_id), Some(&window.id))
-        };
+        let event =
+            |t: Ticket, action| ticket_event(t, action, now_ms, Some(clerk_id), Some(&window.id));
         match op {
             QueueOp::CallNext => {
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
                 }
-                let ticket = self.next_for(window, now_ms).ok_or(QueueError::QueueEmpty)?;
-                Ok(vec![event(self.called(ticket, window, clerk_id, now_ms), Action::Called)])
+                let ticket = self
+                    .next_for(window, now_ms)
+                    .ok_or(QueueError::QueueEmpty)?;
+                Ok(vec![event(
+                    self.called(ticket, window, clerk_id, now_ms),
+                    Action::Called,
+                )])
             }
             QueueOp::Call { ticket_id } => {
                 let ticket = self.live(ticket_id)?;
@@ -507,13 +535,21 @@ impl QueueCore {
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
                 }
-                Ok(vec![event(self.called(ticket, window, clerk_id, now_ms), Action::Called)])
+                Ok(vec![event(
+                    self.called(ticket, window, clerk_id, now_ms),
+                    Action::Called,
+                )])
             }
             QueueOp::Recall { ticket_id } => {
                 let ticket = self.at_window(ticket_id, &here, &[TicketState::Called])?;
                 let mut t = ticket.clone();
                 if t.recalls >= self.config.max_recalls {
-                    end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowRecalls);
+                    end(
+                        &mut t,
+                        now_ms,
+                        TicketState::NoShow,
+                        EndReason::NoShowRecalls,
+                    );
                     return Ok(vec![event(t, Action::NoShow)]);
                 }
                 t.recalls += 1;
@@ -521,18 +557,24 @@ impl QueueCore {
                 Ok(vec![event(t, Action::Recalled)])
             }
             QueueOp::NoShow { ticket_id } => {
-                let mut t = self.at_window(ticket_id, &here, &[TicketState::Called])?.clone();
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Called])?
+                    .clone();
                 end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowMarked);
                 Ok(vec![event(t, Action::NoShow)])
             }
             QueueOp::Start { ticket_id } => {
-                let mut t = self.at_window(ticket_id, &here, &[TicketState::Called])?.clone();
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Called])?
+                    .clone();
                 t.state = TicketState::Serving;
                 t.serving_ms = Some(now_ms);
                 Ok(vec![event(t, Action::Started)])
             }
             QueueOp::Finish { ticket_id } => {
-                let mut t = self.at_window(ticket_id, &here, &[TicketState::Serving])?.clone();
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Serving])?
+                    .clone();
                 t.state = TicketState::Served;
                 t.finished_ms = Some(now_ms);
                 Ok(vec![event(t, Action::Finished)])
@@ -545,7 +587,11 @@ impl QueueCore {
                 let ticket = self.at_window(
                     ticket_id,
                     &here,
-                    &[TicketState::Called, TicketState::Serving, TicketState::Parked],
+                    &[
+                        TicketState::Called,
+                        TicketState::Serving,
+                        TicketState::Parked,
+                    ],
                 )?;
                 let mut t = ticket.clone();
                 if category_id.is_none() && window_id.is_none() {
@@ -570,13 +616,19 @@ impl QueueCore {
             }
             QueueOp::Park { ticket_id } => {
                 let mut t = self
-                    .at_window(ticket_id, &here, &[TicketState::Called, TicketState::Serving])?
+                    .at_window(
+                        ticket_id,
+                        &here,
+                        &[TicketState::Called, TicketState::Serving],
+                    )?
                     .clone();
                 t.state = TicketState::Parked;
                 Ok(vec![event(t, Action::Parked)])
             }
             QueueOp::Resume { ticket_id } => {
-                let mut t = self.at_window(ticket_id, &here, &[TicketState::Parked])?.clone();
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Parked])?
+                    .clone();
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
                 }
@@ -586,7 +638,9 @@ impl QueueCore {
                 Ok(vec![event(t, Action::Resumed)])
             }
             QueueOp::ReturnToQueue { ticket_id } => {
-                let mut t = self.at_window(ticket_id, &here, &[TicketState::Parked])?.clone();
+                let mut t = self
+                    .at_window(ticket_id, &here, &[TicketState::Parked])?
+                    .clone();
                 requeue(&mut t);
                 Ok(vec![event(t, Action::Returned)])
             }
@@ -605,7 +659,12 @@ impl QueueCore {
                     });
                 }
                 let mut t = ticket.clone();
-                end(&mut t, now_ms, TicketState::Cancelled, EndReason::ClerkCancelled);
+                end(
+                    &mut t,
+                    now_ms,
+                    TicketState::Cancelled,
+                    EndReason::ClerkCancelled,
+                );
                 Ok(vec![event(t, Action::Cancelled)])
             }
         }
@@ -684,8 +743,19 @@ impl QueueCore {
             {
                 let mut t = t.clone();
                 let window = t.window_id.clone();
-                end(&mut t, now_ms, TicketState::NoShow, EndReason::NoShowTimeout);
-                events.push(ticket_event(t, Action::NoShow, now_ms, None, window.as_deref()));
+                end(
+                    &mut t,
+                    now_ms,
+                    TicketState::NoShow,
+                    EndReason::NoShowTimeout,
+                );
+                events.push(ticket_event(
+                    t,
+                    Action::NoShow,
+                    now_ms,
+                    None,
+                    window.as_deref(),
+                ));
             }
         }
         events.sort_by_key(|e| match e {
@@ -784,7 +854,11 @@ impl QueueCore {
                 }
             }
             TicketState::Called | TicketState::Serving => {
-                if let Some(w) = ticket.window_id.as_ref().and_then(|w| self.windows.get_mut(w)) {
+                if let Some(w) = ticket
+                    .window_id
+                    .as_ref()
+                    .and_then(|w| self.windows.get_mut(w))
+                {
                     w.current = Some(ticket.id.clone());
                 }
             }
@@ -797,7 +871,10 @@ impl QueueCore {
     }
 
     fn count_served(&mut self, ticket: &Ticket) {
-        let day = ticket.finished_ms.map(service_day).unwrap_or(ticket.service_day);
+        let day = ticket
+            .finished_ms
+            .map(service_day)
+            .unwrap_or(ticket.service_day);
         if day > self.stats_day {
             self.stats_day = day;
             self.window_stats.clear();
@@ -821,9 +898,15 @@ impl QueueCore {
             .as_ref()
             .and_then(|w| self.windows.get(w))
             .map(|w| w.name.clone());
-        let clerk_name = ticket.window_id.as_ref().and_then(|w| self.windows.get(w)).and_then(|w| {
-            (w.clerk_id == ticket.clerk_id).then(|| w.clerk_name.clone()).flatten()
-        });
+        let clerk_name = ticket
+            .window_id
+            .as_ref()
+            .and_then(|w| self.windows.get(w))
+            .and_then(|w| {
+                (w.clerk_id == ticket.clerk_id)
+                    .then(|| w.clerk_name.clone())
+                    .flatten()
+            });
         if let Some(window) = &ticket.window_id {
             let acc = self.window_stats.entry(window.clone()).or_default();
             add_sample(acc, ticket, window_name);
@@ -943,7 +1026,11 @@ impl QueueCore {
             waiting_on_site: waiting(TicketChannel::OnSite),
             waiting_remote: waiting(TicketChannel::Remote),
             windows,
-            clerks: self.clerk_stats.iter().map(|(id, acc)| acc.stats(id)).collect(),
+            clerks: self
+                .clerk_stats
+                .iter()
+                .map(|(id, acc)| acc.stats(id))
+                .collect(),
         }
     }
 }

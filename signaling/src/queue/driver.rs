@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use protocol::control::KioskTicketStatus;
 use protocol::queue::{CategoryView, QueueStats, TicketChannel, TicketView, WindowView};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
-use tracing::{error, info_span, Instrument};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
+use tracing::{Instrument, error, info_span};
 
 use super::core::{Category, Command, Event, QueueConfig, QueueCore, Window};
 use super::error::QueueError;
-use super::ticket::{service_day, Ticket};
+use super::ticket::{Ticket, service_day};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::session::SessionObserver;
 use crate::store::{Store, StoreError};
 
 /// How many requests may wait for a centre's queue before callers are told it is busy.
@@ -66,7 +67,31 @@ pub struct QueueUpdate {
     pub tickets: Vec<TicketView>,
     pub windows: Vec<WindowView>,
     pub stats: QueueStats,
+    /// Remote service sessions that started or ended in this step.
+    pub sessions: Vec<SessionChange>,
     pub now_ms: i64,
+}
+
+/// A remote ticket being served: from the moment a window calls it until it leaves that
+/// window (finished, no-show, cancelled, parked or transferred). While it lasts, the clerk sees
+/// and hears the kiosk and may operate its devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub ticket_id: String,
+    pub ticket_number: String,
+    pub centre_id: String,
+    pub device_id: String,
+    pub extension_point_id: Option<String>,
+    pub window_id: String,
+    pub clerk_id: String,
+    pub category_id: String,
+    pub started_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    Started(Session),
+    Ended { session: Session, ended_ms: i64 },
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -85,6 +110,9 @@ enum Request {
     Window {
         window_id: String,
         reply: Reply<Option<WindowView>>,
+    },
+    Sessions {
+        reply: Reply<Vec<Session>>,
     },
     WatchDevice {
         device_id: String,
@@ -109,7 +137,10 @@ impl QueueHandle {
         let request = make(reply);
         // A full backlog is a busy queue; wait for room, but never longer than the timeout.
         tokio::time::timeout(REQUEST_TIMEOUT, async {
-            self.tx.send(request).await.map_err(|_| OpError::Unavailable)?;
+            self.tx
+                .send(request)
+                .await
+                .map_err(|_| OpError::Unavailable)?;
             rx.await.map_err(|_| OpError::Unavailable)
         })
         .await
@@ -118,7 +149,8 @@ impl QueueHandle {
 
     /// Runs a command; returns the view of the ticket it acted on.
     pub async fn run(&self, command: Command) -> Result<Option<TicketView>, OpError> {
-        self.ask(|reply| Request::Command { command, reply }).await?
+        self.ask(|reply| Request::Command { command, reply })
+            .await?
     }
 
     /// The current view plus every update after it.
@@ -130,6 +162,20 @@ impl QueueHandle {
 
     pub async fn view(&self) -> Result<QueueView, OpError> {
         self.ask(|reply| Request::View { reply }).await
+    }
+
+    /// Remote sessions in progress at this centre.
+    pub async fn sessions(&self) -> Result<Vec<Session>, OpError> {
+        self.ask(|reply| Request::Sessions { reply }).await
+    }
+
+    /// The session of `ticket_id`, if it is being served remotely right now.
+    pub async fn session(&self, ticket_id: &str) -> Result<Option<Session>, OpError> {
+        Ok(self
+            .sessions()
+            .await?
+            .into_iter()
+            .find(|s| s.ticket_id == ticket_id))
     }
 
     pub async fn window(&self, window_id: &str) -> Result<Option<WindowView>, OpError> {
@@ -154,6 +200,7 @@ pub struct QueueHub {
     clock: Arc<dyn Clock>,
     config: QueueConfig,
     metrics: Arc<Metrics>,
+    observer: Arc<dyn SessionObserver>,
     handles: Mutex<HashMap<String, QueueHandle>>,
 }
 
@@ -163,12 +210,14 @@ impl QueueHub {
         clock: Arc<dyn Clock>,
         config: QueueConfig,
         metrics: Arc<Metrics>,
+        observer: Arc<dyn SessionObserver>,
     ) -> Self {
         Self {
             store,
             clock,
             config,
             metrics,
+            observer,
             handles: Mutex::new(HashMap::new()),
         }
     }
@@ -189,9 +238,11 @@ impl QueueHub {
             store: self.store.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
+            observer: self.observer.clone(),
             updates,
             devices: HashMap::new(),
             sent: HashMap::new(),
+            sessions: HashMap::new(),
         };
         tokio::spawn(
             task.run(rx)
@@ -254,14 +305,27 @@ struct QueueTask {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    observer: Arc<dyn SessionObserver>,
     updates: broadcast::Sender<Arc<QueueUpdate>>,
     devices: HashMap<String, watch::Sender<Option<KioskTicketStatus>>>,
     /// The status each device was last sent, to push only changes.
     sent: HashMap<String, Option<KioskTicketStatus>>,
+    /// Remote sessions in progress, by ticket.
+    sessions: HashMap<String, Session>,
 }
 
 impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        // Sessions that were in progress when the relay stopped resume as they were.
+        let resumed: Vec<Session> = self
+            .core
+            .live_tickets()
+            .filter_map(|t| session_of(t, self.clock.now_ms()))
+            .collect();
+        self.observer.sessions_resumed(&resumed);
+        for s in resumed {
+            self.sessions.insert(s.ticket_id.clone(), s);
+        }
         self.publish_gauges();
         let mut retry_after_failure = false;
         loop {
@@ -303,7 +367,8 @@ impl QueueTask {
                     Err(OpError::Refused(_)) => "refused",
                     Err(_) => "failed",
                 };
-                self.metrics.observe_queue_op(op, outcome, started.elapsed());
+                self.metrics
+                    .observe_queue_op(op, outcome, started.elapsed());
                 // Answer first: the clerk's click should not wait for the kiosk fan-out.
                 let events = match result {
                     Ok(events) => {
@@ -329,6 +394,9 @@ impl QueueTask {
             }
             Request::View { reply } => {
                 let _ = reply.send(self.view());
+            }
+            Request::Sessions { reply } => {
+                let _ = reply.send(self.sessions.values().cloned().collect());
             }
             Request::Window { window_id, reply } => {
                 let _ = reply.send(self.core.window(&window_id).map(Window::view));
@@ -376,7 +444,11 @@ impl QueueTask {
         for e in events {
             match e {
                 Event::Ticket { ticket, .. } => {
-                    tickets.push(self.core.ticket(&ticket.id).map_or_else(|| ticket.view(), Ticket::view));
+                    tickets.push(
+                        self.core
+                            .ticket(&ticket.id)
+                            .map_or_else(|| ticket.view(), Ticket::view),
+                    );
                     windows_changed |= ticket.window_id.is_some();
                 }
                 Event::Window { .. } => windows_changed = true,
@@ -387,17 +459,60 @@ impl QueueTask {
         } else {
             Vec::new()
         };
+        let sessions = self.track_sessions(events, now);
+        for change in &sessions {
+            self.observer.session_changed(change);
+        }
         let update = QueueUpdate {
             version: self.core.version(),
             tickets,
             windows,
             stats: self.core.stats(),
+            sessions,
             now_ms: now,
         };
         // No receivers is fine: nobody is watching this centre right now.
         let _ = self.updates.send(Arc::new(update));
         self.push_device_statuses(events, now);
         self.publish_gauges();
+    }
+
+    /// Which remote sessions the events started or ended.
+    fn track_sessions(&mut self, events: &[Event], now: i64) -> Vec<SessionChange> {
+        let mut changes = Vec::new();
+        for e in events {
+            let Event::Ticket { ticket, .. } = e else {
+                continue;
+            };
+            let was = self.sessions.get(&ticket.id).cloned();
+            let is = session_of(ticket, now);
+            match (was, is) {
+                (None, Some(new)) => {
+                    self.sessions.insert(new.ticket_id.clone(), new.clone());
+                    changes.push(SessionChange::Started(new));
+                }
+                (Some(old), None) => {
+                    self.sessions.remove(&old.ticket_id);
+                    changes.push(SessionChange::Ended {
+                        session: old,
+                        ended_ms: now,
+                    });
+                }
+                (Some(old), Some(new))
+                    if old.window_id != new.window_id || old.clerk_id != new.clerk_id =>
+                {
+                    // Taken over by another window: one session ends, another starts.
+                    self.sessions.insert(new.ticket_id.clone(), new.clone());
+                    changes.push(SessionChange::Ended {
+                        session: old,
+                        ended_ms: now,
+                    });
+                    changes.push(SessionChange::Started(new));
+                }
+                _ => {}
+            }
+        }
+        changes
     }
 
     /// Sends each kiosk whose ticket's status changed its new status.
@@ -432,7 +547,9 @@ impl QueueTask {
         }
         // Watched tickets that are not waiting (called, being served, parked).
         for device in self.devices.keys() {
-            let Some(t) = self.core.device_ticket(device) else { continue };
+            let Some(t) = self.core.device_ticket(device) else {
+                continue;
+            };
             if t.state == protocol::queue::TicketState::Waiting {
                 continue;
             }
@@ -496,17 +613,48 @@ impl QueueTask {
     fn publish_gauges(&self) {
         let stats = self.core.stats();
         let centre = self.core.centre_id();
-        self.metrics
-            .set_waiting(centre, TicketChannel::OnSite, i64::from(stats.waiting_on_site));
-        self.metrics
-            .set_waiting(centre, TicketChannel::Remote, i64::from(stats.waiting_remote));
+        self.metrics.set_waiting(
+            centre,
+            TicketChannel::OnSite,
+            i64::from(stats.waiting_on_site),
+        );
+        self.metrics.set_waiting(
+            centre,
+            TicketChannel::Remote,
+            i64::from(stats.waiting_remote),
+        );
     }
+}
+
+/// The session a ticket is in, if it is a remote ticket called or served at a window.
+fn session_of(t: &Ticket, now: i64) -> Option<Session> {
+    use protocol::queue::TicketState;
+    if !matches!(t.state, TicketState::Called | TicketState::Serving) {
+        return None;
+    }
+    Some(Session {
+        ticket_id: t.id.clone(),
+        ticket_number: t.number.clone(),
+        centre_id: t.centre_id.clone(),
+        device_id: t.device_id.clone()?,
+        extension_point_id: t.extension_point_id.clone(),
+        window_id: t.window_id.clone()?,
+        clerk_id: t.clerk_id.clone()?,
+        category_id: t.category_id.clone(),
+        started_ms: t.called_ms.unwrap_or(now),
+    })
 }
 
 fn command_name(command: &Command) -> &'static str {
     match command {
-        Command::Issue { channel: TicketChannel::OnSite, .. } => "issue_on_site",
-        Command::Issue { channel: TicketChannel::Remote, .. } => "issue_remote",
+        Command::Issue {
+            channel: TicketChannel::OnSite,
+            ..
+        } => "issue_on_site",
+        Command::Issue {
+            channel: TicketChannel::Remote,
+            ..
+        } => "issue_remote",
         Command::OpenWindow { .. } => "open_window",
         Command::CloseWindow { .. } => "close_window",
         Command::ClerkPresence { .. } => "clerk_presence",

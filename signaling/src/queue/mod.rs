@@ -16,6 +16,6 @@ pub mod ticket;
 mod tests;
 
 pub use self::core::{Action, Category, Command, Estimate, Event, QueueConfig, QueueCore, Window};
-pub use driver::{QueueHandle, QueueHub};
+pub use driver::{QueueHandle, QueueHub, Session, SessionChange};
 pub use error::QueueError;
-pub use ticket::{service_day, EndReason, Ticket};
+pub use ticket::{EndReason, Ticket, service_day};

@@ -145,9 +145,15 @@ fn window_mode_decides_which_tickets_it_may_call() {
     let remote = issue(&mut q, T0, TicketChannel::Remote, "civil");
     let on_site = issue(&mut q, T0 + 1, TicketChannel::OnSite, "civil");
     // The on-site window skips the older remote ticket.
-    assert_eq!(id(&call_next(&mut q, T0 + 2, "k1").expect("w1")), id(&on_site));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 2, "k1").expect("w1")),
+        id(&on_site)
+    );
     // The remote window takes the remote ticket.
-    assert_eq!(id(&call_next(&mut q, T0 + 3, "k2").expect("w2")), id(&remote));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 3, "k2").expect("w2")),
+        id(&remote)
+    );
 }
 
 #[test]
@@ -157,9 +163,28 @@ fn combined_window_takes_both_channels_in_arrival_order() {
     let on_site = issue(&mut q, T0 + 1, TicketChannel::OnSite, "civil");
     let first = call_next(&mut q, T0 + 2, "k3").expect("call");
     assert_eq!(id(&first), id(&remote));
-    op(&mut q, T0 + 3, "k3", QueueOp::Start { ticket_id: id(&first) }).expect("start");
-    op(&mut q, T0 + 4, "k3", QueueOp::Finish { ticket_id: id(&first) }).expect("finish");
-    assert_eq!(id(&call_next(&mut q, T0 + 5, "k3").expect("call")), id(&on_site));
+    op(
+        &mut q,
+        T0 + 3,
+        "k3",
+        QueueOp::Start {
+            ticket_id: id(&first),
+        },
+    )
+    .expect("start");
+    op(
+        &mut q,
+        T0 + 4,
+        "k3",
+        QueueOp::Finish {
+            ticket_id: id(&first),
+        },
+    )
+    .expect("finish");
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 5, "k3").expect("call")),
+        id(&on_site)
+    );
 }
 
 #[test]
@@ -167,9 +192,20 @@ fn a_remote_only_window_may_not_call_an_on_site_ticket_out_of_order() {
     let mut q = centre();
     let on_site = issue(&mut q, T0, TicketChannel::OnSite, "civil");
     let before = q.ticket(&on_site.id).cloned();
-    let err = op(&mut q, T0 + 1, "k2", QueueOp::Call { ticket_id: id(&on_site) });
+    let err = op(
+        &mut q,
+        T0 + 1,
+        "k2",
+        QueueOp::Call {
+            ticket_id: id(&on_site),
+        },
+    );
     assert_eq!(err, Err(QueueError::NotEligible));
-    assert_eq!(q.ticket(&on_site.id).cloned(), before, "refusal changes nothing");
+    assert_eq!(
+        q.ticket(&on_site.id).cloned(),
+        before,
+        "refusal changes nothing"
+    );
 }
 
 #[test]
@@ -188,19 +224,38 @@ fn appointments_in_their_slot_go_first_then_waiting_time() {
         start_ms: T0 + 10 * MIN,
         end_ms: T0 + 40 * MIN,
     };
-    let booked = issue_full(&mut q, T0 + MIN, TicketChannel::OnSite, "civil", Some(slot), None);
+    let booked = issue_full(
+        &mut q,
+        T0 + MIN,
+        TicketChannel::OnSite,
+        "civil",
+        Some(slot),
+        None,
+    );
     let late_walk_in = issue(&mut q, T0 + 2 * MIN, TicketChannel::OnSite, "civil");
 
     // Before the slot the appointment is ordered by arrival like everyone else.
     let mut early = centre_clone_of(&q);
-    assert_eq!(id(&call_next(&mut early, T0 + 5 * MIN, "k1").expect("call")), id(&walk_in));
+    assert_eq!(
+        id(&call_next(&mut early, T0 + 5 * MIN, "k1").expect("call")),
+        id(&walk_in)
+    );
 
     // Within its slot it goes first, even before an older walk-in.
-    assert_eq!(id(&call_next(&mut q, T0 + 15 * MIN, "k1").expect("call")), id(&booked));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 15 * MIN, "k1").expect("call")),
+        id(&booked)
+    );
     finish_current(&mut q, T0 + 16 * MIN, "k1");
-    assert_eq!(id(&call_next(&mut q, T0 + 17 * MIN, "k1").expect("call")), id(&walk_in));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 17 * MIN, "k1").expect("call")),
+        id(&walk_in)
+    );
     finish_current(&mut q, T0 + 18 * MIN, "k1");
-    assert_eq!(id(&call_next(&mut q, T0 + 19 * MIN, "k1").expect("call")), id(&late_walk_in));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 19 * MIN, "k1").expect("call")),
+        id(&late_walk_in)
+    );
 }
 
 #[test]
@@ -211,10 +266,23 @@ fn an_appointment_after_its_slot_waits_by_arrival_time() {
         end_ms: T0 + 10 * MIN,
     };
     let walk_in = issue(&mut q, T0 - 5 * MIN, TicketChannel::OnSite, "civil");
-    let booked = issue_full(&mut q, T0 + MIN, TicketChannel::OnSite, "civil", Some(slot), None);
-    assert_eq!(id(&call_next(&mut q, T0 + 30 * MIN, "k1").expect("call")), id(&walk_in));
+    let booked = issue_full(
+        &mut q,
+        T0 + MIN,
+        TicketChannel::OnSite,
+        "civil",
+        Some(slot),
+        None,
+    );
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 30 * MIN, "k1").expect("call")),
+        id(&walk_in)
+    );
     finish_current(&mut q, T0 + 31 * MIN, "k1");
-    assert_eq!(id(&call_next(&mut q, T0 + 32 * MIN, "k1").expect("call")), id(&booked));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 32 * MIN, "k1").expect("call")),
+        id(&booked)
+    );
 }
 
 fn centre_clone_of(q: &QueueCore) -> QueueCore {
@@ -230,7 +298,15 @@ fn finish_current(q: &mut QueueCore, now: i64, clerk: &str) {
         .window_of_clerk(clerk)
         .and_then(|w| w.current.clone())
         .expect("a current ticket");
-    op(q, now, clerk, QueueOp::Start { ticket_id: current.clone() }).expect("start");
+    op(
+        q,
+        now,
+        clerk,
+        QueueOp::Start {
+            ticket_id: current.clone(),
+        },
+    )
+    .expect("start");
     op(q, now, clerk, QueueOp::Finish { ticket_id: current }).expect("finish");
 }
 
@@ -241,7 +317,10 @@ fn call_next_with_a_ticket_in_hand_is_refused() {
     issue(&mut q, T0 + 1, TicketChannel::OnSite, "civil");
     call_next(&mut q, T0 + 2, "k1").expect("first call");
     let version = q.version();
-    assert_eq!(call_next(&mut q, T0 + 3, "k1"), Err(QueueError::TicketInHand));
+    assert_eq!(
+        call_next(&mut q, T0 + 3, "k1"),
+        Err(QueueError::TicketInHand)
+    );
     assert_eq!(q.version(), version);
 }
 
@@ -262,7 +341,15 @@ fn call_out_of_order() {
     let mut q = centre();
     issue(&mut q, T0, TicketChannel::OnSite, "civil");
     let second = issue(&mut q, T0 + 1, TicketChannel::OnSite, "civil");
-    let called = op(&mut q, T0 + 2, "k1", QueueOp::Call { ticket_id: id(&second) }).expect("call");
+    let called = op(
+        &mut q,
+        T0 + 2,
+        "k1",
+        QueueOp::Call {
+            ticket_id: id(&second),
+        },
+    )
+    .expect("call");
     assert_eq!(called.state, TicketState::Called);
     assert_eq!(called.window_id.as_deref(), Some("w1"));
 }
@@ -273,7 +360,13 @@ fn recall_counts_and_too_many_recalls_make_a_no_show() {
     let t = issue(&mut q, T0, TicketChannel::OnSite, "civil");
     call_next(&mut q, T0 + 1, "k1").expect("call");
     for n in 1..=3 {
-        let r = op(&mut q, T0 + 1 + n, "k1", QueueOp::Recall { ticket_id: id(&t) }).expect("recall");
+        let r = op(
+            &mut q,
+            T0 + 1 + n,
+            "k1",
+            QueueOp::Recall { ticket_id: id(&t) },
+        )
+        .expect("recall");
         assert_eq!(r.recalls, u32::try_from(n).expect("small"));
         assert_eq!(r.state, TicketState::Called);
     }
@@ -346,18 +439,41 @@ fn serve_records_statistics_and_feeds_the_estimate() {
     let mut q = centre();
     let t = issue(&mut q, T0, TicketChannel::OnSite, "civil");
     call_next(&mut q, T0 + 2 * MIN, "k1").expect("call");
-    op(&mut q, T0 + 3 * MIN, "k1", QueueOp::Start { ticket_id: id(&t) }).expect("start");
-    op(&mut q, T0 + 7 * MIN, "k1", QueueOp::Finish { ticket_id: id(&t) }).expect("finish");
+    op(
+        &mut q,
+        T0 + 3 * MIN,
+        "k1",
+        QueueOp::Start { ticket_id: id(&t) },
+    )
+    .expect("start");
+    op(
+        &mut q,
+        T0 + 7 * MIN,
+        "k1",
+        QueueOp::Finish { ticket_id: id(&t) },
+    )
+    .expect("finish");
     let stats = q.stats();
-    let w1 = stats.windows.iter().find(|s| s.id == "w1").expect("w1 stats");
+    let w1 = stats
+        .windows
+        .iter()
+        .find(|s| s.id == "w1")
+        .expect("w1 stats");
     assert_eq!(w1.served, 1);
     assert_eq!(w1.avg_wait_seconds, Some(120));
     assert_eq!(w1.avg_service_seconds, Some(240));
-    let k1 = stats.clerks.iter().find(|s| s.id == "k1").expect("k1 stats");
+    let k1 = stats
+        .clerks
+        .iter()
+        .find(|s| s.id == "k1")
+        .expect("k1 stats");
     assert_eq!(k1.served, 1);
     assert_eq!(k1.name, "clerk k1");
     assert_eq!(q.service_estimate("civil"), 240);
-    assert_eq!(q.service_estimate("social"), QueueConfig::default().default_service_secs);
+    assert_eq!(
+        q.service_estimate("social"),
+        QueueConfig::default().default_service_secs
+    );
 }
 
 #[test]
@@ -382,8 +498,15 @@ fn no_estimate_when_no_window_can_serve() {
     let mut q = centre();
     let t = issue(&mut q, T0, TicketChannel::Remote, "social");
     // Only w2 takes remote "social" tickets; its clerk closes.
-    run(&mut q, T0, Command::ClerkPresence { clerk_id: "k2".into(), connected: false })
-        .expect("presence");
+    run(
+        &mut q,
+        T0,
+        Command::ClerkPresence {
+            clerk_id: "k2".into(),
+            connected: false,
+        },
+    )
+    .expect("presence");
     assert_eq!(q.estimates(T0)[t.id.as_str()].eta_seconds, None);
 }
 
@@ -407,7 +530,10 @@ fn transfer_to_another_category_keeps_the_place_in_line() {
     assert_eq!(moved.state, TicketState::Waiting);
     assert_eq!(moved.category_id, "social");
     // It arrived before the other social ticket, so it is called first.
-    assert_eq!(id(&call_next(&mut q, T0 + 4 * MIN, "k1").expect("call")), id(&first));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 4 * MIN, "k1").expect("call")),
+        id(&first)
+    );
     let _ = social_later;
 }
 
@@ -428,7 +554,10 @@ fn transfer_to_a_window_only_that_window_calls_it() {
     )
     .expect("transfer");
     assert_eq!(call_next(&mut q, T0 + 2, "k1"), Err(QueueError::QueueEmpty));
-    assert_eq!(id(&call_next(&mut q, T0 + 3, "k3").expect("w3 calls")), id(&t));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 3, "k3").expect("w3 calls")),
+        id(&t)
+    );
 }
 
 #[test]
@@ -459,7 +588,10 @@ fn park_resume_and_return_to_queue() {
     let parked = op(&mut q, T0 + 4, "k1", QueueOp::Park { ticket_id: id(&t) }).expect("park");
     assert_eq!(parked.state, TicketState::Parked);
     // The window is free for the next resident meanwhile.
-    assert_eq!(id(&call_next(&mut q, T0 + 5, "k1").expect("call")), id(&other));
+    assert_eq!(
+        id(&call_next(&mut q, T0 + 5, "k1").expect("call")),
+        id(&other)
+    );
     assert_eq!(
         op(&mut q, T0 + 6, "k1", QueueOp::Resume { ticket_id: id(&t) }),
         Err(QueueError::TicketInHand)
@@ -468,8 +600,13 @@ fn park_resume_and_return_to_queue() {
     let resumed = op(&mut q, T0 + 8, "k1", QueueOp::Resume { ticket_id: id(&t) }).expect("resume");
     assert_eq!(resumed.state, TicketState::Called);
     op(&mut q, T0 + 9, "k1", QueueOp::Park { ticket_id: id(&t) }).expect("park again");
-    let back = op(&mut q, T0 + 10, "k1", QueueOp::ReturnToQueue { ticket_id: id(&t) })
-        .expect("return");
+    let back = op(
+        &mut q,
+        T0 + 10,
+        "k1",
+        QueueOp::ReturnToQueue { ticket_id: id(&t) },
+    )
+    .expect("return");
     assert_eq!(back.state, TicketState::Waiting);
     assert_eq!(back.queue_ms, T0, "keeps its original place");
 }
@@ -477,7 +614,14 @@ fn park_resume_and_return_to_queue() {
 #[test]
 fn resident_cancels_only_their_own_ticket() {
     let mut q = centre();
-    let t = issue_full(&mut q, T0, TicketChannel::Remote, "civil", None, Some("dev1"));
+    let t = issue_full(
+        &mut q,
+        T0,
+        TicketChannel::Remote,
+        "civil",
+        None,
+        Some("dev1"),
+    );
     let theirs = Command::ResidentCancel {
         device_id: "dev2".into(),
         ticket_id: id(&t),
@@ -495,7 +639,14 @@ fn resident_cancels_only_their_own_ticket() {
 #[test]
 fn a_kiosk_holds_one_ticket_at_a_time() {
     let mut q = centre();
-    issue_full(&mut q, T0, TicketChannel::Remote, "civil", None, Some("dev1"));
+    issue_full(
+        &mut q,
+        T0,
+        TicketChannel::Remote,
+        "civil",
+        None,
+        Some("dev1"),
+    );
     let again = Command::Issue {
         channel: TicketChannel::Remote,
         category_id: "civil".into(),
@@ -510,13 +661,36 @@ fn a_kiosk_holds_one_ticket_at_a_time() {
 fn clerk_cancels_a_waiting_ticket_but_not_one_being_served() {
     let mut q = centre();
     let waiting = issue(&mut q, T0, TicketChannel::OnSite, "social");
-    let cancelled = op(&mut q, T0, "k1", QueueOp::Cancel { ticket_id: id(&waiting) }).expect("cancel");
+    let cancelled = op(
+        &mut q,
+        T0,
+        "k1",
+        QueueOp::Cancel {
+            ticket_id: id(&waiting),
+        },
+    )
+    .expect("cancel");
     assert_eq!(cancelled.end_reason, Some(EndReason::ClerkCancelled));
     let served = issue(&mut q, T0, TicketChannel::OnSite, "civil");
     call_next(&mut q, T0, "k1").expect("call");
-    op(&mut q, T0, "k1", QueueOp::Start { ticket_id: id(&served) }).expect("start");
+    op(
+        &mut q,
+        T0,
+        "k1",
+        QueueOp::Start {
+            ticket_id: id(&served),
+        },
+    )
+    .expect("start");
     assert_eq!(
-        op(&mut q, T0, "k1", QueueOp::Cancel { ticket_id: id(&served) }),
+        op(
+            &mut q,
+            T0,
+            "k1",
+            QueueOp::Cancel {
+                ticket_id: id(&served)
+            }
+        ),
         Err(QueueError::InvalidState(TicketState::Serving))
     );
 }
@@ -524,9 +698,19 @@ fn clerk_cancels_a_waiting_ticket_but_not_one_being_served() {
 #[test]
 fn a_connected_clerk_keeps_their_window_a_disconnected_one_can_be_replaced() {
     let mut q = centre();
-    assert_eq!(run(&mut q, T0, open("k9", "w1")), Err(QueueError::WindowTaken));
-    run(&mut q, T0, Command::ClerkPresence { clerk_id: "k1".into(), connected: false })
-        .expect("presence");
+    assert_eq!(
+        run(&mut q, T0, open("k9", "w1")),
+        Err(QueueError::WindowTaken)
+    );
+    run(
+        &mut q,
+        T0,
+        Command::ClerkPresence {
+            clerk_id: "k1".into(),
+            connected: false,
+        },
+    )
+    .expect("presence");
     run(&mut q, T0, open("k9", "w1")).expect("take over");
     assert_eq!(q.window("w1").expect("w1").clerk_id.as_deref(), Some("k9"));
 }
@@ -536,10 +720,26 @@ fn moving_to_another_window_with_a_ticket_in_hand_is_refused() {
     let mut q = centre();
     issue(&mut q, T0, TicketChannel::OnSite, "civil");
     call_next(&mut q, T0, "k1").expect("call");
-    run(&mut q, T0, Command::CloseWindow { clerk_id: "k3".into() }).expect("k3 leaves w3");
-    assert_eq!(run(&mut q, T0, open("k1", "w3")), Err(QueueError::TicketInHand));
+    run(
+        &mut q,
+        T0,
+        Command::CloseWindow {
+            clerk_id: "k3".into(),
+        },
+    )
+    .expect("k3 leaves w3");
     assert_eq!(
-        run(&mut q, T0, Command::CloseWindow { clerk_id: "k1".into() }),
+        run(&mut q, T0, open("k1", "w3")),
+        Err(QueueError::TicketInHand)
+    );
+    assert_eq!(
+        run(
+            &mut q,
+            T0,
+            Command::CloseWindow {
+                clerk_id: "k1".into()
+            }
+        ),
         Err(QueueError::TicketInHand)
     );
 }
@@ -578,7 +778,10 @@ fn restoring_tickets_rebuilds_counters_and_order() {
     assert_eq!(c.number, "A003");
     assert_ne!(c.id, a.id);
     assert_ne!(c.id, b.id);
-    assert_eq!(id(&call_next(&mut restored, T0 + 3, "k1").expect("call")), id(&a));
+    assert_eq!(
+        id(&call_next(&mut restored, T0 + 3, "k1").expect("call")),
+        id(&a)
+    );
 }
 
 mod properties {

@@ -77,7 +77,8 @@ pub struct Ticket {
 impl Ticket {
     /// Seconds from arrival to first call, once called.
     pub fn wait_seconds(&self) -> Option<i64> {
-        self.first_called_ms.map(|c| (c - self.created_ms).max(0) / 1000)
+        self.first_called_ms
+            .map(|c| (c - self.created_ms).max(0) / 1000)
     }
 
     /// Seconds of service, once served.

@@ -15,8 +15,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{QueueSnapshot, Store, StoreError, StoreResult};
 use crate::config::Durability;
 use crate::domain::{
-    format_roles, parse_roles, parse_window_mode, window_mode_str, CategoryRecord, Centre, Clerk,
-    Device, DeviceKind, ExtensionPoint, WindowRecord,
+    CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, WindowRecord, format_roles,
+    parse_roles, parse_window_mode, window_mode_str,
 };
 use crate::queue::{EndReason, Event, Ticket};
 
@@ -517,7 +517,10 @@ impl Store for SqliteStore {
         .bind(today)
         .fetch_all(&self.pool)
         .await?;
-        let tickets = rows.iter().map(ticket_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let tickets = rows
+            .iter()
+            .map(ticket_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         let window_clerks = sqlx::query(
             "SELECT id, clerk_id, clerk_name FROM windows
              WHERE centre_id = ? AND clerk_id IS NOT NULL",
@@ -530,7 +533,8 @@ impl Store for SqliteStore {
             Ok((
                 r.try_get("id")?,
                 r.try_get("clerk_id")?,
-                r.try_get::<Option<String>, _>("clerk_name")?.unwrap_or_default(),
+                r.try_get::<Option<String>, _>("clerk_name")?
+                    .unwrap_or_default(),
             ))
         })
         .collect::<StoreResult<Vec<_>>>()?;

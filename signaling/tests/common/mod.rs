@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::queue::WindowMode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use signaling::auth::{hash_device_secret, hash_secret};
 use signaling::clock::{Clock, SystemClock};
 use signaling::config::Config;
@@ -18,8 +18,8 @@ use signaling::domain::{
 };
 use signaling::http::{self, AppState, Listeners};
 use signaling::metrics::Metrics;
-use signaling::store::sqlite::SqliteStore;
 use signaling::store::Store;
+use signaling::store::sqlite::SqliteStore;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -92,7 +92,11 @@ impl TestRelay {
             .send()
             .await
             .expect("login request");
-        assert!(r.status().is_success(), "login of {username} failed: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "login of {username} failed: {}",
+            r.status()
+        );
         let body: Value = r.json().await.expect("login body");
         body["token"].as_str().expect("token").to_owned()
     }
@@ -100,7 +104,8 @@ impl TestRelay {
     pub async fn clerk(&self, username: &str) -> Client {
         let token = self.login(username).await;
         let mut c = Client::connect(&self.ws_url("/ws/clerk"), Some(&token)).await;
-        c.send(json!({"type": "hello", "protocol_versions": [1]})).await;
+        c.send(json!({"type": "hello", "protocol_versions": [1]}))
+            .await;
         let welcome = c.recv_type("welcome").await;
         assert_eq!(welcome["protocol_version"], 1);
         c.recv_type("snapshot").await;
@@ -160,10 +165,34 @@ pub async fn seed(store: &SqliteStore) {
             .expect("category");
     }
     for (id, centre, name, mode, cats) in [
-        ("w-site", "c1", "1号窗口", WindowMode::OnSite, vec!["civil", "social"]),
-        ("w-remote", "c1", "8号远程虚拟窗口", WindowMode::Remote, vec!["civil", "social"]),
-        ("w-both", "c1", "2号综合窗口", WindowMode::Combined, vec!["civil"]),
-        ("w2", "c2", "二中心1号窗口", WindowMode::Combined, vec!["civil2"]),
+        (
+            "w-site",
+            "c1",
+            "1号窗口",
+            WindowMode::OnSite,
+            vec!["civil", "social"],
+        ),
+        (
+            "w-remote",
+            "c1",
+            "8号远程虚拟窗口",
+            WindowMode::Remote,
+            vec!["civil", "social"],
+        ),
+        (
+            "w-both",
+            "c1",
+            "2号综合窗口",
+            WindowMode::Combined,
+            vec!["civil"],
+        ),
+        (
+            "w2",
+            "c2",
+            "二中心1号窗口",
+            WindowMode::Combined,
+            vec!["civil2"],
+        ),
     ] {
         store
             .upsert_window(&WindowRecord {
@@ -255,7 +284,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str, bearer: Option<&str>) -> Self {
-        Self::try_connect(url, bearer, None).await.expect("websocket connect")
+        Self::try_connect(url, bearer, None)
+            .await
+            .expect("websocket connect")
     }
 
     pub async fn try_connect(
@@ -272,7 +303,9 @@ impl Client {
             );
         }
         if let Some(o) = origin {
-            request.headers_mut().insert("origin", o.parse().expect("header"));
+            request
+                .headers_mut()
+                .insert("origin", o.parse().expect("header"));
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self { ws, next_id: 1 })
@@ -323,7 +356,10 @@ impl Client {
         v["request_id"] = json!(id);
         self.send(v).await;
         loop {
-            let m = self.next().await.expect("connection closed while waiting for an answer");
+            let m = self
+                .next()
+                .await
+                .expect("connection closed while waiting for an answer");
             if m["request_id"] == json!(id) {
                 return m;
             }
