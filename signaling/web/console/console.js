@@ -5,7 +5,22 @@
 // requests that the relay answers by request id. All text from the relay is inserted with
 // textContent, never as HTML.
 
+import * as media from "./media.js";
+import * as devices from "./devices.js";
+
 const $ = (id) => document.getElementById(id);
+
+// Feature modules share the connection through these hooks (all optional):
+//   init(api)                 once, with { request, send, app, el, message }
+//   onWelcome(msg)            after each (re)connection
+//   onMessage(msg)            every relay message the core does not consume itself
+//   onCurrentTicket(ticket)   the ticket in hand at this window changed (or null)
+const modules = [media, devices];
+const hook = (name, arg) => {
+  for (const m of modules) {
+    try { m[name]?.(arg); } catch (e) { console.error(`${name} failed`, e); }
+  }
+};
 
 const STATE_NAMES = {
   waiting: "等候中", called: "已叫号", serving: "办理中", parked: "已挂起",
@@ -172,6 +187,7 @@ function onMessage(msg) {
       $("clerk-name").textContent = msg.clerk.display_name;
       $("logout").hidden = false;
       setLink("on");
+      hook("onWelcome", msg);
       afterWelcome();
       break;
     case "snapshot":
@@ -198,6 +214,8 @@ function onMessage(msg) {
     case "error":
       message(msg.message, "bad");
       break;
+    default:
+      hook("onMessage", msg);
   }
 }
 
@@ -331,8 +349,15 @@ function render() {
   renderStats();
 }
 
+let lastCurrent = undefined;
+
 function renderCurrent() {
   const t = current();
+  const key = t ? `${t.id}:${t.state}` : null;
+  if (key !== lastCurrent) {
+    lastCurrent = key;
+    hook("onCurrentTicket", t ?? null);
+  }
   $("current-empty").hidden = !!t;
   $("current-ticket").hidden = !t;
   $("btn-next").disabled = !!t;
@@ -410,4 +435,5 @@ function renderStats() {
 // Waiting times move on their own.
 setInterval(() => { if (app.windowId) { renderQueue(app.windows.get(app.windowId)); renderCurrent(); } }, 5000);
 
+hook("init", { request, send: (m) => app.ws?.readyState === WebSocket.OPEN && app.ws.send(JSON.stringify(m)), app, el, message });
 checkLogin();
