@@ -8,17 +8,21 @@ use super::error::ApiError;
 
 const INDEX: &str = include_str!("../../web/console/index.html");
 
+/// A console file by name, with its content type.
+macro_rules! console_file {
+    ($name:literal, $mime:expr) => {
+        ($name, $mime, include_str!(concat!("../../web/console/", $name)))
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
 const FILES: &[(&str, &str, &str)] = &[
-    (
-        "console.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/console/console.js"),
-    ),
-    (
-        "console.css",
-        "text/css; charset=utf-8",
-        include_str!("../../web/console/console.css"),
-    ),
+    console_file!("console.js", JS),
+    console_file!("media.js", JS),
+    console_file!("devices.js", JS),
+    console_file!("console.css", CSS),
 ];
 
 pub async fn index() -> Response {
