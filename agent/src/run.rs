@@ -16,8 +16,12 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
-    let (link, devices, link_task) =
+    let (link, bridges, link_task) =
         control::spawn(config.relay.clone(), credential, connector, shutdown.clone());
+    let devices = bridges.devices;
+    // The media connection is wired in by the media work; until then its signals are drained.
+    let mut media = bridges.media;
+    tokio::spawn(async move { while media.signals.recv().await.is_some() {} });
     // Device commands are answered by the device service once it is wired in; until then each
     // command is completed with `unsupported_command` so the clerk is never left waiting.
     tokio::spawn(answer_unsupported(devices, link.clone()));

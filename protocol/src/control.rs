@@ -108,6 +108,9 @@ pub enum KioskToRelay {
     /// An acknowledge, event or completion of a device command, or an unsolicited device
     /// event. Request ids are the relay's (see [`RelayToKiosk::Device`]).
     Device { message: FromDevice },
+    /// The kiosk's media offer (the five transceivers of [`crate::media::Slot::ORDER`]), sent
+    /// once online and again to restart ICE or reconnect media. Answered by `media_answer`.
+    MediaOffer { request_id: u64, sdp: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,9 @@ pub enum RelayToKiosk {
         ticket: Option<KioskTicketStatus>,
         server_time_ms: i64,
         heartbeat_interval_ms: u64,
+        /// STUN/TURN servers for the media connection, with short-lived credentials.
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
     },
     HeartbeatAck {
         seq: u64,
@@ -143,6 +149,12 @@ pub enum RelayToKiosk {
     /// A device command or cancel from the clerk serving this kiosk's ticket. The relay
     /// assigns the request ids on this leg, unique per kiosk connection.
     Device { message: ToDevice },
+    /// The relay's answer to `media_offer`.
+    MediaAnswer { request_id: u64, sdp: String },
+    /// Whether the kiosk should send its camera, document preview and microphone now. True
+    /// while a clerk serves its ticket; false otherwise, so no uplink is spent while waiting.
+    /// On true the kiosk starts with a keyframe.
+    MediaSending { sending: bool },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]
@@ -206,6 +218,9 @@ pub enum ClerkToRelay {
     DeviceCommand { ticket_id: String, command: DeviceCommand },
     /// Cancel a device command this console sent.
     DeviceCancel { ticket_id: String, cancel: Cancel },
+    /// The console's media offer (the five transceivers of [`crate::media::Slot::ORDER`]),
+    /// sent once signed in and again to restart ICE. Answered by `media_answer`.
+    MediaOffer { request_id: u64, sdp: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +233,9 @@ pub enum RelayToClerk {
         windows: Vec<WindowView>,
         categories: Vec<CategoryView>,
         server_time_ms: i64,
+        /// STUN/TURN servers for the media connection, with short-lived credentials.
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
     },
     /// The whole queue of the centre, at `version`.
     Snapshot {
@@ -255,11 +273,40 @@ pub enum RelayToClerk {
     /// A device message for the console, with the console's own request ids: the answers to
     /// its device commands, and unsolicited events of the served kiosk's devices.
     Device { ticket_id: String, message: FromDevice },
+    /// The relay's answer to `media_offer`.
+    MediaAnswer { request_id: u64, sdp: String },
+    /// Which session's media the console now receives (`None`: none), and how the kiosk's own
+    /// media connection is doing.
+    MediaSession {
+        ticket_id: Option<String>,
+        kiosk_media: KioskMedia,
+    },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]
         error: ErrorBody,
     },
+}
+
+/// A STUN or TURN server as WebRTC's `RTCIceServer` has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// The served kiosk's media connection, as the relay sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KioskMedia {
+    /// No session, or its kiosk has no media connection yet.
+    None,
+    Connected,
+    /// The kiosk's media connection dropped; it is reconnecting.
+    Lost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::control::{
-    negotiate_version, CentreInfo, ErrorCode, ExtensionPointInfo, KioskTicketStatus, KioskToRelay,
-    RelayToKiosk, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    negotiate_version, CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskTicketStatus,
+    KioskToRelay, RelayToKiosk, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use protocol::device::{FromDevice, ToDevice};
 use protocol::queue::CategoryView;
@@ -90,6 +90,14 @@ enum Request {
 
 /// How many device messages may wait in each direction between the link and the devices.
 pub const DEVICE_BACKLOG: usize = 64;
+/// How many media signals may wait in each direction.
+pub const MEDIA_BACKLOG: usize = 16;
+
+/// The ends of the link that the kiosk's devices and media connection hold.
+pub struct Bridges {
+    pub devices: DeviceBridge,
+    pub media: MediaBridge,
+}
 
 /// A handle to the running link.
 #[derive(Clone)]
@@ -98,6 +106,26 @@ pub struct Link {
     state: watch::Receiver<KioskState>,
     timeout: Duration,
     device_out: mpsc::Sender<FromDevice>,
+    media_out: mpsc::Sender<(u64, String)>,
+}
+
+/// What the link tells the kiosk's media connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaSignal {
+    /// The control connection is up (again): (re)offer media with these ICE servers.
+    Online { ice_servers: Vec<IceServer> },
+    /// The control connection is down.
+    Offline,
+    /// The relay's answer to the offer sent with this request id.
+    Answer { request_id: u64, sdp: String },
+    /// Send camera, document preview and microphone now (true) or stop (false).
+    Sending(bool),
+}
+
+/// The media connection's end of the link: signals arrive on `signals`; offers go out through
+/// [`Link::send_media_offer`].
+pub struct MediaBridge {
+    pub signals: mpsc::Receiver<MediaSignal>,
 }
 
 /// The devices' end of the link: commands from the clerk arrive on `commands`; answers and
@@ -142,6 +170,12 @@ impl Link {
     /// by the caller).
     pub fn send_device(&self, message: FromDevice) -> bool {
         self.device_out.try_send(message).is_ok()
+    }
+
+    /// Queues a media offer for the relay; the answer arrives as [`MediaSignal::Answer`] with
+    /// the same request id. False when it cannot be queued.
+    pub fn send_media_offer(&self, request_id: u64, sdp: String) -> bool {
+        self.media_out.try_send((request_id, sdp)).is_ok()
     }
 }
 
@@ -189,7 +223,7 @@ pub fn spawn(
     credential: Credential,
     connector: Connector,
     shutdown: CancellationToken,
-) -> (Link, DeviceBridge, tokio::task::JoinHandle<()>) {
+) -> (Link, Bridges, tokio::task::JoinHandle<()>) {
     let initial = KioskState {
         link: LinkState::Connecting,
         problem: None,
@@ -204,6 +238,8 @@ pub fn spawn(
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_BACKLOG);
     let (commands_tx, commands_rx) = mpsc::channel(DEVICE_BACKLOG);
     let (device_out_tx, device_out_rx) = mpsc::channel(DEVICE_BACKLOG);
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_BACKLOG);
+    let (media_out_tx, media_out_rx) = mpsc::channel(MEDIA_BACKLOG);
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let task = LinkTask {
         config,
@@ -213,6 +249,8 @@ pub fn spawn(
         requests: requests_rx,
         device_commands: commands_tx,
         device_out: device_out_rx,
+        media_signals: media_tx,
+        media_out: media_out_rx,
         shutdown,
         next_request: 1,
     };
@@ -223,9 +261,13 @@ pub fn spawn(
             state: state_rx,
             timeout,
             device_out: device_out_tx,
+            media_out: media_out_tx,
         },
-        DeviceBridge {
-            commands: commands_rx,
+        Bridges {
+            devices: DeviceBridge {
+                commands: commands_rx,
+            },
+            media: MediaBridge { signals: media_rx },
         },
         handle,
     )
@@ -269,6 +311,9 @@ struct LinkTask {
     device_commands: mpsc::Sender<ToDevice>,
     /// Device answers and events for the relay.
     device_out: mpsc::Receiver<FromDevice>,
+    media_signals: mpsc::Sender<MediaSignal>,
+    /// Media offers for the relay: (request id, SDP).
+    media_out: mpsc::Receiver<(u64, String)>,
     shutdown: CancellationToken,
     next_request: u64,
 }
@@ -322,6 +367,9 @@ impl LinkTask {
                 Some(_) = self.device_out.recv() => {
                     debug!("device message dropped while the relay is unreachable");
                 }
+                Some(_) = self.media_out.recv() => {
+                    debug!("media offer dropped while the relay is unreachable; it is sent again once online");
+                }
             }
         }
     }
@@ -365,8 +413,10 @@ impl LinkTask {
                 categories,
                 ticket,
                 server_time_ms,
+                ice_servers,
                 ..
             } if negotiate_version(&[protocol_version]).is_some() => {
+                self.signal_media(MediaSignal::Online { ice_servers });
                 info!(centre = %centre.id, point = %extension_point.id, "connected to the relay");
                 self.state.send_modify(|s| {
                     s.link = LinkState::Online;
@@ -420,6 +470,11 @@ impl LinkTask {
                         break Failure::Transient(e);
                     }
                 }
+                Some((request_id, sdp)) = self.media_out.recv() => {
+                    if let Err(e) = send(&mut socket, &KioskToRelay::MediaOffer { request_id, sdp }).await {
+                        break Failure::Transient(e);
+                    }
+                }
                 _ = heartbeat.tick() => {
                     seq += 1;
                     if let Err(e) = send(&mut socket, &KioskToRelay::Heartbeat { seq }).await {
@@ -443,6 +498,7 @@ impl LinkTask {
         for (_, (_, reply)) in pending.drain() {
             reply.fail(LinkError::Offline);
         }
+        self.signal_media(MediaSignal::Offline);
         failure
     }
 
@@ -511,6 +567,12 @@ impl LinkTask {
                 }),
                 None => warn!(code = ?error.code, message = %error.message, "relay reported an error"),
             },
+            RelayToKiosk::MediaAnswer { request_id, sdp } => {
+                self.signal_media(MediaSignal::Answer { request_id, sdp });
+            }
+            RelayToKiosk::MediaSending { sending } => {
+                self.signal_media(MediaSignal::Sending(sending));
+            }
             RelayToKiosk::Device { message } => {
                 if self.device_commands.try_send(message).is_err() {
                     // The relay completes the command with a timeout; the clerk may retry.
@@ -518,6 +580,12 @@ impl LinkTask {
                 }
             }
             RelayToKiosk::Welcome { .. } => warn!("unexpected second welcome"),
+        }
+    }
+
+    fn signal_media(&self, signal: MediaSignal) {
+        if self.media_signals.try_send(signal).is_err() {
+            warn!("media signal dropped: the media connection is not keeping up");
         }
     }
 

@@ -202,6 +202,7 @@ async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<Q
         windows: view.windows,
         categories: view.categories,
         server_time_ms: state.clock.now_ms(),
+        ice_servers: Vec::new(),
     };
     conn.send(&welcome).await.then_some(queue)
 }
@@ -437,7 +438,15 @@ impl Console<'_> {
                     }
                 }
             }
-            ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
+            ClerkToRelay::MediaOffer { request_id, .. } => {
+            // The SFU is wired in by the media work.
+            let body = ErrorBody {
+                code: ErrorCode::Internal,
+                message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
+            };
+            conn.send_error(Some(request_id), body).await
+        }
+        ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
                 state.links.device_cancel(self.conn_id, &ticket_id, &cancel);
                 true
             }

@@ -254,6 +254,7 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         ticket: status.borrow_and_update().clone(),
         server_time_ms: state.clock.now_ms(),
         heartbeat_interval_ms: u64::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(15_000),
+        ice_servers: Vec::new(),
     };
     info!(agent_version = %agent_version, "kiosk hello");
     if !conn.send(&welcome).await {
@@ -322,6 +323,14 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 error(ErrorCode::InvalidState, "already authenticated"),
             )
             .await
+        }
+        KioskToRelay::MediaOffer { request_id, .. } => {
+            // The SFU is wired in by the media work.
+            let body = ErrorBody {
+                code: ErrorCode::Internal,
+                message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
+            };
+            conn.send_error(Some(request_id), body).await
         }
         KioskToRelay::Device { message } => {
             state
