@@ -1,0 +1,227 @@
+//! Golden JSON of the control protocol: each message's exact wire form. A change here is a
+//! change of the protocol that every deployed kiosk and console must understand.
+
+use protocol::control::{
+    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, ExtensionPointInfo, IceServer,
+    IssueTicketRequest, KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk, RelayToKiosk,
+};
+use protocol::queue::{AppointmentSlot, QueueOp, TicketState};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Serialises to exactly `json` and reads back to the same value.
+fn golden<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T, json: &str) {
+    let expected: Value = serde_json::from_str(json).expect("golden JSON is valid");
+    let actual = serde_json::to_value(value).expect("serialises");
+    assert_eq!(actual, expected, "wire form changed");
+    let back: T = serde_json::from_str(json).expect("golden JSON parses");
+    assert_eq!(&back, value);
+}
+
+fn status() -> KioskTicketStatus {
+    KioskTicketStatus {
+        ticket_id: "c1-20780-7".into(),
+        number: "YA007".into(),
+        category_name: "社会保障".into(),
+        state: TicketState::Called,
+        ahead: None,
+        eta_seconds: None,
+        window_name: Some("8号远程虚拟窗口".into()),
+        recalls: 1,
+    }
+}
+
+#[test]
+fn kiosk_to_relay() {
+    golden(
+        &KioskToRelay::Hello {
+            protocol_versions: vec![1],
+            device_id: "kiosk-01".into(),
+            secret: "s3cret".into(),
+            agent_version: "0.1.0".into(),
+        },
+        r#"{"type":"hello","protocol_versions":[1],"device_id":"kiosk-01","secret":"s3cret","agent_version":"0.1.0"}"#,
+    );
+    golden(
+        &KioskToRelay::Heartbeat { seq: 9 },
+        r#"{"type":"heartbeat","seq":9}"#,
+    );
+    golden(
+        &KioskToRelay::TakeTicket {
+            request_id: 3,
+            category_id: "social".into(),
+        },
+        r#"{"type":"take_ticket","request_id":3,"category_id":"social"}"#,
+    );
+    golden(
+        &KioskToRelay::CancelTicket {
+            request_id: 4,
+            ticket_id: "t1".into(),
+        },
+        r#"{"type":"cancel_ticket","request_id":4,"ticket_id":"t1"}"#,
+    );
+    golden(
+        &KioskToRelay::MediaOffer {
+            request_id: 5,
+            sdp: "v=0".into(),
+        },
+        r#"{"type":"media_offer","request_id":5,"sdp":"v=0"}"#,
+    );
+}
+
+#[test]
+fn relay_to_kiosk() {
+    golden(
+        &RelayToKiosk::Welcome {
+            protocol_version: 1,
+            device_id: "kiosk-01".into(),
+            extension_point: ExtensionPointInfo {
+                id: "p1".into(),
+                name: "示范居委会延伸服务点".into(),
+                phone: "021-12345678".into(),
+                service_hours: "周一至周五 9:00-17:00".into(),
+            },
+            centre: CentreInfo {
+                id: "c1".into(),
+                name: "示范中心".into(),
+            },
+            categories: vec![],
+            ticket: None,
+            server_time_ms: 1_795_000_000_000,
+            heartbeat_interval_ms: 15_000,
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:relay.example:3478?transport=udp".into()],
+                username: Some("1795000600:kiosk-01".into()),
+                credential: Some("abc=".into()),
+            }],
+        },
+        r#"{"type":"welcome","protocol_version":1,"device_id":"kiosk-01",
+            "extension_point":{"id":"p1","name":"示范居委会延伸服务点","phone":"021-12345678","service_hours":"周一至周五 9:00-17:00"},
+            "centre":{"id":"c1","name":"示范中心"},"categories":[],"ticket":null,
+            "server_time_ms":1795000000000,"heartbeat_interval_ms":15000,
+            "ice_servers":[{"urls":["turn:relay.example:3478?transport=udp"],"username":"1795000600:kiosk-01","credential":"abc="}]}"#,
+    );
+    golden(
+        &RelayToKiosk::TicketStatus { ticket: status() },
+        r#"{"type":"ticket_status","ticket":{"ticket_id":"c1-20780-7","number":"YA007","category_name":"社会保障",
+            "state":"called","ahead":null,"eta_seconds":null,"window_name":"8号远程虚拟窗口","recalls":1}}"#,
+    );
+    golden(
+        &RelayToKiosk::MediaSending { sending: true },
+        r#"{"type":"media_sending","sending":true}"#,
+    );
+    golden(
+        &RelayToKiosk::Error {
+            request_id: Some(3),
+            error: ErrorBody {
+                code: ErrorCode::QueueEmpty,
+                message: "当前没有可叫的号".into(),
+            },
+        },
+        r#"{"type":"error","request_id":3,"code":"queue_empty","message":"当前没有可叫的号"}"#,
+    );
+}
+
+#[test]
+fn clerk_to_relay() {
+    golden(
+        &ClerkToRelay::Hello {
+            protocol_versions: vec![1],
+        },
+        r#"{"type":"hello","protocol_versions":[1]}"#,
+    );
+    golden(
+        &ClerkToRelay::OpenWindow {
+            request_id: 1,
+            window_id: "w8".into(),
+        },
+        r#"{"type":"open_window","request_id":1,"window_id":"w8"}"#,
+    );
+    golden(
+        &ClerkToRelay::Queue {
+            request_id: 2,
+            op: QueueOp::CallNext,
+        },
+        r#"{"type":"queue","request_id":2,"op":{"op":"call_next"}}"#,
+    );
+    golden(
+        &ClerkToRelay::Queue {
+            request_id: 3,
+            op: QueueOp::Transfer {
+                ticket_id: "t1".into(),
+                category_id: Some("social".into()),
+                window_id: None,
+            },
+        },
+        r#"{"type":"queue","request_id":3,"op":{"op":"transfer","ticket_id":"t1","category_id":"social","window_id":null}}"#,
+    );
+    golden(
+        &ClerkToRelay::Queue {
+            request_id: 4,
+            op: QueueOp::ReturnToQueue {
+                ticket_id: "t1".into(),
+            },
+        },
+        r#"{"type":"queue","request_id":4,"op":{"op":"return_to_queue","ticket_id":"t1"}}"#,
+    );
+    golden(&ClerkToRelay::Ping { seq: 5 }, r#"{"type":"ping","seq":5}"#);
+}
+
+#[test]
+fn relay_to_clerk() {
+    golden(
+        &RelayToClerk::MediaSession {
+            ticket_id: Some("t1".into()),
+            kiosk_media: KioskMedia::Lost,
+        },
+        r#"{"type":"media_session","ticket_id":"t1","kiosk_media":"lost"}"#,
+    );
+    golden(
+        &RelayToClerk::Error {
+            request_id: None,
+            error: ErrorBody {
+                code: ErrorCode::UnknownType,
+                message: "未知的消息类型".into(),
+            },
+        },
+        r#"{"type":"error","request_id":null,"code":"unknown_type","message":"未知的消息类型"}"#,
+    );
+    golden(
+        &RelayToClerk::Pong {
+            seq: 5,
+            server_time_ms: 1,
+        },
+        r#"{"type":"pong","seq":5,"server_time_ms":1}"#,
+    );
+}
+
+#[test]
+fn ticket_machine_request() {
+    golden(
+        &IssueTicketRequest {
+            category_id: "social".into(),
+            appointment: Some(AppointmentSlot {
+                start_ms: 10,
+                end_ms: 20,
+            }),
+        },
+        r#"{"category_id":"social","appointment":{"start_ms":10,"end_ms":20}}"#,
+    );
+    // The appointment may be left out.
+    let plain: IssueTicketRequest =
+        serde_json::from_str(r#"{"category_id":"social"}"#).expect("parses");
+    assert_eq!(plain.appointment, None);
+}
+
+#[test]
+fn unknown_fields_are_ignored_and_unknown_types_refused() {
+    let m: ClerkToRelay = serde_json::from_str(r#"{"type":"ping","seq":1,"added_later":true}"#)
+        .expect("unknown fields are ignored within a version");
+    assert_eq!(m, ClerkToRelay::Ping { seq: 1 });
+    assert!(serde_json::from_str::<ClerkToRelay>(r#"{"type":"fly"}"#).is_err());
+    // A welcome from an older relay without ice_servers still parses.
+    let old = r#"{"type":"welcome","protocol_version":1,"device_id":"k","extension_point":{"id":"p","name":"n","phone":"","service_hours":""},
+                  "centre":{"id":"c","name":"n"},"categories":[],"ticket":null,"server_time_ms":0,"heartbeat_interval_ms":15000}"#;
+    assert!(serde_json::from_str::<RelayToKiosk>(old).is_ok());
+}
