@@ -9,6 +9,7 @@
 //! ```text
 //! cargo build --release -p agent --bin media-bench
 //! target/release/media-bench --seconds 20 --warmup 5
+//! target/release/media-bench --no-frame-drop   # encode every frame, whatever the rate
 //! ```
 //!
 //! `agent/scripts/media-cpu.sh` runs this and the same GStreamer pipeline under
@@ -32,6 +33,7 @@ struct Options {
     height: u32,
     fps: u32,
     bitrate: u32,
+    frame_drop: bool,
 }
 
 fn parse_options() -> anyhow::Result<(bool, Options)> {
@@ -42,6 +44,7 @@ fn parse_options() -> anyhow::Result<(bool, Options)> {
         height: 720,
         fps: 30,
         bitrate: 1_200_000,
+        frame_drop: true,
     };
     let mut answerer = false;
     let mut args = std::env::args().skip(1);
@@ -54,6 +57,7 @@ fn parse_options() -> anyhow::Result<(bool, Options)> {
         };
         match arg.as_str() {
             "--answerer" => answerer = true,
+            "--no-frame-drop" => options.frame_drop = false,
             "--seconds" => options.seconds = value("--seconds")?,
             "--warmup" => options.warmup = value("--warmup")?,
             "--width" => options.width = u32::try_from(value("--width")?)?,
@@ -149,6 +153,7 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     config.camera.height = options.height;
     config.camera.fps = options.fps;
     config.camera.bitrate_bps = options.bitrate;
+    config.camera.drop_frames_to_hold_rate = options.frame_drop;
     config.document_sending = false;
     config.microphone_sending = false;
 
