@@ -12,8 +12,8 @@
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,12 @@ fn scalar(text: &str) -> Value {
         .unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
-fn set_path(tree: &mut Table, path: &[String], value: &str, origin: &str) -> Result<(), LayerError> {
+fn set_path(
+    tree: &mut Table,
+    path: &[String],
+    value: &str,
+    origin: &str,
+) -> Result<(), LayerError> {
     let Some((last, parents)) = path.split_last() else {
         return Err(LayerError::BadOverride(origin.to_owned()));
     };
@@ -193,23 +198,27 @@ mod tests {
         )
         .expect_err("unknown key");
         assert!(err.to_string().contains('m'));
-        assert!(load(
-            &Conf::default(),
-            "APP__",
-            &Sources {
-                overrides: vec!["no equals sign".into()],
-                ..Sources::default()
-            },
-        )
-        .is_err());
-        assert!(load(
-            &Conf::default(),
-            "APP__",
-            &Sources {
-                overrides: vec!["name.deeper=1".into()],
-                ..Sources::default()
-            },
-        )
-        .is_err());
+        assert!(
+            load(
+                &Conf::default(),
+                "APP__",
+                &Sources {
+                    overrides: vec!["no equals sign".into()],
+                    ..Sources::default()
+                },
+            )
+            .is_err()
+        );
+        assert!(
+            load(
+                &Conf::default(),
+                "APP__",
+                &Sources {
+                    overrides: vec!["name.deeper=1".into()],
+                    ..Sources::default()
+                },
+            )
+            .is_err()
+        );
     }
 }

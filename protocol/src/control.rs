@@ -107,12 +107,19 @@ pub enum KioskToRelay {
     },
     /// An acknowledge, event or completion of a device command, or an unsolicited device
     /// event. Request ids are the relay's (see [`RelayToKiosk::Device`]).
-    Device { message: FromDevice },
+    Device {
+        message: FromDevice,
+    },
     /// The kiosk's media offer (the five transceivers of [`crate::media::Slot::ORDER`]), sent
     /// once online and again to restart ICE or reconnect media. Answered by `media_answer`.
-    MediaOffer { request_id: u64, sdp: String },
+    MediaOffer {
+        request_id: u64,
+        sdp: String,
+    },
 }
 
+// `welcome` is larger than the other messages; each message is built, sent once and dropped.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RelayToKiosk {
@@ -148,13 +155,20 @@ pub enum RelayToKiosk {
     },
     /// A device command or cancel from the clerk serving this kiosk's ticket. The relay
     /// assigns the request ids on this leg, unique per kiosk connection.
-    Device { message: ToDevice },
+    Device {
+        message: ToDevice,
+    },
     /// The relay's answer to `media_offer`.
-    MediaAnswer { request_id: u64, sdp: String },
+    MediaAnswer {
+        request_id: u64,
+        sdp: String,
+    },
     /// Whether the kiosk should send its camera, document preview and microphone now. True
     /// while a clerk serves its ticket; false otherwise, so no uplink is spent while waiting.
     /// On true the kiosk starts with a keyframe.
-    MediaSending { sending: bool },
+    MediaSending {
+        sending: bool,
+    },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]
@@ -202,25 +216,48 @@ pub struct KioskTicketStatus {
 pub enum ClerkToRelay {
     /// First message. The clerk is already authenticated by the session cookie or bearer token
     /// presented on the WebSocket upgrade.
-    Hello { protocol_versions: Vec<u32> },
+    Hello {
+        protocol_versions: Vec<u32>,
+    },
     /// Sign in to a window (and leave any other).
-    OpenWindow { request_id: u64, window_id: String },
+    OpenWindow {
+        request_id: u64,
+        window_id: String,
+    },
     /// Leave the window (only when no ticket is in hand).
-    CloseWindow { request_id: u64 },
+    CloseWindow {
+        request_id: u64,
+    },
     /// A queue operation at the clerk's current window.
-    Queue { request_id: u64, op: QueueOp },
+    Queue {
+        request_id: u64,
+        op: QueueOp,
+    },
     /// Ask for a fresh full snapshot (e.g. after the console noticed a gap).
-    Snapshot { request_id: u64 },
-    Ping { seq: u64 },
+    Snapshot {
+        request_id: u64,
+    },
+    Ping {
+        seq: u64,
+    },
     /// Operate a device of the kiosk whose ticket the clerk is serving. The command's own
     /// `request_id` is the console's; acknowledge, events and completion come back as
     /// [`RelayToClerk::Device`] with that id.
-    DeviceCommand { ticket_id: String, command: DeviceCommand },
+    DeviceCommand {
+        ticket_id: String,
+        command: DeviceCommand,
+    },
     /// Cancel a device command this console sent.
-    DeviceCancel { ticket_id: String, cancel: Cancel },
+    DeviceCancel {
+        ticket_id: String,
+        cancel: Cancel,
+    },
     /// The console's media offer (the five transceivers of [`crate::media::Slot::ORDER`]),
     /// sent once signed in and again to restart ICE. Answered by `media_answer`.
-    MediaOffer { request_id: u64, sdp: String },
+    MediaOffer {
+        request_id: u64,
+        sdp: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,9 +309,15 @@ pub enum RelayToClerk {
     },
     /// A device message for the console, with the console's own request ids: the answers to
     /// its device commands, and unsolicited events of the served kiosk's devices.
-    Device { ticket_id: String, message: FromDevice },
+    Device {
+        ticket_id: String,
+        message: FromDevice,
+    },
     /// The relay's answer to `media_offer`.
-    MediaAnswer { request_id: u64, sdp: String },
+    MediaAnswer {
+        request_id: u64,
+        sdp: String,
+    },
     /// Which session's media the console now receives (`None`: none), and how the kiosk's own
     /// media connection is doing.
     MediaSession {

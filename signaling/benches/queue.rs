@@ -109,12 +109,12 @@ fn run(core: &mut QueueCore, now: i64, cmd: Command) -> bool {
 }
 
 fn issue(core: &mut QueueCore, now: i64, n: usize) {
-    let channel = if n % 10 == 0 {
+    let channel = if n.is_multiple_of(10) {
         TicketChannel::Remote
     } else {
         TicketChannel::OnSite
     };
-    let appointment = (n % 17 == 0).then_some(AppointmentSlot {
+    let appointment = n.is_multiple_of(17).then_some(AppointmentSlot {
         start_ms: now - 60_000,
         end_ms: now + 3_600_000,
     });

@@ -68,7 +68,7 @@ impl Metrics {
         let queue_waiting = Family::<Labels, Gauge>::default();
         let queue_ops = Family::<Labels, Counter>::default();
         let queue_op_seconds =
-            Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5].into_iter());
+            Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5]);
         let ticket_wait_seconds =
             Family::<Labels, Histogram>::new_with_constructor(wait_histogram as fn() -> Histogram);
         let store_errors = Counter::default();

@@ -11,7 +11,11 @@ const INDEX: &str = include_str!("../../web/console/index.html");
 /// A console file by name, with its content type.
 macro_rules! console_file {
     ($name:literal, $mime:expr) => {
-        ($name, $mime, include_str!(concat!("../../web/console/", $name)))
+        (
+            $name,
+            $mime,
+            include_str!(concat!("../../web/console/", $name)),
+        )
     };
 }
 

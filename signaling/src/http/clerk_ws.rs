@@ -439,14 +439,14 @@ impl Console<'_> {
                 }
             }
             ClerkToRelay::MediaOffer { request_id, .. } => {
-            // The SFU is wired in by the media work.
-            let body = ErrorBody {
-                code: ErrorCode::Internal,
-                message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
-            };
-            conn.send_error(Some(request_id), body).await
-        }
-        ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
+                // The SFU is wired in by the media work.
+                let body = ErrorBody {
+                    code: ErrorCode::Internal,
+                    message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
+                };
+                conn.send_error(Some(request_id), body).await
+            }
+            ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
                 state.links.device_cancel(self.conn_id, &ticket_id, &cancel);
                 true
             }

@@ -75,7 +75,7 @@ impl Window {
         }
         match &ticket.target_window_id {
             Some(target) => *target == self.id,
-            None => self.category_ids.iter().any(|c| *c == ticket.category_id),
+            None => self.category_ids.contains(&ticket.category_id),
         }
     }
 
@@ -166,6 +166,9 @@ impl Action {
 }
 
 /// A decided change: the new state of one ticket or one window.
+// Events live only between decide and apply, a few at a time; boxing the ticket would add an
+// allocation to every operation for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Ticket {
