@@ -575,7 +575,9 @@ async fn pump(
             (Some(_), StreamCodec::Opus, _) => true,
             _ => false,
         };
-        if !negotiated_ok {
+        // Before the transport is up webrtc-rs would refuse (and log) every packet.
+        let connected = *now.peer.state().borrow() == ConnectionState::Connected;
+        if !negotiated_ok || !connected {
             not_sent.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -617,13 +619,30 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
     let mut tasks = Vec::new();
 
     // Connection state, re-published on the link's own channel so it outlives the peer.
+    // On (re)connecting, each sending video slot starts with a keyframe: frames encoded
+    // before the transport was up were not sent.
     {
         let mut state = peer.state();
         let out = inner.state.clone();
+        let weak = Arc::downgrade(inner);
         tasks.push(tokio::spawn(async move {
             loop {
                 let value = *state.borrow_and_update();
-                out.send_replace(value);
+                let previous = out.send_replace(value);
+                if value == ConnectionState::Connected
+                    && previous != ConnectionState::Connected
+                    && let Some(inner) = weak.upgrade()
+                {
+                    for (index, video) in [(0, &inner.camera), (1, &inner.document)] {
+                        if inner.sending[index].load(Ordering::Acquire) {
+                            video
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .pipeline
+                                .force_keyframe();
+                        }
+                    }
+                }
                 if state.changed().await.is_err() {
                     break;
                 }

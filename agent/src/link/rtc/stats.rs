@@ -59,7 +59,8 @@ pub struct LinkStats {
     pub microphone: AudioSendStats,
     pub clerk_video: Option<VideoReceiveStats>,
     pub clerk_audio: Option<AudioPlaybackStats>,
-    /// Frames the send pumps could not hand to webrtc-rs (not yet negotiated, or closed).
+    /// Frames the send pumps did not hand to webrtc-rs: not negotiated or connected yet, a
+    /// codec mismatch during a rebuild, or a closed connection.
     pub frames_not_sent: u64,
     pub reconnects: u64,
 }
