@@ -188,7 +188,11 @@ pub struct ExtensionPointInfo {
     pub id: String,
     pub name: String,
     pub phone: String,
+    /// The hours as people read them.
     pub service_hours: String,
+    /// The hours as data, when set: the kiosk takes tickets only while open.
+    #[serde(default)]
+    pub hours: Option<crate::hours::ServiceHours>,
 }
 
 /// What the kiosk shows the resident about their ticket.

@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod device;
+pub mod hours;
 pub mod media;
 pub mod pii;
 pub mod queue;

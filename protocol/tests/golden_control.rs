@@ -81,6 +81,7 @@ fn relay_to_kiosk() {
                 name: "示范居委会延伸服务点".into(),
                 phone: "021-12345678".into(),
                 service_hours: "周一至周五 9:00-17:00".into(),
+                hours: None,
             },
             centre: CentreInfo {
                 id: "c1".into(),
@@ -97,7 +98,7 @@ fn relay_to_kiosk() {
             }],
         },
         r#"{"type":"welcome","protocol_version":1,"device_id":"kiosk-01",
-            "extension_point":{"id":"p1","name":"示范居委会延伸服务点","phone":"021-12345678","service_hours":"周一至周五 9:00-17:00"},
+            "extension_point":{"id":"p1","name":"示范居委会延伸服务点","phone":"021-12345678","service_hours":"周一至周五 9:00-17:00","hours":null},
             "centre":{"id":"c1","name":"示范中心"},"categories":[],"ticket":null,
             "server_time_ms":1795000000000,"heartbeat_interval_ms":15000,
             "ice_servers":[{"urls":["turn:relay.example:3478?transport=udp"],"username":"1795000600:kiosk-01","credential":"abc="}]}"#,

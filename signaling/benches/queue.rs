@@ -288,6 +288,7 @@ async fn seed(data: &Path, kiosks: usize) -> anyhow::Result<()> {
                 address: String::new(),
                 phone: String::new(),
                 service_hours: String::new(),
+                hours: None,
                 status: "active".into(),
             },
             now,

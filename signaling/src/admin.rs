@@ -258,6 +258,7 @@ pub async fn add_extension_point(
                 address: a.address,
                 phone: a.phone,
                 service_hours: a.hours,
+                hours: None,
                 status: "active".into(),
             },
             now,
@@ -464,7 +465,9 @@ pub async fn seed_demo(
                 name: "示范街道示范居委会延伸服务点".into(),
                 address: "示范路100号".into(),
                 phone: "021-12345678".into(),
-                service_hours: "周一至周五 9:00-17:00".into(),
+                // Open around the clock so the demonstration works whenever it is run.
+                service_hours: "每天 0:00-24:00（演示）".into(),
+                hours: Some(protocol::hours::ServiceHours::always()),
                 status: "active".into(),
             },
             now,

@@ -160,7 +160,10 @@ pub struct ExtensionPoint {
     pub name: String,
     pub address: String,
     pub phone: String,
+    /// The hours as people read them (as on the registry forms).
     pub service_hours: String,
+    /// The hours as data; when set, remote tickets are taken only while open.
+    pub hours: Option<protocol::hours::ServiceHours>,
     pub status: String,
 }
 

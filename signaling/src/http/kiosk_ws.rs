@@ -245,6 +245,7 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
             name: point.name.clone(),
             phone: point.phone.clone(),
             service_hours: point.service_hours.clone(),
+            hours: point.hours.clone(),
         },
         centre: CentreInfo {
             id: centre.id,
@@ -356,6 +357,15 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             request_id,
             category_id,
         } => {
+            if let Some(hours) = &kiosk.point.hours
+                && !hours.is_open_at(state.clock.now_ms())
+            {
+                let body = error(
+                    ErrorCode::OutOfHours,
+                    &format!("当前不在服务时间（{}）/ outside service hours", hours.describe_zh()),
+                );
+                return refused_body(state, conn, request_id, body).await;
+            }
             let command = Command::Issue {
                 channel: TicketChannel::Remote,
                 category_id,
@@ -406,7 +416,10 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
 }
 
 async fn refused(state: &AppState, conn: &mut Conn, request_id: u64, e: &OpError) -> bool {
-    let body = op_error(e);
+    refused_body(state, conn, request_id, op_error(e)).await
+}
+
+async fn refused_body(state: &AppState, conn: &mut Conn, request_id: u64, body: ErrorBody) -> bool {
     state.metrics.protocol_error(ClientKind::Kiosk, body.code);
     conn.send_error(Some(request_id), body).await
 }

@@ -435,6 +435,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
+            let hours: Option<String> = r.try_get("hours_json")?;
             Ok(ExtensionPoint {
                 id: r.try_get("id")?,
                 centre_id: r.try_get("centre_id")?,
@@ -442,6 +443,10 @@ impl Store for SqliteStore {
                 address: r.try_get("address")?,
                 phone: r.try_get("phone")?,
                 service_hours: r.try_get("service_hours")?,
+                hours: hours
+                    .map(|h| serde_json::from_str(&h))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("extension point hours: {e}")))?,
                 status: r.try_get("status")?,
             })
         })
@@ -451,10 +456,11 @@ impl Store for SqliteStore {
     async fn upsert_extension_point(&self, p: &ExtensionPoint, now_ms: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO extension_points (id, centre_id, name, address, phone, service_hours,
-                status, created_ms) VALUES (?,?,?,?,?,?,?,?)
+                hours_json, status, created_ms) VALUES (?,?,?,?,?,?,?,?,?)
              ON CONFLICT(id) DO UPDATE SET centre_id = excluded.centre_id, name = excluded.name,
                 address = excluded.address, phone = excluded.phone,
-                service_hours = excluded.service_hours, status = excluded.status",
+                service_hours = excluded.service_hours, hours_json = excluded.hours_json,
+                status = excluded.status",
         )
         .bind(&p.id)
         .bind(&p.centre_id)
@@ -462,6 +468,13 @@ impl Store for SqliteStore {
         .bind(&p.address)
         .bind(&p.phone)
         .bind(&p.service_hours)
+        .bind(
+            p.hours
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .bind(&p.status)
         .bind(now_ms)
         .execute(&self.pool)

@@ -241,6 +241,7 @@ pub async fn seed(store: &SqliteStore) {
                     address: "示范路1号".into(),
                     phone: "021-12345678".into(),
                     service_hours: "周一至周五 9:00-17:00".into(),
+                    hours: None,
                     status: "active".into(),
                 },
                 now,
