@@ -295,6 +295,9 @@ fn spawn_clerk_media(answerer: &Answerer) -> Vec<tokio::task::JoinHandle<()>> {
 /// What the answerer saw of the kiosk's camera.
 struct CameraReception {
     decoded: FrameReceiver<DecodedFrame>,
+    /// Camera packets carrying the transport-wide sequence number: proof that webrtc-rs bound
+    /// the stream to its congestion-control interceptors.
+    transport_cc_packets: watch::Receiver<u64>,
     keyframes: watch::Receiver<u64>,
     ssrc: watch::Receiver<Option<u32>>,
     pli: Arc<dyn TrackRemote>,
@@ -309,11 +312,24 @@ async fn receive_kiosk_tracks(
     receive_kiosk_tracks_as(answerer, document_sending, VideoCodec::Vp8).await
 }
 
+/// The id the first m-section of an SDP maps the transport-wide CC extension to.
+fn transport_cc_extension_id(sdp: &str) -> Option<u8> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=extmap:"))
+        .find(|l| l.contains("transport-wide-cc"))
+        .and_then(|l| l.split([' ', '/']).next())
+        .and_then(|id| id.parse().ok())
+}
+
 async fn receive_kiosk_tracks_as(
     answerer: &mut Answerer,
     document_sending: bool,
     codec: VideoCodec,
 ) -> (CameraReception, watch::Receiver<u64>, watch::Receiver<u64>) {
+    let transport_cc_id = match answerer.pc.remote_description().await {
+        Some(offer) => transport_cc_extension_id(&offer.sdp),
+        None => None,
+    };
     let mut camera = None;
     let mut document = None;
     let mut microphone = None;
@@ -363,6 +379,7 @@ async fn receive_kiosk_tracks_as(
     let decoded = decoder.take_frames().expect("decoded");
     decoder.start().expect("decoder start");
     let (keyframes_tx, keyframes) = watch::channel(0u64);
+    let (transport_cc_tx, transport_cc_packets) = watch::channel(0u64);
     let (ssrc_tx, ssrc) = watch::channel(None);
     // The decoder's keyframe needs become PLIs, as the relay's would: the first keyframe
     // may have gone by before this decoder existed.
@@ -392,6 +409,9 @@ async fn receive_kiosk_tracks_as(
         while let Some(event) = track.poll().await {
             if let TrackRemoteEvent::OnRtpPacket(packet) = event {
                 ssrc_tx.send_if_modified(|s| s.replace(packet.header.ssrc).is_none());
+                if transport_cc_id.is_some_and(|id| packet.header.get_extension(id).is_some()) {
+                    transport_cc_tx.send_modify(|n| *n += 1);
+                }
                 if codec == VideoCodec::Vp8 && vp8_payload_is_keyframe_start(&packet.payload) {
                     keyframes_tx.send_modify(|n| *n += 1);
                 }
@@ -403,6 +423,7 @@ async fn receive_kiosk_tracks_as(
     (
         CameraReception {
             decoded,
+            transport_cc_packets,
             keyframes,
             ssrc,
             pli: camera,
@@ -491,6 +512,10 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
     let (mut camera, mut document_packets, mut microphone_packets) =
         receive_kiosk_tracks(&mut answerer, true).await;
     let ages = stamped_ages(&mut camera.decoded, 30).await;
+    assert!(
+        *camera.transport_cc_packets.borrow() > 0,
+        "camera bound to transport-wide CC"
+    );
     let kiosk_to_answerer = median(ages.clone());
     assert!(
         kiosk_to_answerer < Duration::from_millis(500),
@@ -571,7 +596,10 @@ async fn media_flows_both_ways_and_a_pli_forces_a_keyframe() {
         .expect("the estimate keeps being applied")
         .expect("alive");
     let camera_bitrate = link.encoder(Slot::KioskCamera).expect("encoder").bitrate();
-    assert_ne!(camera_bitrate, 400_000, "camera bitrate follows the estimate");
+    assert_ne!(
+        camera_bitrate, 400_000,
+        "camera bitrate follows the estimate"
+    );
     let stats = link.stats().await;
     assert_eq!(stats.peer.state, ConnectionState::Connected);
     assert!(

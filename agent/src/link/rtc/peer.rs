@@ -27,6 +27,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
+use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -164,6 +165,8 @@ struct SendSlot {
     ssrc: u32,
     track: Arc<TrackLocalStaticRTP>,
     transceiver: Arc<dyn RtpTransceiver>,
+    stream_id: String,
+    track_id: String,
 }
 
 struct RecvSlot {
@@ -331,20 +334,8 @@ impl KioskPeer {
                     MediaKind::Audio => (codecs::opus_codec(), None),
                 };
                 let ssrc = rand::random::<u32>();
-                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                    stream_id.clone(),
-                    format!("{stream_id}-{}", slot_name(slot)),
-                    slot_name(slot).to_owned(),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec,
-                        ..Default::default()
-                    }],
-                )));
+                let track_id = format!("{stream_id}-{}", slot_name(slot));
+                let track = Arc::new(send_track(&stream_id, &track_id, slot, ssrc, codec));
                 let transceiver = pc
                     .add_transceiver_from_track(
                         Arc::clone(&track) as Arc<dyn TrackLocal>,
@@ -376,6 +367,8 @@ impl KioskPeer {
                     ssrc,
                     track,
                     transceiver,
+                    stream_id: stream_id.clone(),
+                    track_id,
                 });
             } else {
                 let transceiver = pc
@@ -450,11 +443,61 @@ impl KioskPeer {
     pub async fn apply_answer(&self, sdp: &str) -> Result<VideoCodec, RtcError> {
         let answer = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| RtcError::InvalidAnswer(e.to_string()))?;
+        self.follow_answer_codecs(sdp).await?;
         self.pc
             .set_remote_description(answer)
             .await
             .map_err(|e| RtcError::InvalidAnswer(e.to_string()))?;
         self.send_video_codec(Slot::KioskCamera).await
+    }
+
+    /// When the first answer picks the alternative codec for a video slot, the slot's track
+    /// is redeclared (same SSRC and ids) with that codec before the answer is applied.
+    /// webrtc-rs binds a stream to NACK and transport-wide CC when the answer is applied, by
+    /// matching the track's declared codec against the negotiated ones; declaring the codec
+    /// actually sent keeps that match exact. (With 0.21.1 an H.264-only answer was observed
+    /// to bind the stream even without this; the loopback test checks the binding either
+    /// way.)
+    async fn follow_answer_codecs(&self, sdp: &str) -> Result<(), RtcError> {
+        if self.pc.current_remote_description().await.is_some() {
+            // Renegotiation (ICE restart): streams are bound already and codecs stay.
+            return Ok(());
+        }
+        let chosen = first_codec_by_mid(sdp);
+        for sender in self
+            .senders
+            .iter()
+            .filter(|s| s.slot.kind() == MediaKind::Video)
+        {
+            let Ok(Some(mid)) = sender.transceiver.mid().await else {
+                continue;
+            };
+            let Some(&codec) = chosen.get(&mid) else {
+                continue;
+            };
+            let declared = sender.track.codec(sender.ssrc).await;
+            if declared.is_some_and(|c| VideoCodec::from_mime(&c.mime_type) == Some(codec)) {
+                continue;
+            }
+            let replacement = Arc::new(send_track(
+                &sender.stream_id,
+                &sender.track_id,
+                sender.slot,
+                sender.ssrc,
+                codecs::video_codec(codec),
+            ));
+            let rtp_sender = sender
+                .transceiver
+                .sender()
+                .await
+                .map_err(RtcError::webrtc("reading the sender"))?
+                .ok_or(RtcError::Closed)?;
+            rtp_sender
+                .replace_track(replacement as Arc<dyn TrackLocal>)
+                .await
+                .map_err(RtcError::webrtc("declaring the answer's codec"))?;
+        }
+        Ok(())
     }
 
     /// The video codec negotiated for a send slot: the first the answer lists.
@@ -627,6 +670,70 @@ impl Drop for KioskPeer {
     }
 }
 
+fn send_track(
+    stream_id: &str,
+    track_id: &str,
+    slot: Slot,
+    ssrc: u32,
+    codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+) -> TrackLocalStaticRTP {
+    let kind = match slot.kind() {
+        MediaKind::Video => RtpCodecKind::Video,
+        MediaKind::Audio => RtpCodecKind::Audio,
+    };
+    TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        slot_name(slot).to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    ))
+}
+
+/// For each m-section of an SDP, keyed by its `a=mid`, the video codec of the first payload
+/// type on its `m=` line (the one the answerer prefers). Sections whose first format is not
+/// a video codec this kiosk knows are left out. Never fails: unparseable lines are skipped.
+pub(crate) fn first_codec_by_mid(sdp: &str) -> HashMap<String, VideoCodec> {
+    struct Section {
+        mid: Option<String>,
+        first_pt: Option<String>,
+        rtpmap: HashMap<String, String>,
+    }
+    let mut sections: Vec<Section> = Vec::new();
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            sections.push(Section {
+                mid: None,
+                first_pt: m.split_whitespace().nth(3).map(str::to_owned),
+                rtpmap: HashMap::new(),
+            });
+        } else if let Some(section) = sections.last_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                section.mid = Some(mid.trim().to_owned());
+            } else if let Some(map) = line.strip_prefix("a=rtpmap:")
+                && let Some((pt, encoding)) = map.split_once(' ')
+            {
+                let name = encoding.split('/').next().unwrap_or_default();
+                section.rtpmap.insert(pt.to_owned(), name.to_owned());
+            }
+        }
+    }
+    sections
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.rtpmap.get(s.first_pt.as_ref()?)?;
+            Some((s.mid?, VideoCodec::from_mime(name)?))
+        })
+        .collect()
+}
+
 pub(crate) fn slot_name(slot: Slot) -> &'static str {
     match slot {
         Slot::KioskCamera => "camera",
@@ -658,5 +765,33 @@ async fn watch_keyframe_requests(
                 let _ = tx.try_send(KeyframeRequest { slot });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_codec_by_mid_reads_each_sections_preferred_format() {
+        let sdp = "v=0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102 96\r\n\
+                   a=mid:0\r\n\
+                   a=rtpmap:96 VP8/90000\r\n\
+                   a=rtpmap:102 H264/90000\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=mid:1\r\n\
+                   a=rtpmap:96 VP8/90000\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=mid:2\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF\r\n\
+                   a=mid:3\r\n";
+        let chosen = first_codec_by_mid(sdp);
+        assert_eq!(chosen.get("0"), Some(&VideoCodec::H264));
+        assert_eq!(chosen.get("1"), Some(&VideoCodec::Vp8));
+        assert_eq!(chosen.get("2"), None);
+        assert_eq!(chosen.get("3"), None);
+        assert!(first_codec_by_mid("garbage\nm=\na=mid:\na=rtpmap:x").is_empty());
     }
 }
