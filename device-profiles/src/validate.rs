@@ -43,6 +43,9 @@ pub(crate) fn device(p: &DeviceProfile, stem: &str) -> Result<(), Invalid> {
     check(!p.rules.is_empty(), "match", || {
         "needs at least one [[match]] rule".into()
     })?;
+    check(p.kind != DeviceKind::Screen, "kind", || {
+        "the kiosk's own screen is not a profiled device".into()
+    })?;
 
     let wants = |section: &str| -> bool {
         match p.kind {
@@ -56,6 +59,7 @@ pub(crate) fn device(p: &DeviceProfile, stem: &str) -> Result<(), Invalid> {
                             .as_ref()
                             .is_some_and(|s| s.transport == ScannerTransport::Serial))
             }
+            DeviceKind::Screen => false,
         }
     };
     let present = [
@@ -113,6 +117,8 @@ fn match_rule(p: &DeviceProfile, rule: &MatchRule) -> Result<(), Invalid> {
                 Some(ScannerTransport::KeyboardWedge) => Bus::Evdev,
                 _ => Bus::Serial,
             },
+            // Refused above; no bus carries it.
+            DeviceKind::Screen => Bus::Simulated,
         }
     };
     check(rule.bus == expected_bus, "bus", || {

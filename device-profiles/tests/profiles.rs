@@ -27,7 +27,7 @@ fn the_simulated_set_covers_every_kind() {
     let kiosk = catalog
         .kiosk("kiosk-simulated")
         .expect("simulated kiosk exists");
-    for kind in DeviceKind::ALL {
+    for kind in DeviceKind::HARDWARE {
         let slot = kiosk
             .slots
             .iter()
@@ -294,14 +294,14 @@ fn dev(bus: Bus, path: &str, name: Option<&str>) -> DetectedDevice {
 fn resolver_fills_the_simulated_kiosk() {
     let catalog = Catalog::embedded().expect("valid");
     let kiosk = catalog.kiosk("kiosk-simulated").expect("exists");
-    let detected: Vec<_> = DeviceKind::ALL
+    let detected: Vec<_> = DeviceKind::HARDWARE
         .iter()
         .rev()
         .map(|k| dev(Bus::Simulated, &format!("/sim/{k}"), Some(k.as_str())))
         .collect();
     let resolution = resolve(&catalog, kiosk, &detected);
     assert_eq!(resolution.missing_required().count(), 0);
-    for kind in DeviceKind::ALL {
+    for kind in DeviceKind::HARDWARE {
         let slot = resolution.slot(kind).expect("slot");
         assert_eq!(
             slot.device.as_ref().map(|d| d.path.clone()),

@@ -45,16 +45,29 @@ pub enum DeviceKind {
     IdCardReader,
     /// 二维码/条码扫描器
     QrScanner,
+    /// The kiosk's own screen, for prompts to the resident.
+    Screen,
 }
 
 impl DeviceKind {
-    pub const ALL: [DeviceKind; 6] = [
+    /// The kinds with hardware behind them (and so a device profile): all but the screen.
+    pub const HARDWARE: [DeviceKind; 6] = [
         DeviceKind::Camera,
         DeviceKind::DocumentCamera,
         DeviceKind::Microphone,
         DeviceKind::Speaker,
         DeviceKind::IdCardReader,
         DeviceKind::QrScanner,
+    ];
+
+    pub const ALL: [DeviceKind; 7] = [
+        DeviceKind::Camera,
+        DeviceKind::DocumentCamera,
+        DeviceKind::Microphone,
+        DeviceKind::Speaker,
+        DeviceKind::IdCardReader,
+        DeviceKind::QrScanner,
+        DeviceKind::Screen,
     ];
 
     /// The snake_case wire name.
@@ -66,6 +79,7 @@ impl DeviceKind {
             DeviceKind::Speaker => "speaker",
             DeviceKind::IdCardReader => "id_card_reader",
             DeviceKind::QrScanner => "qr_scanner",
+            DeviceKind::Screen => "screen",
         }
     }
 }
@@ -125,6 +139,15 @@ pub enum CommandBody {
     /// Wait for one QR/barcode scan.
     #[serde(rename = "Scanner.Read")]
     ScannerRead(Empty),
+    /// Capture a full-resolution still with the document camera (高拍仪) and upload it.
+    #[serde(rename = "DocumentCamera.Capture")]
+    DocumentCameraCapture(CaptureParams),
+    /// Take a still of the resident with the kiosk camera (identity record) and upload it.
+    #[serde(rename = "Camera.Snapshot")]
+    CameraSnapshot(Empty),
+    /// Show a message or a confirm/cancel question on the kiosk screen.
+    #[serde(rename = "Screen.Prompt")]
+    ScreenPrompt(PromptParams),
 }
 
 impl CommandBody {
@@ -135,6 +158,9 @@ impl CommandBody {
             CommandBody::Reset(_) => "Common.Reset",
             CommandBody::IdCardRead(_) => "IdCard.Read",
             CommandBody::ScannerRead(_) => "Scanner.Read",
+            CommandBody::DocumentCameraCapture(_) => "DocumentCamera.Capture",
+            CommandBody::CameraSnapshot(_) => "Camera.Snapshot",
+            CommandBody::ScreenPrompt(_) => "Screen.Prompt",
         }
     }
 }
@@ -159,6 +185,51 @@ pub struct IdCardReadParams {
     /// carries one.
     #[serde(default)]
     pub with_fingerprint_check: bool,
+}
+
+/// Colour mode of a still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColourMode {
+    #[default]
+    Colour,
+    /// 8-bit greyscale.
+    Grey,
+}
+
+/// Width × height in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaptureParams {
+    #[serde(default)]
+    pub colour: ColourMode,
+    /// One of the resolutions the device reports (`Common.Status`); `None` = its largest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ImageSize>,
+}
+
+/// What the resident is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptKind {
+    /// A message the resident acknowledges (知道了).
+    #[default]
+    Message,
+    /// A question answered with confirm (确认) or cancel (取消).
+    Confirm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptParams {
+    #[serde(default)]
+    pub kind: PromptKind,
+    /// The text shown; not personal information by policy (the clerk writes it for the screen).
+    pub text: String,
 }
 
 /// Cancel pending commands; an empty list cancels every pending command of the sender.
@@ -210,6 +281,15 @@ pub enum EventBody {
     /// The previous card is still on the reader; it must be lifted before the next read.
     #[serde(rename = "IdCard.RemoveCardEvent")]
     IdCardRemoveCard(Empty),
+    /// The kiosk asks the resident to place the material under the document camera.
+    #[serde(rename = "DocumentCamera.PlaceDocumentEvent")]
+    DocumentCameraPlaceDocument(Empty),
+    /// The still was taken and is being uploaded.
+    #[serde(rename = "Common.CapturedEvent")]
+    Captured(ImageSize),
+    /// The prompt is on the kiosk screen.
+    #[serde(rename = "Screen.PromptShownEvent")]
+    PromptShown(Empty),
 }
 
 /// The last message of a command.
@@ -254,6 +334,9 @@ impl CompletionBody {
             CommandBody::Reset(_) => CompletionBody::Reset(None),
             CommandBody::IdCardRead(_) => CompletionBody::IdCardRead(None),
             CommandBody::ScannerRead(_) => CompletionBody::ScannerRead(None),
+            CommandBody::DocumentCameraCapture(_) => CompletionBody::DocumentCameraCapture(None),
+            CommandBody::CameraSnapshot(_) => CompletionBody::CameraSnapshot(None),
+            CommandBody::ScreenPrompt(_) => CompletionBody::ScreenPrompt(None),
         }
     }
 }
@@ -270,6 +353,12 @@ pub enum CompletionBody {
     IdCardRead(Option<IdCardReadResult>),
     #[serde(rename = "Scanner.Read")]
     ScannerRead(Option<ScanResult>),
+    #[serde(rename = "DocumentCamera.Capture")]
+    DocumentCameraCapture(Option<ImageResult>),
+    #[serde(rename = "Camera.Snapshot")]
+    CameraSnapshot(Option<ImageResult>),
+    #[serde(rename = "Screen.Prompt")]
+    ScreenPrompt(Option<PromptResult>),
     /// Completion of a command this build did not understand (`unsupported_command`); carries
     /// the name as received.
     #[serde(rename = "Common.Unsupported")]
@@ -325,6 +414,12 @@ pub enum DeviceErrorCode {
     LinkError,
     /// A scan was longer than the configured limit.
     ScanTooLong,
+    /// The kiosk has no such device configured.
+    NoDevice,
+    /// The camera could not deliver a still.
+    CaptureFailed,
+    /// The still could not be uploaded to the relay.
+    UploadFailed,
 }
 
 /// Error text for people: Chinese first (clerks and residents), English for maintainers.
@@ -357,6 +452,9 @@ pub struct StatusReport {
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
+    /// Still resolutions a camera offers, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolutions: Vec<ImageSize>,
 }
 
 /// Messages without a request id.
@@ -374,10 +472,42 @@ pub struct StatusChanged {
     pub status: DeviceStatus,
 }
 
-/// Result of `IdCard.Read`.
+/// An image the kiosk uploaded to the relay (`DocumentCamera.Capture`, `Camera.Snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageResult {
+    /// The relay's id of the stored object (the case item).
+    pub upload_id: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Lower-case hex SHA-256 of the JPEG, as verified by the relay.
+    pub sha256: String,
+    pub mime: String,
+}
+
+/// The resident's answer to `Screen.Prompt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptAnswer {
+    /// A message was acknowledged (知道了).
+    Acknowledged,
+    Confirmed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptResult {
+    pub answer: PromptAnswer,
+}
+
+/// Result of `IdCard.Read`. The kiosk sends `card`; the relay stores it encrypted in the case
+/// and gives the console `view` (masked) instead, never `card`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdCardReadResult {
-    pub card: IdCard,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<IdCard>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<crate::card_view::CardView>,
     /// The card photo (WLT-compressed, 1024 bytes) as uploaded over HTTPS; `None` until the
     /// upload finished or when uploads are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -703,6 +833,79 @@ mod tests {
     }
 
     #[test]
+    fn capture_snapshot_and_prompt() {
+        golden(
+            &ToDevice::Command(DeviceCommand {
+                request_id: RequestId(4),
+                device: DeviceKind::DocumentCamera,
+                timeout_ms: 30000,
+                body: CommandBody::DocumentCameraCapture(CaptureParams {
+                    colour: ColourMode::Grey,
+                    resolution: Some(ImageSize { width: 3264, height: 2448 }),
+                }),
+            }),
+            r#"{"type":"command","request_id":4,"device":"document_camera","timeout_ms":30000,"name":"DocumentCamera.Capture","payload":{"colour":"grey","resolution":{"width":3264,"height":2448}}}"#,
+        );
+        let defaults: ToDevice = serde_json::from_str(
+            r#"{"type":"command","request_id":4,"device":"document_camera","timeout_ms":1,"name":"DocumentCamera.Capture","payload":{}}"#,
+        )
+        .expect("parses");
+        let ToDevice::Command(c) = defaults else { panic!("not a command") };
+        assert_eq!(c.body, CommandBody::DocumentCameraCapture(CaptureParams::default()));
+        golden(
+            &ToDevice::Command(DeviceCommand {
+                request_id: RequestId(5),
+                device: DeviceKind::Screen,
+                timeout_ms: 60000,
+                body: CommandBody::ScreenPrompt(PromptParams {
+                    kind: PromptKind::Confirm,
+                    text: "是否同意？".into(),
+                }),
+            }),
+            r#"{"type":"command","request_id":5,"device":"screen","timeout_ms":60000,"name":"Screen.Prompt","payload":{"kind":"confirm","text":"是否同意？"}}"#,
+        );
+        golden(
+            &FromDevice::Completion(Completion {
+                request_id: RequestId(4),
+                device: DeviceKind::DocumentCamera,
+                completion_code: CompletionCode::Success,
+                error_code: None,
+                error_description: None,
+                body: CompletionBody::DocumentCameraCapture(Some(ImageResult {
+                    upload_id: "u1".into(),
+                    bytes: 3,
+                    width: 2,
+                    height: 1,
+                    sha256: "ab".into(),
+                    mime: "image/jpeg".into(),
+                })),
+            }),
+            r#"{"type":"completion","request_id":4,"device":"document_camera","completion_code":"success","name":"DocumentCamera.Capture","payload":{"upload_id":"u1","bytes":3,"width":2,"height":1,"sha256":"ab","mime":"image/jpeg"}}"#,
+        );
+        golden(
+            &FromDevice::Completion(Completion {
+                request_id: RequestId(5),
+                device: DeviceKind::Screen,
+                completion_code: CompletionCode::Success,
+                error_code: None,
+                error_description: None,
+                body: CompletionBody::ScreenPrompt(Some(PromptResult {
+                    answer: PromptAnswer::Confirmed,
+                })),
+            }),
+            r#"{"type":"completion","request_id":5,"device":"screen","completion_code":"success","name":"Screen.Prompt","payload":{"answer":"confirmed"}}"#,
+        );
+        golden(
+            &FromDevice::Event(DeviceEvent {
+                request_id: RequestId(4),
+                device: DeviceKind::DocumentCamera,
+                body: EventBody::Captured(ImageSize { width: 3264, height: 2448 }),
+            }),
+            r#"{"type":"event","request_id":4,"device":"document_camera","name":"Common.CapturedEvent","payload":{"width":3264,"height":2448}}"#,
+        );
+    }
+
+    #[test]
     fn cancel() {
         golden(
             &ToDevice::Cancel(Cancel {
@@ -799,7 +1002,8 @@ mod tests {
                 error_code: None,
                 error_description: None,
                 body: CompletionBody::IdCardRead(Some(IdCardReadResult {
-                    card: resident(),
+                    card: Some(resident()),
+                    view: None,
                     photo_upload_id: Some("up-1".into()),
                     has_fingerprint: None,
                 })),
@@ -895,6 +1099,7 @@ mod tests {
                     device: DeviceStatus::Online,
                     model: Some("sam-serial".into()),
                     serial_number: Some("05.01-20101231-0000012345-0123456789".into()),
+                    resolutions: vec![],
                 })),
             }),
             r#"{"type":"completion","request_id":1,"device":"id_card_reader","completion_code":"success","name":"Common.Status","payload":{"device":"online","model":"sam-serial","serial_number":"05.01-20101231-0000012345-0123456789"}}"#,

@@ -4,6 +4,7 @@
 //! has no async code, so every side can depend on it.
 
 pub mod control;
+pub mod card_view;
 pub mod device;
 pub mod hours;
 pub mod media;
