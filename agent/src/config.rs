@@ -25,6 +25,7 @@ pub struct AgentConfig {
     pub local: LocalConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub devices: crate::devices::setup::DevicesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +138,12 @@ impl AgentConfig {
                 })
             }
         }
+        self.devices
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "devices",
+                message,
+            })?;
         if !self.local.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "local.listen",

@@ -1,5 +1,6 @@
 //! The agent's local HTTP API on a loopback address: the kiosk screen and technicians' tools
-//! use it to see the kiosk's state and to take or cancel a ticket.
+//! use it to see the kiosk's state and to take or cancel a ticket, to follow device activity
+//! and prompts (`GET /api/devices/activity`) and to answer a prompt (`POST /api/prompt/answer`).
 
 use std::net::SocketAddr;
 
@@ -16,12 +17,15 @@ use crate::link::control::{KioskState, Link, LinkError};
 #[derive(Clone)]
 pub struct ApiState {
     pub link: Link,
+    pub screen: std::sync::Arc<crate::devices::activity::KioskScreen>,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/status", get(status))
         .route("/api/ticket", post(take).delete(cancel))
+        .route("/api/devices/activity", get(activity))
+        .route("/api/prompt/answer", post(answer))
         .with_state(state)
 }
 
@@ -57,6 +61,29 @@ async fn cancel(State(s): State<ApiState>) -> Response {
     match s.link.cancel_ticket().await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+async fn activity(
+    State(s): State<ApiState>,
+) -> Json<crate::devices::activity::ScreenState> {
+    Json(s.screen.current())
+}
+
+#[derive(Deserialize)]
+struct AnswerRequest {
+    /// The prompt's id from the activity; the current prompt when absent.
+    prompt_id: Option<u64>,
+    answer: protocol::device::PromptAnswer,
+}
+
+async fn answer(State(s): State<ApiState>, Json(req): Json<AnswerRequest>) -> Response {
+    match s.screen.answer(req.prompt_id, req.answer) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            let body = serde_json::json!({ "error": e, "message": e.to_string() });
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
     }
 }
 

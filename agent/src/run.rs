@@ -17,14 +17,20 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
     let (link, bridges, link_task) =
-        control::spawn(config.relay.clone(), credential, connector, shutdown.clone());
-    let devices = bridges.devices;
+        control::spawn(config.relay.clone(), credential.clone(), connector.clone(), shutdown.clone());
     // The media connection is wired in by the media work; until then its signals are drained.
     let mut media = bridges.media;
     tokio::spawn(async move { while media.signals.recv().await.is_some() {} });
-    // Device commands are answered by the device service once it is wired in; until then each
-    // command is completed with `unsupported_command` so the clerk is never left waiting.
-    tokio::spawn(answer_unsupported(devices, link.clone()));
+    let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
+    let devices_task = crate::devices::setup::spawn_service(
+        &config,
+        &credential,
+        &connector,
+        bridges.devices,
+        link.clone(),
+        screen.clone(),
+        shutdown.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
@@ -43,30 +49,11 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link }, shutdown.clone()).await?;
+    local_api::serve(listener, local_api::ApiState { link, screen }, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = link_task.await;
+    let _ = devices_task.await;
     Ok(())
-}
-
-/// Completes every device command with `unsupported_command` (the device service replaces this).
-async fn answer_unsupported(mut devices: control::DeviceBridge, link: control::Link) {
-    use protocol::device::{
-        AckStatus, Acknowledge, Completion, CompletionCode, FromDevice, ToDevice,
-    };
-    while let Some(message) = devices.commands.recv().await {
-        let ToDevice::Command(command) = message else { continue };
-        link.send_device(FromDevice::Acknowledge(Acknowledge {
-            request_id: command.request_id,
-            status: AckStatus::Accepted,
-        }));
-        link.send_device(FromDevice::Completion(Completion::failed(
-            &command,
-            CompletionCode::UnsupportedCommand,
-            "此终端尚不支持该设备操作",
-            "this kiosk does not support the device command yet",
-        )));
-    }
 }
 
 async fn wait_for_signal() {

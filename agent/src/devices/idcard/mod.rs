@@ -59,7 +59,8 @@ impl CardRead {
     /// referred to by `photo_upload_id`.
     pub fn to_result(&self, photo_upload_id: Option<String>) -> IdCardReadResult {
         IdCardReadResult {
-            card: self.card.clone(),
+            card: Some(self.card.clone()),
+            view: None,
             photo_upload_id,
             has_fingerprint: self.has_fingerprint,
         }

@@ -1,0 +1,297 @@
+//! Opening the kiosk's devices from the configuration (`[devices]`) and the device profiles.
+//!
+//! `simulated = true` starts the protocol-level simulators in-process — the SAM reader and the
+//! serial QR scanner each on a pseudo-terminal, opened by the real drivers — and simulated
+//! still cameras. Otherwise each device is opened at its configured path with the settings of
+//! its profile in the kiosk profile; a device that cannot be opened is reported (without
+//! personal data) and left out, and its commands complete with `device_not_ready`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use device_profiles::{Catalog, DeviceProfile, ScannerTransport};
+use protocol::device::DeviceKind;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::idcard::simulator::{SamSimulator, Scenario};
+use super::idcard::{SamConfig, SamSerialReader, SystemClock};
+use super::scanner::serial::{SerialScanner, SimulatedSerialScanner};
+use super::scanner::wedge::EvdevScanner;
+use super::scanner::{self, Scanner};
+use super::service::{ServiceConfig, Worker};
+use super::still::gst::V4l2StillCamera;
+use super::still::{SimulatedStillCamera, StillCamera, Subject, profile_resolutions};
+use super::workers::{IdCardWorker, ScannerWorker, ScreenWorker, SimulatedScans, StillWorker};
+
+/// `[devices]` in the agent configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Run every device as an in-process simulator (CI, demo, trials without hardware).
+    pub simulated: bool,
+    /// Kiosk profile id (`device-profiles/profiles/kiosks`); defaults to `kiosk-simulated`
+    /// when `simulated`, else `kiosk-generic`.
+    pub profile: Option<String>,
+    /// A directory of extra profile files to use instead of the built-in ones.
+    pub profiles_dir: Option<PathBuf>,
+    /// Serial port of the SAM ID card reader, e.g. `/dev/ttyUSB0`.
+    pub id_card_port: Option<String>,
+    /// Serial port (USB-CDC) or `/dev/input/…` event device of the QR scanner.
+    pub scanner_port: Option<String>,
+    /// V4L2 device of the document camera (高拍仪), e.g. `/dev/video2`.
+    pub document_camera: Option<String>,
+    /// V4L2 device of the kiosk camera, for identity snapshots.
+    pub camera: Option<String>,
+    /// The longest any device command may run (seconds).
+    pub max_command_secs: u64,
+    /// Bound of one upload attempt to the relay (seconds).
+    pub upload_timeout_secs: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            simulated: false,
+            profile: None,
+            profiles_dir: None,
+            id_card_port: None,
+            scanner_port: None,
+            document_camera: None,
+            camera: None,
+            max_command_secs: 120,
+            upload_timeout_secs: 60,
+        }
+    }
+}
+
+impl DevicesConfig {
+    pub fn kiosk_profile(&self) -> &str {
+        self.profile.as_deref().unwrap_or(if self.simulated {
+            "kiosk-simulated"
+        } else {
+            "kiosk-generic"
+        })
+    }
+
+    pub fn service(&self) -> ServiceConfig {
+        ServiceConfig {
+            max_command: Duration::from_secs(self.max_command_secs),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_command_secs == 0 || self.max_command_secs > 3600 {
+            return Err("devices.max_command_secs must be between 1 and 3600".into());
+        }
+        if self.upload_timeout_secs == 0 || self.upload_timeout_secs > 3600 {
+            return Err("devices.upload_timeout_secs must be between 1 and 3600".into());
+        }
+        Ok(())
+    }
+}
+
+/// The opened devices: workers for the service, and the simulators they talk to (kept alive
+/// as long as this value).
+pub struct OpenedDevices {
+    pub workers: Vec<Arc<dyn Worker>>,
+    /// Devices the profile wants that could not be opened: (kind, reason).
+    pub missing: Vec<(DeviceKind, String)>,
+    _sam: Option<SamSimulator>,
+}
+
+/// Opens the devices `config` names. Never fails as a whole: what cannot be opened is listed
+/// in `missing`.
+pub fn open(config: &DevicesConfig) -> OpenedDevices {
+    let mut opened = OpenedDevices {
+        workers: vec![Arc::new(ScreenWorker)],
+        missing: Vec::new(),
+        _sam: None,
+    };
+    let catalog = match &config.profiles_dir {
+        Some(dir) => Catalog::load_dir(dir),
+        None => Catalog::embedded(),
+    };
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "device profiles did not load; no devices");
+            return opened;
+        }
+    };
+    let Some(kiosk) = catalog.kiosk(config.kiosk_profile()) else {
+        warn!(profile = config.kiosk_profile(), "unknown kiosk profile; no devices");
+        return opened;
+    };
+    for slot in &kiosk.slots {
+        let profile = catalog.device(&slot.profile);
+        let simulated = config.simulated || profile.is_some_and(|p| p.simulated);
+        let result = match slot.kind {
+            DeviceKind::IdCardReader => open_id_card(config, profile, simulated, &mut opened),
+            DeviceKind::QrScanner => open_scanner(config, profile, simulated),
+            DeviceKind::DocumentCamera => Ok(still_worker(
+                DeviceKind::DocumentCamera,
+                profile,
+                simulated,
+                config.document_camera.as_deref(),
+            )),
+            DeviceKind::Camera => Ok(still_worker(
+                DeviceKind::Camera,
+                profile,
+                simulated,
+                config.camera.as_deref(),
+            )),
+            // Live audio belongs to the media pipelines.
+            DeviceKind::Microphone | DeviceKind::Speaker | DeviceKind::Screen => continue,
+        };
+        match result {
+            Ok(worker) => {
+                info!(device = %slot.kind, profile = slot.profile, simulated, "device ready");
+                opened.workers.push(worker);
+            }
+            Err(reason) => {
+                warn!(device = %slot.kind, profile = slot.profile, %reason, "device not available");
+                opened.missing.push((slot.kind, reason));
+            }
+        }
+    }
+    opened
+}
+
+fn open_id_card(
+    config: &DevicesConfig,
+    profile: Option<&DeviceProfile>,
+    simulated: bool,
+    opened: &mut OpenedDevices,
+) -> Result<Arc<dyn Worker>, String> {
+    let sam_config = match profile.and_then(|p| p.serial.as_ref().zip(p.id_card.as_ref())) {
+        Some((serial, id_card)) => SamConfig::from_profile(serial, id_card),
+        None => SamConfig::default(),
+    };
+    let path = if simulated {
+        let sim = SamSimulator::start(Scenario::default()).map_err(|e| e.to_string())?;
+        let path = sim.path().to_owned();
+        opened._sam = Some(sim);
+        path
+    } else {
+        config
+            .id_card_port
+            .clone()
+            .ok_or("no devices.id_card_port configured")?
+    };
+    let reader = SamSerialReader::open(&path, sam_config, Arc::new(SystemClock))
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(IdCardWorker::new(Box::new(reader))))
+}
+
+fn open_scanner(
+    config: &DevicesConfig,
+    profile: Option<&DeviceProfile>,
+    simulated: bool,
+) -> Result<Arc<dyn Worker>, String> {
+    let (scanner, trigger): (Box<dyn Scanner>, Option<Box<dyn super::workers::ScanTrigger>>) =
+        if simulated {
+            let sim = SimulatedSerialScanner::start().map_err(|e| e.to_string())?;
+            let scanner = match profile {
+                Some(p) => SerialScanner::open_profile(sim.path(), p),
+                None => SerialScanner::open(sim.path(), 9600, 4096, None),
+            }
+            .map_err(|e| e.to_string())?;
+            (Box::new(scanner), Some(Box::new(SimulatedScans::new(sim))))
+        } else {
+            let path = config
+                .scanner_port
+                .as_deref()
+                .ok_or("no devices.scanner_port configured")?;
+            let profile = profile.ok_or("no scanner profile")?;
+            let wedge = profile
+                .scanner
+                .as_ref()
+                .is_some_and(|s| s.transport == ScannerTransport::KeyboardWedge);
+            let scanner: Box<dyn Scanner> = if wedge {
+                Box::new(EvdevScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
+            } else {
+                Box::new(SerialScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
+            };
+            (scanner, None)
+        };
+    let (task, scans) = scanner::spawn(scanner, 8).map_err(|e| e.to_string())?;
+    Ok(Arc::new(ScannerWorker::new(task, scans, trigger)))
+}
+
+fn still_worker(
+    kind: DeviceKind,
+    profile: Option<&DeviceProfile>,
+    simulated: bool,
+    device: Option<&str>,
+) -> Arc<dyn Worker> {
+    let resolutions = profile_resolutions(profile);
+    let camera: Arc<dyn StillCamera> = if simulated {
+        let subject = if kind == DeviceKind::DocumentCamera {
+            Subject::Page
+        } else {
+            Subject::Person
+        };
+        Arc::new(SimulatedStillCamera::new(subject, resolutions))
+    } else {
+        let default = if kind == DeviceKind::Camera {
+            "/dev/video0"
+        } else {
+            "/dev/video2"
+        };
+        let model = profile.map_or("uvc", |p| p.id.as_str());
+        Arc::new(V4l2StillCamera::new(device.unwrap_or(default), resolutions, model))
+    };
+    Arc::new(StillWorker::new(kind, camera))
+}
+
+/// Opens the configured devices and runs the device service on the control link's device
+/// bridge until `shutdown`. The simulators live as long as the returned task.
+pub fn spawn_service(
+    config: &crate::config::AgentConfig,
+    credential: &crate::config::Credential,
+    connector: &tokio_tungstenite::Connector,
+    bridge: crate::link::control::DeviceBridge,
+    link: crate::link::control::Link,
+    screen: Arc<super::activity::KioskScreen>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let tls = match connector {
+        tokio_tungstenite::Connector::Rustls(c) => Some(c.clone()),
+        _ => None,
+    };
+    let uploader: Arc<dyn super::upload::Uploader> = match super::upload::HttpsUploader::new(
+        &config.relay,
+        credential,
+        tls,
+        Duration::from_secs(config.devices.upload_timeout_secs),
+    ) {
+        Ok(u) => Arc::new(u),
+        Err(e) => {
+            warn!(error = %e, "uploads are off");
+            Arc::new(super::upload::MemoryUploader {
+                fail: std::sync::Mutex::new(Some(e.to_string())),
+                ..Default::default()
+            })
+        }
+    };
+    let devices_config = config.devices.clone();
+    let service_config = config.devices.service();
+    tokio::spawn(async move {
+        // Opening serial ports and starting simulators blocks briefly.
+        let opened = match tokio::task::spawn_blocking(move || open(&devices_config)).await {
+            Ok(o) => o,
+            Err(_) => return,
+        };
+        let service = super::service::DeviceService::new(
+            opened.workers.clone(),
+            Arc::new(link),
+            screen,
+            uploader,
+            service_config,
+        );
+        service.run(bridge.commands, shutdown).await;
+        drop(opened);
+    })
+}

@@ -1,0 +1,148 @@
+//! Stills from the document camera (高拍仪) and the kiosk camera: the [`StillCamera`] trait, a
+//! V4L2 implementation through GStreamer ([`gst::V4l2StillCamera`]: MJPEG passed through
+//! without re-encoding when colour is asked), and a simulated one ([`SimulatedStillCamera`])
+//! that draws a recognisable full-resolution test page (or a stand-in resident for the kiosk
+//! camera) with a timestamp and encodes it with GStreamer's `jpegenc`.
+//!
+//! How it is driven: the device service calls [`StillCamera::capture`] on a blocking thread;
+//! every GStreamer wait is bounded and checks the cancel flag.
+//!
+//! Not done: auto-crop and deskew. Doing them properly needs page-edge detection and a
+//! perspective warp on the decoded image (OpenCV-class work); a half-done crop that cuts off
+//! part of a document is worse than none, so the still is delivered as the camera took it.
+
+pub mod gst;
+pub mod page;
+
+use std::sync::atomic::AtomicBool;
+
+use protocol::device::{ColourMode, ImageSize};
+
+pub use page::{SimulatedStillCamera, Subject};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StillRequest {
+    pub colour: ColourMode,
+    pub size: ImageSize,
+}
+
+/// A JPEG still.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Still {
+    pub jpeg: Vec<u8>,
+    pub size: ImageSize,
+}
+
+impl std::fmt::Debug for Still {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Still")
+            .field("bytes", &self.jpeg.len())
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("不支持该分辨率 / unsupported resolution {0}x{1}")]
+    Resolution(u32, u32),
+    #[error("相机无法出图 / the camera delivered no image: {0}")]
+    Pipeline(String),
+    #[error("拍照已取消 / capture canceled")]
+    Canceled,
+    #[error("相机未在时限内出图 / no image in time")]
+    Timeout,
+}
+
+/// A camera that takes stills.
+pub trait StillCamera: Send + Sync {
+    /// Resolutions offered, largest first.
+    fn resolutions(&self) -> Vec<ImageSize>;
+    /// A short model description for `Common.Status`.
+    fn model(&self) -> String;
+    /// Takes one still. Blocks; bounded by the implementation's own timeout and `cancel`.
+    fn capture(&self, request: &StillRequest, cancel: &AtomicBool) -> Result<Still, CaptureError>;
+}
+
+/// Width and height from a JPEG's SOF marker; `None` if the bytes are not a baseline or
+/// progressive JPEG with a frame header.
+pub fn jpeg_size(bytes: &[u8]) -> Option<ImageSize> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        let is_sof = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            let seg = bytes.get(i + 4..i + 2 + len)?;
+            let height = u32::from(u16::from_be_bytes([*seg.get(1)?, *seg.get(2)?]));
+            let width = u32::from(u16::from_be_bytes([*seg.get(3)?, *seg.get(4)?]));
+            return (width > 0 && height > 0).then_some(ImageSize { width, height });
+        }
+        if marker == 0xDA || len < 2 {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Resolutions from a profile's video spec, largest first.
+pub fn profile_resolutions(profile: Option<&device_profiles::DeviceProfile>) -> Vec<ImageSize> {
+    let mut sizes: Vec<ImageSize> = profile
+        .and_then(|p| p.video.as_ref())
+        .map(|v| {
+            v.resolutions
+                .iter()
+                .map(|r| ImageSize {
+                    width: r.width,
+                    height: r.height,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort_by_key(|s| std::cmp::Reverse(u64::from(s.width) * u64::from(s.height)));
+    sizes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reads_the_frame_size() {
+        // SOI, APP0 (len 4), SOF0 for 3264x2448.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x09,
+            0x90, 0x0C, 0xC0, 0x01, 0x01, 0x11, 0x00,
+        ];
+        assert_eq!(
+            jpeg_size(&jpeg),
+            Some(ImageSize {
+                width: 3264,
+                height: 2448
+            })
+        );
+        assert_eq!(jpeg_size(b"not a jpeg"), None);
+        assert_eq!(jpeg_size(&jpeg[..12]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut b = vec![0xFF, 0xD8];
+            b.extend(bytes);
+            let _ = jpeg_size(&b);
+        }
+    }
+}
