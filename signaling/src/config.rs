@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub privacy: crate::cases::PrivacyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +226,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.privacy.validate().map_err(|message| ConfigError::Invalid { key: "privacy", message })?;
         let s = &self.server;
         if s.listen.is_none() && s.dev_http_listen.is_none() {
             return Err(ConfigError::Invalid {

@@ -26,6 +26,7 @@ const FILES: &[(&str, &str, &str)] = &[
     console_file!("console.js", JS),
     console_file!("media.js", JS),
     console_file!("devices.js", JS),
+    console_file!("devices.css", CSS),
     console_file!("console.css", CSS),
 ];
 

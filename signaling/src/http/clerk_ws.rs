@@ -269,6 +269,7 @@ impl Console<'_> {
                     }
                 },
                 Some(message) = outbox.recv() => {
+                    let message = state.cases.to_console(self.clerk, queue, message).await;
                     if !conn.send(&message).await {
                         return;
                     }

@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod cases;
 pub mod clerk_ws;
 pub mod error;
 pub mod kiosk_ws;
@@ -46,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/kiosk", get(kiosk_ws::upgrade))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(cases::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())

@@ -21,6 +21,8 @@ pub struct AppState {
     pub hub: Arc<QueueHub>,
     /// Live connections and device-command routing.
     pub links: Arc<Links>,
+    /// Case materials (ID card reads, document pages, snapshots), encrypted at rest.
+    pub cases: crate::cases::Cases,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
@@ -50,6 +52,7 @@ impl AppState {
             Arc::new(observers),
         ));
         Self {
+            cases: crate::cases::Cases::start(config.clone(), clock.clone()),
             links,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,

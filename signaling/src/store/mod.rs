@@ -8,6 +8,7 @@
 //! Durability: a method returns only after its transaction committed (SQLite in WAL mode with
 //! `synchronous = FULL`), so anything acknowledged to a client survives a crash of the relay.
 
+pub mod cases;
 pub mod sqlite;
 
 use async_trait::async_trait;

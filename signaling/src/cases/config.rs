@@ -1,0 +1,53 @@
+//! `[privacy]`: how case materials are protected and how long they are kept.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// The master key that wraps each case object's key (32 random bytes as hex); created with
+    /// mode 0600 on first start when missing. `<data_dir>/privacy/master.key` when unset. Keep
+    /// a copy: without it no stored case material can be read.
+    pub master_key_file: Option<PathBuf>,
+    /// Days case materials (card, photo, documents, snapshots, scans) are kept before the
+    /// retention job deletes them.
+    pub retention_days: u32,
+    /// How often the retention job runs (seconds).
+    pub retention_sweep_secs: u64,
+    /// Largest upload (a document still or the ID photo) the relay accepts, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            master_key_file: None,
+            retention_days: 180,
+            retention_sweep_secs: 3600,
+            max_upload_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("privacy").join("master.key"))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retention_days == 0 {
+            return Err("privacy.retention_days must be at least 1".into());
+        }
+        if self.retention_sweep_secs == 0 {
+            return Err("privacy.retention_sweep_secs must be at least 1".into());
+        }
+        if self.max_upload_bytes < 1024 || self.max_upload_bytes > 256 * 1024 * 1024 {
+            return Err("privacy.max_upload_bytes must be between 1 KiB and 256 MiB".into());
+        }
+        Ok(())
+    }
+}

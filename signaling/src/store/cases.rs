@@ -1,0 +1,280 @@
+//! Storage of case materials ([`CaseStore`]), separate from the core [`super::Store`] trait:
+//! cases, their encrypted items and the append-only audit trail. The SQLite implementation is
+//! below; a PostgreSQL store would implement the same trait.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::StoreResult;
+use super::sqlite::SqliteStore;
+
+/// One case: a served remote ticket and how the resident's identity was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseRecord {
+    pub ticket_id: String,
+    pub centre_id: String,
+    pub device_id: String,
+    pub clerk_id: String,
+    pub ticket_number: String,
+    pub created_ms: i64,
+    pub identity_method: Option<String>,
+    pub identity_ms: Option<i64>,
+}
+
+/// An item without its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemMeta {
+    pub id: String,
+    pub ticket_id: String,
+    pub kind: String,
+    pub mime: String,
+    pub size_bytes: i64,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub sha256: String,
+    pub created_ms: i64,
+}
+
+/// An item with its encrypted contents.
+pub struct SealedItem {
+    pub meta: ItemMeta,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub ticket_id: String,
+    pub item_id: Option<String>,
+    /// `clerk`, `device` or `system`.
+    pub actor_kind: String,
+    pub actor_id: String,
+    /// `stored`, `viewed`, `revealed`, `exported`, `purged`, `finished_unverified`.
+    pub action: String,
+}
+
+#[async_trait]
+pub trait CaseStore: Send + Sync + 'static {
+    /// Creates the case unless it exists (then it is left as it is).
+    async fn ensure_case(&self, case: &CaseRecord) -> StoreResult<()>;
+    async fn case(&self, ticket_id: &str) -> StoreResult<Option<CaseRecord>>;
+    /// Stores an item and its audit row in one transaction; `identity` records how the
+    /// identity was verified when the case has no method yet.
+    async fn add_item(
+        &self,
+        item: &SealedItem,
+        audit: &AuditEntry,
+        identity: Option<&str>,
+    ) -> StoreResult<()>;
+    async fn items(&self, ticket_id: &str) -> StoreResult<Vec<ItemMeta>>;
+    async fn item(&self, ticket_id: &str, item_id: &str) -> StoreResult<Option<SealedItem>>;
+    async fn audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    async fn audit_log(&self, ticket_id: &str) -> StoreResult<Vec<AuditEntry>>;
+    /// Deletes items created before `cutoff_ms`, auditing each; returns how many.
+    async fn purge_items_before(&self, cutoff_ms: i64, now_ms: i64) -> StoreResult<u64>;
+}
+
+fn meta(row: &sqlx::sqlite::SqliteRow) -> Result<ItemMeta, sqlx::Error> {
+    Ok(ItemMeta {
+        id: row.try_get("id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        kind: row.try_get("kind")?,
+        mime: row.try_get("mime")?,
+        size_bytes: row.try_get("size_bytes")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
+        sha256: row.try_get("sha256")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+const INSERT_AUDIT: &str = "INSERT INTO case_audit (at_ms, ticket_id, item_id, actor_kind, actor_id, action) VALUES (?, ?, ?, ?, ?, ?)";
+
+#[async_trait]
+impl CaseStore for SqliteStore {
+    async fn ensure_case(&self, c: &CaseRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO cases (ticket_id, centre_id, device_id, clerk_id, ticket_number, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ticket_id) DO NOTHING",
+        )
+        .bind(&c.ticket_id)
+        .bind(&c.centre_id)
+        .bind(&c.device_id)
+        .bind(&c.clerk_id)
+        .bind(&c.ticket_number)
+        .bind(c.created_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn case(&self, ticket_id: &str) -> StoreResult<Option<CaseRecord>> {
+        let row = sqlx::query(
+            "SELECT ticket_id, centre_id, device_id, clerk_id, ticket_number, created_ms, \
+             identity_method, identity_ms FROM cases WHERE ticket_id = ?",
+        )
+        .bind(ticket_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(CaseRecord {
+                ticket_id: r.try_get("ticket_id")?,
+                centre_id: r.try_get("centre_id")?,
+                device_id: r.try_get("device_id")?,
+                clerk_id: r.try_get("clerk_id")?,
+                ticket_number: r.try_get("ticket_number")?,
+                created_ms: r.try_get("created_ms")?,
+                identity_method: r.try_get("identity_method")?,
+                identity_ms: r.try_get("identity_ms")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    async fn add_item(
+        &self,
+        item: &SealedItem,
+        audit: &AuditEntry,
+        identity: Option<&str>,
+    ) -> StoreResult<()> {
+        let m = &item.meta;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO case_items (id, ticket_id, kind, mime, size_bytes, width, height, sha256, \
+             key_id, wrapped_key, sealed, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(&m.ticket_id)
+        .bind(&m.kind)
+        .bind(&m.mime)
+        .bind(m.size_bytes)
+        .bind(m.width)
+        .bind(m.height)
+        .bind(&m.sha256)
+        .bind(&item.key_id)
+        .bind(&item.wrapped_key)
+        .bind(&item.sealed)
+        .bind(m.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(INSERT_AUDIT)
+            .bind(audit.at_ms)
+            .bind(&audit.ticket_id)
+            .bind(&audit.item_id)
+            .bind(&audit.actor_kind)
+            .bind(&audit.actor_id)
+            .bind(&audit.action)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(method) = identity {
+            sqlx::query(
+                "UPDATE cases SET identity_method = ?, identity_ms = ? \
+                 WHERE ticket_id = ? AND identity_method IS NULL",
+            )
+            .bind(method)
+            .bind(m.created_ms)
+            .bind(&m.ticket_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn items(&self, ticket_id: &str) -> StoreResult<Vec<ItemMeta>> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_id, kind, mime, size_bytes, width, height, sha256, created_ms \
+             FROM case_items WHERE ticket_id = ? ORDER BY created_ms, id",
+        )
+        .bind(ticket_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(meta).collect::<Result<_, _>>()?)
+    }
+
+    async fn item(&self, ticket_id: &str, item_id: &str) -> StoreResult<Option<SealedItem>> {
+        let row = sqlx::query(
+            "SELECT id, ticket_id, kind, mime, size_bytes, width, height, sha256, created_ms, \
+             key_id, wrapped_key, sealed FROM case_items WHERE ticket_id = ? AND id = ?",
+        )
+        .bind(ticket_id)
+        .bind(item_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(SealedItem {
+            meta: meta(&r)?,
+            key_id: r.try_get("key_id")?,
+            wrapped_key: r.try_get("wrapped_key")?,
+            sealed: r.try_get("sealed")?,
+        }))
+    }
+
+    async fn audit(&self, a: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(INSERT_AUDIT)
+            .bind(a.at_ms)
+            .bind(&a.ticket_id)
+            .bind(&a.item_id)
+            .bind(&a.actor_kind)
+            .bind(&a.actor_id)
+            .bind(&a.action)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, ticket_id: &str) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, ticket_id, item_id, actor_kind, actor_id, action FROM case_audit \
+             WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(ticket_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at_ms: r.try_get("at_ms")?,
+                    ticket_id: r.try_get("ticket_id")?,
+                    item_id: r.try_get("item_id")?,
+                    actor_kind: r.try_get("actor_kind")?,
+                    actor_id: r.try_get("actor_id")?,
+                    action: r.try_get("action")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn purge_items_before(&self, cutoff_ms: i64, now_ms: i64) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, ticket_id FROM case_items WHERE created_ms < ? ORDER BY created_ms LIMIT 1000",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let ticket: String = r.try_get("ticket_id")?;
+            sqlx::query("DELETE FROM case_items WHERE id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(INSERT_AUDIT)
+                .bind(now_ms)
+                .bind(&ticket)
+                .bind(&id)
+                .bind("system")
+                .bind("retention")
+                .bind("purged")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+}
