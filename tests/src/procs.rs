@@ -156,6 +156,12 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(data: &DemoData, relay: &Relay) -> Result<Self> {
+        Self::start_with(data, relay, "").await
+    }
+
+    /// Starts an agent whose configuration file ends with `extra` (TOML sections, e.g.
+    /// `[devices]\nsimulated = true`).
+    pub async fn start_with(data: &DemoData, relay: &Relay, extra: &str) -> Result<Self> {
         let dir = data.dir.path().join("agent");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("agent.toml");
@@ -167,7 +173,7 @@ impl Agent {
             data.relay_certificate(),
             dir.join("data"),
         );
-        std::fs::write(&config, toml)?;
+        std::fs::write(&config, format!("{toml}{extra}"))?;
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join("agent.log");
