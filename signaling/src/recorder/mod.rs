@@ -21,14 +21,18 @@
 //! buffers every `flush_interval` and `fdatasync`s every `sync_interval`, so a process crash
 //! loses at most what was queued, a power loss at most `sync_interval`.
 //!
-//! Not here: storing metadata rows, retention, access control, encryption at rest (the
-//! session/store layer owns those).
+//! [`sealed`] encrypts a finished recording at rest without losing random access (the media
+//! service seals each recording after muxing it).
+//!
+//! Not here: storing metadata rows, retention, access control (the media service, the store and
+//! the HTTP layer own those).
 
 pub mod depay;
 pub mod dump;
 mod h264;
 pub mod mkv;
 pub mod mux;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -237,6 +241,11 @@ impl Recorder {
         &self.config.dir
     }
 
+    /// Where the dump of `session_id` is written while it is open.
+    pub fn dump_path(&self, session_id: &str) -> PathBuf {
+        dump_path(&self.config.dir, session_id)
+    }
+
     /// Open the dump for `session_id`. `now` is the same clock the SFU stamps packet arrival
     /// with; `wallclock` the matching wall time (stored in the dump header).
     pub async fn begin(
@@ -289,19 +298,31 @@ impl Recorder {
     /// Mux every dump left in the directory (call once at start-up, before `begin`).
     pub async fn recover(&self) -> Vec<(PathBuf, Result<RecordingMeta, RecorderError>)> {
         let mut out = Vec::new();
+        for dump in self.pending_dumps() {
+            let result = self.recover_dump(dump.clone()).await;
+            out.push((dump, result));
+        }
+        out
+    }
+
+    /// The dumps in the directory (left by a crash when no recording is open). Listing them
+    /// before the first `begin` and muxing them afterwards keeps recovery off the start-up
+    /// path without ever touching a dump that is being written.
+    pub fn pending_dumps(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.config.dir) else {
-            return out;
+            return Vec::new();
         };
         let mut dumps: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "rtpdump"))
             .collect();
         dumps.sort();
-        for dump in dumps {
-            let result = self.mux(dump.clone()).await;
-            out.push((dump, result));
-        }
-        out
+        dumps
+    }
+
+    /// Mux one dump found by [`pending_dumps`](Self::pending_dumps) (and delete it).
+    pub async fn recover_dump(&self, dump: PathBuf) -> Result<RecordingMeta, RecorderError> {
+        self.mux(dump).await
     }
 
     async fn call(

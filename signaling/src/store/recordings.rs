@@ -1,0 +1,549 @@
+//! Recordings' metadata and the audit trail of every access to them.
+//!
+//! Its own trait beside [`super::Store`]: the media service and the recordings routes are its
+//! only users. [`SqliteStore`] implements it in the same database file
+//! (`migrations/sqlite/0020_recordings.sql`).
+//!
+//! A row is written when a recording begins (`recording`), completed when it is muxed and
+//! sealed (`complete`) or marked `failed`, and finally `purged` by the retention job — the
+//! metadata outlives the file, as a record of the processing. The access table is append-only
+//! (database triggers refuse updates and deletes).
+
+use async_trait::async_trait;
+use protocol::media::Slot;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::sqlite::SqliteStore;
+use super::{StoreError, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    Recording,
+    Complete,
+    Failed,
+    Purged,
+}
+
+impl RecordingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Recording => "recording",
+            RecordingState::Complete => "complete",
+            RecordingState::Failed => "failed",
+            RecordingState::Purged => "purged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "recording" => RecordingState::Recording,
+            "complete" => RecordingState::Complete,
+            "failed" => RecordingState::Failed,
+            "purged" => RecordingState::Purged,
+            _ => return None,
+        })
+    }
+}
+
+/// One track of a recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackSummary {
+    pub slot: Slot,
+    /// `vp8`, `h264` or `opus`.
+    pub codec: String,
+    pub frames: u64,
+    pub dropped_frames: u64,
+}
+
+/// The metadata of one recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub ticket_number: String,
+    pub centre_id: String,
+    pub window_id: String,
+    pub clerk_id: String,
+    pub device_id: String,
+    pub extension_point_id: Option<String>,
+    pub state: RecordingState,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// Size of the playable (decrypted) file.
+    pub size_bytes: Option<i64>,
+    /// SHA-256 of the playable (decrypted) file, hex.
+    pub sha256: Option<String>,
+    /// File name inside the recordings directory.
+    pub file: Option<String>,
+    /// `webm` or `mkv`.
+    pub container: Option<String>,
+    pub tracks: Vec<TrackSummary>,
+    pub encrypted: bool,
+    /// The relay stopped while recording; the file ends where the dump was torn.
+    pub torn_tail: bool,
+    pub error: Option<String>,
+    pub purged_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessAction {
+    List,
+    View,
+    Play,
+    Purge,
+    /// Someone without the right asked.
+    Denied,
+}
+
+impl AccessAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessAction::List => "list",
+            AccessAction::View => "view",
+            AccessAction::Play => "play",
+            AccessAction::Purge => "purge",
+            AccessAction::Denied => "denied",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "list" => AccessAction::List,
+            "view" => AccessAction::View,
+            "play" => AccessAction::Play,
+            "purge" => AccessAction::Purge,
+            "denied" => AccessAction::Denied,
+            _ => return None,
+        })
+    }
+}
+
+/// One audited access: who, when, what, which recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingAccess {
+    pub at_ms: i64,
+    /// A clerk id, or `system:retention`.
+    pub actor: String,
+    pub action: AccessAction,
+    pub recording_id: Option<String>,
+    pub centre_id: Option<String>,
+    /// E.g. the byte range played, or the list filter.
+    pub detail: String,
+}
+
+/// Which recordings to list.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingQuery {
+    pub centre_id: String,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub ticket_number: Option<String>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait RecordingStore: Send + Sync + 'static {
+    /// Insert or replace the row with this id.
+    async fn save_recording(&self, row: &RecordingRow) -> StoreResult<()>;
+    async fn recording(&self, id: &str) -> StoreResult<Option<RecordingRow>>;
+    /// Newest first, not purged.
+    async fn recordings(&self, query: &RecordingQuery) -> StoreResult<Vec<RecordingRow>>;
+    /// Rows still marked `recording` (their session was cut short by a restart).
+    async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRow>>;
+    /// Complete or failed recordings that started before `before_ms`, oldest first.
+    async fn recordings_started_before(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RecordingRow>>;
+    /// Mark a recording purged and audit the deletion, in one transaction.
+    async fn mark_purged(&self, id: &str, audit: &RecordingAccess) -> StoreResult<()>;
+    async fn audit_recording_access(&self, access: &RecordingAccess) -> StoreResult<()>;
+    /// Audit entries, newest first; of one recording when given.
+    async fn recording_audit(
+        &self,
+        recording_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<RecordingAccess>>;
+}
+
+/// Stands in until the relay's store is attached ([`crate::http::AppState::with_recordings`]):
+/// every call fails.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRecordings;
+
+fn unavailable<T>() -> StoreResult<T> {
+    Err(StoreError::Corrupt(
+        "no recordings store is attached".into(),
+    ))
+}
+
+#[async_trait]
+impl RecordingStore for NoRecordings {
+    async fn save_recording(&self, _: &RecordingRow) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn recording(&self, _: &str) -> StoreResult<Option<RecordingRow>> {
+        unavailable()
+    }
+    async fn recordings(&self, _: &RecordingQuery) -> StoreResult<Vec<RecordingRow>> {
+        unavailable()
+    }
+    async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRow>> {
+        unavailable()
+    }
+    async fn recordings_started_before(&self, _: i64, _: u32) -> StoreResult<Vec<RecordingRow>> {
+        unavailable()
+    }
+    async fn mark_purged(&self, _: &str, _: &RecordingAccess) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn audit_recording_access(&self, _: &RecordingAccess) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn recording_audit(&self, _: Option<&str>, _: u32) -> StoreResult<Vec<RecordingAccess>> {
+        unavailable()
+    }
+}
+
+/// The columns of a full row, as a literal so queries stay `&'static str`.
+macro_rules! columns {
+    () => {
+        "id, ticket_id, ticket_number, centre_id, window_id, clerk_id, device_id,
+         extension_point_id, state, started_ms, ended_ms, duration_ms, size_bytes, sha256, file,
+         container, tracks, encrypted, torn_tail, error, purged_ms"
+    };
+}
+
+fn row_from(r: &SqliteRow) -> StoreResult<RecordingRow> {
+    let state: String = r.try_get("state")?;
+    let tracks: String = r.try_get("tracks")?;
+    Ok(RecordingRow {
+        id: r.try_get("id")?,
+        ticket_id: r.try_get("ticket_id")?,
+        ticket_number: r.try_get("ticket_number")?,
+        centre_id: r.try_get("centre_id")?,
+        window_id: r.try_get("window_id")?,
+        clerk_id: r.try_get("clerk_id")?,
+        device_id: r.try_get("device_id")?,
+        extension_point_id: r.try_get("extension_point_id")?,
+        state: RecordingState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("recording state {state:?}")))?,
+        started_ms: r.try_get("started_ms")?,
+        ended_ms: r.try_get("ended_ms")?,
+        duration_ms: r.try_get("duration_ms")?,
+        size_bytes: r.try_get("size_bytes")?,
+        sha256: r.try_get("sha256")?,
+        file: r.try_get("file")?,
+        container: r.try_get("container")?,
+        tracks: serde_json::from_str(&tracks)
+            .map_err(|e| StoreError::Corrupt(format!("recording tracks: {e}")))?,
+        encrypted: r.try_get::<i64, _>("encrypted")? != 0,
+        torn_tail: r.try_get::<i64, _>("torn_tail")? != 0,
+        error: r.try_get("error")?,
+        purged_ms: r.try_get("purged_ms")?,
+    })
+}
+
+fn access_from(r: &SqliteRow) -> StoreResult<RecordingAccess> {
+    let action: String = r.try_get("action")?;
+    Ok(RecordingAccess {
+        at_ms: r.try_get("at_ms")?,
+        actor: r.try_get("actor")?,
+        action: AccessAction::parse(&action)
+            .ok_or_else(|| StoreError::Corrupt(format!("access action {action:?}")))?,
+        recording_id: r.try_get("recording_id")?,
+        centre_id: r.try_get("centre_id")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+async fn insert_access<'e, E>(executor: E, a: &RecordingAccess) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO recording_access (at_ms, actor, action, recording_id, centre_id, detail)
+         VALUES (?,?,?,?,?,?)",
+    )
+    .bind(a.at_ms)
+    .bind(&a.actor)
+    .bind(a.action.as_str())
+    .bind(&a.recording_id)
+    .bind(&a.centre_id)
+    .bind(&a.detail)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl RecordingStore for SqliteStore {
+    async fn save_recording(&self, r: &RecordingRow) -> StoreResult<()> {
+        let tracks = serde_json::to_string(&r.tracks)
+            .map_err(|e| StoreError::Corrupt(format!("recording tracks: {e}")))?;
+        sqlx::query(
+            "INSERT INTO recordings (id, ticket_id, ticket_number, centre_id, window_id, clerk_id,
+                device_id, extension_point_id, state, started_ms, ended_ms, duration_ms,
+                size_bytes, sha256, file, container, tracks, encrypted, torn_tail, error, purged_ms)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+             ON CONFLICT(id) DO UPDATE SET
+                state = excluded.state, started_ms = excluded.started_ms,
+                ended_ms = excluded.ended_ms, duration_ms = excluded.duration_ms,
+                size_bytes = excluded.size_bytes, sha256 = excluded.sha256, file = excluded.file,
+                container = excluded.container, tracks = excluded.tracks,
+                encrypted = excluded.encrypted, torn_tail = excluded.torn_tail,
+                error = excluded.error, purged_ms = excluded.purged_ms",
+        )
+        .bind(&r.id)
+        .bind(&r.ticket_id)
+        .bind(&r.ticket_number)
+        .bind(&r.centre_id)
+        .bind(&r.window_id)
+        .bind(&r.clerk_id)
+        .bind(&r.device_id)
+        .bind(&r.extension_point_id)
+        .bind(r.state.as_str())
+        .bind(r.started_ms)
+        .bind(r.ended_ms)
+        .bind(r.duration_ms)
+        .bind(r.size_bytes)
+        .bind(&r.sha256)
+        .bind(&r.file)
+        .bind(&r.container)
+        .bind(tracks)
+        .bind(i64::from(r.encrypted))
+        .bind(i64::from(r.torn_tail))
+        .bind(&r.error)
+        .bind(r.purged_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn recording(&self, id: &str) -> StoreResult<Option<RecordingRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(row_from).transpose()
+    }
+
+    async fn recordings(&self, q: &RecordingQuery) -> StoreResult<Vec<RecordingRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings
+             WHERE centre_id = ? AND state != 'purged'
+               AND (? IS NULL OR started_ms >= ?) AND (? IS NULL OR started_ms < ?)
+               AND (? IS NULL OR ticket_number = ?)
+             ORDER BY started_ms DESC, id LIMIT ?"
+        ))
+        .bind(&q.centre_id)
+        .bind(q.from_ms)
+        .bind(q.from_ms)
+        .bind(q.to_ms)
+        .bind(q.to_ms)
+        .bind(&q.ticket_number)
+        .bind(&q.ticket_number)
+        .bind(i64::from(q.limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE state = 'recording' ORDER BY started_ms"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    async fn recordings_started_before(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RecordingRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings
+             WHERE state IN ('complete', 'failed') AND started_ms < ?
+             ORDER BY started_ms LIMIT ?"
+        ))
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(row_from).collect()
+    }
+
+    async fn mark_purged(&self, id: &str, audit: &RecordingAccess) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE recordings SET state = 'purged', purged_ms = ?, file = NULL WHERE id = ?",
+        )
+        .bind(audit.at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_access(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_recording_access(&self, access: &RecordingAccess) -> StoreResult<()> {
+        insert_access(self.pool(), access).await
+    }
+
+    async fn recording_audit(
+        &self,
+        recording_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<RecordingAccess>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, recording_id, centre_id, detail FROM recording_access
+             WHERE (? IS NULL OR recording_id = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(recording_id)
+        .bind(recording_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(access_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn row(id: &str, centre: &str, started_ms: i64) -> RecordingRow {
+        RecordingRow {
+            id: id.into(),
+            ticket_id: format!("t-{id}"),
+            ticket_number: "YA001".into(),
+            centre_id: centre.into(),
+            window_id: "w8".into(),
+            clerk_id: "clerk-1".into(),
+            device_id: "k1".into(),
+            extension_point_id: Some("p1".into()),
+            state: RecordingState::Recording,
+            started_ms,
+            ended_ms: None,
+            duration_ms: None,
+            size_bytes: None,
+            sha256: None,
+            file: None,
+            container: None,
+            tracks: Vec::new(),
+            encrypted: false,
+            torn_tail: false,
+            error: None,
+            purged_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_are_saved_completed_listed_and_purged_with_an_audit_entry() {
+        let store = SqliteStore::in_memory().await.expect("store");
+        let mut r = row("r1", "c1", 1_000);
+        store.save_recording(&r).await.expect("begin");
+        assert_eq!(store.unfinished_recordings().await.expect("q").len(), 1);
+        r.state = RecordingState::Complete;
+        r.ended_ms = Some(61_000);
+        r.size_bytes = Some(12345);
+        r.sha256 = Some("ab".repeat(32));
+        r.file = Some("r1.webm.sealed".into());
+        r.tracks = vec![TrackSummary {
+            slot: Slot::KioskCamera,
+            codec: "vp8".into(),
+            frames: 1800,
+            dropped_frames: 0,
+        }];
+        store.save_recording(&r).await.expect("finish");
+        store
+            .save_recording(&row("r2", "c2", 2_000))
+            .await
+            .expect("other centre");
+        assert_eq!(store.recording("r1").await.expect("get"), Some(r.clone()));
+        let listed = store
+            .recordings(&RecordingQuery {
+                centre_id: "c1".into(),
+                limit: 10,
+                ..RecordingQuery::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(
+            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r1"]
+        );
+        assert_eq!(
+            store
+                .recordings_started_before(1_001, 10)
+                .await
+                .expect("due")
+                .len(),
+            1,
+            "only finished recordings are due"
+        );
+        let audit = RecordingAccess {
+            at_ms: 5_000,
+            actor: "system:retention".into(),
+            action: AccessAction::Purge,
+            recording_id: Some("r1".into()),
+            centre_id: Some("c1".into()),
+            detail: "retention 180 days".into(),
+        };
+        store.mark_purged("r1", &audit).await.expect("purge");
+        let purged = store.recording("r1").await.expect("get").expect("kept");
+        assert_eq!(purged.state, RecordingState::Purged);
+        assert_eq!(purged.file, None);
+        assert_eq!(
+            store.recording_audit(Some("r1"), 10).await.expect("audit"),
+            vec![audit]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_access_trail_cannot_be_changed() {
+        let store = SqliteStore::in_memory().await.expect("store");
+        store
+            .audit_recording_access(&RecordingAccess {
+                at_ms: 1,
+                actor: "clerk-boss".into(),
+                action: AccessAction::Play,
+                recording_id: Some("r1".into()),
+                centre_id: Some("c1".into()),
+                detail: String::new(),
+            })
+            .await
+            .expect("audit");
+        assert!(
+            sqlx::query("DELETE FROM recording_access")
+                .execute(store.pool())
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("UPDATE recording_access SET actor = 'x'")
+                .execute(store.pool())
+                .await
+                .is_err()
+        );
+    }
+}
