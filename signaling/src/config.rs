@@ -7,8 +7,8 @@
 //! `RELAY__SERVER__LISTEN=0.0.0.0:8443`. The command line takes `--set section.key=value` and a
 //! few named flags.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub media: MediaSection,
+    pub recording: RecordingSection,
+    pub turn: TurnSection,
     pub privacy: crate::cases::PrivacyConfig,
 }
 
@@ -212,6 +215,103 @@ pub enum LogFormat {
     Json,
 }
 
+/// Live audio and video through the relay's SFU (one UDP port for every peer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// Off by default: the UDP port and the address clients reach it at must be set for the
+    /// site (see the sample).
+    pub enabled: bool,
+    /// The SFU's UDP socket.
+    pub udp_listen: SocketAddr,
+    /// The address kiosks and consoles send media to (the relay's public or NAT address).
+    /// Required when `udp_listen` is an unspecified address such as 0.0.0.0.
+    pub advertised_ip: Option<IpAddr>,
+    /// Most peer connections (kiosks plus consoles) at once.
+    pub max_peers: usize,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            udp_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            advertised_ip: None,
+            max_peers: 512,
+        }
+    }
+}
+
+/// The shortest retention the 2022 evaluation standard allows for window audio/video (≥ 3 months).
+pub const MIN_RETENTION_DAYS: u32 = 90;
+
+/// Recording of served sessions (both directions, muxed without transcoding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSection {
+    /// Record every served remote session while media is enabled.
+    pub enabled: bool,
+    /// Where recordings live; `<data_dir>/recordings` when unset.
+    pub dir: Option<PathBuf>,
+    /// Days a recording is kept before the purge job deletes it (at least 90).
+    pub retention_days: u32,
+    /// Encrypt finished recordings at rest (AES-256-GCM, a key per file).
+    pub encrypt: bool,
+    /// The master key that wraps each file's key (32 random bytes, created on first start when
+    /// missing); `<data_dir>/recording.key` when unset. Keep a copy: without it no recording
+    /// can be played.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            retention_days: 180,
+            encrypt: true,
+            key_file: None,
+        }
+    }
+}
+
+impl RecordingSection {
+    pub fn dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("recordings"))
+    }
+
+    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("recording.key"))
+    }
+}
+
+/// TURN (coturn with `use-auth-secret`) for clients that cannot reach the SFU's UDP port
+/// directly. The relay hands out short-lived REST credentials in its welcome messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnSection {
+    /// e.g. `turn:turn.example.gov.cn:3478?transport=udp`; empty: no TURN server.
+    pub urls: Vec<String>,
+    /// A file holding coturn's `static-auth-secret`.
+    pub secret_file: Option<PathBuf>,
+    /// How long a credential stays valid, in seconds.
+    pub credential_ttl_secs: u64,
+}
+
+impl Default for TurnSection {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret_file: None,
+            credential_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
 pub use layered_config::Sources;
 
 /// The environment variable prefix.
@@ -277,6 +377,69 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        self.validate_media()
+    }
+
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        let m = &self.media;
+        if m.enabled && m.udp_listen.ip().is_unspecified() && m.advertised_ip.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "media.advertised_ip",
+                message: format!(
+                    "media.udp_listen is {}; set the address clients reach it at",
+                    m.udp_listen
+                ),
+            });
+        }
+        if m.advertised_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::Invalid {
+                key: "media.advertised_ip",
+                message: "must be a concrete address, not 0.0.0.0 or ::".into(),
+            });
+        }
+        if m.max_peers == 0 {
+            return Err(ConfigError::Invalid {
+                key: "media.max_peers",
+                message: "must be at least 1".into(),
+            });
+        }
+        let r = &self.recording;
+        if r.retention_days < MIN_RETENTION_DAYS {
+            return Err(ConfigError::Invalid {
+                key: "recording.retention_days",
+                message: format!(
+                    "{} days is too short: recordings must be kept at least {MIN_RETENTION_DAYS} days (3 months, 2022 evaluation standard 5.1.2)",
+                    r.retention_days
+                ),
+            });
+        }
+        if r.retention_days > 3650 {
+            return Err(ConfigError::Invalid {
+                key: "recording.retention_days",
+                message: "must be at most 3650 (ten years)".into(),
+            });
+        }
+        let t = &self.turn;
+        if let Some(bad) = t.urls.iter().find(|u| {
+            !(u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:"))
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "turn.urls",
+                message: format!("{bad:?} is not a turn:, turns: or stun: URL"),
+            });
+        }
+        if t.urls.iter().any(|u| !u.starts_with("stun:")) && t.secret_file.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "turn.secret_file",
+                message: "TURN URLs need the shared secret (coturn's static-auth-secret)".into(),
+            });
+        }
+        if !(60..=7 * 24 * 3600).contains(&t.credential_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "turn.credential_ttl_secs",
+                message: "must be between 60 seconds and 7 days".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -299,6 +462,8 @@ mod tests {
         })
         .expect("deploy/relay.sample.toml is valid");
         assert!(config.server.tls.cert_file.is_some());
+        assert!(config.media.enabled && config.recording.enabled);
+        assert!(!config.turn.urls.is_empty());
     }
 
     #[test]
@@ -365,6 +530,51 @@ mod tests {
     fn tls_must_be_configured_one_way() {
         let err = Config::load(&Sources::default()).expect_err("no TLS material");
         assert!(err.to_string().contains("server.tls"), "{err}");
+    }
+
+    #[test]
+    fn recordings_are_kept_at_least_three_months() {
+        let load = |days: u32| {
+            Config::load(&Sources {
+                overrides: vec![
+                    "server.tls.self_signed=true".into(),
+                    format!("recording.retention_days={days}"),
+                ],
+                ..Sources::default()
+            })
+        };
+        assert_eq!(Config::default().recording.retention_days, 180);
+        assert!(load(90).is_ok());
+        let err = load(89).expect_err("refused");
+        assert!(
+            err.to_string().contains("recording.retention_days"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn media_on_an_unspecified_address_needs_the_advertised_one() {
+        let load = |extra: &[&str]| {
+            let mut overrides = vec![
+                "server.tls.self_signed=true".to_owned(),
+                "media.enabled=true".to_owned(),
+            ];
+            overrides.extend(extra.iter().map(|s| (*s).to_owned()));
+            Config::load(&Sources {
+                overrides,
+                ..Sources::default()
+            })
+        };
+        let err = load(&[]).expect_err("refused");
+        assert!(err.to_string().contains("media.advertised_ip"), "{err}");
+        assert!(load(&["media.advertised_ip=\"203.0.113.7\""]).is_ok());
+        assert!(load(&["media.udp_listen=\"127.0.0.1:0\""]).is_ok());
+        let err = load(&[
+            "media.udp_listen=\"127.0.0.1:0\"",
+            "turn.urls=[\"turn:127.0.0.1:3478\"]",
+        ])
+        .expect_err("TURN without a secret");
+        assert!(err.to_string().contains("turn.secret_file"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod queue;
 pub mod recorder;

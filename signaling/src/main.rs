@@ -178,11 +178,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
+    let sqlite = SqliteStore::open_with(&config.store.data_dir, config.store.durability)
+        .await
+        .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = Arc::new(config);
-    let state = AppState::new(config.clone(), store, clock, metrics);
+    let state = AppState::new(config.clone(), store, clock.clone(), metrics.clone())
+        .with_recordings(Arc::new(sqlite));
+    state
+        .media
+        .start(signaling::media::MediaDeps {
+            config: config.clone(),
+            recordings: state.recordings.clone(),
+            metrics,
+            clock,
+            shutdown: state.shutdown.clone(),
+        })
+        .await
+        .context("starting media (SFU and recorder)")?;
 
     let tls_listener = match config.server.listen {
         Some(addr) => {
@@ -216,6 +231,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         let ready = serde_json::json!({
             "https": https.map(|a| a.to_string()),
             "http": http.map(|a| a.to_string()),
+            "media_udp": state.media.sfu().map(|s| s.local_addr().to_string()),
             "pid": std::process::id(),
         });
         let tmp = path.with_extension("tmp");

@@ -3,7 +3,8 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -44,6 +45,8 @@ pub struct Metrics {
     ticket_wait_seconds: Family<Labels, Histogram>,
     pub store_errors: Counter,
     pub kiosk_updates_dropped: Counter<u64, AtomicU64>,
+    /// Collectors registered after start-up (the media service's SFU and recorder counters).
+    late: std::sync::Mutex<Registry>,
 }
 
 fn wait_histogram() -> Histogram {
@@ -135,6 +138,14 @@ impl Metrics {
             ticket_wait_seconds,
             store_errors,
             kiosk_updates_dropped,
+            late: std::sync::Mutex::new(Registry::with_prefix("relay")),
+        }
+    }
+
+    /// Adds metrics read at scrape time by another module.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        if let Ok(mut late) = self.late.lock() {
+            late.register_collector(collector);
         }
     }
 
@@ -142,7 +153,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Ok(late) = self.late.lock() {
+            let _ = encode_registry(&mut out, &late);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 

@@ -119,6 +119,9 @@ async fn session(state: AppState, clerk: Clerk, conn_id: u64, socket: WebSocket)
     info!("console connected");
     if let Some(queue) = handshake(&state, &clerk, &mut conn).await {
         let (outbox_tx, mut outbox) = mpsc::channel(links::OUTBOX);
+        state
+            .media
+            .console_online(conn_id, &clerk.id, outbox_tx.clone());
         state.links.clerk_connected(conn_id, &clerk.id, outbox_tx);
         presence(&state, &queue, &clerk.id, 1).await;
         let console = Console {
@@ -129,6 +132,7 @@ async fn session(state: AppState, clerk: Clerk, conn_id: u64, socket: WebSocket)
         };
         console.serve(&mut conn, &mut outbox).await;
         state.links.clerk_disconnected(conn_id);
+        state.media.console_offline(conn_id);
         presence(&state, &queue, &clerk.id, -1).await;
     }
     state.metrics.connection_closed(ClientKind::Clerk);
@@ -202,7 +206,7 @@ async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<Q
         windows: view.windows,
         categories: view.categories,
         server_time_ms: state.clock.now_ms(),
-        ice_servers: Vec::new(),
+        ice_servers: state.media.ice_servers(&clerk.id, state.clock.now_ms()),
     };
     conn.send(&welcome).await.then_some(queue)
 }
@@ -439,13 +443,25 @@ impl Console<'_> {
                     }
                 }
             }
-            ClerkToRelay::MediaOffer { request_id, .. } => {
-                // The SFU is wired in by the media work.
-                let body = ErrorBody {
-                    code: ErrorCode::Internal,
-                    message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
-                };
-                conn.send_error(Some(request_id), body).await
+            ClerkToRelay::MediaOffer { request_id, sdp } => {
+                if !may_serve {
+                    state
+                        .metrics
+                        .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
+                    return conn.send_error(Some(request_id), forbidden()).await;
+                }
+                match state.media.console_offer(self.conn_id, sdp).await {
+                    Ok(sdp) => {
+                        conn.send(&RelayToClerk::MediaAnswer { request_id, sdp })
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "media offer refused");
+                        let body = e.body();
+                        state.metrics.protocol_error(ClientKind::Clerk, body.code);
+                        conn.send_error(Some(request_id), body).await
+                    }
+                }
             }
             ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
                 state.links.device_cancel(self.conn_id, &ticket_id, &cancel);

@@ -114,6 +114,7 @@ async fn session(state: AppState, socket: WebSocket) {
         state
             .links
             .kiosk_disconnected(&kiosk.device.id, kiosk.conn_id);
+        state.media.kiosk_offline(&kiosk.device.id, kiosk.conn_id);
         if let Ok(mut map) = state.kiosks.lock()
             && map
                 .get(&kiosk.device.id)
@@ -232,6 +233,9 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         old.cancel();
     }
     let (outbox_tx, outbox) = mpsc::channel(links::OUTBOX);
+    state
+        .media
+        .kiosk_online(&device.id, conn_id, outbox_tx.clone());
     state.links.kiosk_connected(&device.id, conn_id, outbox_tx);
     let _ = state
         .store
@@ -255,7 +259,7 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         ticket: status.borrow_and_update().clone(),
         server_time_ms: state.clock.now_ms(),
         heartbeat_interval_ms: u64::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(15_000),
-        ice_servers: Vec::new(),
+        ice_servers: state.media.ice_servers(&device.id, state.clock.now_ms()),
     };
     info!(agent_version = %agent_version, "kiosk hello");
     if !conn.send(&welcome).await {
@@ -325,13 +329,23 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             )
             .await
         }
-        KioskToRelay::MediaOffer { request_id, .. } => {
-            // The SFU is wired in by the media work.
-            let body = ErrorBody {
-                code: ErrorCode::Internal,
-                message: "本中继尚未启用音视频 / media is not enabled on this relay".into(),
-            };
-            conn.send_error(Some(request_id), body).await
+        KioskToRelay::MediaOffer { request_id, sdp } => {
+            match state
+                .media
+                .kiosk_offer(&kiosk.device.id, kiosk.conn_id, sdp)
+                .await
+            {
+                Ok(sdp) => {
+                    conn.send(&RelayToKiosk::MediaAnswer { request_id, sdp })
+                        .await
+                }
+                Err(e) => {
+                    warn!(error = %e, "media offer refused");
+                    let body = e.body();
+                    state.metrics.protocol_error(ClientKind::Kiosk, body.code);
+                    conn.send_error(Some(request_id), body).await
+                }
+            }
         }
         KioskToRelay::Device { message } => {
             state

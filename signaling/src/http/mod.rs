@@ -10,6 +10,7 @@ pub mod cases;
 pub mod clerk_ws;
 pub mod error;
 pub mod kiosk_ws;
+pub mod recordings;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/kiosk", get(kiosk_ws::upgrade))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(recordings::routes())
         .merge(cases::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))

@@ -8,11 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::media::MediaService;
 use crate::metrics::Metrics;
 use crate::queue::QueueHub;
 use crate::session::links::Links;
 use crate::session::{Observers, SessionObserver};
 use crate::store::Store;
+use crate::store::recordings::RecordingStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +23,10 @@ pub struct AppState {
     pub hub: Arc<QueueHub>,
     /// Live connections and device-command routing.
     pub links: Arc<Links>,
+    /// SFU peers, session media and recordings (idle until started).
+    pub media: Arc<MediaService>,
+    /// Recordings' metadata and access audit (see [`AppState::with_recordings`]).
+    pub recordings: Arc<dyn RecordingStore>,
     /// Case materials (ID card reads, document pages, snapshots), encrypted at rest.
     pub cases: crate::cases::Cases,
     pub metrics: Arc<Metrics>,
@@ -43,7 +49,11 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Self {
         let links = Arc::new(Links::new());
-        let observers = Observers::new(vec![links.clone() as Arc<dyn SessionObserver>]);
+        let media = Arc::new(MediaService::new());
+        let observers = Observers::new(vec![
+            links.clone() as Arc<dyn SessionObserver>,
+            media.clone() as Arc<dyn SessionObserver>,
+        ]);
         let hub = Arc::new(QueueHub::new(
             store.clone(),
             clock.clone(),
@@ -54,6 +64,8 @@ impl AppState {
         Self {
             cases: crate::cases::Cases::start(config.clone(), clock.clone()),
             links,
+            media,
+            recordings: Arc::new(crate::store::recordings::NoRecordings),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,
             store,
@@ -65,6 +77,15 @@ impl AppState {
             presence: Arc::new(Mutex::new(HashMap::new())),
             kiosks: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+}
+
+impl AppState {
+    /// Where recordings' metadata is kept (the relay's store); without it the recordings
+    /// routes answer with an error.
+    pub fn with_recordings(mut self, recordings: Arc<dyn RecordingStore>) -> Self {
+        self.recordings = recordings;
+        self
     }
 }
 

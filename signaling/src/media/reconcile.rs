@@ -1,0 +1,367 @@
+//! The one task that owns the live sessions and moves them towards what the registry says
+//! should be live (see the module documentation of [`super`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use protocol::control::{KioskMedia, RelayToClerk, RelayToKiosk};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::archive::{Archive, LiveRecording};
+use super::registry::{KioskLink, Registry};
+use super::{MediaService, inc};
+use crate::clock::Clock;
+use crate::queue::Session;
+use crate::sfu::{DisconnectReason, PeerId, SfuError, SfuEvent, SfuHandle};
+
+/// Even without a wake-up, the task looks again this often (retries what failed).
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// The peers a live session should have connected, as the registry says now.
+struct Wanted {
+    ticket: String,
+    pair: Option<(PeerId, PeerId)>,
+    kiosk_up: bool,
+}
+
+/// A session the SFU and recorder are serving.
+struct Live {
+    session: Session,
+    recording: Option<LiveRecording>,
+    /// The (kiosk, clerk) peers connected in the SFU for it.
+    pair: Option<(PeerId, PeerId)>,
+    /// The kiosk's media was up at some point during the session (so its absence is "lost",
+    /// not "not yet").
+    kiosk_seen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ToldKiosk {
+    conn: u64,
+    peer: Option<PeerId>,
+    sending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ToldConsole {
+    /// The peer that receives the session (so a re-offer during a session hears it again).
+    peer: Option<PeerId>,
+    ticket: Option<String>,
+    kiosk_media: KioskMedia,
+}
+
+impl ToldConsole {
+    fn idle() -> Self {
+        Self {
+            peer: None,
+            ticket: None,
+            kiosk_media: KioskMedia::None,
+        }
+    }
+}
+
+struct Reconciler {
+    service: Arc<MediaService>,
+    sfu: SfuHandle,
+    archive: Arc<Archive>,
+    clock: Arc<dyn Clock>,
+    live: HashMap<String, Live>,
+    told_kiosk: HashMap<String, ToldKiosk>,
+    told_console: HashMap<u64, ToldConsole>,
+}
+
+pub(crate) async fn run(
+    service: Arc<MediaService>,
+    sfu: SfuHandle,
+    mut events: mpsc::Receiver<SfuEvent>,
+    archive: Arc<Archive>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut r = Reconciler {
+        service,
+        sfu,
+        archive,
+        clock,
+        live: HashMap::new(),
+        told_kiosk: HashMap::new(),
+        told_console: HashMap::new(),
+    };
+    let mut rescan = tokio::time::interval(RESCAN);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(event) = events.recv() => {
+                r.on_event(event);
+                while let Ok(event) = events.try_recv() {
+                    r.on_event(event);
+                }
+            }
+            () = r.service.wake.notified() => {}
+            _ = rescan.tick() => {}
+        }
+        r.reconcile().await;
+    }
+    // Open recordings stay as dumps; the next start muxes them (see `archive::recover`).
+    info!(live = r.live.len(), "media sessions stopped");
+}
+
+fn same_session(a: &Session, b: &Session) -> bool {
+    a.device_id == b.device_id && a.window_id == b.window_id && a.clerk_id == b.clerk_id
+}
+
+fn kiosk_media(live: &Live, kiosk: Option<&KioskLink>) -> KioskMedia {
+    match kiosk.and_then(|k| k.peer) {
+        Some(p) if p.connected => KioskMedia::Connected,
+        _ if live.kiosk_seen => KioskMedia::Lost,
+        _ => KioskMedia::None,
+    }
+}
+
+impl Reconciler {
+    fn on_event(&mut self, event: SfuEvent) {
+        let mut reg = self.service.lock();
+        match event {
+            SfuEvent::PeerConnected { peer } => {
+                reg.set_connected(peer, true);
+            }
+            SfuEvent::PeerDisconnected {
+                peer,
+                reason: DisconnectReason::IceDisconnected,
+            } => {
+                reg.set_connected(peer, false);
+            }
+            SfuEvent::PeerDisconnected { peer, reason } => {
+                debug!(%peer, ?reason, "peer dropped by the SFU");
+                reg.peer_gone(peer);
+            }
+            SfuEvent::KeyframeRequested { .. } => {}
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        self.remove_orphans().await;
+        let desired = self.service.lock().desired.clone();
+
+        // Sessions that ended (or moved to another window or clerk).
+        let ending: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(t, l)| desired.get(*t).is_none_or(|d| !same_session(d, &l.session)))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for ticket in ending {
+            if let Some(live) = self.live.remove(&ticket) {
+                self.end(live).await;
+            }
+        }
+        // Sessions that started.
+        for s in desired.values() {
+            if !self.live.contains_key(&s.ticket_id) {
+                let recording = self.archive.begin(s, self.clock.now_ms()).await;
+                info!(ticket = %s.ticket_number, recorded = recording.is_some(), "media session begins");
+                self.live.insert(
+                    s.ticket_id.clone(),
+                    Live {
+                        session: s.clone(),
+                        recording,
+                        pair: None,
+                        kiosk_seen: false,
+                    },
+                );
+            }
+        }
+        self.service
+            .metrics
+            .sessions_live
+            .store(self.live.len() as u64, Ordering::Relaxed);
+        self.pair_up().await;
+        self.tell();
+    }
+
+    async fn remove_orphans(&mut self) {
+        let orphans = std::mem::take(&mut self.service.lock().orphans);
+        for id in orphans {
+            match self.sfu.remove_peer(id).await {
+                Ok(()) | Err(SfuError::UnknownPeer(_)) => {}
+                Err(e) => {
+                    warn!(peer = %id, error = %e, "could not remove a peer; will retry");
+                    inc(&self.service.metrics.sfu_call_failures);
+                    self.service.lock().orphans.push(id);
+                }
+            }
+        }
+    }
+
+    /// Connect each live session's current kiosk and console peers (and disconnect pairs that
+    /// are no longer current), disconnects first so a peer is free before it is reused.
+    async fn pair_up(&mut self) {
+        let wanted: Vec<Wanted> = {
+            let reg = self.service.lock();
+            self.live
+                .iter()
+                .map(|(ticket, l)| {
+                    let kiosk = reg.kiosks.get(&l.session.device_id).and_then(|k| k.peer);
+                    let console = reg
+                        .console_of(&l.session.clerk_id)
+                        .and_then(|(_, c)| c.peer);
+                    Wanted {
+                        ticket: ticket.clone(),
+                        pair: kiosk.zip(console).map(|(k, c)| (k.id, c.id)),
+                        kiosk_up: kiosk.is_some_and(|k| k.connected),
+                    }
+                })
+                .collect()
+        };
+        for Wanted {
+            ticket, pair: want, ..
+        } in &wanted
+        {
+            let Some(live) = self.live.get_mut(ticket) else {
+                continue;
+            };
+            if let Some((k, c)) = live.pair
+                && live.pair != *want
+            {
+                match self.sfu.disconnect(k, c).await {
+                    Ok(()) | Err(SfuError::UnknownPeer(_) | SfuError::NotConnected(..)) => {}
+                    Err(e) => {
+                        warn!(error = %e, "could not disconnect a pair; will retry");
+                        inc(&self.service.metrics.sfu_call_failures);
+                        continue;
+                    }
+                }
+                live.pair = None;
+            }
+        }
+        for Wanted {
+            ticket,
+            pair: want,
+            kiosk_up,
+        } in wanted
+        {
+            let Some(live) = self.live.get_mut(&ticket) else {
+                continue;
+            };
+            live.kiosk_seen |= kiosk_up;
+            let Some((k, c)) = want else { continue };
+            if live.pair.is_some() {
+                continue;
+            }
+            let tap = live.recording.as_ref().map(|r| r.tap.clone());
+            match self.sfu.connect(k, c, tap).await {
+                Ok(()) => {
+                    live.pair = Some((k, c));
+                    inc(&self.service.metrics.pairs_connected);
+                    info!(ticket = %live.session.ticket_number, kiosk = %k, clerk = %c, "media connected");
+                }
+                Err(e) => {
+                    debug!(error = %e, "could not connect a pair; will retry");
+                    inc(&self.service.metrics.sfu_call_failures);
+                }
+            }
+        }
+    }
+
+    async fn end(&mut self, live: Live) {
+        if let Some((k, c)) = live.pair {
+            // Once this returns no packet of the pair reaches its recording tap.
+            if let Err(e) = self.sfu.disconnect(k, c).await {
+                debug!(error = %e, "pair already gone at session end");
+            }
+        }
+        info!(ticket = %live.session.ticket_number, "media session ends");
+        if let Some(recording) = live.recording {
+            let archive = self.archive.clone();
+            let ended = self.clock.now_ms();
+            // Muxing and sealing take a while; other sessions must not wait for them.
+            tokio::spawn(async move { archive.finish(recording, ended).await });
+        }
+    }
+
+    /// Tell kiosks whether to send and consoles which session they receive, when that
+    /// changed. A message that does not fit its outbox is retried on the next pass.
+    fn tell(&mut self) {
+        let reg = self.service.lock();
+        let mut dropped = 0u64;
+        let serving_devices: HashSet<&str> = self
+            .live
+            .values()
+            .map(|l| l.session.device_id.as_str())
+            .collect();
+        for (device, k) in &reg.kiosks {
+            let want = ToldKiosk {
+                conn: k.conn,
+                peer: k.peer.map(|p| p.id),
+                sending: serving_devices.contains(device.as_str()),
+            };
+            if self.told_kiosk.get(device) == Some(&want) {
+                continue;
+            }
+            let message = RelayToKiosk::MediaSending {
+                sending: want.sending,
+            };
+            if k.tx.try_send(message).is_ok() {
+                self.told_kiosk.insert(device.clone(), want);
+            } else {
+                dropped += 1;
+            }
+        }
+        self.told_kiosk.retain(|d, _| reg.kiosks.contains_key(d));
+
+        for (conn, c) in &reg.consoles {
+            let want = self.console_state(&reg, *conn, &c.clerk_id);
+            let told = self
+                .told_console
+                .get(conn)
+                .cloned()
+                .unwrap_or_else(ToldConsole::idle);
+            if told == want {
+                continue;
+            }
+            let message = RelayToClerk::MediaSession {
+                ticket_id: want.ticket.clone(),
+                kiosk_media: want.kiosk_media,
+            };
+            if c.tx.try_send(message).is_ok() {
+                self.told_console.insert(*conn, want);
+            } else {
+                dropped += 1;
+            }
+        }
+        self.told_console
+            .retain(|c, _| reg.consoles.contains_key(c));
+        drop(reg);
+        if dropped > 0 {
+            self.service
+                .metrics
+                .messages_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// What console `conn` should know: the session of its clerk, if it is the console that
+    /// receives that clerk's media.
+    fn console_state(&self, reg: &Registry, conn: u64, clerk_id: &str) -> ToldConsole {
+        let Some((chosen, link)) = reg.console_of(clerk_id) else {
+            return ToldConsole::idle();
+        };
+        if chosen != conn {
+            return ToldConsole::idle();
+        }
+        let Some(live) = self.live.values().find(|l| l.session.clerk_id == clerk_id) else {
+            return ToldConsole::idle();
+        };
+        ToldConsole {
+            peer: link.peer.map(|p| p.id),
+            ticket: Some(live.session.ticket_id.clone()),
+            kiosk_media: kiosk_media(live, reg.kiosks.get(&live.session.device_id)),
+        }
+    }
+}
