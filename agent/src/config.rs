@@ -26,6 +26,7 @@ pub struct AgentConfig {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub devices: crate::devices::setup::DevicesConfig,
+    pub kiosk: crate::kiosk::KioskConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +145,10 @@ impl AgentConfig {
                 key: "devices",
                 message,
             })?;
+        self.kiosk.validate().map_err(|message| ConfigError::Invalid {
+            key: "kiosk",
+            message,
+        })?;
         if !self.local.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "local.listen",

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod kiosk;
 pub mod link;
 pub mod local_api;
 pub mod media;

@@ -18,15 +18,19 @@ use crate::link::control::{KioskState, Link, LinkError};
 pub struct ApiState {
     pub link: Link,
     pub screen: std::sync::Arc<crate::devices::activity::KioskScreen>,
+    /// The kiosk screen's page and its routes (`/kiosk…`).
+    pub kiosk: crate::kiosk::Kiosk,
 }
 
 pub fn router(state: ApiState) -> Router {
+    let kiosk = crate::kiosk::http::routes(state.kiosk.clone());
     Router::new()
         .route("/api/status", get(status))
         .route("/api/ticket", post(take).delete(cancel))
         .route("/api/devices/activity", get(activity))
         .route("/api/prompt/answer", post(answer))
         .with_state(state)
+        .merge(kiosk)
 }
 
 async fn status(State(s): State<ApiState>) -> Json<KioskState> {

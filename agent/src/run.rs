@@ -32,6 +32,16 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         shutdown.clone(),
     );
 
+    let kiosk = crate::kiosk::Kiosk::start(
+        config.kiosk.clone(),
+        &config.store.data_dir,
+        link.clone(),
+        screen.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("opening the kiosk's evaluation outbox")?;
+
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
         .with_context(|| format!("binding the local API on {}", config.local.listen))?;
@@ -49,7 +59,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link, screen }, shutdown.clone()).await?;
+    local_api::serve(listener, local_api::ApiState { link, screen, kiosk }, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = link_task.await;
     let _ = devices_task.await;

@@ -116,6 +116,14 @@ pub enum KioskToRelay {
         request_id: u64,
         sdp: String,
     },
+    /// 好差评: the resident's evaluation of a served ticket, sent from the kiosk's durable
+    /// outbox until the relay acknowledges it. `evaluation.evaluation_id` is the idempotency
+    /// key: the relay stores one evaluation per id and answers a repeat with the same
+    /// `evaluation_stored` (`duplicate: true`). Answered by `evaluation_stored` or `error`.
+    Evaluation {
+        request_id: u64,
+        evaluation: KioskEvaluation,
+    },
 }
 
 // `welcome` is larger than the other messages; each message is built, sent once and dropped.
@@ -169,11 +177,120 @@ pub enum RelayToKiosk {
     MediaSending {
         sending: bool,
     },
+    /// The evaluation with this id is stored (now, or already before when `duplicate`).
+    EvaluationStored {
+        request_id: u64,
+        evaluation_id: String,
+        duplicate: bool,
+    },
     Error {
         request_id: Option<u64>,
         #[serde(flatten)]
         error: ErrorBody,
     },
+}
+
+/// 好差评 level, from 非常满意 (5) to 非常不满意 (1). The two lowest are 差评 (bad reviews).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationLevel {
+    /// 非常不满意
+    VeryDissatisfied,
+    /// 不满意
+    Dissatisfied,
+    /// 基本满意
+    Basic,
+    /// 满意
+    Satisfied,
+    /// 非常满意
+    VerySatisfied,
+}
+
+impl EvaluationLevel {
+    /// Best first, as the kiosk shows them.
+    pub const ALL: [EvaluationLevel; 5] = [
+        EvaluationLevel::VerySatisfied,
+        EvaluationLevel::Satisfied,
+        EvaluationLevel::Basic,
+        EvaluationLevel::Dissatisfied,
+        EvaluationLevel::VeryDissatisfied,
+    ];
+
+    /// 5 (非常满意) … 1 (非常不满意), the star count of the 好差评 system.
+    pub fn score(self) -> u8 {
+        match self {
+            EvaluationLevel::VerySatisfied => 5,
+            EvaluationLevel::Satisfied => 4,
+            EvaluationLevel::Basic => 3,
+            EvaluationLevel::Dissatisfied => 2,
+            EvaluationLevel::VeryDissatisfied => 1,
+        }
+    }
+
+    pub fn from_score(score: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.score() == score)
+    }
+
+    /// 差评: the two lowest levels, which need reasons and a follow-up.
+    pub fn is_bad(self) -> bool {
+        self.score() <= 2
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvaluationLevel::VerySatisfied => "very_satisfied",
+            EvaluationLevel::Satisfied => "satisfied",
+            EvaluationLevel::Basic => "basic",
+            EvaluationLevel::Dissatisfied => "dissatisfied",
+            EvaluationLevel::VeryDissatisfied => "very_dissatisfied",
+        }
+    }
+
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            EvaluationLevel::VerySatisfied => "非常满意",
+            EvaluationLevel::Satisfied => "满意",
+            EvaluationLevel::Basic => "基本满意",
+            EvaluationLevel::Dissatisfied => "不满意",
+            EvaluationLevel::VeryDissatisfied => "非常不满意",
+        }
+    }
+}
+
+/// The reasons a resident may give for a bad review: (id, Chinese, English). The kiosk shows
+/// them; the relay accepts no other ids.
+pub const EVALUATION_REASONS: [(&str, &str, &str); 7] = [
+    ("attitude", "服务态度不好", "Staff were unfriendly"),
+    ("too_slow", "等候或办理时间太长", "It took too long"),
+    ("unclear", "解释说明不清楚", "The explanation was unclear"),
+    ("not_resolved", "事情没有办成", "My matter was not resolved"),
+    ("audio_video", "视频或声音不清楚", "Poor picture or sound"),
+    ("device", "设备不好用", "The machine was hard to use"),
+    ("other", "其他原因", "Another reason"),
+];
+
+/// Whether `id` is one of [`EVALUATION_REASONS`].
+pub fn is_evaluation_reason(id: &str) -> bool {
+    EVALUATION_REASONS.iter().any(|(r, _, _)| *r == id)
+}
+
+/// A resident's evaluation of a served ticket, as the kiosk sends it. The relay binds it to
+/// the session that served the ticket (centre, window, clerk, category, extension point,
+/// device) itself; the kiosk only says which ticket and what the resident chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskEvaluation {
+    /// Chosen by the kiosk when the resident answers (or the time runs out); the idempotency
+    /// key from the kiosk to the 好差评 system. 1–64 characters of `[A-Za-z0-9_-]`.
+    pub evaluation_id: String,
+    /// 办件编号: the served ticket.
+    pub ticket_id: String,
+    /// `None`: the resident did not answer in time (unrated, 未评价).
+    pub level: Option<EvaluationLevel>,
+    /// Ids from [`EVALUATION_REASONS`]; at least one for a bad review, none otherwise.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// When the resident answered (or the time ran out), relay time in Unix ms.
+    pub evaluated_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,9 @@
 //! change of the protocol that every deployed kiosk and console must understand.
 
 use protocol::control::{
-    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, ExtensionPointInfo, IceServer,
-    IssueTicketRequest, KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk, RelayToKiosk,
+    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, EvaluationLevel, ExtensionPointInfo,
+    IceServer, IssueTicketRequest, KioskEvaluation, KioskMedia, KioskTicketStatus, KioskToRelay,
+    RelayToClerk, RelayToKiosk,
 };
 use protocol::queue::{AppointmentSlot, QueueOp, TicketState};
 use serde::Serialize;
@@ -225,4 +226,64 @@ fn unknown_fields_are_ignored_and_unknown_types_refused() {
     let old = r#"{"type":"welcome","protocol_version":1,"device_id":"k","extension_point":{"id":"p","name":"n","phone":"","service_hours":""},
                   "centre":{"id":"c","name":"n"},"categories":[],"ticket":null,"server_time_ms":0,"heartbeat_interval_ms":15000}"#;
     assert!(serde_json::from_str::<RelayToKiosk>(old).is_ok());
+}
+
+#[test]
+fn evaluations() {
+    golden(
+        &KioskToRelay::Evaluation {
+            request_id: 6,
+            evaluation: KioskEvaluation {
+                evaluation_id: "k1-0123abcd".into(),
+                ticket_id: "c1-20780-7".into(),
+                level: Some(EvaluationLevel::Dissatisfied),
+                reasons: vec!["too_slow".into(), "unclear".into()],
+                evaluated_ms: 1_795_000_000_000,
+            },
+        },
+        r#"{"type":"evaluation","request_id":6,"evaluation":{"evaluation_id":"k1-0123abcd",
+            "ticket_id":"c1-20780-7","level":"dissatisfied","reasons":["too_slow","unclear"],
+            "evaluated_ms":1795000000000}}"#,
+    );
+    // Unrated: no answer within the time.
+    golden(
+        &KioskToRelay::Evaluation {
+            request_id: 7,
+            evaluation: KioskEvaluation {
+                evaluation_id: "k1-ffff".into(),
+                ticket_id: "t2".into(),
+                level: None,
+                reasons: vec![],
+                evaluated_ms: 5,
+            },
+        },
+        r#"{"type":"evaluation","request_id":7,"evaluation":{"evaluation_id":"k1-ffff",
+            "ticket_id":"t2","level":null,"reasons":[],"evaluated_ms":5}}"#,
+    );
+    golden(
+        &RelayToKiosk::EvaluationStored {
+            request_id: 6,
+            evaluation_id: "k1-0123abcd".into(),
+            duplicate: false,
+        },
+        r#"{"type":"evaluation_stored","request_id":6,"evaluation_id":"k1-0123abcd","duplicate":false}"#,
+    );
+    for (level, wire, score) in [
+        (EvaluationLevel::VerySatisfied, "very_satisfied", 5),
+        (EvaluationLevel::Satisfied, "satisfied", 4),
+        (EvaluationLevel::Basic, "basic", 3),
+        (EvaluationLevel::Dissatisfied, "dissatisfied", 2),
+        (EvaluationLevel::VeryDissatisfied, "very_dissatisfied", 1),
+    ] {
+        golden(&level, &format!("\"{wire}\""));
+        assert_eq!(level.score(), score);
+        assert_eq!(EvaluationLevel::from_score(score), Some(level));
+        assert_eq!(level.is_bad(), score <= 2);
+    }
+    // Reasons may be left out.
+    let plain: KioskEvaluation = serde_json::from_str(
+        r#"{"evaluation_id":"a","ticket_id":"t","level":"satisfied","evaluated_ms":1}"#,
+    )
+    .expect("parses");
+    assert!(plain.reasons.is_empty());
 }

@@ -35,6 +35,7 @@ pub struct Config {
     pub recording: RecordingSection,
     pub turn: TurnSection,
     pub privacy: crate::cases::PrivacyConfig,
+    pub evaluation: crate::evaluation::config::EvaluationSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -326,6 +327,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.evaluation.check().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.privacy.validate().map_err(|message| ConfigError::Invalid { key: "privacy", message })?;
         let s = &self.server;
         if s.listen.is_none() && s.dev_http_listen.is_none() {

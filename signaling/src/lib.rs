@@ -11,6 +11,7 @@ pub mod cases;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod evaluation;
 pub mod http;
 pub mod media;
 pub mod metrics;

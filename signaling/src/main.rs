@@ -182,6 +182,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         .await
         .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let sqlite_for_evaluations = sqlite.clone();
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = Arc::new(config);
@@ -198,6 +199,16 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         })
         .await
         .context("starting media (SFU and recorder)")?;
+    state
+        .evaluations
+        .start(signaling::evaluation::EvaluationDeps {
+            config: config.clone(),
+            store: Arc::new(sqlite_for_evaluations),
+            main: state.store.clone(),
+            clock: state.clock.clone(),
+            shutdown: state.shutdown.clone(),
+        })
+        .context("starting the 好差评 service")?;
 
     let tls_listener = match config.server.listen {
         Some(addr) => {

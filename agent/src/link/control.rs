@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::control::{
-    negotiate_version, CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskTicketStatus,
-    KioskToRelay, RelayToKiosk, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    negotiate_version, CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskEvaluation,
+    KioskTicketStatus, KioskToRelay, RelayToKiosk, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use protocol::device::{FromDevice, ToDevice};
 use protocol::queue::CategoryView;
@@ -85,6 +85,10 @@ enum Request {
     },
     CancelTicket {
         reply: oneshot::Sender<Result<(), LinkError>>,
+    },
+    Evaluation {
+        evaluation: KioskEvaluation,
+        reply: oneshot::Sender<Result<bool, LinkError>>,
     },
 }
 
@@ -164,6 +168,12 @@ impl Link {
 
     pub async fn cancel_ticket(&self) -> Result<(), LinkError> {
         self.ask(|reply| Request::CancelTicket { reply }).await
+    }
+
+    /// Delivers a 好差评 evaluation; `Ok(duplicate)` once the relay stored it (`true` when it
+    /// had been stored before under the same id).
+    pub async fn send_evaluation(&self, evaluation: KioskEvaluation) -> Result<bool, LinkError> {
+        self.ask(|reply| Request::Evaluation { evaluation, reply }).await
     }
 
     /// Queues a device message for the relay; false when the queue is full (counted as a drop
@@ -286,6 +296,7 @@ type Pending = HashMap<u64, (Instant, PendingReply)>;
 enum PendingReply {
     Take(oneshot::Sender<Result<KioskTicketStatus, LinkError>>),
     Cancel(oneshot::Sender<Result<(), LinkError>>),
+    Evaluation(oneshot::Sender<Result<bool, LinkError>>),
 }
 
 impl PendingReply {
@@ -295,6 +306,9 @@ impl PendingReply {
                 let _ = tx.send(Err(e));
             }
             PendingReply::Cancel(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            PendingReply::Evaluation(tx) => {
                 let _ = tx.send(Err(e));
             }
         }
@@ -363,6 +377,7 @@ impl LinkTask {
                     None => return false,
                     Some(Request::TakeTicket { reply, .. }) => { let _ = reply.send(Err(LinkError::Offline)); }
                     Some(Request::CancelTicket { reply }) => { let _ = reply.send(Err(LinkError::Offline)); }
+                    Some(Request::Evaluation { reply, .. }) => { let _ = reply.send(Err(LinkError::Offline)); }
                 },
                 Some(_) = self.device_out.recv() => {
                     debug!("device message dropped while the relay is unreachable");
@@ -532,6 +547,13 @@ impl LinkTask {
                     PendingReply::Cancel(reply),
                 )
             }
+            Request::Evaluation { evaluation, reply } => (
+                KioskToRelay::Evaluation {
+                    request_id,
+                    evaluation,
+                },
+                PendingReply::Evaluation(reply),
+            ),
         };
         pending.insert(request_id, (Instant::now(), reply));
         send(socket, &message).await
@@ -554,6 +576,15 @@ impl LinkTask {
             RelayToKiosk::TicketCancelled { request_id, .. } => {
                 if let Some((_, PendingReply::Cancel(tx))) = pending.remove(&request_id) {
                     let _ = tx.send(Ok(()));
+                }
+            }
+            RelayToKiosk::EvaluationStored {
+                request_id,
+                duplicate,
+                ..
+            } => {
+                if let Some((_, PendingReply::Evaluation(tx))) = pending.remove(&request_id) {
+                    let _ = tx.send(Ok(duplicate));
                 }
             }
             RelayToKiosk::HeartbeatAck { server_time_ms, .. } => {

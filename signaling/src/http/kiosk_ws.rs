@@ -347,6 +347,23 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 }
             }
         }
+        KioskToRelay::Evaluation {
+            request_id,
+            evaluation,
+        } => {
+            let evaluation_id = evaluation.evaluation_id.clone();
+            match state.evaluations.receive(&kiosk.device, evaluation).await {
+                Ok(duplicate) => {
+                    conn.send(&RelayToKiosk::EvaluationStored {
+                        request_id,
+                        evaluation_id,
+                        duplicate,
+                    })
+                    .await
+                }
+                Err(body) => refused_body(state, conn, request_id, body).await,
+            }
+        }
         KioskToRelay::Device { message } => {
             state
                 .links

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cases;
 pub mod clerk_ws;
 pub mod error;
+pub mod evaluations;
 pub mod kiosk_ws;
 pub mod recordings;
 pub mod state;
@@ -50,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(recordings::routes())
         .merge(cases::routes())
+        .merge(evaluations::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())

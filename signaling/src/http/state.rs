@@ -29,6 +29,8 @@ pub struct AppState {
     pub recordings: Arc<dyn RecordingStore>,
     /// Case materials (ID card reads, document pages, snapshots), encrypted at rest.
     pub cases: crate::cases::Cases,
+    /// 好差评: evaluations, their forwarding and follow-ups (idle until started).
+    pub evaluations: Arc<crate::evaluation::Evaluations>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
@@ -50,9 +52,11 @@ impl AppState {
     ) -> Self {
         let links = Arc::new(Links::new());
         let media = Arc::new(MediaService::new());
+        let evaluations = Arc::new(crate::evaluation::Evaluations::new());
         let observers = Observers::new(vec![
             links.clone() as Arc<dyn SessionObserver>,
             media.clone() as Arc<dyn SessionObserver>,
+            evaluations.clone() as Arc<dyn SessionObserver>,
         ]);
         let hub = Arc::new(QueueHub::new(
             store.clone(),
@@ -65,6 +69,7 @@ impl AppState {
             cases: crate::cases::Cases::start(config.clone(), clock.clone()),
             links,
             media,
+            evaluations,
             recordings: Arc::new(crate::store::recordings::NoRecordings),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,

@@ -9,6 +9,7 @@
 //! `synchronous = FULL`), so anything acknowledged to a client survives a crash of the relay.
 
 pub mod cases;
+pub mod evaluations;
 pub mod recordings;
 pub mod sqlite;
 

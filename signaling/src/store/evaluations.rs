@@ -1,0 +1,633 @@
+//! 好差评 storage: ended remote sessions (to bind late evaluations), evaluations with their
+//! forwarding state, and the follow-up of bad reviews.
+//!
+//! Its own trait beside [`super::Store`]: the evaluation service and the supervisor routes are
+//! its only users. [`SqliteStore`] implements it in the same database file
+//! (`migrations/sqlite/0030_evaluations.sql`).
+//!
+//! An evaluation, its forwarding row and its follow-up item are written in one transaction, so
+//! a stored bad review always has its follow-up. One evaluation per id (the kiosk's idempotency
+//! key) and one per ticket (一次一评).
+
+use async_trait::async_trait;
+use protocol::control::EvaluationLevel;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::sqlite::SqliteStore;
+use super::{StoreError, StoreResult};
+use crate::queue::Session;
+
+/// An evaluation bound to the session that served its ticket, with the names of the time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluationRecord {
+    pub id: String,
+    /// 办件编号
+    pub ticket_id: String,
+    pub ticket_number: String,
+    pub centre_id: String,
+    pub centre_name: String,
+    pub category_id: String,
+    pub category_name: String,
+    pub window_id: String,
+    pub window_name: String,
+    pub clerk_id: String,
+    pub clerk_name: String,
+    pub extension_point_id: String,
+    pub extension_point_name: String,
+    pub device_id: String,
+    /// `None`: unrated (未评价).
+    pub level: Option<EvaluationLevel>,
+    pub reasons: Vec<String>,
+    pub service_started_ms: i64,
+    pub service_ended_ms: i64,
+    pub evaluated_ms: i64,
+    pub received_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardState {
+    /// Not yet accepted by the 好差评 system; retried.
+    Pending,
+    Delivered,
+    /// Gave up after the configured attempts or a permanent refusal (dead letter).
+    Dead,
+}
+
+impl ForwardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardState::Pending => "pending",
+            ForwardState::Delivered => "delivered",
+            ForwardState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "pending" => ForwardState::Pending,
+            "delivered" => ForwardState::Delivered,
+            "dead" => ForwardState::Dead,
+            other => return Err(StoreError::Corrupt(format!("forward state {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarding {
+    pub state: ForwardState,
+    pub attempts: u32,
+    pub next_ms: i64,
+    /// The last failure, for supervisors (no personal information: status and a short reason).
+    pub error: Option<String>,
+    pub forwarded_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvaluation {
+    #[serde(flatten)]
+    pub record: EvaluationRecord,
+    pub forwarding: Forwarding,
+}
+
+/// A new follow-up item's deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFollowUp {
+    /// YYYY-MM-DD (Shanghai).
+    pub due_date: String,
+    /// The end of `due_date`.
+    pub due_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpState {
+    Open,
+    Closed,
+}
+
+/// 差评回访: a bad review's follow-up item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub evaluation_id: String,
+    pub centre_id: String,
+    pub opened_ms: i64,
+    pub due_date: String,
+    pub due_ms: i64,
+    pub state: FollowUpState,
+    /// 回访时间
+    pub visited_ms: Option<i64>,
+    /// 核实结果
+    pub verification: String,
+    /// 整改措施
+    pub rectification: String,
+    /// 反馈
+    pub feedback: String,
+    pub closed_ms: Option<i64>,
+    pub updated_by: Option<String>,
+    pub updated_ms: Option<i64>,
+}
+
+/// What a supervisor records on a follow-up item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct FollowUpUpdate {
+    pub visited_ms: Option<i64>,
+    pub verification: String,
+    pub rectification: String,
+    pub feedback: String,
+    /// Close the item (needs the visit time and all three texts).
+    #[serde(default)]
+    pub close: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpFilter {
+    Open,
+    All,
+}
+
+/// The result of storing an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Stored,
+    /// An evaluation with this id was stored before (a repeat delivery).
+    Duplicate(EvaluationRecord),
+    /// The ticket already has an evaluation with another id.
+    TicketEvaluated,
+}
+
+#[async_trait]
+pub trait EvaluationStore: Send + Sync + 'static {
+    // --- sessions --------------------------------------------------------------------------------
+    /// Remembers an ended session (the latest one per ticket wins).
+    async fn remember_session(&self, session: &Session, ended_ms: i64) -> StoreResult<()>;
+    async fn ended_session(&self, ticket_id: &str) -> StoreResult<Option<(Session, i64)>>;
+    async fn forget_sessions_before(&self, ended_before_ms: i64) -> StoreResult<u64>;
+
+    // --- evaluations -------------------------------------------------------------------------
+    async fn evaluation(&self, id: &str) -> StoreResult<Option<StoredEvaluation>>;
+    /// Stores an evaluation, pending forwarding from `forward_next_ms`, with its follow-up.
+    async fn insert_evaluation(
+        &self,
+        record: &EvaluationRecord,
+        followup: Option<&NewFollowUp>,
+        forward_next_ms: i64,
+    ) -> StoreResult<InsertOutcome>;
+    /// Evaluations of a centre evaluated in `[from_ms, to_ms)`, newest first, at most `limit`.
+    async fn evaluations_between(
+        &self,
+        centre_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvaluation>>;
+
+    // --- forwarding --------------------------------------------------------------------------
+    /// Pending evaluations due at `now_ms`, oldest first.
+    async fn due_forwards(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<StoredEvaluation>>;
+    /// When the next pending evaluation is due.
+    async fn next_forward_ms(&self) -> StoreResult<Option<i64>>;
+    async fn forward_delivered(&self, id: &str, attempts: u32, now_ms: i64) -> StoreResult<()>;
+    /// A failed attempt: retry at `next_ms`, or a dead letter when `None`.
+    async fn forward_failed(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_ms: Option<i64>,
+        error: &str,
+    ) -> StoreResult<()>;
+    async fn dead_letters(&self, centre_id: &str, limit: u32)
+    -> StoreResult<Vec<StoredEvaluation>>;
+    /// Puts a dead letter of the centre back in the queue; false when there is none with `id`.
+    async fn requeue_dead_letter(&self, centre_id: &str, id: &str, now_ms: i64)
+    -> StoreResult<bool>;
+
+    // --- follow-ups --------------------------------------------------------------------------
+    async fn followups(
+        &self,
+        centre_id: &str,
+        filter: FollowUpFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<(FollowUp, EvaluationRecord)>>;
+    /// Records a supervisor's follow-up work; `None` when the centre has no such item.
+    async fn update_followup(
+        &self,
+        centre_id: &str,
+        evaluation_id: &str,
+        update: &FollowUpUpdate,
+        by: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<FollowUp>>;
+}
+
+macro_rules! evaluation_columns {
+    () => {
+        "id, ticket_id, ticket_number, centre_id, centre_name, category_id,
+    category_name, window_id, window_name, clerk_id, clerk_name, extension_point_id,
+    extension_point_name, device_id, level, reasons, service_started_ms, service_ended_ms,
+    evaluated_ms, received_ms, forward_state, forward_attempts, forward_next_ms, forward_error,
+    forwarded_ms"
+    };
+}
+
+macro_rules! followup_columns {
+    () => {
+        "f.evaluation_id, f.centre_id, f.opened_ms, f.due_date, f.due_ms,
+    f.state, f.visited_ms, f.verification, f.rectification, f.feedback, f.closed_ms, f.updated_by,
+    f.updated_ms"
+    };
+}
+
+fn record_from(row: &SqliteRow) -> StoreResult<EvaluationRecord> {
+    let level: Option<i64> = row.try_get("level")?;
+    let level = match level {
+        None => None,
+        Some(n) => Some(
+            u8::try_from(n)
+                .ok()
+                .and_then(EvaluationLevel::from_score)
+                .ok_or_else(|| StoreError::Corrupt(format!("evaluation level {n}")))?,
+        ),
+    };
+    let reasons: String = row.try_get("reasons")?;
+    Ok(EvaluationRecord {
+        id: row.try_get("id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        ticket_number: row.try_get("ticket_number")?,
+        centre_id: row.try_get("centre_id")?,
+        centre_name: row.try_get("centre_name")?,
+        category_id: row.try_get("category_id")?,
+        category_name: row.try_get("category_name")?,
+        window_id: row.try_get("window_id")?,
+        window_name: row.try_get("window_name")?,
+        clerk_id: row.try_get("clerk_id")?,
+        clerk_name: row.try_get("clerk_name")?,
+        extension_point_id: row.try_get("extension_point_id")?,
+        extension_point_name: row.try_get("extension_point_name")?,
+        device_id: row.try_get("device_id")?,
+        level,
+        reasons: reasons
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        service_started_ms: row.try_get("service_started_ms")?,
+        service_ended_ms: row.try_get("service_ended_ms")?,
+        evaluated_ms: row.try_get("evaluated_ms")?,
+        received_ms: row.try_get("received_ms")?,
+    })
+}
+
+fn stored_from(row: &SqliteRow) -> StoreResult<StoredEvaluation> {
+    let state: String = row.try_get("forward_state")?;
+    let attempts: i64 = row.try_get("forward_attempts")?;
+    Ok(StoredEvaluation {
+        record: record_from(row)?,
+        forwarding: Forwarding {
+            state: ForwardState::parse(&state)?,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            next_ms: row.try_get("forward_next_ms")?,
+            error: row.try_get("forward_error")?,
+            forwarded_ms: row.try_get("forwarded_ms")?,
+        },
+    })
+}
+
+fn followup_from(row: &SqliteRow) -> StoreResult<FollowUp> {
+    let state: String = row.try_get("state")?;
+    Ok(FollowUp {
+        evaluation_id: row.try_get("evaluation_id")?,
+        centre_id: row.try_get("centre_id")?,
+        opened_ms: row.try_get("opened_ms")?,
+        due_date: row.try_get("due_date")?,
+        due_ms: row.try_get("due_ms")?,
+        state: match state.as_str() {
+            "open" => FollowUpState::Open,
+            "closed" => FollowUpState::Closed,
+            other => return Err(StoreError::Corrupt(format!("follow-up state {other:?}"))),
+        },
+        visited_ms: row.try_get("visited_ms")?,
+        verification: row.try_get("verification")?,
+        rectification: row.try_get("rectification")?,
+        feedback: row.try_get("feedback")?,
+        closed_ms: row.try_get("closed_ms")?,
+        updated_by: row.try_get("updated_by")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+fn session_from(row: &SqliteRow) -> StoreResult<(Session, i64)> {
+    Ok((
+        Session {
+            ticket_id: row.try_get("ticket_id")?,
+            ticket_number: row.try_get("ticket_number")?,
+            centre_id: row.try_get("centre_id")?,
+            device_id: row.try_get("device_id")?,
+            extension_point_id: row.try_get("extension_point_id")?,
+            window_id: row.try_get("window_id")?,
+            clerk_id: row.try_get("clerk_id")?,
+            category_id: row.try_get("category_id")?,
+            started_ms: row.try_get("started_ms")?,
+        },
+        row.try_get("ended_ms")?,
+    ))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl EvaluationStore for SqliteStore {
+    async fn remember_session(&self, s: &Session, ended_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO evaluation_sessions (ticket_id, ticket_number, centre_id, device_id,
+                extension_point_id, window_id, clerk_id, category_id, started_ms, ended_ms)
+             VALUES (?,?,?,?,?,?,?,?,?,?)
+             ON CONFLICT(ticket_id) DO UPDATE SET
+                ticket_number = excluded.ticket_number, centre_id = excluded.centre_id,
+                device_id = excluded.device_id, extension_point_id = excluded.extension_point_id,
+                window_id = excluded.window_id, clerk_id = excluded.clerk_id,
+                category_id = excluded.category_id, started_ms = excluded.started_ms,
+                ended_ms = excluded.ended_ms
+             WHERE excluded.ended_ms >= evaluation_sessions.ended_ms",
+        )
+        .bind(&s.ticket_id)
+        .bind(&s.ticket_number)
+        .bind(&s.centre_id)
+        .bind(&s.device_id)
+        .bind(&s.extension_point_id)
+        .bind(&s.window_id)
+        .bind(&s.clerk_id)
+        .bind(&s.category_id)
+        .bind(s.started_ms)
+        .bind(ended_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn ended_session(&self, ticket_id: &str) -> StoreResult<Option<(Session, i64)>> {
+        let row = sqlx::query("SELECT * FROM evaluation_sessions WHERE ticket_id = ?")
+            .bind(ticket_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(session_from).transpose()
+    }
+
+    async fn forget_sessions_before(&self, ended_before_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM evaluation_sessions WHERE ended_ms < ?")
+            .bind(ended_before_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn evaluation(&self, id: &str) -> StoreResult<Option<StoredEvaluation>> {
+        let row = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(stored_from).transpose()
+    }
+
+    async fn insert_evaluation(
+        &self,
+        r: &EvaluationRecord,
+        followup: Option<&NewFollowUp>,
+        forward_next_ms: i64,
+    ) -> StoreResult<InsertOutcome> {
+        let mut tx = self.pool().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO evaluations (id, ticket_id, ticket_number, centre_id, centre_name,
+                category_id, category_name, window_id, window_name, clerk_id, clerk_name,
+                extension_point_id, extension_point_name, device_id, level, reasons,
+                service_started_ms, service_ended_ms, evaluated_ms, received_ms, forward_next_ms)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&r.id)
+        .bind(&r.ticket_id)
+        .bind(&r.ticket_number)
+        .bind(&r.centre_id)
+        .bind(&r.centre_name)
+        .bind(&r.category_id)
+        .bind(&r.category_name)
+        .bind(&r.window_id)
+        .bind(&r.window_name)
+        .bind(&r.clerk_id)
+        .bind(&r.clerk_name)
+        .bind(&r.extension_point_id)
+        .bind(&r.extension_point_name)
+        .bind(&r.device_id)
+        .bind(r.level.map(|l| i64::from(l.score())))
+        .bind(r.reasons.join(","))
+        .bind(r.service_started_ms)
+        .bind(r.service_ended_ms)
+        .bind(r.evaluated_ms)
+        .bind(r.received_ms)
+        .bind(forward_next_ms)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                return Ok(match self.evaluation(&r.id).await? {
+                    Some(existing) => InsertOutcome::Duplicate(existing.record),
+                    None => InsertOutcome::TicketEvaluated,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(f) = followup {
+            sqlx::query(
+                "INSERT INTO evaluation_followups (evaluation_id, centre_id, opened_ms, due_date, due_ms)
+                 VALUES (?,?,?,?,?)",
+            )
+            .bind(&r.id)
+            .bind(&r.centre_id)
+            .bind(r.received_ms)
+            .bind(&f.due_date)
+            .bind(f.due_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(InsertOutcome::Stored)
+    }
+
+    async fn evaluations_between(
+        &self,
+        centre_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvaluation>> {
+        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+             WHERE centre_id = ? AND evaluated_ms >= ? AND evaluated_ms < ?
+             ORDER BY evaluated_ms DESC, id LIMIT ?"))
+        .bind(centre_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stored_from).collect()
+    }
+
+    async fn due_forwards(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<StoredEvaluation>> {
+        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+             WHERE forward_state = 'pending' AND forward_next_ms <= ?
+             ORDER BY forward_next_ms, id LIMIT ?"))
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stored_from).collect()
+    }
+
+    async fn next_forward_ms(&self) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(forward_next_ms) AS next FROM evaluations WHERE forward_state = 'pending'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("next")?)
+    }
+
+    async fn forward_delivered(&self, id: &str, attempts: u32, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE evaluations SET forward_state = 'delivered', forward_attempts = ?,
+                forwarded_ms = ?, forward_error = NULL WHERE id = ?",
+        )
+        .bind(i64::from(attempts))
+        .bind(now_ms)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn forward_failed(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_ms: Option<i64>,
+        error: &str,
+    ) -> StoreResult<()> {
+        let (state, next) = match next_ms {
+            Some(n) => ("pending", Some(n)),
+            None => ("dead", None),
+        };
+        sqlx::query(
+            "UPDATE evaluations SET forward_state = ?, forward_attempts = ?,
+                forward_next_ms = COALESCE(?, forward_next_ms), forward_error = ? WHERE id = ?",
+        )
+        .bind(state)
+        .bind(i64::from(attempts))
+        .bind(next)
+        .bind(error)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        centre_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvaluation>> {
+        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+             WHERE centre_id = ? AND forward_state = 'dead'
+             ORDER BY evaluated_ms DESC, id LIMIT ?"))
+        .bind(centre_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stored_from).collect()
+    }
+
+    async fn requeue_dead_letter(
+        &self,
+        centre_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE evaluations SET forward_state = 'pending', forward_attempts = 0,
+                forward_next_ms = ? WHERE id = ? AND centre_id = ? AND forward_state = 'dead'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(centre_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn followups(
+        &self,
+        centre_id: &str,
+        filter: FollowUpFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<(FollowUp, EvaluationRecord)>> {
+        let only_open = matches!(filter, FollowUpFilter::Open);
+        let rows = sqlx::query(concat!("SELECT ", followup_columns!(), ", e.id, e.ticket_id, e.ticket_number,
+                e.centre_id AS e_centre_id, e.centre_name, e.category_id, e.category_name,
+                e.window_id, e.window_name, e.clerk_id, e.clerk_name, e.extension_point_id,
+                e.extension_point_name, e.device_id, e.level, e.reasons, e.service_started_ms,
+                e.service_ended_ms, e.evaluated_ms, e.received_ms
+             FROM evaluation_followups f JOIN evaluations e ON e.id = f.evaluation_id
+             WHERE f.centre_id = ? AND (? = 0 OR f.state = 'open')
+             ORDER BY f.state DESC, f.due_ms, f.evaluation_id LIMIT ?"))
+        .bind(centre_id)
+        .bind(i64::from(only_open))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((followup_from(row)?, record_from(row)?)))
+            .collect()
+    }
+
+    async fn update_followup(
+        &self,
+        centre_id: &str,
+        evaluation_id: &str,
+        u: &FollowUpUpdate,
+        by: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<FollowUp>> {
+        let done = sqlx::query(
+            "UPDATE evaluation_followups SET visited_ms = ?, verification = ?, rectification = ?,
+                feedback = ?, updated_by = ?, updated_ms = ?,
+                state = CASE WHEN ? THEN 'closed' ELSE state END,
+                closed_ms = CASE WHEN ? AND closed_ms IS NULL THEN ? ELSE closed_ms END
+             WHERE evaluation_id = ? AND centre_id = ?",
+        )
+        .bind(u.visited_ms)
+        .bind(&u.verification)
+        .bind(&u.rectification)
+        .bind(&u.feedback)
+        .bind(by)
+        .bind(now_ms)
+        .bind(u.close)
+        .bind(u.close)
+        .bind(now_ms)
+        .bind(evaluation_id)
+        .bind(centre_id)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(concat!("SELECT ", followup_columns!(), " FROM evaluation_followups f WHERE f.evaluation_id = ?"))
+        .bind(evaluation_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(Some(followup_from(&row)?))
+    }
+}
