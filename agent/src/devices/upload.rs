@@ -172,9 +172,19 @@ impl Uploader for HttpsUploader {
         let sha = item.sha256();
         let mut backoff = self.first_backoff;
         let mut last = String::new();
+        let started = std::time::Instant::now();
         for attempt in 1..=self.attempts {
             match self.attempt(&item, &sha).await {
-                Ok(receipt) if receipt.sha256 == sha => return Ok(receipt),
+                Ok(receipt) if receipt.sha256 == sha => {
+                    tracing::info!(
+                        kind = item.kind.as_str(),
+                        bytes = receipt.bytes,
+                        attempts = attempt,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "upload confirmed"
+                    );
+                    return Ok(receipt);
+                }
                 Ok(_) => return Err(UploadError::HashMismatch),
                 Err((false, message)) => {
                     let status = message

@@ -158,7 +158,7 @@ fn draw_page(size: ImageSize, colour: bool) -> Planes {
     for row in py..py + ph {
         let start = (row * w + px) as usize;
         for v in &mut p.y[start..start + pw as usize] {
-            *v = 215 + (grain(&mut rng) >> 3);
+            *v = 192 + (grain(&mut rng) >> 2);
         }
     }
     let scale = (w / 200).max(2);
