@@ -1,4 +1,8 @@
-//! The clerk console's files, compiled into the binary so a relay is one file to deploy.
+//! The web apps' files (clerk console, supervisor and operations pages), compiled into the
+//! binary so a relay is one file to deploy.
+//!
+//! Each app lives in `signaling/web/<app>/`; its page is served at `/<app>` (the console also
+//! at `/`), and its files at `/assets/<app>/<file>`. To add a file, add one `web_file!` line.
 
 use axum::extract::Path;
 use axum::http::header;
@@ -6,52 +10,77 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
-const INDEX: &str = include_str!("../../web/console/index.html");
-
-/// A console file by name, with its content type.
-macro_rules! console_file {
-    ($name:literal, $mime:expr) => {
+/// An app's file: (app, name, content type, content).
+macro_rules! web_file {
+    ($app:literal, $name:literal, $mime:expr) => {
         (
+            $app,
             $name,
             $mime,
-            include_str!(concat!("../../web/console/", $name)),
+            include_str!(concat!("../../web/", $app, "/", $name)),
         )
     };
 }
 
+const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-const FILES: &[(&str, &str, &str)] = &[
-    console_file!("console.js", JS),
-    console_file!("media.js", JS),
-    console_file!("devices.js", JS),
-    console_file!("devices.css", CSS),
-    console_file!("console.css", CSS),
+const FILES: &[(&str, &str, &str, &str)] = &[
+    web_file!("console", "index.html", HTML),
+    web_file!("console", "console.js", JS),
+    web_file!("console", "media.js", JS),
+    web_file!("console", "devices.js", JS),
+    web_file!("console", "devices.css", CSS),
+    web_file!("console", "console.css", CSS),
 ];
 
-pub async fn index() -> Response {
+fn find(app: &str, name: &str) -> Option<(&'static str, &'static str)> {
+    FILES
+        .iter()
+        .find(|(a, n, _, _)| *a == app && *n == name)
+        .map(|(_, _, mime, body)| (*mime, *body))
+}
+
+fn respond(mime: &'static str, body: &'static str) -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        INDEX,
+        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")],
+        body,
     )
         .into_response()
 }
 
-pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
-    let (_, mime, body) = FILES
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .ok_or(ApiError::NotFound)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, *mime),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        *body,
-    )
-        .into_response())
+/// `/`: the clerk console.
+pub async fn console() -> Result<Response, ApiError> {
+    let (mime, body) = find("console", "index.html").ok_or(ApiError::NotFound)?;
+    Ok(respond(mime, body))
+}
+
+/// `/{app}`: an app's page.
+pub async fn page(Path(app): Path<String>) -> Result<Response, ApiError> {
+    let (mime, body) = find(&app, "index.html").ok_or(ApiError::NotFound)?;
+    Ok(respond(mime, body))
+}
+
+/// `/assets/{app}/{file}`.
+pub async fn file(Path((app, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let (mime, body) = find(&app, &name).ok_or(ApiError::NotFound)?;
+    Ok(respond(mime, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_app_has_a_page_and_pages_reference_only_known_files() {
+        let apps: std::collections::BTreeSet<&str> = FILES.iter().map(|(a, ..)| *a).collect();
+        for app in apps {
+            let (_, page) = find(app, "index.html").unwrap_or_else(|| panic!("{app} has no index.html"));
+            for reference in page.split(&format!("/assets/{app}/")).skip(1) {
+                let name: String = reference.chars().take_while(|c| *c != '"').collect();
+                assert!(find(app, &name).is_some(), "{app}/index.html references unknown {name}");
+            }
+        }
+    }
 }

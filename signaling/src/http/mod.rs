@@ -37,9 +37,9 @@ use auth::Listener;
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     Router::new()
-        .route("/", get(assets::index))
-        .route("/console", get(assets::index))
-        .route("/assets/{file}", get(assets::file))
+        .route("/", get(assets::console))
+        .route("/{app}", get(assets::page))
+        .route("/assets/{app}/{file}", get(assets::file))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
