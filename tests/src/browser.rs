@@ -276,4 +276,15 @@ impl Page<'_> {
         .await?;
         Ok(())
     }
+
+    /// Runs `source` in every document this tab loads from now on, before the page's own
+    /// scripts (e.g. to observe the page's RTCPeerConnections); reload to apply it.
+    pub async fn add_init_script(&self, source: &str) -> Result<()> {
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": source }),
+        )
+        .await?;
+        Ok(())
+    }
 }

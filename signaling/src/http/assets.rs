@@ -30,9 +30,13 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("console", "index.html", HTML),
     web_file!("console", "console.js", JS),
     web_file!("console", "media.js", JS),
+    web_file!("console", "media.css", CSS),
     web_file!("console", "devices.js", JS),
     web_file!("console", "devices.css", CSS),
     web_file!("console", "console.css", CSS),
+    web_file!("recordings", "index.html", HTML),
+    web_file!("recordings", "recordings.js", JS),
+    web_file!("recordings", "recordings.css", CSS),
 ];
 
 fn find(app: &str, name: &str) -> Option<(&'static str, &'static str)> {
