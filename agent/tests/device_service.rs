@@ -9,12 +9,14 @@ use std::time::Duration;
 use agent::devices::activity::KioskScreen;
 use agent::devices::idcard::simulator::{Fault, SamSimulator, Scenario};
 use agent::devices::idcard::{SamConfig, SamSerialReader, SystemClock};
-use agent::devices::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use agent::devices::scanner;
+use agent::devices::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use agent::devices::service::{DeviceService, ServiceConfig, Worker};
 use agent::devices::still::{SimulatedStillCamera, Subject, jpeg_size};
 use agent::devices::upload::{MemoryUploader, UploadKind};
-use agent::devices::workers::{IdCardWorker, ScannerWorker, ScreenWorker, SimulatedScans, StillWorker};
+use agent::devices::workers::{
+    IdCardWorker, ScannerWorker, ScreenWorker, SimulatedScans, StillWorker,
+};
 use protocol::device::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -151,7 +153,9 @@ async fn reading_an_id_card_acknowledges_reports_progress_and_completes_with_the
     .await;
     let (seen, c) = k.until_completion(1).await;
     assert!(accepted(&seen, 1));
-    assert!(seen.iter().any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::IdCardMediaDetected(Empty {}))));
+    assert!(seen.iter().any(
+        |m| matches!(m, FromDevice::Event(e) if e.body == EventBody::IdCardMediaDetected(Empty {}))
+    ));
     assert_eq!(c.completion_code, CompletionCode::Success);
     let CompletionBody::IdCardRead(Some(result)) = c.body else {
         panic!("no card")
@@ -199,7 +203,9 @@ async fn no_card_before_the_timeout_completes_with_timeout() {
     )
     .await;
     let (seen, c) = k.until_completion(1).await;
-    assert!(seen.iter().any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::IdCardInsertCard(Empty {}))));
+    assert!(seen.iter().any(
+        |m| matches!(m, FromDevice::Event(e) if e.body == EventBody::IdCardInsertCard(Empty {}))
+    ));
     assert_eq!(c.completion_code, CompletionCode::Timeout);
     assert_eq!(c.error_code, Some(DeviceErrorCode::NoCard));
 }
@@ -207,13 +213,21 @@ async fn no_card_before_the_timeout_completes_with_timeout() {
 #[tokio::test]
 async fn a_second_command_for_a_busy_device_completes_with_device_busy() {
     let mut k = kiosk(Scenario::default());
-    k.send(1, DeviceKind::Screen, 30_000, prompt(PromptKind::Confirm)).await;
+    k.send(1, DeviceKind::Screen, 30_000, prompt(PromptKind::Confirm))
+        .await;
     k.wait_prompt().await;
-    k.send(2, DeviceKind::Screen, 30_000, prompt(PromptKind::Message)).await;
+    k.send(2, DeviceKind::Screen, 30_000, prompt(PromptKind::Message))
+        .await;
     let (_, c) = k.until_completion(2).await;
     assert_eq!(c.completion_code, CompletionCode::DeviceBusy);
     // Another device is not blocked by the busy screen.
-    k.send(3, DeviceKind::QrScanner, 10_000, CommandBody::ScannerRead(Empty {})).await;
+    k.send(
+        3,
+        DeviceKind::QrScanner,
+        10_000,
+        CommandBody::ScannerRead(Empty {}),
+    )
+    .await;
     let (_, c) = k.until_completion(3).await;
     assert_eq!(c.completion_code, CompletionCode::Success);
     let CompletionBody::ScannerRead(Some(scan)) = c.body else {
@@ -237,7 +251,8 @@ async fn a_second_command_for_a_busy_device_completes_with_device_busy() {
 #[tokio::test]
 async fn cancel_ends_the_command_and_clears_the_prompt() {
     let mut k = kiosk(Scenario::default());
-    k.send(7, DeviceKind::Screen, 0, prompt(PromptKind::Confirm)).await;
+    k.send(7, DeviceKind::Screen, 0, prompt(PromptKind::Confirm))
+        .await;
     k.wait_prompt().await;
     k.commands
         .send(ToDevice::Cancel(Cancel {
@@ -263,7 +278,9 @@ async fn cancel_ends_the_command_and_clears_the_prompt() {
         }
     }
     k.commands
-        .send(ToDevice::Cancel(Cancel { request_ids: vec![] }))
+        .send(ToDevice::Cancel(Cancel {
+            request_ids: vec![],
+        }))
         .await
         .expect("sent");
     let (_, c) = k.until_completion(8).await;
@@ -273,9 +290,14 @@ async fn cancel_ends_the_command_and_clears_the_prompt() {
 #[tokio::test]
 async fn an_unanswered_prompt_times_out() {
     let mut k = kiosk(Scenario::default());
-    k.send(1, DeviceKind::Screen, 200, prompt(PromptKind::Message)).await;
+    k.send(1, DeviceKind::Screen, 200, prompt(PromptKind::Message))
+        .await;
     let (seen, c) = k.until_completion(1).await;
-    assert!(seen.iter().any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::PromptShown(Empty {}))));
+    assert!(
+        seen.iter().any(
+            |m| matches!(m, FromDevice::Event(e) if e.body == EventBody::PromptShown(Empty {}))
+        )
+    );
     assert_eq!(c.completion_code, CompletionCode::Timeout);
     assert_eq!(k.screen.current().prompt, None);
 }
@@ -295,7 +317,10 @@ async fn document_capture_uploads_a_jpeg_of_the_asked_size() {
     .await;
     let (seen, c) = k.until_completion(1).await;
     assert!(seen.iter().any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::DocumentCameraPlaceDocument(Empty {}))));
-    assert!(seen.iter().any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::Captured(SMALL))));
+    assert!(
+        seen.iter()
+            .any(|m| matches!(m, FromDevice::Event(e) if e.body == EventBody::Captured(SMALL)))
+    );
     assert_eq!(c.completion_code, CompletionCode::Success, "{c:?}");
     let CompletionBody::DocumentCameraCapture(Some(image)) = c.body else {
         panic!("no image")
@@ -320,7 +345,10 @@ async fn document_capture_uploads_a_jpeg_of_the_asked_size() {
         }),
     )
     .await;
-    assert_eq!(k.until_completion(2).await.1.completion_code, CompletionCode::InvalidData);
+    assert_eq!(
+        k.until_completion(2).await.1.completion_code,
+        CompletionCode::InvalidData
+    );
     *k.uploads.fail.lock().expect("lock") = Some("relay down".into());
     k.send(
         3,
@@ -337,13 +365,25 @@ async fn document_capture_uploads_a_jpeg_of_the_asked_size() {
 #[tokio::test]
 async fn status_missing_devices_unsupported_commands_and_bad_ids() {
     let mut k = kiosk(Scenario::default());
-    k.send(1, DeviceKind::DocumentCamera, 5_000, CommandBody::Status(Empty {})).await;
+    k.send(
+        1,
+        DeviceKind::DocumentCamera,
+        5_000,
+        CommandBody::Status(Empty {}),
+    )
+    .await;
     let (_, c) = k.until_completion(1).await;
     let CompletionBody::Status(Some(report)) = c.body else {
         panic!("no status")
     };
     assert_eq!(report.resolutions, vec![SMALL]);
-    k.send(2, DeviceKind::IdCardReader, 5_000, CommandBody::Status(Empty {})).await;
+    k.send(
+        2,
+        DeviceKind::IdCardReader,
+        5_000,
+        CommandBody::Status(Empty {}),
+    )
+    .await;
     let (_, c) = k.until_completion(2).await;
     let CompletionBody::Status(Some(report)) = c.body else {
         panic!("no status")
@@ -351,19 +391,31 @@ async fn status_missing_devices_unsupported_commands_and_bad_ids() {
     assert_eq!(report.device, DeviceStatus::Online);
     assert!(report.serial_number.is_some(), "the SAM id");
 
-    k.send(3, DeviceKind::Camera, 5_000, CommandBody::CameraSnapshot(Empty {})).await;
+    k.send(
+        3,
+        DeviceKind::Camera,
+        5_000,
+        CommandBody::CameraSnapshot(Empty {}),
+    )
+    .await;
     let (_, c) = k.until_completion(3).await;
     assert_eq!(c.completion_code, CompletionCode::DeviceNotReady);
     assert_eq!(c.error_code, Some(DeviceErrorCode::NoDevice));
 
-    k.send(4, DeviceKind::QrScanner, 5_000, CommandBody::IdCardRead(IdCardReadParams::default()))
-        .await;
+    k.send(
+        4,
+        DeviceKind::QrScanner,
+        5_000,
+        CommandBody::IdCardRead(IdCardReadParams::default()),
+    )
+    .await;
     assert_eq!(
         k.until_completion(4).await.1.completion_code,
         CompletionCode::UnsupportedCommand
     );
 
-    k.send(0, DeviceKind::Screen, 5_000, CommandBody::Status(Empty {})).await;
+    k.send(0, DeviceKind::Screen, 5_000, CommandBody::Status(Empty {}))
+        .await;
     assert_eq!(
         k.next().await,
         FromDevice::Acknowledge(Acknowledge {

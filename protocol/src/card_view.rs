@@ -86,7 +86,10 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
                 line("性别", gender(*c.gender.expose()).into()),
                 line("民族", c.nation.expose().name.clone()),
                 line("出生", born(c.birth_date.expose())),
-                line("住址", m(mask_prefix(c.address.expose(), 3), c.address.expose())),
+                line(
+                    "住址",
+                    m(mask_prefix(c.address.expose(), 3), c.address.expose()),
+                ),
                 line(
                     "公民身份号码",
                     m(mask_number(c.id_number.expose()), c.id_number.expose()),
@@ -100,7 +103,11 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
                 ),
                 line(
                     "有效期限",
-                    format!("{} 至 {}", c.valid_from.expose(), until(c.valid_until.expose())),
+                    format!(
+                        "{} 至 {}",
+                        c.valid_from.expose(),
+                        until(c.valid_until.expose())
+                    ),
                 ),
             ],
         ),
@@ -110,7 +117,10 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
                 line("姓名", m(mask_name(c.name.expose()), c.name.expose())),
                 line("性别", gender(*c.gender.expose()).into()),
                 line("出生", born(c.birth_date.expose())),
-                line("住址", m(mask_prefix(c.address.expose(), 3), c.address.expose())),
+                line(
+                    "住址",
+                    m(mask_prefix(c.address.expose(), 3), c.address.expose()),
+                ),
                 line(
                     "公民身份号码",
                     m(mask_number(c.id_number.expose()), c.id_number.expose()),
@@ -124,7 +134,11 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
                 ),
                 line(
                     "有效期限",
-                    format!("{} 至 {}", c.valid_from.expose(), until(c.valid_until.expose())),
+                    format!(
+                        "{} 至 {}",
+                        c.valid_from.expose(),
+                        until(c.valid_until.expose())
+                    ),
                 ),
                 line(
                     "通行证号码",
@@ -153,7 +167,11 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
                 ),
                 line(
                     "有效期限",
-                    format!("{} 至 {}", c.valid_from.expose(), until(c.valid_until.expose())),
+                    format!(
+                        "{} 至 {}",
+                        c.valid_from.expose(),
+                        until(c.valid_until.expose())
+                    ),
                 ),
             ],
         ),
@@ -178,7 +196,10 @@ mod tests {
         let card = IdCard::Resident(ResidentCard {
             name: Pii::new("王小明".into()),
             gender: Pii::new(Gender::Male),
-            nation: Pii::new(Nation { code: 1, name: "汉".into() }),
+            nation: Pii::new(Nation {
+                code: 1,
+                name: "汉".into(),
+            }),
             birth_date: Pii::new(date(1990, 3, 7)),
             address: Pii::new("上海市虚拟区示例路100弄".into()),
             id_number: Pii::new("310101199003071230".into()),
@@ -187,7 +208,13 @@ mod tests {
             valid_until: Pii::new(ValidUntil::LongTerm),
         });
         let masked = serde_json::to_string(&card_view(&card, true)).expect("json");
-        for secret in ["王小明", "310101199003071230", "示例路", "1990-03-07", "虚拟分局"] {
+        for secret in [
+            "王小明",
+            "310101199003071230",
+            "示例路",
+            "1990-03-07",
+            "虚拟分局",
+        ] {
             assert!(!masked.contains(secret), "{secret} in {masked}");
         }
         assert!(masked.contains("310***********1230"));

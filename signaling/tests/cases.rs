@@ -58,7 +58,13 @@ async fn served() -> Served {
     }
 }
 
-async fn upload(relay: &TestRelay, credential: &str, kind: &str, body: &[u8], sha: Option<String>) -> reqwest::Response {
+async fn upload(
+    relay: &TestRelay,
+    credential: &str,
+    kind: &str,
+    body: &[u8],
+    sha: Option<String>,
+) -> reqwest::Response {
     let sha = sha.unwrap_or_else(|| hex::encode(Sha256::digest(body)));
     reqwest::Client::new()
         .post(relay.url(&format!("/api/v1/uploads?kind={kind}")))
@@ -90,12 +96,37 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     let page = jpeg(64, 48, 0x5A, 2000);
 
     // Refusals: bad credential, wrong hash, too large, not a JPEG, unknown kind.
-    assert_eq!(upload(&s.relay, "k1:wrong", "document", &page, None).await.status(), 401);
-    assert_eq!(upload(&s.relay, &cred(), "document", &page, Some("00".repeat(32))).await.status(), 400);
+    assert_eq!(
+        upload(&s.relay, "k1:wrong", "document", &page, None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        upload(&s.relay, &cred(), "document", &page, Some("00".repeat(32)))
+            .await
+            .status(),
+        400
+    );
     let big = jpeg(64, 48, 1, 70 * 1024);
-    assert_eq!(upload(&s.relay, &cred(), "document", &big, None).await.status(), 413);
-    assert_eq!(upload(&s.relay, &cred(), "document", b"plain text", None).await.status(), 400);
-    assert_eq!(upload(&s.relay, &cred(), "pictures", &page, None).await.status(), 400);
+    assert_eq!(
+        upload(&s.relay, &cred(), "document", &big, None)
+            .await
+            .status(),
+        413
+    );
+    assert_eq!(
+        upload(&s.relay, &cred(), "document", b"plain text", None)
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        upload(&s.relay, &cred(), "pictures", &page, None)
+            .await
+            .status(),
+        400
+    );
 
     let r = upload(&s.relay, &cred(), "document", &page, None).await;
     assert_eq!(r.status(), 201);
@@ -109,7 +140,10 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     let wal = std::fs::read(s.relay.dir.path().join("relay.sqlite-wal")).unwrap_or_default();
     let needle = vec![0x5Au8; 64];
     for file in [&db, &wal] {
-        assert!(!file.windows(64).any(|w| w == needle.as_slice()), "plaintext at rest");
+        assert!(
+            !file.windows(64).any(|w| w == needle.as_slice()),
+            "plaintext at rest"
+        );
     }
     let mode = {
         use std::os::unix::fs::PermissionsExt;
@@ -121,34 +155,77 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     assert_eq!(mode & 0o777, 0o600);
 
     // The serving clerk reads it back decrypted; another clerk may not; a supervisor may.
-    let case: Value = get(&s.relay, &s.clerk_token, &format!("/api/v1/cases/{}", s.ticket_id))
-        .await
-        .json()
-        .await
-        .expect("case");
+    let case: Value = get(
+        &s.relay,
+        &s.clerk_token,
+        &format!("/api/v1/cases/{}", s.ticket_id),
+    )
+    .await
+    .json()
+    .await
+    .expect("case");
     assert_eq!(case["items"][0]["kind"], "document");
     assert_eq!(case["items"][0]["width"], 64);
-    let bytes = get(&s.relay, &s.clerk_token, &format!("/api/v1/cases/{}/items/{item}", s.ticket_id))
-        .await
-        .bytes()
-        .await
-        .expect("bytes");
+    let bytes = get(
+        &s.relay,
+        &s.clerk_token,
+        &format!("/api/v1/cases/{}/items/{item}", s.ticket_id),
+    )
+    .await
+    .bytes()
+    .await
+    .expect("bytes");
     assert_eq!(bytes.as_ref(), page.as_slice());
     let other = s.relay.login("clerk-b").await;
-    assert_eq!(get(&s.relay, &other, &format!("/api/v1/cases/{}", s.ticket_id)).await.status(), 403);
     assert_eq!(
-        get(&s.relay, &other, &format!("/api/v1/cases/{}/items/{item}", s.ticket_id)).await.status(),
+        get(&s.relay, &other, &format!("/api/v1/cases/{}", s.ticket_id))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        get(
+            &s.relay,
+            &other,
+            &format!("/api/v1/cases/{}/items/{item}", s.ticket_id)
+        )
+        .await
+        .status(),
         403
     );
     let foreign = s.relay.login("other").await;
-    assert_eq!(get(&s.relay, &foreign, &format!("/api/v1/cases/{}", s.ticket_id)).await.status(), 404);
+    assert_eq!(
+        get(
+            &s.relay,
+            &foreign,
+            &format!("/api/v1/cases/{}", s.ticket_id)
+        )
+        .await
+        .status(),
+        404
+    );
     let boss = s.relay.login("boss").await;
-    assert_eq!(get(&s.relay, &boss, &format!("/api/v1/cases/{}", s.ticket_id)).await.status(), 200);
+    assert_eq!(
+        get(&s.relay, &boss, &format!("/api/v1/cases/{}", s.ticket_id))
+            .await
+            .status(),
+        200
+    );
 
     // Two pages become one PDF with both JPEGs embedded as they are.
     let page2 = jpeg(48, 64, 0x33, 1500);
-    assert_eq!(upload(&s.relay, &cred(), "document", &page2, None).await.status(), 201);
-    let pdf = get(&s.relay, &s.clerk_token, &format!("/api/v1/cases/{}/pdf", s.ticket_id)).await;
+    assert_eq!(
+        upload(&s.relay, &cred(), "document", &page2, None)
+            .await
+            .status(),
+        201
+    );
+    let pdf = get(
+        &s.relay,
+        &s.clerk_token,
+        &format!("/api/v1/cases/{}/pdf", s.ticket_id),
+    )
+    .await;
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
     let pdf = pdf.bytes().await.expect("pdf");
     assert!(pdf.starts_with(b"%PDF-1.4"));
@@ -163,9 +240,11 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
 async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audit_row() {
     let mut s = served().await;
     s.clerk
-        .send(json!({"type": "device_command", "ticket_id": s.ticket_id, "command": {
+        .send(
+            json!({"type": "device_command", "ticket_id": s.ticket_id, "command": {
             "request_id": 5, "device": "id_card_reader", "timeout_ms": 10000,
-            "name": "IdCard.Read", "payload": {}}}))
+            "name": "IdCard.Read", "payload": {}}}),
+        )
         .await;
     let cmd = s.kiosk.recv_type("device").await;
     let relay_id = cmd["message"]["request_id"].clone();
@@ -174,9 +253,11 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
         "address": "上海市虚拟区示例路100弄1号101室", "id_number": "310101199003071230",
         "issuing_authority": "上海市公安局虚拟分局", "valid_from": "2015-06-01", "valid_until": "2035-06-01"});
     s.kiosk
-        .send(json!({"type": "device", "message": {"type": "completion", "request_id": relay_id,
+        .send(
+            json!({"type": "device", "message": {"type": "completion", "request_id": relay_id,
             "device": "id_card_reader", "completion_code": "success", "name": "IdCard.Read",
-            "payload": {"card": card}}}))
+            "payload": {"card": card}}}),
+        )
         .await;
     let answer = loop {
         let m = s.clerk.recv_type("device").await;
@@ -186,7 +267,10 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
     };
     let text = answer.to_string();
     for secret in ["王小明", "310101199003071230", "示例路", "1990-03-07"] {
-        assert!(!text.contains(secret), "{secret} reached the console: {text}");
+        assert!(
+            !text.contains(secret),
+            "{secret} reached the console: {text}"
+        );
     }
     let view = &answer["message"]["payload"]["view"];
     assert_eq!(view["masked"], true);
@@ -194,7 +278,10 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
     let item = view["case_item_id"].as_str().expect("stored").to_owned();
 
     let revealed: Value = reqwest::Client::new()
-        .post(s.relay.url(&format!("/api/v1/cases/{}/items/{item}/reveal", s.ticket_id)))
+        .post(s.relay.url(&format!(
+            "/api/v1/cases/{}/items/{item}/reveal",
+            s.ticket_id
+        )))
         .bearer_auth(&s.clerk_token)
         .send()
         .await
@@ -206,28 +293,47 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
     assert!(revealed.to_string().contains("310101199003071230"));
 
     // The case says identity was verified by the card; the audit trail has the reveal.
-    let case: Value = get(&s.relay, &s.clerk_token, &format!("/api/v1/cases/{}", s.ticket_id))
-        .await
-        .json()
-        .await
-        .expect("case");
+    let case: Value = get(
+        &s.relay,
+        &s.clerk_token,
+        &format!("/api/v1/cases/{}", s.ticket_id),
+    )
+    .await
+    .json()
+    .await
+    .expect("case");
     assert_eq!(case["identity_method"], "id_card");
     let boss = s.relay.login("boss").await;
-    let audit: Value = get(&s.relay, &boss, &format!("/api/v1/cases/{}/audit", s.ticket_id))
-        .await
-        .json()
-        .await
-        .expect("audit");
+    let audit: Value = get(
+        &s.relay,
+        &boss,
+        &format!("/api/v1/cases/{}/audit", s.ticket_id),
+    )
+    .await
+    .json()
+    .await
+    .expect("audit");
     let actions: Vec<(&str, &str)> = audit
         .as_array()
         .expect("list")
         .iter()
-        .map(|a| (a["action"].as_str().unwrap_or(""), a["actor_id"].as_str().unwrap_or("")))
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap_or(""),
+                a["actor_id"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert!(actions.contains(&("stored", "id-clerk-a")), "{actions:?}");
     assert!(actions.contains(&("revealed", "id-clerk-a")), "{actions:?}");
     assert_eq!(
-        get(&s.relay, &s.clerk_token, &format!("/api/v1/cases/{}/audit", s.ticket_id)).await.status(),
+        get(
+            &s.relay,
+            &s.clerk_token,
+            &format!("/api/v1/cases/{}/audit", s.ticket_id)
+        )
+        .await
+        .status(),
         403,
         "clerks do not read the audit trail"
     );
@@ -238,16 +344,44 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
 async fn retention_purges_old_items_and_audits_each_deletion() {
     let s = served().await;
     let page = jpeg(32, 32, 7, 100);
-    assert_eq!(upload(&s.relay, &cred(), "snapshot", &page, None).await.status(), 201);
+    assert_eq!(
+        upload(&s.relay, &cred(), "snapshot", &page, None)
+            .await
+            .status(),
+        201
+    );
     let service = s.relay.state.cases.service().await.expect("service");
     let now = signaling::clock::Clock::now_ms(&signaling::clock::SystemClock);
-    assert_eq!(service.purge(now).await.expect("purge"), 0, "nothing is old yet");
+    assert_eq!(
+        service.purge(now).await.expect("purge"),
+        0,
+        "nothing is old yet"
+    );
     let later = now + 181 * 86_400_000;
     assert_eq!(service.purge(later).await.expect("purge"), 1);
-    assert!(service.store().items(&s.ticket_id).await.expect("items").is_empty());
-    let log = service.store().audit_log(&s.ticket_id).await.expect("audit");
-    assert!(log.iter().any(|a| a.action == "purged" && a.actor_kind == "system"));
-    let case = service.store().case(&s.ticket_id).await.expect("case").expect("kept");
+    assert!(
+        service
+            .store()
+            .items(&s.ticket_id)
+            .await
+            .expect("items")
+            .is_empty()
+    );
+    let log = service
+        .store()
+        .audit_log(&s.ticket_id)
+        .await
+        .expect("audit");
+    assert!(
+        log.iter()
+            .any(|a| a.action == "purged" && a.actor_kind == "system")
+    );
+    let case = service
+        .store()
+        .case(&s.ticket_id)
+        .await
+        .expect("case")
+        .expect("kept");
     assert_eq!(case.identity_method.as_deref(), Some("snapshot"));
     assert_eq!(signaling::cases::identity_of(kind::SCAN), Some("code_scan"));
     s.relay.stop().await;
@@ -257,6 +391,11 @@ async fn retention_purges_old_items_and_audits_each_deletion() {
 async fn a_kiosk_without_a_session_cannot_upload() {
     let relay = TestRelay::start().await;
     let page = jpeg(16, 16, 1, 10);
-    assert_eq!(upload(&relay, &cred(), "document", &page, None).await.status(), 409);
+    assert_eq!(
+        upload(&relay, &cred(), "document", &page, None)
+            .await
+            .status(),
+        409
+    );
     relay.stop().await;
 }

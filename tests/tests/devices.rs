@@ -52,16 +52,19 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
     page.viewport(1400, 1800).await?;
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
     page.fill("#login-user", "clerk1").await?;
     page.fill("#login-pass", &data.staff_password()?).await?;
     page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('window-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
+        .await?;
     page.eval(
         "[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()",
     )
     .await?;
-    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
+        .await?;
     page.click("#btn-next").await?;
     page.wait_for(
         &format!("document.getElementById('cur-number').textContent === '{number}'"),
@@ -84,7 +87,9 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
         LIMIT,
     )
     .await?;
-    let masked = page.eval("document.getElementById('dev-card').textContent").await?;
+    let masked = page
+        .eval("document.getElementById('dev-card').textContent")
+        .await?;
     assert!(!masked.to_string().contains("王小明"), "{masked}");
     page.eval("[...document.querySelectorAll('#dev-card button')].find(b => b.textContent.includes('显示完整信息')).click()")
         .await?;
@@ -113,10 +118,12 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
         LIMIT,
     )
     .await?;
-    page.wait_for("!document.getElementById('dev-pdf').disabled", LIMIT).await?;
+    page.wait_for("!document.getElementById('dev-pdf').disabled", LIMIT)
+        .await?;
 
     // 确认提问: the resident answers on the kiosk (through the agent's local API).
-    page.fill("#dev-prompt-text", "请确认您办理的是社保卡补办业务").await?;
+    page.fill("#dev-prompt-text", "请确认您办理的是社保卡补办业务")
+        .await?;
     page.click("#dev-prompt-ask").await?;
     let deadline = tokio::time::Instant::now() + LIMIT;
     let prompt_id = loop {
@@ -125,7 +132,10 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
             assert_eq!(activity["prompt"]["kind"], "confirm");
             break id;
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no prompt on the kiosk: {activity}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no prompt on the kiosk: {activity}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let answered = reqwest::Client::new()
@@ -147,7 +157,10 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
     let logs = format!("{}\n{}", relay.log_text(), agent.log_text());
     agent.kill().await?;
     relay.kill().await?;
-    assert!(logs.contains("device service running"), "the agent log was read");
+    assert!(
+        logs.contains("device service running"),
+        "the agent log was read"
+    );
     for secret in FIXTURE_SECRETS {
         assert!(!logs.contains(secret), "{secret} appears in a log");
     }

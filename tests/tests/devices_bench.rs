@@ -52,7 +52,10 @@ fn agent_uploads(log: &str) -> Vec<(f64, f64)> {
             let l = l.to_owned();
             let field = |name: &str| -> Option<f64> {
                 let rest = l.split(&format!("{name}=")).nth(1)?;
-                rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
             };
             Some((field("bytes")?, field("elapsed_ms")?))
         })
@@ -73,13 +76,16 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
         .await?;
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
     page.fill("#login-user", "clerk1").await?;
     page.fill("#login-pass", &data.staff_password()?).await?;
     page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('window-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
+        .await?;
     page.eval("[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()").await?;
-    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
+        .await?;
     page.click("#btn-next").await?;
     page.wait_for("document.getElementById('dev-read') && !document.querySelector('.dev-panel').hidden && document.querySelector('#dev-resolution option[value=\"3264x2448\"]')", LIMIT).await?;
 
@@ -104,7 +110,8 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
             .as_f64()
             .unwrap_or(f64::NAN);
         reads.push(ms);
-        page.wait_for("!document.getElementById('dev-read').disabled", LIMIT).await?;
+        page.wait_for("!document.getElementById('dev-read').disabled", LIMIT)
+            .await?;
     }
 
     let mut stills = Vec::new();
@@ -129,7 +136,8 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
             .as_f64()
             .unwrap_or(f64::NAN);
         stills.push(ms);
-        page.wait_for("!document.getElementById('dev-capture').disabled", LIMIT).await?;
+        page.wait_for("!document.getElementById('dev-capture').disabled", LIMIT)
+            .await?;
     }
 
     // The same bytes, uploaded plainly from here to the same relay endpoint.
@@ -156,7 +164,9 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
         .decode(fetched["b64"].as_str().unwrap_or_default())?;
     let sha = fetched["sha"].as_str().unwrap_or_default().to_owned();
     anyhow::ensure!(bytes.len() > 100_000, "the still was not fetched");
-    let credential = std::fs::read_to_string(data.kiosk_credential_file())?.trim().to_owned();
+    let credential = std::fs::read_to_string(data.kiosk_credential_file())?
+        .trim()
+        .to_owned();
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()?;
@@ -185,11 +195,23 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before report: {}", load.trim());
     println!("ID card read → shown (ms): {reads:?}");
-    println!("  first read {:.0} ms; p50 of {} reads {:.0} ms (later reads include the simulated card swap)", reads[0], reads.len(), p50(reads.clone()));
-    println!("8 MP still requested → displayed (ms): {stills:?}; p50 {:.0} ms", p50(stills.clone()));
+    println!(
+        "  first read {:.0} ms; p50 of {} reads {:.0} ms (later reads include the simulated card swap)",
+        reads[0],
+        reads.len(),
+        p50(reads.clone())
+    );
+    println!(
+        "8 MP still requested → displayed (ms): {stills:?}; p50 {:.0} ms",
+        p50(stills.clone())
+    );
     println!("still size {:.2} MB", mb);
-    println!("agent upload p50 {agent_ms:.0} ms = {:.1} MB/s; plain HTTPS upload p50 {plain_ms:.0} ms = {:.1} MB/s; ratio {:.0}%",
-        mb / (agent_ms / 1000.0), mb / (plain_ms / 1000.0), 100.0 * plain_ms / agent_ms);
+    println!(
+        "agent upload p50 {agent_ms:.0} ms = {:.1} MB/s; plain HTTPS upload p50 {plain_ms:.0} ms = {:.1} MB/s; ratio {:.0}%",
+        mb / (agent_ms / 1000.0),
+        mb / (plain_ms / 1000.0),
+        100.0 * plain_ms / agent_ms
+    );
     browser.close().await;
     agent.kill().await?;
     relay.kill().await?;

@@ -109,7 +109,11 @@ impl KioskScreen {
     }
 
     /// Puts a prompt on the screen (replacing any other); the receiver gets the answer.
-    pub fn show_prompt(&self, kind: PromptKind, text: &str) -> (u64, oneshot::Receiver<PromptAnswer>) {
+    pub fn show_prompt(
+        &self,
+        kind: PromptKind,
+        text: &str,
+    ) -> (u64, oneshot::Receiver<PromptAnswer>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -188,8 +192,13 @@ mod tests {
             screen.answer(Some(id), PromptAnswer::Acknowledged),
             Err(AnswerError::WrongAnswer)
         );
-        assert_eq!(screen.answer(Some(id + 1), PromptAnswer::Confirmed), Err(AnswerError::NoPrompt));
-        screen.answer(Some(id), PromptAnswer::Confirmed).expect("answered");
+        assert_eq!(
+            screen.answer(Some(id + 1), PromptAnswer::Confirmed),
+            Err(AnswerError::NoPrompt)
+        );
+        screen
+            .answer(Some(id), PromptAnswer::Confirmed)
+            .expect("answered");
         assert_eq!(rx.await.expect("answer"), PromptAnswer::Confirmed);
         assert_eq!(screen.current().prompt, None);
         assert_eq!(

@@ -190,7 +190,9 @@ struct Shared {
 impl Shared {
     fn send(&self, message: FromDevice) {
         if !self.sink.send(message) {
-            self.counters.dropped_answers.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .dropped_answers
+                .fetch_add(1, Ordering::Relaxed);
             warn!("device answer dropped: the link is full");
         }
     }
@@ -362,7 +364,9 @@ impl DeviceService {
             };
             {
                 let mut c = lock(&current);
-                if c.as_ref().is_some_and(|(r, _)| *r == job.command.request_id) {
+                if c.as_ref()
+                    .is_some_and(|(r, _)| *r == job.command.request_id)
+                {
                     *c = None;
                 }
             }
@@ -414,7 +418,10 @@ impl DeviceService {
 
 async fn run_job(worker: &dyn Worker, job: &Job) -> Outcome {
     if let protocol::device::CommandBody::Status(_) = job.command.body {
-        return worker.status().await.map(|s| CompletionBody::Status(Some(s)));
+        return worker
+            .status()
+            .await
+            .map(|s| CompletionBody::Status(Some(s)));
     }
     worker.run(job).await
 }
@@ -434,7 +441,12 @@ fn new_status(outcome: &Outcome) -> Option<DeviceStatus> {
 }
 
 /// Records the device's status and announces a change (after the completion that caused it).
-fn track_status(shared: &Shared, kind: DeviceKind, status: &Mutex<DeviceStatus>, new: DeviceStatus) {
+fn track_status(
+    shared: &Shared,
+    kind: DeviceKind,
+    status: &Mutex<DeviceStatus>,
+    new: DeviceStatus,
+) {
     let changed = {
         let mut s = lock(status);
         let changed = *s != new;

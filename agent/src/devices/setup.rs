@@ -121,7 +121,10 @@ pub fn open(config: &DevicesConfig) -> OpenedDevices {
         }
     };
     let Some(kiosk) = catalog.kiosk(config.kiosk_profile()) else {
-        warn!(profile = config.kiosk_profile(), "unknown kiosk profile; no devices");
+        warn!(
+            profile = config.kiosk_profile(),
+            "unknown kiosk profile; no devices"
+        );
         return opened;
     };
     for slot in &kiosk.slots {
@@ -190,32 +193,34 @@ fn open_scanner(
     profile: Option<&DeviceProfile>,
     simulated: bool,
 ) -> Result<Arc<dyn Worker>, String> {
-    let (scanner, trigger): (Box<dyn Scanner>, Option<Box<dyn super::workers::ScanTrigger>>) =
-        if simulated {
-            let sim = SimulatedSerialScanner::start().map_err(|e| e.to_string())?;
-            let scanner = match profile {
-                Some(p) => SerialScanner::open_profile(sim.path(), p),
-                None => SerialScanner::open(sim.path(), 9600, 4096, None),
-            }
-            .map_err(|e| e.to_string())?;
-            (Box::new(scanner), Some(Box::new(SimulatedScans::new(sim))))
+    let (scanner, trigger): (
+        Box<dyn Scanner>,
+        Option<Box<dyn super::workers::ScanTrigger>>,
+    ) = if simulated {
+        let sim = SimulatedSerialScanner::start().map_err(|e| e.to_string())?;
+        let scanner = match profile {
+            Some(p) => SerialScanner::open_profile(sim.path(), p),
+            None => SerialScanner::open(sim.path(), 9600, 4096, None),
+        }
+        .map_err(|e| e.to_string())?;
+        (Box::new(scanner), Some(Box::new(SimulatedScans::new(sim))))
+    } else {
+        let path = config
+            .scanner_port
+            .as_deref()
+            .ok_or("no devices.scanner_port configured")?;
+        let profile = profile.ok_or("no scanner profile")?;
+        let wedge = profile
+            .scanner
+            .as_ref()
+            .is_some_and(|s| s.transport == ScannerTransport::KeyboardWedge);
+        let scanner: Box<dyn Scanner> = if wedge {
+            Box::new(EvdevScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
         } else {
-            let path = config
-                .scanner_port
-                .as_deref()
-                .ok_or("no devices.scanner_port configured")?;
-            let profile = profile.ok_or("no scanner profile")?;
-            let wedge = profile
-                .scanner
-                .as_ref()
-                .is_some_and(|s| s.transport == ScannerTransport::KeyboardWedge);
-            let scanner: Box<dyn Scanner> = if wedge {
-                Box::new(EvdevScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
-            } else {
-                Box::new(SerialScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
-            };
-            (scanner, None)
+            Box::new(SerialScanner::open_profile(path, profile).map_err(|e| e.to_string())?)
         };
+        (scanner, None)
+    };
     let (task, scans) = scanner::spawn(scanner, 8).map_err(|e| e.to_string())?;
     Ok(Arc::new(ScannerWorker::new(task, scans, trigger)))
 }
@@ -241,7 +246,11 @@ fn still_worker(
             "/dev/video2"
         };
         let model = profile.map_or("uvc", |p| p.id.as_str());
-        Arc::new(V4l2StillCamera::new(device.unwrap_or(default), resolutions, model))
+        Arc::new(V4l2StillCamera::new(
+            device.unwrap_or(default),
+            resolutions,
+            model,
+        ))
     };
     Arc::new(StillWorker::new(kind, camera))
 }

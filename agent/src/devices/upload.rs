@@ -101,8 +101,7 @@ impl HttpsUploader {
         tls: Option<Arc<rustls::ClientConfig>>,
         timeout: Duration,
     ) -> Result<Self, UploadError> {
-        let mut url =
-            url::Url::parse(&relay.url).map_err(|e| UploadError::Setup(e.to_string()))?;
+        let mut url = url::Url::parse(&relay.url).map_err(|e| UploadError::Setup(e.to_string()))?;
         let scheme = match url.scheme() {
             "wss" => "https",
             "ws" => "http",

@@ -159,7 +159,9 @@ impl Worker for IdCardWorker {
                         None
                     }
                 };
-                Ok(CompletionBody::IdCardRead(Some(read.to_result(photo_upload_id))))
+                Ok(CompletionBody::IdCardRead(Some(
+                    read.to_result(photo_upload_id),
+                )))
             }
             _ => Err(unsupported()),
         }

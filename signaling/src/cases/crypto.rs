@@ -139,7 +139,11 @@ impl MasterKey {
         if sealed.key_id != self.id {
             return Err(CryptoError::OtherKey(sealed.key_id.clone()));
         }
-        let data_key = open_with(&self.cipher, &sealed.wrapped_key, wrap_aad(item_id).as_bytes())?;
+        let data_key = open_with(
+            &self.cipher,
+            &sealed.wrapped_key,
+            wrap_aad(item_id).as_bytes(),
+        )?;
         let data_key: [u8; 32] = data_key.try_into().map_err(|_| CryptoError::Open)?;
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key));
         open_with(&cipher, &sealed.ciphertext, item_id.as_bytes())
@@ -169,7 +173,10 @@ mod tests {
         bad.ciphertext[20] ^= 1;
         assert!(key.open("item-1", &bad).is_err());
         let other = MasterKey::from_bytes([8; 32]);
-        assert!(matches!(other.open("item-1", &sealed), Err(CryptoError::OtherKey(_))));
+        assert!(matches!(
+            other.open("item-1", &sealed),
+            Err(CryptoError::OtherKey(_))
+        ));
     }
 
     #[test]
@@ -178,11 +185,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("privacy/master.key");
         let a = MasterKey::load_or_create(&path).expect("created");
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let b = MasterKey::load_or_create(&path).expect("read");
         assert_eq!(a.id(), b.id());
         std::fs::write(&path, "short").expect("write");
-        assert!(matches!(MasterKey::load_or_create(&path), Err(CryptoError::BadKey(_))));
+        assert!(matches!(
+            MasterKey::load_or_create(&path),
+            Err(CryptoError::BadKey(_))
+        ));
     }
 }

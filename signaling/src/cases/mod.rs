@@ -157,7 +157,9 @@ impl Cases {
     pub async fn service(&self) -> Result<Arc<CaseService>, CaseError> {
         let (config, clock) = (self.config.clone(), self.clock.clone());
         self.cell
-            .get_or_try_init(|| async move { CaseService::open(&config, clock).await.map(Arc::new) })
+            .get_or_try_init(
+                || async move { CaseService::open(&config, clock).await.map(Arc::new) },
+            )
             .await
             .cloned()
     }
@@ -191,7 +193,10 @@ impl Cases {
         let origin = CaseOrigin {
             ticket_id: ticket_id.clone(),
             centre_id: clerk.centre_id.clone(),
-            device_id: session.as_ref().map(|s| s.device_id.clone()).unwrap_or_default(),
+            device_id: session
+                .as_ref()
+                .map(|s| s.device_id.clone())
+                .unwrap_or_default(),
             clerk_id: clerk.id.clone(),
             ticket_number: session.map(|s| s.ticket_number).unwrap_or_default(),
         };
@@ -201,7 +206,9 @@ impl Cases {
                     let mut view = card_view(&card, true);
                     match self.store_card(clerk, &origin, &card).await {
                         Ok(item) => view.case_item_id = Some(item),
-                        Err(e) => error!(error = %e, "the card could not be stored; forwarding the masked view only"),
+                        Err(e) => {
+                            error!(error = %e, "the card could not be stored; forwarding the masked view only")
+                        }
                     }
                     result.view = Some(view);
                 }
@@ -211,7 +218,14 @@ impl Cases {
             {
                 let text = scan.text.expose().as_bytes().to_vec();
                 if let Err(e) = self
-                    .store_bytes(&origin, kind::SCAN, "text/plain; charset=utf-8", text, None, ("clerk", &clerk.id))
+                    .store_bytes(
+                        &origin,
+                        kind::SCAN,
+                        "text/plain; charset=utf-8",
+                        text,
+                        None,
+                        ("clerk", &clerk.id),
+                    )
                     .await
                 {
                     error!(error = %e, "a scan could not be stored");
@@ -232,8 +246,15 @@ impl Cases {
         card: &IdCard,
     ) -> Result<String, CaseError> {
         let json = serde_json::to_vec(card).map_err(|_| CaseError::BadUpload("card"))?;
-        self.store_bytes(origin, kind::ID_CARD, "application/json", json, None, ("clerk", &clerk.id))
-            .await
+        self.store_bytes(
+            origin,
+            kind::ID_CARD,
+            "application/json",
+            json,
+            None,
+            ("clerk", &clerk.id),
+        )
+        .await
     }
 
     /// Seals `bytes` into a new item of the case (created if needed); returns the item id.
@@ -247,7 +268,9 @@ impl Cases {
         actor: (&str, &str),
     ) -> Result<String, CaseError> {
         let service = self.service().await?;
-        service.store_bytes(origin, item_kind, mime, bytes, size, actor).await
+        service
+            .store_bytes(origin, item_kind, mime, bytes, size, actor)
+            .await
     }
 }
 
@@ -270,7 +293,12 @@ impl CaseService {
     }
 
     /// For tests: a service over a given store and key.
-    pub fn with_store(store: Arc<dyn CaseStore>, key: MasterKey, clock: Arc<dyn Clock>, retention_days: u32) -> Self {
+    pub fn with_store(
+        store: Arc<dyn CaseStore>,
+        key: MasterKey,
+        clock: Arc<dyn Clock>,
+        retention_days: u32,
+    ) -> Self {
         CaseService {
             store,
             key,
@@ -335,7 +363,11 @@ impl CaseService {
             actor_id: actor.1.to_owned(),
             action: "stored".into(),
         };
-        if let Err(e) = self.store.add_item(&item, &audit, identity_of(item_kind)).await {
+        if let Err(e) = self
+            .store
+            .add_item(&item, &audit, identity_of(item_kind))
+            .await
+        {
             self.counters.store_failures.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }
@@ -345,7 +377,12 @@ impl CaseService {
 
     /// May `clerk` read the case of `ticket_id`? The clerk serving it (per `serving`) or a
     /// supervisor of its centre.
-    pub fn may_read(&self, clerk: &Clerk, case: &CaseRecord, serving: bool) -> Result<(), CaseError> {
+    pub fn may_read(
+        &self,
+        clerk: &Clerk,
+        case: &CaseRecord,
+        serving: bool,
+    ) -> Result<(), CaseError> {
         if case.centre_id != clerk.centre_id {
             return Err(CaseError::NotFound);
         }
@@ -407,8 +444,8 @@ impl CaseService {
         if meta.kind != kind::ID_CARD {
             return Err(CaseError::NotFound);
         }
-        let card: IdCard =
-            serde_json::from_slice(&plain).map_err(|_| CaseError::Unavailable("stored card unreadable".into()))?;
+        let card: IdCard = serde_json::from_slice(&plain)
+            .map_err(|_| CaseError::Unavailable("stored card unreadable".into()))?;
         let mut view = card_view(&card, !reveal);
         view.case_item_id = Some(item_id.to_owned());
         Ok(view)
@@ -419,7 +456,9 @@ impl CaseService {
         let items = self.store.items(ticket_id).await?;
         let mut jpegs = Vec::new();
         for item in items.iter().filter(|i| i.kind == kind::DOCUMENT) {
-            let (_, bytes) = self.open_item(ticket_id, &item.id, clerk, "exported").await?;
+            let (_, bytes) = self
+                .open_item(ticket_id, &item.id, clerk, "exported")
+                .await?;
             jpegs.push(bytes);
         }
         let pages: Vec<pdf::JpegPage<'_>> = jpegs
@@ -460,7 +499,11 @@ impl CaseService {
     }
 }
 
-async fn retention_loop(weak: Weak<OnceCell<Arc<CaseService>>>, config: Arc<Config>, clock: Arc<dyn Clock>) {
+async fn retention_loop(
+    weak: Weak<OnceCell<Arc<CaseService>>>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+) {
     // Start the service now, so the master key exists from the first start.
     {
         let Some(cell) = weak.upgrade() else { return };
@@ -476,7 +519,9 @@ async fn retention_loop(weak: Weak<OnceCell<Arc<CaseService>>>, config: Arc<Conf
     loop {
         tokio::time::sleep(period).await;
         let Some(cell) = weak.upgrade() else { return };
-        let Some(service) = cell.get().cloned() else { continue };
+        let Some(service) = cell.get().cloned() else {
+            continue;
+        };
         drop(cell);
         if let Err(e) = service.purge(clock.now_ms()).await {
             warn!(error = %e, "case retention run failed");

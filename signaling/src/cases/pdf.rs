@@ -93,11 +93,18 @@ pub fn write_pdf(pages: &[JpegPage<'_>], title: &str) -> Vec<u8> {
         let (dw, dh) = (w * scale, h * scale);
         let (x, y) = ((PAGE_W - dw) / 2.0, (PAGE_H - dh) / 2.0);
         let mut content = String::new();
-        let _ = write!(content, "q {dw:.2} 0 0 {dh:.2} {x:.2} {y:.2} cm /Im{i} Do Q");
+        let _ = write!(
+            content,
+            "q {dw:.2} 0 0 {dh:.2} {x:.2} {y:.2} cm /Im{i} Do Q"
+        );
         obj(
             &mut out,
             &mut offsets,
-            format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).as_bytes(),
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .as_bytes(),
         );
         let colour = match page.components {
             1 => "/DeviceGray",
@@ -146,7 +153,21 @@ mod tests {
             height: 16,
             components: 3,
         };
-        let pdf = write_pdf(&[page, JpegPage { components: 1, ..JpegPage { jpeg: &jpeg, width: 32, height: 16, components: 3 } }], "case");
+        let pdf = write_pdf(
+            &[
+                page,
+                JpegPage {
+                    components: 1,
+                    ..JpegPage {
+                        jpeg: &jpeg,
+                        width: 32,
+                        height: 16,
+                        components: 3,
+                    }
+                },
+            ],
+            "case",
+        );
         let text = String::from_utf8_lossy(&pdf);
         assert!(text.starts_with("%PDF-1.4"));
         assert!(text.contains("/Count 2"));

@@ -39,7 +39,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/uploads", post(upload))
         .route("/api/v1/cases/{ticket_id}", get(case))
         .route("/api/v1/cases/{ticket_id}/items/{item_id}", get(item))
-        .route("/api/v1/cases/{ticket_id}/items/{item_id}/reveal", post(reveal))
+        .route(
+            "/api/v1/cases/{ticket_id}/items/{item_id}/reveal",
+            post(reveal),
+        )
         .route("/api/v1/cases/{ticket_id}/pdf", get(export_pdf))
         .route("/api/v1/cases/{ticket_id}/unverified", post(unverified))
         .route("/api/v1/cases/{ticket_id}/audit", get(audit))
@@ -88,7 +91,8 @@ impl IntoResponse for CasesHttpError {
             CasesHttpError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
-                "只能查看正在办理的号的材料 / only the clerk serving the ticket or a supervisor".into(),
+                "只能查看正在办理的号的材料 / only the clerk serving the ticket or a supervisor"
+                    .into(),
             ),
             CasesHttpError::NotFound => (
                 StatusCode::NOT_FOUND,

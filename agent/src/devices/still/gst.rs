@@ -53,7 +53,10 @@ fn last_buffer(
     cancel: &AtomicBool,
 ) -> Result<Vec<u8>, CaptureError> {
     let deadline = Instant::now() + LIMIT;
-    let bus = running.0.bus().ok_or_else(|| CaptureError::Pipeline("no bus".into()))?;
+    let bus = running
+        .0
+        .bus()
+        .ok_or_else(|| CaptureError::Pipeline("no bus".into()))?;
     let mut last = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -62,10 +65,10 @@ fn last_buffer(
         if Instant::now() >= deadline {
             return Err(CaptureError::Timeout);
         }
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                return Err(CaptureError::Pipeline(e.error().to_string()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            return Err(CaptureError::Pipeline(e.error().to_string()));
         }
         match sink.try_pull_sample(POLL) {
             Some(sample) => {

@@ -97,7 +97,14 @@ impl StillCamera for SimulatedStillCamera {
         let stamp = chrono::Utc::now() + chrono::Duration::hours(8);
         let text = stamp.format("%Y-%m-%d %H:%M:%S%.3f UTC+8").to_string();
         let (x, y) = (size.width / 12, size.height - size.height / 10);
-        fill(&mut planes, x - scale * 2, y - scale * 2, text_width(&text, scale) + scale * 4, 9 * scale, 255);
+        fill(
+            &mut planes,
+            x - scale * 2,
+            y - scale * 2,
+            text_width(&text, scale) + scale * 4,
+            9 * scale,
+            255,
+        );
         draw_text(&mut planes, x, y, scale, &text, 20);
         let jpeg = gst::encode_jpeg(&planes, 90, cancel)?;
         Ok(Still { jpeg, size })
@@ -139,7 +146,9 @@ fn fill(p: &mut Planes, x: u32, y: u32, w: u32, h: u32, luma: u8) {
 fn tint(p: &mut Planes, x: u32, y: u32, w: u32, h: u32, u: u8, v: u8) {
     let cw = p.size.width.div_ceil(2);
     let ch = p.size.height.div_ceil(2);
-    let Some((up, vp)) = p.uv.as_mut() else { return };
+    let Some((up, vp)) = p.uv.as_mut() else {
+        return;
+    };
     let (cx0, cy0) = ((x / 2).min(cw), (y / 2).min(ch));
     let (cx1, cy1) = (((x + w) / 2).min(cw), ((y + h) / 2).min(ch));
     for row in cy0..cy1 {
@@ -163,8 +172,22 @@ fn draw_page(size: ImageSize, colour: bool) -> Planes {
     }
     let scale = (w / 200).max(2);
     let margin = px + pw / 14;
-    draw_text(&mut p, margin, py + ph / 18, scale * 2, "SIMULATED DOCUMENT CAMERA", 15);
-    draw_text(&mut p, margin, py + ph / 18 + 14 * scale, scale, "TEST PAGE - RVW KIOSK AGENT", 40);
+    draw_text(
+        &mut p,
+        margin,
+        py + ph / 18,
+        scale * 2,
+        "SIMULATED DOCUMENT CAMERA",
+        15,
+    );
+    draw_text(
+        &mut p,
+        margin,
+        py + ph / 18 + 14 * scale,
+        scale,
+        "TEST PAGE - RVW KIOSK AGENT",
+        40,
+    );
     // Ruled "paragraphs" of text.
     let line_h = 9 * scale / 2;
     let mut y = py + ph / 5;
@@ -174,7 +197,7 @@ fn draw_page(size: ImageSize, colour: bool) -> Planes {
         fill(&mut p, margin, y, len, line_h / 2, 60);
         y += line_h;
         n += 1;
-        if n % 6 == 0 {
+        if n.is_multiple_of(6) {
             y += line_h;
         }
     }
@@ -192,7 +215,14 @@ fn draw_page(size: ImageSize, colour: bool) -> Planes {
     fill(&mut p, sx, sy, sd / 8, sd, 90);
     fill(&mut p, sx + sd - sd / 8, sy, sd / 8, sd, 90);
     tint(&mut p, sx, sy, sd, sd, 100, 220);
-    draw_text(&mut p, sx + sd / 6, sy + sd / 2 - 5 * scale / 2, scale, "SEAL", 90);
+    draw_text(
+        &mut p,
+        sx + sd / 6,
+        sy + sd / 2 - 5 * scale / 2,
+        scale,
+        "SEAL",
+        90,
+    );
     p
 }
 
@@ -203,9 +233,25 @@ fn draw_person(size: ImageSize, colour: bool) -> Planes {
     // Head and shoulders.
     let (cx, head) = (w / 2, h / 4);
     fill(&mut p, cx - head / 2, h / 5, head, head + head / 4, 150);
-    tint(&mut p, cx - head / 2, h / 5, head, head + head / 4, 110, 150);
+    tint(
+        &mut p,
+        cx - head / 2,
+        h / 5,
+        head,
+        head + head / 4,
+        110,
+        150,
+    );
     fill(&mut p, cx - head, h / 5 + head + head / 3, head * 2, h, 60);
-    tint(&mut p, cx - head, h / 5 + head + head / 3, head * 2, h, 160, 110);
+    tint(
+        &mut p,
+        cx - head,
+        h / 5 + head + head / 3,
+        head * 2,
+        h,
+        160,
+        110,
+    );
     let scale = (w / 200).max(2);
     draw_text(&mut p, w / 20, h / 20, scale, "SIMULATED KIOSK CAMERA", 20);
     p
@@ -270,7 +316,14 @@ fn draw_text(p: &mut Planes, x: u32, y: u32, scale: u32, text: &str, luma: u8) {
         for (row, bits) in glyph(c).iter().enumerate() {
             for col in 0..3u32 {
                 if bits & (4 >> col) != 0 {
-                    fill(p, gx + col * scale, y + row as u32 * scale, scale, scale, luma);
+                    fill(
+                        p,
+                        gx + col * scale,
+                        y + row as u32 * scale,
+                        scale,
+                        scale,
+                        luma,
+                    );
                 }
             }
         }
@@ -292,7 +345,13 @@ mod tests {
         let stop = AtomicBool::new(false);
         for colour in [ColourMode::Colour, ColourMode::Grey] {
             let still = cam
-                .capture(&StillRequest { colour, size: small }, &stop)
+                .capture(
+                    &StillRequest {
+                        colour,
+                        size: small,
+                    },
+                    &stop,
+                )
                 .expect("still");
             assert_eq!(jpeg_size(&still.jpeg), Some(small));
         }
@@ -303,6 +362,9 @@ mod tests {
                 height: 1,
             },
         };
-        assert!(matches!(cam.capture(&other, &stop), Err(CaptureError::Resolution(1, 1))));
+        assert!(matches!(
+            cam.capture(&other, &stop),
+            Err(CaptureError::Resolution(1, 1))
+        ));
     }
 }
