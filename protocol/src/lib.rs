@@ -7,6 +7,7 @@ pub mod control;
 pub mod card_view;
 pub mod device;
 pub mod hours;
+pub mod inspection;
 pub mod media;
 pub mod pii;
 pub mod queue;

@@ -36,6 +36,8 @@ pub struct Config {
     pub turn: TurnSection,
     pub privacy: crate::cases::PrivacyConfig,
     pub evaluation: crate::evaluation::config::EvaluationSection,
+    pub registry: crate::registry::config::RegistrySection,
+    pub alerts: crate::registry::config::AlertsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +331,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.evaluation.check().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.privacy.validate().map_err(|message| ConfigError::Invalid { key: "privacy", message })?;
+        self.alerts.check().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         let s = &self.server;
         if s.listen.is_none() && s.dev_http_listen.is_none() {
             return Err(ConfigError::Invalid {

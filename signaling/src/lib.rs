@@ -17,6 +17,7 @@ pub mod media;
 pub mod metrics;
 pub mod queue;
 pub mod recorder;
+pub mod registry;
 pub mod session;
 pub mod sfu;
 pub mod store;

@@ -72,6 +72,8 @@ enum Command {
     EnrollDevice(admin::DeviceArgs),
     /// Load the demonstration centre, accounts and kiosk (idempotent).
     SeedDemo(admin::DemoArgs),
+    /// Let a staff account act for a whole district in the registry (or clear it).
+    RegistryScope(signaling::registry::cli::ScopeArgs),
 }
 
 fn main() -> ExitCode {
@@ -159,6 +161,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
+        Command::RegistryScope(a) => {
+            let config = load_config(&cli.config, Vec::new())?;
+            signaling::registry::cli::scope(&config, a, SystemClock.now_ms()).await
+        }
         other => {
             let config = load_config(&cli.config, Vec::new())?;
             let store = open_store(&config).await?;
@@ -171,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::AddExtensionPoint(a) => admin::add_extension_point(&*store, a, now).await,
                 Command::EnrollDevice(a) => admin::enroll_device(&*store, a, now).await,
                 Command::SeedDemo(a) => admin::seed_demo(&*store, &config, a, now).await,
-                Command::Serve { .. } | Command::CheckConfig => Ok(()),
+                Command::Serve { .. } | Command::CheckConfig | Command::RegistryScope(_) => Ok(()),
             }
         }
     }
@@ -183,11 +189,17 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     let sqlite_for_evaluations = sqlite.clone();
+    let registry = signaling::registry::Registry::new(
+        Arc::new(sqlite.clone()),
+        signaling::registry::divisions::Divisions::load(config.registry.divisions_file.as_deref())
+            .context("loading the division list (registry.divisions_file)")?,
+    );
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = Arc::new(config);
     let state = AppState::new(config.clone(), store, clock.clone(), metrics.clone())
-        .with_recordings(Arc::new(sqlite));
+        .with_recordings(Arc::new(sqlite))
+        .with_registry(registry);
     state
         .media
         .start(signaling::media::MediaDeps {
@@ -255,6 +267,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         wait_for_signal().await;
         shutdown.cancel();
     });
+    signaling::registry::alert_task::spawn(&state);
     let purge_state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));

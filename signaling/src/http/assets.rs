@@ -37,6 +37,12 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("recordings", "index.html", HTML),
     web_file!("recordings", "recordings.js", JS),
     web_file!("recordings", "recordings.css", CSS),
+    web_file!("ops", "index.html", HTML),
+    web_file!("ops", "ops.js", JS),
+    web_file!("ops", "util.js", JS),
+    web_file!("ops", "registry.js", JS),
+    web_file!("ops", "ops.css", CSS),
+    web_file!("ops", "public.css", CSS),
 ];
 
 fn find(app: &str, name: &str) -> Option<(&'static str, &'static str)> {

@@ -122,6 +122,11 @@ async fn session(state: AppState, socket: WebSocket) {
         {
             map.remove(&kiosk.device.id);
         }
+        // The last sign of life, for the operations console's health view.
+        let _ = state
+            .store
+            .touch_device(&kiosk.device.id, state.clock.now_ms())
+            .await;
         info!("kiosk disconnected");
     }
     state.metrics.connection_closed(ClientKind::Kiosk);
@@ -206,6 +211,18 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
         conn.close(close_code::POLICY, "not registered").await;
         return None;
     };
+    if !crate::registry::admits_kiosks(&point) {
+        state
+            .metrics
+            .protocol_error(ClientKind::Kiosk, ErrorCode::Forbidden);
+        conn.send_error(
+            None,
+            error(ErrorCode::Forbidden, "延伸点已关闭 / the extension point is closed"),
+        )
+        .await;
+        conn.close(close_code::POLICY, "extension point closed").await;
+        return None;
+    }
     let centre = state.store.centre(&device.centre_id).await.ok().flatten();
     let queue = state.hub.centre(&device.centre_id).await.ok();
     let (Some(centre), Some(queue)) = (centre, queue) else {
@@ -365,6 +382,9 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             }
         }
         KioskToRelay::Device { message } => {
+            let now = state.clock.now_ms();
+            crate::registry::health::observe(&state.registry, &kiosk.device.id, &message, now)
+                .await;
             state
                 .links
                 .from_kiosk(&kiosk.device.id, kiosk.conn_id, message);

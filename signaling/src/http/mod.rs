@@ -11,6 +11,7 @@ pub mod clerk_ws;
 pub mod error;
 pub mod evaluations;
 pub mod kiosk_ws;
+pub mod registry;
 pub mod recordings;
 pub mod state;
 pub mod tickets;
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(recordings::routes())
         .merge(cases::routes())
+        .merge(registry::routes())
         .merge(evaluations::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))

@@ -31,6 +31,8 @@ pub struct AppState {
     pub cases: crate::cases::Cases,
     /// 好差评: evaluations, their forwarding and follow-ups (idle until started).
     pub evaluations: Arc<crate::evaluation::Evaluations>,
+    /// 远程受理柜台维护, kiosk health and inspection records (see [`AppState::with_registry`]).
+    pub registry: Arc<crate::registry::Registry>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
@@ -68,6 +70,7 @@ impl AppState {
         Self {
             cases: crate::cases::Cases::start(config.clone(), clock.clone()),
             links,
+            registry: Arc::new(crate::registry::Registry::unattached()),
             media,
             evaluations,
             recordings: Arc::new(crate::store::recordings::NoRecordings),
@@ -90,6 +93,18 @@ impl AppState {
     /// routes answer with an error.
     pub fn with_recordings(mut self, recordings: Arc<dyn RecordingStore>) -> Self {
         self.recordings = recordings;
+        self
+    }
+}
+
+impl AppState {
+    /// Attaches the registry (its store and division list); without it the registry and
+    /// operations routes answer with an error. Its counters join `/metrics`.
+    pub fn with_registry(mut self, registry: crate::registry::Registry) -> Self {
+        let registry = Arc::new(registry);
+        self.metrics
+            .register_collector(Box::new(crate::registry::MetricsCollector(registry.clone())));
+        self.registry = registry;
         self
     }
 }

@@ -11,6 +11,7 @@
 pub mod cases;
 pub mod evaluations;
 pub mod recordings;
+pub mod registry;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -52,13 +52,18 @@ impl TestRelay {
         config.validate().expect("valid test configuration");
         let store = SqliteStore::open(dir.path()).await.expect("store");
         seed(&store).await;
+        let registry = signaling::registry::Registry::new(
+            Arc::new(store.clone()),
+            signaling::registry::divisions::Divisions::builtin(),
+        );
         let store: Arc<dyn Store> = Arc::new(store);
         let state = AppState::new(
             Arc::new(config),
             store,
             Arc::new(SystemClock),
             Arc::new(Metrics::new()),
-        );
+        )
+        .with_registry(registry);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(http::serve(

@@ -1,0 +1,860 @@
+//! The registry's records (远程受理柜台维护), kiosk health and inspection records.
+//!
+//! Its own trait beside [`super::Store`]: the registry routes, the health view and the alert
+//! task are its only users. [`SqliteStore`] implements it in the same database file
+//! (`migrations/sqlite/0040_registry.sql`, `0041_device_health.sql`), which lets
+//! [`RegistryStore::commit`] write a lifecycle step and its effect on `extension_points` and
+//! `devices` (what the queue and the kiosk handshake read) in one transaction.
+
+use async_trait::async_trait;
+use protocol::device::{DeviceKind, DeviceStatus};
+use protocol::inspection::{CheckOutcome, InspectionReport};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::sqlite::SqliteStore;
+use super::{StoreError, StoreResult};
+use crate::registry::alerts::{Alert, AlertState};
+use crate::registry::fields::{FieldChange, FormFields};
+use crate::registry::lifecycle::{
+    Actor, Counter, CounterState, EventAction, RegistryEvent, Transition,
+};
+
+/// Whose records a query covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every centre (the alert task, the public listing).
+    All,
+    /// One centre: a registry operator's, supervisor's or technician's own.
+    Centre(String),
+    /// Every centre of a district: an account granted district scope explicitly.
+    District(String),
+}
+
+/// Which registry events to read.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub scope: Scope,
+    /// Of this district only (the forms are per district).
+    pub district: Option<String>,
+    pub counter_id: Option<String>,
+    pub actions: Vec<EventAction>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("记录已被他人修改，请刷新后重试 / changed by someone else; reload and retry")]
+    Conflict,
+    #[error("编号已被其他延伸点使用 / the id {0} is used by another extension point")]
+    PointInUse(String),
+    #[error("远程设备 ID {0} 已在其他点位使用 / remote device id {0} is used elsewhere")]
+    DeviceInUse(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CommitError {
+    fn from(e: sqlx::Error) -> Self {
+        CommitError::Store(StoreError::Database(e))
+    }
+}
+
+/// An extension point as the health view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointRow {
+    pub id: String,
+    pub centre_id: String,
+    pub centre_name: String,
+    pub district: String,
+    pub name: String,
+    pub status: String,
+    pub service_hours: String,
+    pub hours: Option<protocol::hours::ServiceHours>,
+    /// The registry's state of the point, when it is in the registry.
+    pub registry_state: Option<CounterState>,
+}
+
+/// An enabled kiosk of a point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KioskRow {
+    pub device_id: String,
+    pub extension_point_id: String,
+    pub centre_id: String,
+    pub last_seen_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRow {
+    pub device_id: String,
+    pub kind: DeviceKind,
+    pub status: DeviceStatus,
+    pub since_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A stored inspection record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InspectionRecord {
+    pub id: i64,
+    pub device_id: String,
+    pub extension_point_id: String,
+    pub centre_id: String,
+    pub technician: String,
+    pub automatic: bool,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    pub received_ms: i64,
+    pub overall: CheckOutcome,
+    pub report: InspectionReport,
+}
+
+/// Everything the health view and the alert task read, for one scope.
+#[derive(Debug, Clone, Default)]
+pub struct HealthData {
+    pub points: Vec<PointRow>,
+    pub kiosks: Vec<KioskRow>,
+    pub statuses: Vec<StatusRow>,
+    /// The latest inspection of each point.
+    pub last_inspections: Vec<InspectionRecord>,
+}
+
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
+    async fn counter(&self, id: &str) -> StoreResult<Option<Counter>>;
+    async fn counters(&self, scope: &Scope) -> StoreResult<Vec<Counter>>;
+    /// Stores a decided lifecycle step: the counter (still at `expected_version`), its event,
+    /// and its effects on `extension_points` and `devices`, in one transaction. Returns the
+    /// event's id.
+    async fn commit(&self, transition: &Transition) -> Result<i64, CommitError>;
+    /// Oldest first.
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<RegistryEvent>>;
+
+    /// The district an account acts for, if it was granted district scope.
+    async fn district_scope(&self, clerk_id: &str) -> StoreResult<Option<String>>;
+    async fn set_district_scope(
+        &self,
+        clerk_id: &str,
+        district: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Records a device's status; `since_ms` moves only when the status changes.
+    async fn record_device_status(
+        &self,
+        device_id: &str,
+        kind: DeviceKind,
+        status: DeviceStatus,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    async fn health_data(&self, scope: &Scope) -> StoreResult<HealthData>;
+
+    async fn open_alerts(&self) -> StoreResult<Vec<Alert>>;
+    /// Stores a raised alert, or marks the open one with its key resolved.
+    async fn record_alert(&self, alert: &Alert) -> StoreResult<()>;
+    /// Newest first: open ones and those resolved since `since_ms`.
+    async fn recent_alerts(&self, scope: &Scope, since_ms: i64) -> StoreResult<Vec<Alert>>;
+
+    async fn add_inspection(&self, record: &InspectionRecord) -> StoreResult<i64>;
+    /// Newest first.
+    async fn inspections(
+        &self,
+        scope: &Scope,
+        point: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<InspectionRecord>>;
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn from_wire<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| corrupt(what, e))
+}
+
+fn counter_from_row(r: &SqliteRow) -> StoreResult<Counter> {
+    let state: String = r.try_get("state")?;
+    let hours: String = r.try_get("hours_json")?;
+    Ok(Counter {
+        id: r.try_get("id")?,
+        centre_id: r.try_get("centre_id")?,
+        state: CounterState::parse(&state).ok_or_else(|| corrupt("counter state", &state))?,
+        fields: FormFields {
+            district: r.try_get("district")?,
+            street: r.try_get("street")?,
+            institution: r.try_get("institution")?,
+            address: r.try_get("address")?,
+            hours_text: r.try_get("hours_text")?,
+            hours: serde_json::from_str(&hours).map_err(|e| corrupt("counter hours", e))?,
+            phone: r.try_get("phone")?,
+            device_id: r.try_get("device_id")?,
+            device_url: r.try_get("device_url")?,
+            remarks: r.try_get("remarks")?,
+        },
+        version: r.try_get("version")?,
+        applied_ms: r.try_get("applied_ms")?,
+        activated_ms: r.try_get("activated_ms")?,
+        closed_ms: r.try_get("closed_ms")?,
+        close_reason: r.try_get("close_reason")?,
+        updated_ms: r.try_get("updated_ms")?,
+    })
+}
+
+fn event_from_row(r: &SqliteRow) -> StoreResult<RegistryEvent> {
+    let action: String = r.try_get("action")?;
+    let changes: String = r.try_get("changes")?;
+    let snapshot: String = r.try_get("snapshot")?;
+    Ok(RegistryEvent {
+        id: r.try_get("id")?,
+        counter_id: r.try_get("counter_id")?,
+        centre_id: r.try_get("centre_id")?,
+        district: r.try_get("district")?,
+        at_ms: r.try_get("at_ms")?,
+        actor: Actor {
+            id: r.try_get("actor_id")?,
+            name: r.try_get("actor_name")?,
+        },
+        action: EventAction::parse(&action).ok_or_else(|| corrupt("event action", &action))?,
+        reason: r.try_get("reason")?,
+        changes: serde_json::from_str::<Vec<FieldChange>>(&changes)
+            .map_err(|e| corrupt("event changes", e))?,
+        snapshot: serde_json::from_str(&snapshot).map_err(|e| corrupt("event snapshot", e))?,
+    })
+}
+
+fn inspection_from_row(r: &SqliteRow) -> StoreResult<InspectionRecord> {
+    let overall: String = r.try_get("overall")?;
+    let report: String = r.try_get("report")?;
+    Ok(InspectionRecord {
+        id: r.try_get("id")?,
+        device_id: r.try_get("device_id")?,
+        extension_point_id: r.try_get("extension_point_id")?,
+        centre_id: r.try_get("centre_id")?,
+        technician: r.try_get("technician")?,
+        automatic: r.try_get::<i64, _>("automatic")? != 0,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        received_ms: r.try_get("received_ms")?,
+        overall: CheckOutcome::parse(&overall).ok_or_else(|| corrupt("overall", &overall))?,
+        report: serde_json::from_str(&report).map_err(|e| corrupt("inspection report", e))?,
+    })
+}
+
+/// `(centre id, district)` filters for a scope: bind both; a NULL matches everything.
+fn scope_binds(scope: &Scope) -> (Option<String>, Option<String>) {
+    match scope {
+        Scope::All => (None, None),
+        Scope::Centre(c) => (Some(c.clone()), None),
+        Scope::District(d) => (None, Some(d.clone())),
+    }
+}
+
+async fn write_counter(
+    tx: &mut Transaction<'_, Sqlite>,
+    t: &Transition,
+) -> Result<(), CommitError> {
+    let c = &t.counter;
+    let f = &c.fields;
+    let hours = serde_json::to_string(&f.hours).map_err(|e| corrupt("hours", e))?;
+    match t.expected_version {
+        None => {
+            let taken: Option<(String,)> =
+                sqlx::query_as("SELECT centre_id FROM extension_points WHERE id = ?")
+                    .bind(&c.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let registered: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM registry_counters WHERE id = ?")
+                    .bind(&c.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if registered.is_some() || taken.is_some_and(|(centre,)| centre != c.centre_id) {
+                return Err(CommitError::PointInUse(c.id.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO registry_counters (id, centre_id, state, district, street,
+                    institution, address, hours_text, hours_json, phone, device_id, device_url,
+                    remarks, version, applied_ms, activated_ms, closed_ms, close_reason,
+                    updated_ms)
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(&c.id)
+            .bind(&c.centre_id)
+            .bind(c.state.as_str())
+            .bind(&f.district)
+            .bind(&f.street)
+            .bind(&f.institution)
+            .bind(&f.address)
+            .bind(&f.hours_text)
+            .bind(&hours)
+            .bind(&f.phone)
+            .bind(&f.device_id)
+            .bind(&f.device_url)
+            .bind(&f.remarks)
+            .bind(c.version)
+            .bind(c.applied_ms)
+            .bind(c.activated_ms)
+            .bind(c.closed_ms)
+            .bind(&c.close_reason)
+            .bind(c.updated_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Some(expected) => {
+            let done = sqlx::query(
+                "UPDATE registry_counters SET state = ?, district = ?, street = ?,
+                    institution = ?, address = ?, hours_text = ?, hours_json = ?, phone = ?,
+                    device_id = ?, device_url = ?, remarks = ?, version = ?, activated_ms = ?,
+                    closed_ms = ?, close_reason = ?, updated_ms = ?
+                 WHERE id = ? AND version = ?",
+            )
+            .bind(c.state.as_str())
+            .bind(&f.district)
+            .bind(&f.street)
+            .bind(&f.institution)
+            .bind(&f.address)
+            .bind(&f.hours_text)
+            .bind(&hours)
+            .bind(&f.phone)
+            .bind(&f.device_id)
+            .bind(&f.device_url)
+            .bind(&f.remarks)
+            .bind(c.version)
+            .bind(c.activated_ms)
+            .bind(c.closed_ms)
+            .bind(&c.close_reason)
+            .bind(c.updated_ms)
+            .bind(&c.id)
+            .bind(expected)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(CommitError::Conflict);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A remote device id may belong to one open counter, and to no other point's device row.
+async fn check_device_free(
+    tx: &mut Transaction<'_, Sqlite>,
+    c: &Counter,
+) -> Result<(), CommitError> {
+    if c.state == CounterState::Closed {
+        return Ok(());
+    }
+    let device = &c.fields.device_id;
+    let other: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM registry_counters WHERE device_id = ? AND state <> 'closed' AND id <> ?",
+    )
+    .bind(device)
+    .bind(&c.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT centre_id, extension_point_id FROM devices WHERE id = ?")
+            .bind(device)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let elsewhere = row.is_some_and(|(centre, point)| {
+        centre != c.centre_id || point.as_deref() != Some(c.id.as_str())
+    });
+    if other.is_some() || elsewhere {
+        return Err(CommitError::DeviceInUse(device.clone()));
+    }
+    Ok(())
+}
+
+async fn apply_effects(
+    tx: &mut Transaction<'_, Sqlite>,
+    t: &Transition,
+) -> Result<(), CommitError> {
+    let now = t.event.at_ms;
+    if let Some(p) = &t.effects.point {
+        let hours = p
+            .hours
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| corrupt("hours", e))?;
+        sqlx::query(
+            "INSERT INTO extension_points (id, centre_id, name, address, phone, service_hours,
+                hours_json, status, created_ms) VALUES (?,?,?,?,?,?,?,?,?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, address = excluded.address,
+                phone = excluded.phone, service_hours = excluded.service_hours,
+                hours_json = excluded.hours_json, status = excluded.status",
+        )
+        .bind(&p.id)
+        .bind(&p.centre_id)
+        .bind(&p.name)
+        .bind(&p.address)
+        .bind(&p.phone)
+        .bind(&p.service_hours)
+        .bind(hours)
+        .bind(&p.status)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for id in &t.effects.disable {
+        sqlx::query("UPDATE devices SET status = 'disabled' WHERE id = ?")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(e) = &t.effects.enroll {
+        let c = &t.counter;
+        sqlx::query(
+            "INSERT INTO devices (id, centre_id, extension_point_id, kind, name, secret_hash,
+                status, created_ms) VALUES (?,?,?,'kiosk',?,?,'active',?)
+             ON CONFLICT(id) DO UPDATE SET centre_id = excluded.centre_id,
+                extension_point_id = excluded.extension_point_id, kind = 'kiosk',
+                secret_hash = excluded.secret_hash, status = 'active'",
+        )
+        .bind(&e.device_id)
+        .bind(&c.centre_id)
+        .bind(&c.id)
+        .bind(&c.fields.institution)
+        .bind(&e.secret_hash)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn counter(&self, id: &str) -> StoreResult<Option<Counter>> {
+        let row = sqlx::query("SELECT * FROM registry_counters WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(counter_from_row).transpose()
+    }
+
+    async fn counters(&self, scope: &Scope) -> StoreResult<Vec<Counter>> {
+        let (centre, district) = scope_binds(scope);
+        let rows = sqlx::query(
+            "SELECT * FROM registry_counters
+             WHERE (?1 IS NULL OR centre_id = ?1) AND (?2 IS NULL OR district = ?2)
+             ORDER BY district, street, institution, id",
+        )
+        .bind(centre)
+        .bind(district)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(counter_from_row).collect()
+    }
+
+    async fn commit(&self, t: &Transition) -> Result<i64, CommitError> {
+        let mut tx = self.pool().begin().await?;
+        write_counter(&mut tx, t).await?;
+        check_device_free(&mut tx, &t.counter).await?;
+        let e = &t.event;
+        let id = sqlx::query(
+            "INSERT INTO registry_events (counter_id, centre_id, district, at_ms, actor_id,
+                actor_name, action, reason, changes, snapshot) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&e.counter_id)
+        .bind(&e.centre_id)
+        .bind(&e.district)
+        .bind(e.at_ms)
+        .bind(&e.actor.id)
+        .bind(&e.actor.name)
+        .bind(e.action.as_str())
+        .bind(&e.reason)
+        .bind(serde_json::to_string(&e.changes).map_err(|e| corrupt("changes", e))?)
+        .bind(serde_json::to_string(&e.snapshot).map_err(|e| corrupt("snapshot", e))?)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        apply_effects(&mut tx, t).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn events(&self, q: &EventQuery) -> StoreResult<Vec<RegistryEvent>> {
+        let (centre, district) = scope_binds(&q.scope);
+        let actions: Option<String> = (!q.actions.is_empty()).then(|| {
+            q.actions
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let rows = sqlx::query(
+            "SELECT * FROM registry_events
+             WHERE (?1 IS NULL OR centre_id = ?1) AND (?2 IS NULL OR district = ?2)
+               AND (?3 IS NULL OR district = ?3) AND (?4 IS NULL OR counter_id = ?4)
+               AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || action || ',') > 0)
+               AND (?6 IS NULL OR at_ms >= ?6) AND (?7 IS NULL OR at_ms < ?7)
+             ORDER BY id DESC LIMIT ?8",
+        )
+        .bind(centre)
+        .bind(district)
+        .bind(&q.district)
+        .bind(&q.counter_id)
+        .bind(actions)
+        .bind(q.from_ms)
+        .bind(q.to_ms)
+        .bind(i64::from(q.limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn district_scope(&self, clerk_id: &str) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT district FROM registry_district_scopes WHERE clerk_id = ?")
+                .bind(clerk_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(d,)| d))
+    }
+
+    async fn set_district_scope(
+        &self,
+        clerk_id: &str,
+        district: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        match district {
+            Some(d) => {
+                sqlx::query(
+                    "INSERT INTO registry_district_scopes (clerk_id, district, granted_ms)
+                     VALUES (?,?,?) ON CONFLICT(clerk_id) DO UPDATE SET
+                        district = excluded.district, granted_ms = excluded.granted_ms",
+                )
+                .bind(clerk_id)
+                .bind(d)
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM registry_district_scopes WHERE clerk_id = ?")
+                    .bind(clerk_id)
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_device_status(
+        &self,
+        device_id: &str,
+        kind: DeviceKind,
+        status: DeviceStatus,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO device_status (device_id, kind, status, since_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(device_id, kind) DO UPDATE SET
+                since_ms = CASE WHEN status = excluded.status THEN since_ms ELSE excluded.since_ms END,
+                status = excluded.status, updated_ms = excluded.updated_ms",
+        )
+        .bind(device_id)
+        .bind(kind.as_str())
+        .bind(wire(&status))
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn health_data(&self, scope: &Scope) -> StoreResult<HealthData> {
+        let (centre, district) = scope_binds(scope);
+        let points = sqlx::query(
+            "SELECT ep.id, ep.centre_id, c.name AS centre_name,
+                    COALESCE(rc.district, c.district) AS district, ep.name, ep.status,
+                    ep.service_hours, ep.hours_json, rc.state AS registry_state
+             FROM extension_points ep JOIN centres c ON c.id = ep.centre_id
+             LEFT JOIN registry_counters rc ON rc.id = ep.id
+             WHERE (?1 IS NULL OR ep.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
+             ORDER BY ep.centre_id, ep.name, ep.id",
+        )
+        .bind(&centre)
+        .bind(&district)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let hours: Option<String> = r.try_get("hours_json")?;
+            let state: Option<String> = r.try_get("registry_state")?;
+            Ok(PointRow {
+                id: r.try_get("id")?,
+                centre_id: r.try_get("centre_id")?,
+                centre_name: r.try_get("centre_name")?,
+                district: r.try_get("district")?,
+                name: r.try_get("name")?,
+                status: r.try_get("status")?,
+                service_hours: r.try_get("service_hours")?,
+                hours: hours
+                    .map(|h| serde_json::from_str(&h))
+                    .transpose()
+                    .map_err(|e| corrupt("point hours", e))?,
+                registry_state: state.as_deref().and_then(CounterState::parse),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let kiosks = sqlx::query(
+            "SELECT d.id, d.extension_point_id, d.centre_id, d.last_seen_ms
+             FROM devices d JOIN centres c ON c.id = d.centre_id
+             WHERE d.kind = 'kiosk' AND d.status = 'active' AND d.extension_point_id IS NOT NULL
+               AND (?1 IS NULL OR d.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
+             ORDER BY d.id",
+        )
+        .bind(&centre)
+        .bind(&district)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KioskRow {
+                device_id: r.try_get("id")?,
+                extension_point_id: r.try_get("extension_point_id")?,
+                centre_id: r.try_get("centre_id")?,
+                last_seen_ms: r.try_get("last_seen_ms")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let statuses = sqlx::query(
+            "SELECT s.* FROM device_status s JOIN devices d ON d.id = s.device_id
+             JOIN centres c ON c.id = d.centre_id
+             WHERE d.status = 'active' AND (?1 IS NULL OR d.centre_id = ?1)
+               AND (?2 IS NULL OR c.district = ?2)
+             ORDER BY s.device_id, s.kind",
+        )
+        .bind(&centre)
+        .bind(&district)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            let status: String = r.try_get("status")?;
+            Ok(StatusRow {
+                device_id: r.try_get("device_id")?,
+                kind: from_wire("device kind", &kind)?,
+                status: from_wire("device status", &status)?,
+                since_ms: r.try_get("since_ms")?,
+                updated_ms: r.try_get("updated_ms")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let last_inspections = sqlx::query(
+            "SELECT i.* FROM inspections i JOIN centres c ON c.id = i.centre_id
+             WHERE i.id IN (SELECT MAX(id) FROM inspections GROUP BY extension_point_id)
+               AND (?1 IS NULL OR i.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)",
+        )
+        .bind(&centre)
+        .bind(&district)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(inspection_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(HealthData {
+            points,
+            kiosks,
+            statuses,
+            last_inspections,
+        })
+    }
+
+    async fn open_alerts(&self) -> StoreResult<Vec<Alert>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT alert FROM health_alerts WHERE resolved_ms IS NULL ORDER BY id")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|(a,)| serde_json::from_str(a).map_err(|e| corrupt("alert", e)))
+            .collect()
+    }
+
+    async fn record_alert(&self, a: &Alert) -> StoreResult<()> {
+        match a.state {
+            AlertState::Firing => {
+                sqlx::query(
+                    "INSERT INTO health_alerts (key, kind, centre_id, extension_point_id,
+                        device_id, since_ms, fired_ms, alert) VALUES (?,?,?,?,?,?,?,?)
+                     ON CONFLICT(key) WHERE resolved_ms IS NULL DO NOTHING",
+                )
+                .bind(&a.key)
+                .bind(a.kind.as_str())
+                .bind(&a.centre_id)
+                .bind(&a.extension_point_id)
+                .bind(&a.device_id)
+                .bind(a.since_ms)
+                .bind(a.at_ms)
+                .bind(serde_json::to_string(a).map_err(|e| corrupt("alert", e))?)
+                .execute(self.pool())
+                .await?;
+            }
+            AlertState::Resolved => {
+                sqlx::query(
+                    "UPDATE health_alerts SET resolved_ms = ? WHERE key = ? AND resolved_ms IS NULL",
+                )
+                .bind(a.at_ms)
+                .bind(&a.key)
+                .execute(self.pool())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn recent_alerts(&self, scope: &Scope, since_ms: i64) -> StoreResult<Vec<Alert>> {
+        let (centre, district) = scope_binds(scope);
+        let rows = sqlx::query(
+            "SELECT a.alert, a.resolved_ms FROM health_alerts a JOIN centres c ON c.id = a.centre_id
+             WHERE (a.resolved_ms IS NULL OR a.resolved_ms >= ?3)
+               AND (?1 IS NULL OR a.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
+             ORDER BY a.id DESC LIMIT 200",
+        )
+        .bind(centre)
+        .bind(district)
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("alert")?;
+                let resolved: Option<i64> = r.try_get("resolved_ms")?;
+                let mut a: Alert = serde_json::from_str(&text).map_err(|e| corrupt("alert", e))?;
+                if let Some(at) = resolved {
+                    a.state = AlertState::Resolved;
+                    a.at_ms = at;
+                }
+                Ok(a)
+            })
+            .collect()
+    }
+
+    async fn add_inspection(&self, r: &InspectionRecord) -> StoreResult<i64> {
+        let id = sqlx::query(
+            "INSERT INTO inspections (device_id, extension_point_id, centre_id, technician,
+                automatic, started_ms, finished_ms, received_ms, overall, report)
+             VALUES (?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&r.device_id)
+        .bind(&r.extension_point_id)
+        .bind(&r.centre_id)
+        .bind(&r.technician)
+        .bind(i64::from(r.automatic))
+        .bind(r.started_ms)
+        .bind(r.finished_ms)
+        .bind(r.received_ms)
+        .bind(r.overall.as_str())
+        .bind(serde_json::to_string(&r.report).map_err(|e| corrupt("report", e))?)
+        .execute(self.pool())
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    async fn inspections(
+        &self,
+        scope: &Scope,
+        point: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<InspectionRecord>> {
+        let (centre, district) = scope_binds(scope);
+        let rows = sqlx::query(
+            "SELECT i.* FROM inspections i JOIN centres c ON c.id = i.centre_id
+             WHERE (?1 IS NULL OR i.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
+               AND (?3 IS NULL OR i.extension_point_id = ?3)
+             ORDER BY i.id DESC LIMIT ?4",
+        )
+        .bind(centre)
+        .bind(district)
+        .bind(point)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(inspection_from_row).collect()
+    }
+}
+
+/// Stands in until the relay's store is attached ([`crate::http::AppState::with_registry`]):
+/// every call fails.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRegistry;
+
+fn unavailable<T>() -> StoreResult<T> {
+    Err(StoreError::Corrupt("no registry store is attached".into()))
+}
+
+#[async_trait]
+impl RegistryStore for NoRegistry {
+    async fn counter(&self, _: &str) -> StoreResult<Option<Counter>> {
+        unavailable()
+    }
+    async fn counters(&self, _: &Scope) -> StoreResult<Vec<Counter>> {
+        unavailable()
+    }
+    async fn commit(&self, _: &Transition) -> Result<i64, CommitError> {
+        Ok(unavailable()?)
+    }
+    async fn events(&self, _: &EventQuery) -> StoreResult<Vec<RegistryEvent>> {
+        unavailable()
+    }
+    async fn district_scope(&self, _: &str) -> StoreResult<Option<String>> {
+        unavailable()
+    }
+    async fn set_district_scope(&self, _: &str, _: Option<&str>, _: i64) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn record_device_status(
+        &self,
+        _: &str,
+        _: DeviceKind,
+        _: DeviceStatus,
+        _: i64,
+    ) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn health_data(&self, _: &Scope) -> StoreResult<HealthData> {
+        unavailable()
+    }
+    async fn open_alerts(&self) -> StoreResult<Vec<Alert>> {
+        unavailable()
+    }
+    async fn record_alert(&self, _: &Alert) -> StoreResult<()> {
+        unavailable()
+    }
+    async fn recent_alerts(&self, _: &Scope, _: i64) -> StoreResult<Vec<Alert>> {
+        unavailable()
+    }
+    async fn add_inspection(&self, _: &InspectionRecord) -> StoreResult<i64> {
+        unavailable()
+    }
+    async fn inspections(
+        &self,
+        _: &Scope,
+        _: Option<&str>,
+        _: u32,
+    ) -> StoreResult<Vec<InspectionRecord>> {
+        unavailable()
+    }
+}
