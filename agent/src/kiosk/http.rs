@@ -4,6 +4,7 @@
 //! - `GET /kiosk/events`: server-sent `view` events, one whenever the link's state, the
 //!   devices' screen state or the evaluation flow changes (and every 30 s, so the open/closed
 //!   display follows the clock);
+//! - `GET /kiosk/api/view`: the current view once (technicians, tests);
 //! - `GET /kiosk/api/setup`: timeouts, evaluation levels and reasons, for the page at start;
 //! - `POST /kiosk/api/evaluation` `{ticket_id, level, reasons}`: the resident's rating, answered
 //!   once it is on disk;
@@ -38,6 +39,7 @@ pub fn routes(kiosk: Kiosk) -> Router {
         .route("/kiosk/audio/{file}", get(audio))
         .route("/kiosk/events", get(events))
         .route("/kiosk/api/setup", get(setup))
+        .route("/kiosk/api/view", get(current_view))
         .route("/kiosk/api/evaluation", post(evaluate))
         .route("/kiosk/api/outbox", get(outbox))
         .layer(middleware::from_fn(guard))
@@ -186,6 +188,10 @@ async fn events(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn current_view(State(kiosk): State<Kiosk>) -> Json<View> {
+    Json(view(&kiosk))
 }
 
 async fn setup(State(kiosk): State<Kiosk>) -> Json<serde_json::Value> {
