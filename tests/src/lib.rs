@@ -5,6 +5,8 @@
 //! first (`cargo build --workspace --bins`); `RVW_BIN_DIR` overrides the directory.
 
 pub mod browser;
+pub mod clerk;
+pub mod hcp;
 pub mod procs;
 
 pub use browser::{Browser, Page};

@@ -135,6 +135,29 @@ impl Relay {
         format!("https://{}{path}", self.https)
     }
 
+    /// Freezes the relay (SIGSTOP): connections stay open but nothing is answered.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Lets a paused relay go on (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    /// Sends a signal with kill(1): the workspace has no unsafe code for `libc::kill`.
+    fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.child.id().context("the relay has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{name} {pid} failed");
+        }
+        Ok(())
+    }
+
     /// Stops the relay with SIGKILL.
     pub async fn kill(mut self) -> Result<()> {
         self.child.kill().await?;
