@@ -44,7 +44,10 @@ async fn served(relay: &TestRelay) -> (String, Client) {
         .request(json!({"type": "take_ticket", "category_id": "social"}))
         .await;
     assert_eq!(taken["type"], "ticket_taken", "{taken}");
-    let ticket = taken["ticket"]["ticket_id"].as_str().expect("id").to_owned();
+    let ticket = taken["ticket"]["ticket_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let mut clerk = relay.clerk("clerk-a").await;
     let opened = clerk
         .request(json!({"type": "open_window", "window_id": "w-remote"}))
@@ -101,13 +104,23 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
     let (ticket, mut k) = served(&relay).await;
 
     let first = k
-        .request(evaluation("ev-1", &ticket, json!("very_dissatisfied"), &["attitude"]))
+        .request(evaluation(
+            "ev-1",
+            &ticket,
+            json!("very_dissatisfied"),
+            &["attitude"],
+        ))
         .await;
     assert_eq!(first["type"], "evaluation_stored", "{first}");
     assert_eq!(first["duplicate"], false);
     // The same id again (the outbox did not hear the answer): stored once, answered alike.
     let again = k
-        .request(evaluation("ev-1", &ticket, json!("very_dissatisfied"), &["attitude"]))
+        .request(evaluation(
+            "ev-1",
+            &ticket,
+            json!("very_dissatisfied"),
+            &["attitude"],
+        ))
         .await;
     assert_eq!(again["type"], "evaluation_stored");
     assert_eq!(again["duplicate"], true);
@@ -118,10 +131,19 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
     assert_eq!(second["code"], "invalid_state", "{second}");
     // Bad input is refused with a clear code and leaves the connection up.
     for (bad, code) in [
-        (evaluation("ev-3", &ticket, json!("dissatisfied"), &[]), "bad_message"),
+        (
+            evaluation("ev-3", &ticket, json!("dissatisfied"), &[]),
+            "bad_message",
+        ),
         (evaluation("ev 3", &ticket, json!(null), &[]), "bad_message"),
-        (evaluation("ev-3", &ticket, json!("satisfied"), &["made_up"]), "bad_message"),
-        (evaluation("ev-3", "no-such-ticket", json!(null), &[]), "not_found"),
+        (
+            evaluation("ev-3", &ticket, json!("satisfied"), &["made_up"]),
+            "bad_message",
+        ),
+        (
+            evaluation("ev-3", "no-such-ticket", json!(null), &[]),
+            "not_found",
+        ),
     ] {
         let answer = k.request(bad).await;
         assert_eq!(answer["code"], code, "{answer}");
@@ -134,7 +156,12 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
         .await;
     assert_eq!(other["code"], "not_found", "{other}");
     let stolen = k2
-        .request(evaluation("ev-1", &ticket, json!("very_dissatisfied"), &["attitude"]))
+        .request(evaluation(
+            "ev-1",
+            &ticket,
+            json!("very_dissatisfied"),
+            &["attitude"],
+        ))
         .await;
     assert_eq!(stolen["code"], "forbidden", "{stolen}");
 
@@ -169,7 +196,13 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
 
     // Closing needs the visit, verification, rectification and feedback.
     let path = "/api/v1/supervisor/followups/ev-1";
-    let (status, body) = put(&relay, &boss, path, json!({"verification": "x", "rectification": "", "feedback": "", "close": true})).await;
+    let (status, body) = put(
+        &relay,
+        &boss,
+        path,
+        json!({"verification": "x", "rectification": "", "feedback": "", "close": true}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let now = f["opened_ms"].as_i64().expect("opened");
     let (status, closed) = put(
@@ -213,9 +246,20 @@ async fn only_supervisors_use_the_evaluation_api_and_only_for_their_centre() {
         assert_eq!(status, 401, "{path}");
     }
     let boss = relay.login("boss").await;
-    let (status, body) = get(&relay, &boss, "/api/v1/supervisor/evaluations/stats?from=2026-13-01").await;
+    let (status, body) = get(
+        &relay,
+        &boss,
+        "/api/v1/supervisor/evaluations/stats?from=2026-13-01",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = put(&relay, &boss, "/api/v1/supervisor/followups/unknown", json!({"verification": "", "rectification": "", "feedback": ""})).await;
+    let (status, _) = put(
+        &relay,
+        &boss,
+        "/api/v1/supervisor/followups/unknown",
+        json!({"verification": "", "rectification": "", "feedback": ""}),
+    )
+    .await;
     assert_eq!(status, 404);
     relay.stop().await;
 }
@@ -227,26 +271,40 @@ async fn without_the_service_started_evaluations_are_refused_as_retryable() {
     let answer = k
         .request(evaluation("ev-1", &ticket, json!("satisfied"), &[]))
         .await;
-    assert_eq!(answer["code"], "internal", "the kiosk keeps it and retries: {answer}");
+    assert_eq!(
+        answer["code"], "internal",
+        "the kiosk keeps it and retries: {answer}"
+    );
     relay.stop().await;
 }
 
 /// A minimal 好差评 endpoint answering 503 for the first `fail` requests, then 200.
 async fn endpoint(fail: usize) -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hcp", listener.local_addr().expect("addr"));
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
     tokio::spawn(async move {
         for _ in 0..100 {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let n = seen.fetch_add(1, Ordering::SeqCst);
             let mut buf = vec![0u8; 16 * 1024];
             let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-            let status = if n < fail { "503 Service Unavailable" } else { "200 OK" };
+            let status = if n < fail {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
             let _ = s
-                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .await;
         }
     });
@@ -260,7 +318,10 @@ async fn wait_forwarding(relay: &TestRelay, token: &str, state: &str) -> Value {
         if list[0]["forwarding"]["state"] == state {
             return list[0].clone();
         }
-        assert!(tokio::time::Instant::now() < deadline, "forwarding never {state}: {list}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forwarding never {state}: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

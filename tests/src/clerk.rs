@@ -4,17 +4,18 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::procs::Relay;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct Clerk {
     ws: Ws,
@@ -44,7 +45,9 @@ impl Clerk {
             .insert("authorization", format!("Bearer {token}").parse()?);
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         let mut clerk = Self { ws, next_id: 1 };
-        clerk.send(json!({ "type": "hello", "protocol_versions": [1] })).await?;
+        clerk
+            .send(json!({ "type": "hello", "protocol_versions": [1] }))
+            .await?;
         clerk.recv_type("welcome").await?;
         Ok(clerk)
     }
@@ -94,7 +97,8 @@ impl Clerk {
     }
 
     pub async fn open_window(&mut self, window_id: &str) -> Result<()> {
-        self.request(json!({ "type": "open_window", "window_id": window_id })).await?;
+        self.request(json!({ "type": "open_window", "window_id": window_id }))
+            .await?;
         Ok(())
     }
 
@@ -107,7 +111,10 @@ impl Clerk {
     /// Calls the next ticket, starts and finishes it; returns its id.
     pub async fn serve_next(&mut self) -> Result<String> {
         let ticket = self.op(json!({ "op": "call_next" })).await?;
-        let id = ticket["id"].as_str().context("called ticket id")?.to_owned();
+        let id = ticket["id"]
+            .as_str()
+            .context("called ticket id")?
+            .to_owned();
         self.op(json!({ "op": "start", "ticket_id": id })).await?;
         self.op(json!({ "op": "finish", "ticket_id": id })).await?;
         Ok(id)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,14 +37,22 @@ impl HcpReceiver {
         let task = tokio::spawn(async move {
             // Bounded: a test never sends more than a handful.
             for _ in 0..1000 {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (r, f) = (r.clone(), f.clone());
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), serve(stream, r, f)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), serve(stream, r, f)).await;
                 });
             }
         });
-        Ok(Self { url, received, failing, task })
+        Ok(Self {
+            url,
+            received,
+            failing,
+            task,
+        })
     }
 
     /// While true, every request is answered 503 (and not recorded).
@@ -65,7 +73,10 @@ impl HcpReceiver {
                 return Ok(got);
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("the 好差评 receiver got {} evaluations within {limit:?}, expected {n}", got.len());
+                bail!(
+                    "the 好差评 receiver got {} evaluations within {limit:?}, expected {n}",
+                    got.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -78,11 +89,17 @@ impl Drop for HcpReceiver {
     }
 }
 
-async fn serve(mut stream: TcpStream, received: Arc<Mutex<Vec<Received>>>, failing: Arc<AtomicBool>) {
+async fn serve(
+    mut stream: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    failing: Arc<AtomicBool>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let (head_end, length) = loop {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
         if n == 0 || buf.len() > MAX_REQUEST {
             return;
         }
@@ -98,7 +115,9 @@ async fn serve(mut stream: TcpStream, received: Arc<Mutex<Vec<Received>>>, faili
         }
     };
     while buf.len() < head_end + length {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
         if n == 0 || buf.len() > MAX_REQUEST {
             return;
         }
@@ -109,7 +128,8 @@ async fn serve(mut stream: TcpStream, received: Arc<Mutex<Vec<Received>>>, faili
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("idempotency-key").then(|| value.trim().to_owned())
+            name.eq_ignore_ascii_case("idempotency-key")
+                .then(|| value.trim().to_owned())
         })
         .unwrap_or_default();
     let status = if failing.load(Ordering::SeqCst) {
@@ -118,7 +138,10 @@ async fn serve(mut stream: TcpStream, received: Arc<Mutex<Vec<Received>>>, faili
         match serde_json::from_slice::<Value>(&buf[head_end..head_end + length]) {
             Ok(body) => {
                 if let Ok(mut r) = received.lock() {
-                    r.push(Received { idempotency_key: key, body });
+                    r.push(Received {
+                        idempotency_key: key,
+                        body,
+                    });
                 }
                 "200 OK"
             }

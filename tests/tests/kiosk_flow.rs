@@ -9,7 +9,9 @@
 //!   relay stores it once although the agent delivers it again;
 //! - no answer within the time is recorded as unrated;
 //! - outside service hours the screen shows the hours and offers no ticket;
-//! - with the relay unreachable the screen is calm and shows the point's phone number.
+//! - with the relay unreachable the screen is calm and shows the point's phone number;
+//! - an untouched choice screen returns to the start, and a waiting ticket nobody answers the
+//!   "are you still here?" question for is given up.
 //!
 //! Each step's screen is saved to `docs/screens/` (portrait 1080×1920, and landscape
 //! 1920×1080 for a few) for the README.
@@ -17,11 +19,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use e2e::clerk::{login, Clerk};
+use anyhow::{Context, Result, bail};
+use e2e::clerk::{Clerk, login};
 use e2e::hcp::HcpReceiver;
 use e2e::{Agent, Browser, DemoData, Page, Relay};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -32,7 +34,8 @@ fn screens_dir() -> PathBuf {
 async fn shot(page: &Page<'_>, name: &str) -> Result<()> {
     // Let the fonts settle before the picture (they are local files, so this is quick).
     page.eval("document.fonts.ready.then(() => true)").await?;
-    page.screenshot(&screens_dir().join(format!("{name}.png"))).await
+    page.screenshot(&screens_dir().join(format!("{name}.png")))
+        .await
 }
 
 async fn on_screen(page: &Page<'_>, name: &str) -> Result<()> {
@@ -70,7 +73,10 @@ async fn supervisor_get(relay: &Relay, data: &DemoData, path: &str) -> Result<Va
 }
 
 async fn kiosk_view(agent: &Agent) -> Result<Value> {
-    Ok(reqwest::get(agent.url("/kiosk/api/view")).await?.json().await?)
+    Ok(reqwest::get(agent.url("/kiosk/api/view"))
+        .await?
+        .json()
+        .await?)
 }
 
 async fn wait_view(agent: &Agent, check: impl Fn(&Value) -> bool) -> Result<Value> {
@@ -88,7 +94,10 @@ async fn wait_view(agent: &Agent, check: impl Fn(&Value) -> bool) -> Result<Valu
 }
 
 async fn outbox(agent: &Agent) -> Result<Value> {
-    Ok(reqwest::get(agent.url("/kiosk/api/outbox")).await?.json().await?)
+    Ok(reqwest::get(agent.url("/kiosk/api/outbox"))
+        .await?
+        .json()
+        .await?)
 }
 
 #[tokio::test]
@@ -103,8 +112,11 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     let page = browser.open(&agent.url("/kiosk")).await?;
     page.viewport(1080, 1920).await?;
     on_screen(&page, "idle").await?;
-    page.wait_for("document.getElementById('point-name').textContent.includes('延伸服务点')", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.getElementById('point-name').textContent.includes('延伸服务点')",
+        LIMIT,
+    )
+    .await?;
     let body_px: f64 = page
         .eval("parseFloat(getComputedStyle(document.body).fontSize)")
         .await?
@@ -112,14 +124,22 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
         .context("font size")?;
     assert!(body_px >= 28.0, "body text is {body_px}px");
     let idle_text = page.eval("document.body.innerText").await?;
-    assert!(idle_text.as_str().unwrap_or("").contains("本次服务全程录音录像"));
+    assert!(
+        idle_text
+            .as_str()
+            .unwrap_or("")
+            .contains("本次服务全程录音录像")
+    );
     shot(&page, "kiosk-01-idle").await?;
     page.viewport(1920, 1080).await?;
     shot(&page, "kiosk-01-idle-landscape").await?;
     // English on request; back to Chinese.
     page.click("#lang-toggle").await?;
-    page.wait_for("document.getElementById('btn-start').textContent === 'Take a number'", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.getElementById('btn-start').textContent === 'Take a number'",
+        LIMIT,
+    )
+    .await?;
     shot(&page, "kiosk-01-idle-english-landscape").await?;
     page.click("#lang-toggle").await?;
     page.viewport(1080, 1920).await?;
@@ -127,13 +147,19 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     // Two taps: 取号办事, then the service.
     page.click("#btn-start").await?;
     on_screen(&page, "categories").await?;
-    page.wait_for("document.querySelector('[data-category=\"social-security\"]')", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.querySelector('[data-category=\"social-security\"]')",
+        LIMIT,
+    )
+    .await?;
     shot(&page, "kiosk-02-categories").await?;
     page.click("[data-category=\"social-security\"]").await?;
     on_screen(&page, "waiting").await?;
-    page.wait_for("document.getElementById('waiting-number').textContent === 'YA001'", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.getElementById('waiting-number').textContent === 'YA001'",
+        LIMIT,
+    )
+    .await?;
     shot(&page, "kiosk-03-waiting").await?;
     page.viewport(1920, 1080).await?;
     shot(&page, "kiosk-03-waiting-landscape").await?;
@@ -153,7 +179,9 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     .await?;
     shot(&page, "kiosk-04-called").await?;
 
-    clerk.op(json!({ "op": "start", "ticket_id": ticket_id })).await?;
+    clerk
+        .op(json!({ "op": "start", "ticket_id": ticket_id }))
+        .await?;
     on_screen(&page, "session").await?;
     page.wait_for(
         "document.getElementById('clerk-video') && document.getElementById('self-view')",
@@ -165,7 +193,9 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     shot(&page, "kiosk-05-session-landscape").await?;
     page.viewport(1080, 1920).await?;
 
-    clerk.op(json!({ "op": "finish", "ticket_id": ticket_id })).await?;
+    clerk
+        .op(json!({ "op": "finish", "ticket_id": ticket_id }))
+        .await?;
     on_screen(&page, "evaluation").await?;
     shot(&page, "kiosk-06-evaluation").await?;
     page.viewport(1920, 1080).await?;
@@ -176,12 +206,18 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     page.click("[data-level=\"dissatisfied\"]").await?;
     page.wait_for("!document.getElementById('reason-panel').hidden", LIMIT)
         .await?;
-    page.wait_for("document.getElementById('btn-reasons-submit').disabled", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.getElementById('btn-reasons-submit').disabled",
+        LIMIT,
+    )
+    .await?;
     page.click("[data-reason=\"too_slow\"]").await?;
     page.click("[data-reason=\"unclear\"]").await?;
-    page.wait_for("!document.getElementById('btn-reasons-submit').disabled", LIMIT)
-        .await?;
+    page.wait_for(
+        "!document.getElementById('btn-reasons-submit').disabled",
+        LIMIT,
+    )
+    .await?;
     shot(&page, "kiosk-07-reasons").await?;
     page.click("#btn-reasons-submit").await?;
     on_screen(&page, "thanks").await?;
@@ -207,7 +243,10 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
         .filter_map(|r| r["code"].as_str())
         .collect();
     assert_eq!(reasons, ["too_slow", "unclear"]);
-    assert_eq!(got[0].idempotency_key, e["evaluation_id"].as_str().unwrap_or_default());
+    assert_eq!(
+        got[0].idempotency_key,
+        e["evaluation_id"].as_str().unwrap_or_default()
+    );
 
     // The relay marks it delivered only after the receiver's answer, so once it says so, a
     // second copy would already have arrived.
@@ -226,24 +265,33 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     // The supervisor page shows the figures and the follow-up.
     let sup = browser.open(&relay.https_url("/supervisor")).await?;
     sup.viewport(1400, 1000).await?;
-    sup.wait_for("!document.getElementById('login-view').hidden", LIMIT).await?;
+    sup.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
     sup.fill("#login-user", "supervisor1").await?;
     sup.fill("#login-pass", &data.staff_password()?).await?;
     sup.click("#login-form button[type=submit]").await?;
     sup.wait_for("document.getElementById('stats-total') && document.getElementById('stats-total').textContent.includes('差评 1 条')", LIMIT)
         .await?;
-    sup.screenshot(&screens_dir().join("supervisor-stats.png")).await?;
+    sup.screenshot(&screens_dir().join("supervisor-stats.png"))
+        .await?;
     sup.click("#tab-followups").await?;
-    sup.wait_for("document.querySelector('#followup-rows tr')", LIMIT).await?;
+    sup.wait_for("document.querySelector('#followup-rows tr')", LIMIT)
+        .await?;
     sup.click("#followup-rows button").await?;
-    sup.wait_for("document.getElementById('fu-verification')", LIMIT).await?;
+    sup.wait_for("document.getElementById('fu-verification')", LIMIT)
+        .await?;
     sup.eval("document.getElementById('fu-visited').value = new Date(Date.now() + 8*3600*1000 - 60000).toISOString().slice(0,16)").await?;
-    sup.fill("#fu-verification", "已电话回访居民，等候时间确实较长").await?;
-    sup.fill("#fu-rectification", "高峰时段增开远程窗口").await?;
-    sup.fill("#fu-feedback", "已向居民说明改进措施，居民表示理解").await?;
-    sup.screenshot(&screens_dir().join("supervisor-followup.png")).await?;
+    sup.fill("#fu-verification", "已电话回访居民，等候时间确实较长")
+        .await?;
+    sup.fill("#fu-rectification", "高峰时段增开远程窗口")
+        .await?;
+    sup.fill("#fu-feedback", "已向居民说明改进措施，居民表示理解")
+        .await?;
+    sup.screenshot(&screens_dir().join("supervisor-followup.png"))
+        .await?;
     sup.click("#fu-close").await?;
-    sup.wait_for("document.querySelector('#followup-list .empty')", LIMIT).await?;
+    sup.wait_for("document.querySelector('#followup-list .empty')", LIMIT)
+        .await?;
     let all = supervisor_get(&relay, &data, "/api/v1/supervisor/followups?state=all").await?;
     assert_eq!(all[0]["state"], "closed");
     assert_eq!(all[0]["rectification"], "高峰时段增开远程窗口");
@@ -254,7 +302,11 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     Ok(())
 }
 
-async fn wait_relay(relay: &Relay, data: &DemoData, check: impl Fn(&Value) -> bool) -> Result<Value> {
+async fn wait_relay(
+    relay: &Relay,
+    data: &DemoData,
+    check: impl Fn(&Value) -> bool,
+) -> Result<Value> {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let v = supervisor_get(relay, data, "/api/v1/supervisor/evaluations").await?;
@@ -281,7 +333,10 @@ async fn served_ticket(agent: &Agent, relay: &Relay, data: &DemoData) -> Result<
     let mut clerk = Clerk::connect(relay, "clerk1", &data.staff_password()?).await?;
     clerk.open_window("window-08").await?;
     let ticket_id = clerk.serve_next().await?;
-    wait_view(agent, |v| v["evaluation"]["ticket_id"] == ticket_id.as_str()).await?;
+    wait_view(agent, |v| {
+        v["evaluation"]["ticket_id"] == ticket_id.as_str()
+    })
+    .await?;
     Ok(ticket_id)
 }
 
@@ -321,11 +376,16 @@ async fn an_evaluation_survives_sigkill_of_the_agent_and_is_stored_once() -> Res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let list = wait_relay(&relay, &data, |v| {
-        v.as_array()
-            .is_some_and(|a| !a.is_empty() && a.iter().all(|e| e["forwarding"]["state"] == "delivered"))
+        v.as_array().is_some_and(|a| {
+            !a.is_empty() && a.iter().all(|e| e["forwarding"]["state"] == "delivered")
+        })
     })
     .await?;
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "stored exactly once: {list}");
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "stored exactly once: {list}"
+    );
     assert_eq!(list[0]["ticket_id"], ticket_id.as_str());
     assert_eq!(list[0]["level"], "satisfied");
     let got = hcp.received();
@@ -353,7 +413,8 @@ async fn no_answer_in_time_is_recorded_as_unrated_and_forwarding_retries() -> Re
     // Nobody taps.
     wait_view(&agent, |v| v["evaluation"].is_null()).await?;
     let pending = wait_relay(&relay, &data, |v| {
-        v.as_array().is_some_and(|a| a.len() == 1 && a[0]["forwarding"]["attempts"].as_u64() >= Some(1))
+        v.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["forwarding"]["attempts"].as_u64() >= Some(1))
     })
     .await?;
     assert_eq!(pending[0]["forwarding"]["state"], "pending");
@@ -404,7 +465,11 @@ async fn outside_service_hours_the_kiosk_shows_the_hours_and_offers_no_ticket() 
     let sql = format!(
         "UPDATE extension_points SET hours_json = '{hours}', service_hours = '周一至周五 9:00-17:00' WHERE id = 'demo-point-01';"
     );
-    let out = tokio::process::Command::new("sqlite3").arg(&db).arg(&sql).output().await?;
+    let out = tokio::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(&sql)
+        .output()
+        .await?;
     if !out.status.success() {
         bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -416,11 +481,21 @@ async fn outside_service_hours_the_kiosk_shows_the_hours_and_offers_no_ticket() 
     let page = browser.open(&agent.url("/kiosk")).await?;
     page.viewport(1080, 1920).await?;
     on_screen(&page, "closed").await?;
-    page.wait_for("document.getElementById('closed-next').textContent.includes('9:00')", LIMIT)
-        .await?;
-    page.wait_for("document.getElementById('closed-hours').textContent.includes('周一至周五')", LIMIT)
-        .await?;
-    assert_eq!(page.eval("document.getElementById('btn-start').offsetParent === null").await?, true);
+    page.wait_for(
+        "document.getElementById('closed-next').textContent.includes('9:00')",
+        LIMIT,
+    )
+    .await?;
+    page.wait_for(
+        "document.getElementById('closed-hours').textContent.includes('周一至周五')",
+        LIMIT,
+    )
+    .await?;
+    assert_eq!(
+        page.eval("document.getElementById('btn-start').offsetParent === null")
+            .await?,
+        true
+    );
     shot(&page, "kiosk-09-closed").await?;
     // The relay refuses a ticket too, whatever the screen shows.
     let r = reqwest::Client::new()
@@ -448,11 +523,59 @@ async fn with_the_relay_unreachable_the_kiosk_shows_the_points_phone() -> Result
     on_screen(&page, "idle").await?;
     relay.kill().await?;
     on_screen(&page, "offline").await?;
-    page.wait_for("document.getElementById('offline-phone').textContent === '021-12345678'", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.getElementById('offline-phone').textContent === '021-12345678'",
+        LIMIT,
+    )
+    .await?;
     shot(&page, "kiosk-10-offline").await?;
 
     agent.kill().await?;
     browser.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn inactivity_returns_to_the_start_and_abandoned_tickets_are_cancelled() -> Result<()> {
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let agent = Agent::start_with(
+        &data,
+        &relay,
+        "[kiosk]\nidle_return_secs = 5\npresence_check_secs = 10\npresence_grace_secs = 5\n",
+    )
+    .await?;
+    agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&agent.url("/kiosk")).await?;
+    page.viewport(1080, 1920).await?;
+    on_screen(&page, "idle").await?;
+
+    // Someone opens the services and walks away: back to the start.
+    page.click("#btn-start").await?;
+    on_screen(&page, "categories").await?;
+    on_screen(&page, "idle").await?;
+
+    // Someone takes a ticket and walks away: asked, then the ticket is given up.
+    page.click("#btn-start").await?;
+    page.wait_for(
+        "document.querySelector('[data-category=\"general\"]')",
+        LIMIT,
+    )
+    .await?;
+    page.click("[data-category=\"general\"]").await?;
+    on_screen(&page, "waiting").await?;
+    page.wait_for("!document.getElementById('dialog-presence').hidden", LIMIT)
+        .await?;
+    shot(&page, "kiosk-11-still-there").await?;
+    let status = agent
+        .wait_status(LIMIT, |s| s["ticket"]["state"] == "cancelled")
+        .await?;
+    assert_eq!(status["ticket"]["category_name"], "综合事务");
+    on_screen(&page, "idle").await?;
+
+    browser.close().await;
+    agent.kill().await?;
+    relay.kill().await?;
     Ok(())
 }

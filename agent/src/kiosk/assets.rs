@@ -7,16 +7,39 @@
 
 /// (name, content type, content) of the page's text files.
 const TEXT: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("../../web/kiosk/index.html")),
-    ("kiosk.css", "text/css; charset=utf-8", include_str!("../../web/kiosk/kiosk.css")),
-    ("kiosk.js", "text/javascript; charset=utf-8", include_str!("../../web/kiosk/kiosk.js")),
-    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../../web/kiosk/i18n.js")),
-    ("media.js", "text/javascript; charset=utf-8", include_str!("../../web/kiosk/media.js")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../web/kiosk/index.html"),
+    ),
+    (
+        "kiosk.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/kiosk/kiosk.css"),
+    ),
+    (
+        "kiosk.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/kiosk/kiosk.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/kiosk/i18n.js"),
+    ),
+    (
+        "media.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/kiosk/media.js"),
+    ),
 ];
 
 macro_rules! audio {
     ($name:literal) => {
-        ($name, include_bytes!(concat!("../../web/kiosk/audio/", $name)).as_slice())
+        (
+            $name,
+            include_bytes!(concat!("../../web/kiosk/audio/", $name)).as_slice(),
+        )
     };
 }
 
@@ -59,14 +82,20 @@ mod tests {
         let (_, page) = text("index.html").expect("index.html");
         for reference in page.split("/kiosk/assets/").skip(1) {
             let name: String = reference.chars().take_while(|c| *c != '"').collect();
-            assert!(text(&name).is_some(), "index.html references unknown {name}");
+            assert!(
+                text(&name).is_some(),
+                "index.html references unknown {name}"
+            );
         }
         let (_, script) = text("kiosk.js").expect("kiosk.js");
         for reference in script.split("speak('").skip(1) {
             let prompt: String = reference.chars().take_while(|c| *c != '\'').collect();
             for lang in ["zh", "en"] {
                 let name = format!("{prompt}.{lang}.ogg");
-                assert!(audio(&name).is_some(), "kiosk.js speaks {name}, which is missing");
+                assert!(
+                    audio(&name).is_some(),
+                    "kiosk.js speaks {name}, which is missing"
+                );
             }
         }
     }

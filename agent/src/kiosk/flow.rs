@@ -42,7 +42,12 @@ impl Flow {
     ) -> Option<AwaitedEvaluation> {
         let Some(t) = ticket else { return None };
         let mut overtaken = None;
-        if self.awaited.as_ref().is_some_and(|a| a.ticket_id != t.ticket_id) && !t.state.is_terminal() {
+        if self
+            .awaited
+            .as_ref()
+            .is_some_and(|a| a.ticket_id != t.ticket_id)
+            && !t.state.is_terminal()
+        {
             overtaken = self.awaited.take();
         }
         match t.state {
@@ -114,7 +119,11 @@ mod tests {
         let mut f = Flow::default();
         f.observe(Some(&status("t1", TicketState::Waiting, None)), 0, 60_000);
         assert!(f.awaited().is_none());
-        f.observe(Some(&status("t1", TicketState::Called, Some("8号窗口"))), 10, 60_000);
+        f.observe(
+            Some(&status("t1", TicketState::Called, Some("8号窗口"))),
+            10,
+            60_000,
+        );
         f.observe(Some(&status("t1", TicketState::Serving, None)), 20, 60_000);
         f.observe(Some(&status("t1", TicketState::Served, None)), 100, 60_000);
         let a = f.awaited().cloned().expect("asks for an evaluation");
@@ -144,7 +153,10 @@ mod tests {
         f.observe(Some(&status("t1", TicketState::Serving, None)), 0, 1_000);
         f.observe(Some(&status("t1", TicketState::Served, None)), 0, 1_000);
         assert!(f.expire(1_500, 1_000).is_none());
-        assert_eq!(f.expire(2_000, 1_000).map(|a| a.ticket_id), Some("t1".into()));
+        assert_eq!(
+            f.expire(2_000, 1_000).map(|a| a.ticket_id),
+            Some("t1".into())
+        );
         assert!(f.awaited().is_none());
         // A new live ticket overtakes an awaited one.
         f.observe(Some(&status("t1", TicketState::Serving, None)), 0, 1_000);

@@ -53,9 +53,13 @@ async fn guard(request: Request, next: Next) -> Response {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let name = host
-        .rsplit_once(':')
-        .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host });
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
     let loopback = name == "localhost"
         || name
             .trim_matches(['[', ']'])
@@ -72,8 +76,14 @@ async fn guard(request: Request, next: Next) -> Response {
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
@@ -154,9 +164,7 @@ fn view(kiosk: &Kiosk) -> View {
     }
 }
 
-async fn events(
-    State(kiosk): State<Kiosk>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(State(kiosk): State<Kiosk>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let link = kiosk.link().state();
     let screen = kiosk.screen().subscribe();
     let flow = kiosk.subscribe_flow();
@@ -232,7 +240,11 @@ async fn evaluate(State(kiosk): State<Kiosk>, Json(req): Json<EvaluationRequest>
     reasons.sort();
     reasons.dedup();
     if reasons.iter().any(|r| !is_evaluation_reason(r)) {
-        return error(StatusCode::BAD_REQUEST, "bad_reason", "未知的原因 / unknown reason");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_reason",
+            "未知的原因 / unknown reason",
+        );
     }
     if req.level.is_bad() && reasons.is_empty() {
         return error(
@@ -246,7 +258,9 @@ async fn evaluate(State(kiosk): State<Kiosk>, Json(req): Json<EvaluationRequest>
     }
     match kiosk.answer(&req.ticket_id, req.level, reasons).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({ "recorded": true }))).into_response(),
-        Err(e @ AnswerError::NotAwaited) => error(StatusCode::CONFLICT, "not_awaited", &e.to_string()),
+        Err(e @ AnswerError::NotAwaited) => {
+            error(StatusCode::CONFLICT, "not_awaited", &e.to_string())
+        }
         Err(e @ AnswerError::Outbox(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "not_saved", &e.to_string())
         }

@@ -67,11 +67,26 @@ impl Default for KioskConfig {
 impl KioskConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (key, v, min, max) in [
-            ("kiosk.evaluation_timeout_secs", self.evaluation_timeout_secs, 5, 600),
+            (
+                "kiosk.evaluation_timeout_secs",
+                self.evaluation_timeout_secs,
+                5,
+                600,
+            ),
             ("kiosk.idle_return_secs", self.idle_return_secs, 5, 600),
             ("kiosk.thank_you_secs", self.thank_you_secs, 1, 60),
-            ("kiosk.presence_check_secs", self.presence_check_secs, 10, 7200),
-            ("kiosk.presence_grace_secs", self.presence_grace_secs, 5, 600),
+            (
+                "kiosk.presence_check_secs",
+                self.presence_check_secs,
+                10,
+                7200,
+            ),
+            (
+                "kiosk.presence_grace_secs",
+                self.presence_grace_secs,
+                5,
+                600,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 return Err(format!("{key} must be between {min} and {max}"));
@@ -163,7 +178,10 @@ impl Kiosk {
 
     fn flow(&self) -> MutexGuard<'_, Flow> {
         // Plain data: a panic elsewhere while holding it leaves it usable.
-        self.0.flow.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .flow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn config(&self) -> &KioskConfig {
@@ -191,11 +209,7 @@ impl Kiosk {
     }
 
     pub fn point_cache(&self) -> PointCache {
-        self.0
-            .cache
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default()
+        self.0.cache.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn bump(&self) {
@@ -249,7 +263,9 @@ impl Kiosk {
             evaluated_ms: self.now_ms(),
         };
         match self.0.outbox.record(&evaluation).await {
-            Ok(Recorded::New) => info!(ticket = %awaited.number, "no answer in time: recorded as unrated"),
+            Ok(Recorded::New) => {
+                info!(ticket = %awaited.number, "no answer in time: recorded as unrated")
+            }
             Ok(Recorded::AlreadyEvaluated(_)) => {}
             Err(e) => warn!(error = %e, "recording an unrated evaluation failed"),
         }
@@ -270,7 +286,10 @@ impl Kiosk {
                 let overtaken = flow.observe(snapshot.ticket.as_ref(), now, timeout_ms);
                 let expired = flow.expire(now, ANSWER_GRACE_MS);
                 let changed = before.as_ref() != flow.awaited();
-                (overtaken.into_iter().chain(expired).collect::<Vec<_>>(), changed)
+                (
+                    overtaken.into_iter().chain(expired).collect::<Vec<_>>(),
+                    changed,
+                )
             };
             if overtaken.1 {
                 self.bump();
@@ -303,7 +322,9 @@ impl Kiosk {
             extension_point: s.extension_point.clone(),
             categories: s.categories.clone(),
         };
-        let Ok(mut cache) = self.0.cache.lock() else { return };
+        let Ok(mut cache) = self.0.cache.lock() else {
+            return;
+        };
         if *cache == fresh {
             return;
         }

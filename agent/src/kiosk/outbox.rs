@@ -17,7 +17,9 @@ use std::time::Duration;
 use protocol::control::{ErrorCode, KioskEvaluation};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -36,7 +38,10 @@ pub enum OutboxError {
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot prepare the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("stored evaluation is unreadable: {0}")]
     Corrupt(String),
     #[error("the outbox is full ({MAX_PENDING} evaluations wait for the relay)")]
@@ -203,7 +208,13 @@ impl Outbox {
         Ok(row.get::<Option<i64>, _>(0))
     }
 
-    async fn finish(&self, id: &str, state: &str, attempts: u32, error: Option<&str>) -> Result<(), OutboxError> {
+    async fn finish(
+        &self,
+        id: &str,
+        state: &str,
+        attempts: u32,
+        error: Option<&str>,
+    ) -> Result<(), OutboxError> {
         sqlx::query(
             "UPDATE evaluations SET state = ?, attempts = ?, last_error = ?, done_ms = ?
              WHERE evaluation_id = ?",
@@ -218,7 +229,13 @@ impl Outbox {
         Ok(())
     }
 
-    async fn retry_at(&self, id: &str, attempts: u32, next_ms: i64, error: &str) -> Result<(), OutboxError> {
+    async fn retry_at(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_ms: i64,
+        error: &str,
+    ) -> Result<(), OutboxError> {
         sqlx::query("UPDATE evaluations SET attempts = ?, next_ms = ?, last_error = ? WHERE evaluation_id = ?")
             .bind(i64::from(attempts))
             .bind(next_ms)
@@ -243,7 +260,10 @@ fn retryable(e: &LinkError) -> bool {
     match e {
         LinkError::Offline | LinkError::Timeout => true,
         LinkError::Refused { code, .. } => {
-            matches!(code, ErrorCode::Internal | ErrorCode::Timeout | ErrorCode::LimitExceeded)
+            matches!(
+                code,
+                ErrorCode::Internal | ErrorCode::Timeout | ErrorCode::LimitExceeded
+            )
         }
         LinkError::NoTicket => false,
     }
@@ -251,7 +271,9 @@ fn retryable(e: &LinkError) -> bool {
 
 /// The wait after `attempts` failed deliveries: 1 s doubling to a minute.
 pub fn retry_delay_ms(attempts: u32) -> i64 {
-    1000_i64.saturating_mul(1 << attempts.saturating_sub(1).min(6)).min(60_000)
+    1000_i64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
+        .min(60_000)
 }
 
 /// Delivers pending evaluations through the link until `shutdown`: at once when one is
@@ -275,11 +297,20 @@ pub async fn deliver(outbox: Outbox, link: Link, shutdown: CancellationToken) {
                             }
                             Err(err) if retryable(&err) => {
                                 warn!(evaluation = %id, attempts, error = %err, "evaluation not delivered; will retry");
-                                outbox.retry_at(&id, attempts, now_ms() + retry_delay_ms(attempts), &err.to_string()).await
+                                outbox
+                                    .retry_at(
+                                        &id,
+                                        attempts,
+                                        now_ms() + retry_delay_ms(attempts),
+                                        &err.to_string(),
+                                    )
+                                    .await
                             }
                             Err(err) => {
                                 warn!(evaluation = %id, error = %err, "the relay refused the evaluation");
-                                outbox.finish(&id, "rejected", attempts, Some(&err.to_string())).await
+                                outbox
+                                    .finish(&id, "rejected", attempts, Some(&err.to_string()))
+                                    .await
                             }
                         };
                         if let Err(err) = result {
@@ -290,7 +321,11 @@ pub async fn deliver(outbox: Outbox, link: Link, shutdown: CancellationToken) {
                 Err(err) => warn!(error = %err, "reading the outbox failed"),
             }
         }
-        let next = if online { outbox.next_due().await.ok().flatten() } else { None };
+        let next = if online {
+            outbox.next_due().await.ok().flatten()
+        } else {
+            None
+        };
         let wait = next.map_or(Duration::from_secs(60), |n| {
             Duration::from_millis(u64::try_from((n - now_ms()).clamp(50, 60_000)).unwrap_or(1000))
         });
@@ -328,18 +363,33 @@ mod tests {
     async fn one_evaluation_per_ticket_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let outbox = Outbox::open(dir.path()).await.expect("open");
-        assert_eq!(outbox.record(&evaluation("e1", "t1")).await.expect("record"), Recorded::New);
         assert_eq!(
-            outbox.record(&evaluation("e2", "t1")).await.expect("record"),
+            outbox
+                .record(&evaluation("e1", "t1"))
+                .await
+                .expect("record"),
+            Recorded::New
+        );
+        assert_eq!(
+            outbox
+                .record(&evaluation("e2", "t1"))
+                .await
+                .expect("record"),
             Recorded::AlreadyEvaluated("e1".into())
         );
         drop(outbox);
         let outbox = Outbox::open(dir.path()).await.expect("reopen");
-        assert_eq!(outbox.evaluation_of("t1").await.expect("read"), Some("e1".into()));
+        assert_eq!(
+            outbox.evaluation_of("t1").await.expect("read"),
+            Some("e1".into())
+        );
         let due = outbox.due(now_ms(), 10).await.expect("due");
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].0, evaluation("e1", "t1"));
-        outbox.finish("e1", "delivered", 1, None).await.expect("finish");
+        outbox
+            .finish("e1", "delivered", 1, None)
+            .await
+            .expect("finish");
         assert!(outbox.due(now_ms(), 10).await.expect("due").is_empty());
         assert_eq!(outbox.counts().await.expect("counts").delivered, 1);
     }
@@ -347,15 +397,24 @@ mod tests {
     #[tokio::test]
     async fn failed_deliveries_wait_longer_each_time() {
         let outbox = Outbox::in_memory().await.expect("open");
-        outbox.record(&evaluation("e1", "t1")).await.expect("record");
+        outbox
+            .record(&evaluation("e1", "t1"))
+            .await
+            .expect("record");
         let now = now_ms();
-        outbox.retry_at("e1", 1, now + 5_000, "offline").await.expect("retry");
+        outbox
+            .retry_at("e1", 1, now + 5_000, "offline")
+            .await
+            .expect("retry");
         assert!(outbox.due(now, 10).await.expect("due").is_empty());
         assert_eq!(outbox.due(now + 5_000, 10).await.expect("due")[0].1, 1);
         assert_eq!(retry_delay_ms(1), 1000);
         assert_eq!(retry_delay_ms(3), 4000);
         assert_eq!(retry_delay_ms(30), 60_000);
         assert!(retryable(&LinkError::Offline));
-        assert!(!retryable(&LinkError::Refused { code: ErrorCode::NotFound, message: String::new() }));
+        assert!(!retryable(&LinkError::Refused {
+            code: ErrorCode::NotFound,
+            message: String::new()
+        }));
     }
 }

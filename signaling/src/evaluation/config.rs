@@ -77,10 +77,16 @@ impl EvaluationSection {
             }
         }
         if !(1..=300).contains(&self.request_timeout_secs) {
-            return Err(("evaluation.request_timeout_secs", "must be between 1 and 300".into()));
+            return Err((
+                "evaluation.request_timeout_secs",
+                "must be between 1 and 300".into(),
+            ));
         }
         if !(1..=1000).contains(&self.max_attempts) {
-            return Err(("evaluation.max_attempts", "must be between 1 and 1000".into()));
+            return Err((
+                "evaluation.max_attempts",
+                "must be between 1 and 1000".into(),
+            ));
         }
         if self.retry_base_secs == 0 || self.retry_max_secs < self.retry_base_secs {
             return Err((
@@ -89,10 +95,16 @@ impl EvaluationSection {
             ));
         }
         if !(1..=60).contains(&self.followup_working_days) {
-            return Err(("evaluation.followup_working_days", "must be between 1 and 60".into()));
+            return Err((
+                "evaluation.followup_working_days",
+                "must be between 1 and 60".into(),
+            ));
         }
         if self.session_memory_secs < 600 {
-            return Err(("evaluation.session_memory_secs", "must be at least 600".into()));
+            return Err((
+                "evaluation.session_memory_secs",
+                "must be at least 600".into(),
+            ));
         }
         self.calendar()?;
         Ok(())
@@ -129,10 +141,25 @@ mod tests {
             with(|s| s.forward_url = "http://hcp.example.gov.cn/api".into()),
             Some("evaluation.forward_url")
         );
-        assert_eq!(with(|s| s.forward_url = "http://127.0.0.1:9/x".into()), None);
-        assert_eq!(with(|s| s.forward_url = "https://hcp.example.gov.cn/api".into()), None);
-        assert_eq!(with(|s| s.holidays = vec!["2026-13-01".into()]), Some("evaluation.holidays"));
-        assert_eq!(with(|s| s.followup_working_days = 0), Some("evaluation.followup_working_days"));
-        assert_eq!(with(|s| s.retry_max_secs = 1), Some("evaluation.retry_base_secs"));
+        assert_eq!(
+            with(|s| s.forward_url = "http://127.0.0.1:9/x".into()),
+            None
+        );
+        assert_eq!(
+            with(|s| s.forward_url = "https://hcp.example.gov.cn/api".into()),
+            None
+        );
+        assert_eq!(
+            with(|s| s.holidays = vec!["2026-13-01".into()]),
+            Some("evaluation.holidays")
+        );
+        assert_eq!(
+            with(|s| s.followup_working_days = 0),
+            Some("evaluation.followup_working_days")
+        );
+        assert_eq!(
+            with(|s| s.retry_max_secs = 1),
+            Some("evaluation.retry_base_secs")
+        );
     }
 }

@@ -186,11 +186,14 @@ impl Forwarder {
             Outcome::Delivered => {
                 inc(&self.metrics.forwarded);
                 info!(evaluation = %e.record.id, attempts, "evaluation forwarded");
-                self.store.forward_delivered(&e.record.id, attempts, now).await
+                self.store
+                    .forward_delivered(&e.record.id, attempts, now)
+                    .await
             }
             Outcome::Retry if attempts < self.max_attempts => {
                 inc(&self.metrics.forward_failures);
-                let next = now + retry_delay_ms(attempts, self.retry_base_secs, self.retry_max_secs);
+                let next =
+                    now + retry_delay_ms(attempts, self.retry_base_secs, self.retry_max_secs);
                 warn!(evaluation = %e.record.id, attempts, %detail, "forwarding failed; will retry");
                 self.store
                     .forward_failed(&e.record.id, attempts, Some(next), &detail)

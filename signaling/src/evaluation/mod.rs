@@ -174,7 +174,9 @@ impl Evaluations {
     pub fn start(&self, deps: EvaluationDeps) -> Result<(), StartError> {
         let section = &deps.config.evaluation;
         section.check().map_err(|(k, m)| StartError::Config(k, m))?;
-        let calendar = section.calendar().map_err(|(k, m)| StartError::Config(k, m))?;
+        let calendar = section
+            .calendar()
+            .map_err(|(k, m)| StartError::Config(k, m))?;
         let token = match &section.token_file {
             None => None,
             Some(path) => {
@@ -268,7 +270,12 @@ impl Evaluations {
                 "该评价不属于本终端 / the evaluation belongs to another device",
             )
         };
-        if let Some(existing) = run.store.evaluation(&e.evaluation_id).await.map_err(store_failed)? {
+        if let Some(existing) = run
+            .store
+            .evaluation(&e.evaluation_id)
+            .await
+            .map_err(store_failed)?
+        {
             return if existing.record.device_id == device.id {
                 Ok(true)
             } else {
@@ -320,8 +327,8 @@ impl Evaluations {
                 run.wake.notify_one();
                 Ok(false)
             }
-            InsertOutcome::Duplicate(existing) if existing.device_id == device.id => Ok(true),
-            InsertOutcome::Duplicate(_) => Err(not_yours()),
+            InsertOutcome::Duplicate { device_id } if device_id == device.id => Ok(true),
+            InsertOutcome::Duplicate { .. } => Err(not_yours()),
             InsertOutcome::TicketEvaluated => Err(refuse(
                 ErrorCode::InvalidState,
                 "该办件已经评价过 / this ticket has already been evaluated",

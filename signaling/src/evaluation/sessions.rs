@@ -21,8 +21,7 @@ pub struct EndedSessions {
 
 impl EndedSessions {
     pub fn remember(&mut self, session: Session, ended_ms: i64) {
-        if !self.by_device.contains_key(&session.device_id) && self.by_device.len() >= MAX_DEVICES
-        {
+        if !self.by_device.contains_key(&session.device_id) && self.by_device.len() >= MAX_DEVICES {
             let oldest = self
                 .by_device
                 .iter()
@@ -90,7 +89,10 @@ mod tests {
         m.remember(session("k1", "t1", "w1"), 10);
         // Transferred: a second window served it last.
         m.remember(session("k1", "t1", "w2"), 20);
-        assert_eq!(m.find("k1", "t1").map(|(s, t)| (s.window_id, t)), Some(("w2".into(), 20)));
+        assert_eq!(
+            m.find("k1", "t1").map(|(s, t)| (s.window_id, t)),
+            Some(("w2".into(), 20))
+        );
         // Another kiosk cannot claim it.
         assert_eq!(m.find("k2", "t1"), None);
         assert_eq!(m.find("k1", "t9"), None);
@@ -100,7 +102,10 @@ mod tests {
     fn memory_is_bounded_per_device_and_forgets_old_sessions() {
         let mut m = EndedSessions::default();
         for i in 0..(PER_DEVICE + 3) {
-            m.remember(session("k1", &format!("t{i}"), "w"), i64::try_from(i).unwrap_or(0));
+            m.remember(
+                session("k1", &format!("t{i}"), "w"),
+                i64::try_from(i).unwrap_or(0),
+            );
         }
         assert_eq!(m.len(), PER_DEVICE);
         assert_eq!(m.find("k1", "t0"), None);

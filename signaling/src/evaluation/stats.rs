@@ -79,7 +79,12 @@ pub fn compute(records: &[EvaluationRecord]) -> Statistics {
         total.add(r);
         group(&mut windows, &r.window_id, &r.window_name, r);
         group(&mut clerks, &r.clerk_id, &r.clerk_name, r);
-        group(&mut points, &r.extension_point_id, &r.extension_point_name, r);
+        group(
+            &mut points,
+            &r.extension_point_id,
+            &r.extension_point_name,
+            r,
+        );
     }
     let done = |map: Groups| map.into_values().map(Figures::finish).collect();
     Statistics {
@@ -138,7 +143,10 @@ mod tests {
         assert_eq!(s.total.good_rate, Some(0.5));
         assert_eq!(s.total.rated_share, Some(0.8));
         let w1 = &s.by_window[0];
-        assert_eq!((w1.id.as_str(), w1.evaluations, w1.rated, w1.bad), ("w1", 4, 3, 1));
+        assert_eq!(
+            (w1.id.as_str(), w1.evaluations, w1.rated, w1.bad),
+            ("w1", 4, 3, 1)
+        );
         let b = s.by_clerk.iter().find(|f| f.id == "b").expect("clerk b");
         assert_eq!(b.good_rate, Some(0.0));
         assert_eq!(b.rated_share, Some(2.0 / 3.0));

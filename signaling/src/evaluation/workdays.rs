@@ -108,7 +108,13 @@ mod tests {
     fn shanghai_midnight_decides_the_opening_date() {
         let cal = WorkCalendar::default();
         // 2026-11-23 23:30 Shanghai is 15:30 UTC the same day; 00:30 is the next date.
-        assert_eq!(cal.deadline(at("2026-11-23", 23) + 1_800_000, 1).0, d("2026-11-24"));
-        assert_eq!(cal.deadline(at("2026-11-24", 0) + 1_800_000, 1).0, d("2026-11-25"));
+        assert_eq!(
+            cal.deadline(at("2026-11-23", 23) + 1_800_000, 1).0,
+            d("2026-11-24")
+        );
+        assert_eq!(
+            cal.deadline(at("2026-11-24", 0) + 1_800_000, 1).0,
+            d("2026-11-25")
+        );
     }
 }

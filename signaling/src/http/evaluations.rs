@@ -36,7 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/supervisor/followups", get(followups))
         .route("/api/v1/supervisor/followups/{id}", put(update_followup))
         .route("/api/v1/supervisor/dead-letters", get(dead_letters))
-        .route("/api/v1/supervisor/dead-letters/{id}/retry", post(retry_dead_letter))
+        .route(
+            "/api/v1/supervisor/dead-letters/{id}/retry",
+            post(retry_dead_letter),
+        )
 }
 
 /// A logged-in clerk with the supervisor role.
@@ -71,7 +74,9 @@ impl Period {
     /// `[from_ms, to_ms)`.
     fn range(&self, now_ms: i64) -> Result<(String, String, i64, i64), ApiError> {
         let parse = |s: &str| {
-            Date::parse(s).ok_or_else(|| ApiError::BadRequest(format!("日期格式应为 YYYY-MM-DD / bad date {s:?}")))
+            Date::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!("日期格式应为 YYYY-MM-DD / bad date {s:?}"))
+            })
         };
         let to = match &self.to {
             Some(s) => parse(s)?,

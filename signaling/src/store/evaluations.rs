@@ -152,8 +152,10 @@ pub enum FollowUpFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
     Stored,
-    /// An evaluation with this id was stored before (a repeat delivery).
-    Duplicate(EvaluationRecord),
+    /// An evaluation with this id was stored before (a repeat delivery), from this device.
+    Duplicate {
+        device_id: String,
+    },
     /// The ticket already has an evaluation with another id.
     TicketEvaluated,
 }
@@ -201,8 +203,12 @@ pub trait EvaluationStore: Send + Sync + 'static {
     async fn dead_letters(&self, centre_id: &str, limit: u32)
     -> StoreResult<Vec<StoredEvaluation>>;
     /// Puts a dead letter of the centre back in the queue; false when there is none with `id`.
-    async fn requeue_dead_letter(&self, centre_id: &str, id: &str, now_ms: i64)
-    -> StoreResult<bool>;
+    async fn requeue_dead_letter(
+        &self,
+        centre_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
 
     // --- follow-ups --------------------------------------------------------------------------
     async fn followups(
@@ -386,7 +392,11 @@ impl EvaluationStore for SqliteStore {
     }
 
     async fn evaluation(&self, id: &str) -> StoreResult<Option<StoredEvaluation>> {
-        let row = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations WHERE id = ?"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            evaluation_columns!(),
+            " FROM evaluations WHERE id = ?"
+        ))
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
@@ -435,7 +445,9 @@ impl EvaluationStore for SqliteStore {
             Err(e) if is_unique_violation(&e) => {
                 drop(tx);
                 return Ok(match self.evaluation(&r.id).await? {
-                    Some(existing) => InsertOutcome::Duplicate(existing.record),
+                    Some(existing) => InsertOutcome::Duplicate {
+                        device_id: existing.record.device_id,
+                    },
                     None => InsertOutcome::TicketEvaluated,
                 });
             }
@@ -465,9 +477,13 @@ impl EvaluationStore for SqliteStore {
         to_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            evaluation_columns!(),
+            " FROM evaluations
              WHERE centre_id = ? AND evaluated_ms >= ? AND evaluated_ms < ?
-             ORDER BY evaluated_ms DESC, id LIMIT ?"))
+             ORDER BY evaluated_ms DESC, id LIMIT ?"
+        ))
         .bind(centre_id)
         .bind(from_ms)
         .bind(to_ms)
@@ -478,9 +494,13 @@ impl EvaluationStore for SqliteStore {
     }
 
     async fn due_forwards(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            evaluation_columns!(),
+            " FROM evaluations
              WHERE forward_state = 'pending' AND forward_next_ms <= ?
-             ORDER BY forward_next_ms, id LIMIT ?"))
+             ORDER BY forward_next_ms, id LIMIT ?"
+        ))
         .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -540,9 +560,13 @@ impl EvaluationStore for SqliteStore {
         centre_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!("SELECT ", evaluation_columns!(), " FROM evaluations
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            evaluation_columns!(),
+            " FROM evaluations
              WHERE centre_id = ? AND forward_state = 'dead'
-             ORDER BY evaluated_ms DESC, id LIMIT ?"))
+             ORDER BY evaluated_ms DESC, id LIMIT ?"
+        ))
         .bind(centre_id)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -575,14 +599,18 @@ impl EvaluationStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(FollowUp, EvaluationRecord)>> {
         let only_open = matches!(filter, FollowUpFilter::Open);
-        let rows = sqlx::query(concat!("SELECT ", followup_columns!(), ", e.id, e.ticket_id, e.ticket_number,
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            followup_columns!(),
+            ", e.id, e.ticket_id, e.ticket_number,
                 e.centre_id AS e_centre_id, e.centre_name, e.category_id, e.category_name,
                 e.window_id, e.window_name, e.clerk_id, e.clerk_name, e.extension_point_id,
                 e.extension_point_name, e.device_id, e.level, e.reasons, e.service_started_ms,
                 e.service_ended_ms, e.evaluated_ms, e.received_ms
              FROM evaluation_followups f JOIN evaluations e ON e.id = f.evaluation_id
              WHERE f.centre_id = ? AND (? = 0 OR f.state = 'open')
-             ORDER BY f.state DESC, f.due_ms, f.evaluation_id LIMIT ?"))
+             ORDER BY f.state DESC, f.due_ms, f.evaluation_id LIMIT ?"
+        ))
         .bind(centre_id)
         .bind(i64::from(only_open))
         .bind(i64::from(limit))
@@ -624,7 +652,11 @@ impl EvaluationStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(concat!("SELECT ", followup_columns!(), " FROM evaluation_followups f WHERE f.evaluation_id = ?"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            followup_columns!(),
+            " FROM evaluation_followups f WHERE f.evaluation_id = ?"
+        ))
         .bind(evaluation_id)
         .fetch_one(self.pool())
         .await?;
