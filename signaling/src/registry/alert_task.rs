@@ -102,6 +102,7 @@ async fn run(state: AppState) {
         AlertPolicy {
             offline_after_ms: i64::try_from(cfg.offline_after_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            watch_since_ms: state.clock.now_ms(),
         },
         open,
     );

@@ -6,9 +6,12 @@
 //!   structured service hours (`ServiceHours::is_open_at`), and it has been offline for at
 //!   least `offline_after_ms` *of those hours*: the clock starts at the later of its last
 //!   heartbeat and the start of the current opening period, so a kiosk switched off overnight
-//!   alerts `offline_after_ms` after opening, not at opening. Points without structured hours
-//!   never raise it (nobody knows when they should be up). It clears when the kiosk reconnects,
-//!   not when the point closes for the day.
+//!   alerts `offline_after_ms` after opening, not at opening. An opening period that runs on
+//!   from the day before (24:00 → 0:00) counts as one. A kiosk that never connected counts from
+//!   its enrolment, and nothing counts from before the relay started watching
+//!   (`watch_since_ms`): while the relay was down it could not see kiosks either. Points without
+//!   structured hours never raise it (nobody knows when they should be up). It clears when the
+//!   kiosk reconnects, not when the point closes for the day.
 //! - **device failed** (`device_failed`): a connected kiosk reports a device as `offline`,
 //!   `power_off`, `no_device` or `hardware_error` (XFS4IoT `common.device`). It clears when the
 //!   device reports any other status.
@@ -20,7 +23,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use protocol::device::{DeviceKind, DeviceStatus};
-use protocol::hours::{ServiceHours, shanghai};
+use protocol::hours::{ClockTime, Date, ServiceHours, shanghai};
 use serde::{Deserialize, Serialize};
 
 /// Device statuses that count as a failure.
@@ -55,6 +58,8 @@ pub struct KioskHealth {
     pub online: bool,
     /// The last heartbeat or disconnection; `None` if it never connected.
     pub last_seen_ms: Option<i64>,
+    /// When its credential was issued (its row created).
+    pub enrolled_ms: i64,
     pub devices: Vec<DeviceHealth>,
 }
 
@@ -107,6 +112,8 @@ pub struct Alert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertPolicy {
     pub offline_after_ms: i64,
+    /// When the relay started watching (its start-up).
+    pub watch_since_ms: i64,
 }
 
 /// Raises and clears alerts (see the module note).
@@ -148,16 +155,35 @@ fn status_wire(s: DeviceStatus) -> String {
         .unwrap_or_default()
 }
 
-/// The start of the opening period `now_ms` falls in, if the point is open then.
+/// The start of the opening stretch `now_ms` falls in, if the point is open then. A period
+/// opening at 0:00 continues one that closed at 24:00 the day before (up to a week back).
 pub fn period_start(hours: &ServiceHours, now_ms: i64) -> Option<i64> {
+    const DAY: i64 = 86_400_000;
     let (date, minute) = shanghai(now_ms);
     let period = hours
         .periods_on(date)
         .into_iter()
         .find(|p| p.open.minutes() <= minute && minute < p.close.minutes())?;
     let local = now_ms + 8 * 3_600_000;
-    let midnight = now_ms - local.rem_euclid(86_400_000);
-    Some(midnight + i64::from(period.open.minutes()) * 60_000)
+    let mut midnight = now_ms - local.rem_euclid(DAY);
+    let mut open = period.open;
+    let mut day = date.days_since_epoch();
+    for _ in 0..7 {
+        if open != ClockTime::MIDNIGHT {
+            break;
+        }
+        day -= 1;
+        let Some(before) = hours
+            .periods_on(Date::from_days_since_epoch(day))
+            .into_iter()
+            .find(|p| p.close == ClockTime::END_OF_DAY)
+        else {
+            break;
+        };
+        open = before.open;
+        midnight -= DAY;
+    }
+    Some(midnight + i64::from(open.minutes()) * 60_000)
 }
 
 impl AlertEngine {
@@ -196,12 +222,15 @@ impl AlertEngine {
             let key = format!("kiosk_offline:{}", k.device_id);
             if !k.online {
                 let already = self.open.contains_key(&key);
-                let since = k.last_seen_ms.unwrap_or(0);
+                let since = k.last_seen_ms.unwrap_or(k.enrolled_ms);
+                let counted_from = since.max(self.policy.watch_since_ms);
                 let due = k
                     .hours
                     .as_ref()
                     .and_then(|h| period_start(h, now_ms))
-                    .is_some_and(|start| now_ms - since.max(start) >= self.policy.offline_after_ms);
+                    .is_some_and(|start| {
+                        now_ms - counted_from.max(start) >= self.policy.offline_after_ms
+                    });
                 if already || due {
                     let minutes = (now_ms - since) / 60_000;
                     holding.insert(
@@ -424,17 +453,20 @@ mod tests {
             )),
             online,
             last_seen_ms,
+            enrolled_ms: at(0, 0) - 30 * 86_400_000,
             devices: vec![],
         }
     }
 
+    fn policy() -> AlertPolicy {
+        AlertPolicy {
+            offline_after_ms: 10 * MIN,
+            watch_since_ms: at(0, 0) - 86_400_000,
+        }
+    }
+
     fn engine() -> AlertEngine {
-        AlertEngine::new(
-            AlertPolicy {
-                offline_after_ms: 10 * MIN,
-            },
-            vec![],
-        )
+        AlertEngine::new(policy(), vec![])
     }
 
     #[test]
@@ -504,6 +536,44 @@ mod tests {
     }
 
     #[test]
+    fn a_kiosk_enrolled_or_a_relay_started_a_moment_ago_gets_time_to_connect() {
+        let mut e = engine();
+        let mut k = kiosk(false, None);
+        k.enrolled_ms = at(11, 0);
+        assert!(e.evaluate(at(11, 9), std::slice::from_ref(&k)).is_empty());
+        assert_eq!(e.evaluate(at(11, 10), std::slice::from_ref(&k)).len(), 1);
+
+        // Seen last at 10:00, but this relay only started at 11:00.
+        let mut e = AlertEngine::new(
+            AlertPolicy {
+                watch_since_ms: at(11, 0),
+                ..policy()
+            },
+            vec![],
+        );
+        let k = kiosk(false, Some(at(10, 0)));
+        assert!(e.evaluate(at(11, 9), std::slice::from_ref(&k)).is_empty());
+        assert_eq!(e.evaluate(at(11, 10), std::slice::from_ref(&k)).len(), 1);
+    }
+
+    #[test]
+    fn opening_hours_that_run_through_midnight_count_as_one_stretch() {
+        let mut e = engine();
+        let mut k = kiosk(false, Some(at(0, 0) - 5 * MIN));
+        k.hours = Some(ServiceHours::always());
+        assert!(e.evaluate(at(0, 4), std::slice::from_ref(&k)).is_empty());
+        assert_eq!(
+            e.evaluate(at(0, 5), std::slice::from_ref(&k)).len(),
+            1,
+            "ten minutes offline across midnight"
+        );
+        assert_eq!(
+            period_start(&ServiceHours::always(), at(13, 0)),
+            Some(at(0, 0) - 7 * 86_400_000)
+        );
+    }
+
+    #[test]
     fn device_failures_fire_while_connected_and_clear_when_fixed() {
         let mut e = engine();
         let mut k = kiosk(true, Some(at(10, 0)));
@@ -562,12 +632,7 @@ mod tests {
         let mut first = engine();
         let k = kiosk(false, Some(at(10, 0)));
         let fired = first.evaluate(at(10, 20), std::slice::from_ref(&k));
-        let mut e = AlertEngine::new(
-            AlertPolicy {
-                offline_after_ms: 10 * MIN,
-            },
-            fired,
-        );
+        let mut e = AlertEngine::new(policy(), fired);
         assert!(e.evaluate(at(10, 30), std::slice::from_ref(&k)).is_empty());
         let gone = e.evaluate(at(10, 40), &[]);
         assert_eq!(gone.len(), 1);

@@ -244,6 +244,7 @@ pub fn kiosk_health(data: &HealthData, online: &HashSet<String>) -> Vec<KioskHea
                 hours: p.hours.clone(),
                 online: online.contains(&k.device_id),
                 last_seen_ms: k.last_seen_ms,
+                enrolled_ms: k.created_ms,
                 devices: devices_of(data, &k.device_id).collect(),
             })
         })
@@ -272,6 +273,7 @@ mod tests {
             extension_point_id: point.into(),
             centre_id: "c1".into(),
             last_seen_ms: Some(5),
+            created_ms: 1,
         };
         HealthData {
             points: vec![

@@ -85,6 +85,8 @@ pub struct KioskRow {
     pub extension_point_id: String,
     pub centre_id: String,
     pub last_seen_ms: Option<i64>,
+    /// When the device row was created (its first credential).
+    pub created_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -618,7 +620,7 @@ impl RegistryStore for SqliteStore {
         })
         .collect::<StoreResult<Vec<_>>>()?;
         let kiosks = sqlx::query(
-            "SELECT d.id, d.extension_point_id, d.centre_id, d.last_seen_ms
+            "SELECT d.id, d.extension_point_id, d.centre_id, d.last_seen_ms, d.created_ms
              FROM devices d JOIN centres c ON c.id = d.centre_id
              WHERE d.kind = 'kiosk' AND d.status = 'active' AND d.extension_point_id IS NOT NULL
                AND (?1 IS NULL OR d.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
@@ -635,6 +637,7 @@ impl RegistryStore for SqliteStore {
                 extension_point_id: r.try_get("extension_point_id")?,
                 centre_id: r.try_get("centre_id")?,
                 last_seen_ms: r.try_get("last_seen_ms")?,
+                created_ms: r.try_get("created_ms")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

@@ -58,8 +58,9 @@ export async function refresh() {
   const body = $("counter-table").tBodies[0];
   body.replaceChildren();
   for (const c of counters) {
-    const actions = el("td", { class: "row-actions" });
-    const button = (text, fn, cls) => actions.append(el("button", { type: "button", class: cls, text, onclick: fn }));
+    const buttons = el("div");
+    const actions = el("td", { class: "row-actions" }, buttons);
+    const button = (text, fn, cls) => buttons.append(el("button", { type: "button", class: cls, text, onclick: fn }));
     button("查看", () => showDetail(c.id));
     if (app.info.can_write) {
       if (c.state === "applied") {
@@ -69,7 +70,7 @@ export async function refresh() {
       } else if (c.state === "active") {
         button("变更", () => openForm(c), "write-only");
         button("重新签发凭据", () => openStep(c, "reissue"), "write-only");
-        button("关闭", () => openStep(c, "close"), "write-only danger");
+        button("关闭点位", () => openStep(c, "close"), "write-only danger");
       }
     }
     body.append(el("tr", { "data-counter": c.id, "data-state": c.state },
@@ -254,7 +255,7 @@ async function submitForm(ev) {
 
 const STEPS = {
   activate: { title: "开通", hint: "市运管中心审核通过后开通。开通时签发设备凭据，只显示一次。", label: "开通说明（选填，如审核批复）", path: "activate" },
-  close: { title: "关闭", hint: "关闭后该点位从公开名单中移除，终端不能再连接。", label: "关闭原因（必填）", path: "close" },
+  close: { title: "关闭点位", hint: "关闭后该点位从公开名单中移除，终端不能再连接。", label: "关闭原因（必填）", path: "close" },
   reissue: { title: "重新签发设备凭据", hint: "旧凭据立即失效，终端需写入新凭据后才能连接。", label: "原因（必填）", path: "reissue" },
 };
 
