@@ -22,25 +22,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::control::{ErrorBody, ErrorCode};
-use protocol::hours::{Date, shanghai};
+use protocol::hours::{Date, day_start, shanghai};
 use protocol::inspection::{InspectionReceipt, InspectionReport};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
 
-use super::auth::{AuthClerk, authenticate_device};
+use super::auth::{AuthClerk, AuthKiosk};
 use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::{hash_device_secret, new_token};
-use crate::domain::{Clerk, DeviceKind, Role};
-use crate::metrics::ClientKind;
+use crate::domain::{Clerk, Role};
 use crate::registry::exports::{self, Form};
 use crate::registry::fields::{FieldError, FormDraft, label};
 use crate::registry::lifecycle::{
     Actor, Command, Counter, EventAction, LifecycleError, RegistryEvent, decide,
 };
-use crate::registry::{Counters, Registry, alert_task, health, inspections, public, xlsx};
+use crate::registry::{Registry, Stats, alert_task, health, inspections, public, xlsx};
 use crate::store::registry::{CommitError, EventQuery, InspectionRecord, Scope};
 
 pub fn routes() -> Router<AppState> {
@@ -157,7 +156,7 @@ const AUDIT: &[Role] = &[Role::RegistryOperator, Role::Supervisor];
 /// The scope of a staff member with one of `roles`, or 403 (counted).
 async fn scope_of(state: &AppState, clerk: &Clerk, roles: &[Role]) -> Result<Scope> {
     if !roles.iter().any(|r| clerk.has(*r)) {
-        Counters::inc(&state.registry.counters.denied);
+        Stats::inc(&state.registry.stats.denied);
         return Err(ApiError::Forbidden.into());
     }
     Ok(
@@ -330,14 +329,14 @@ async fn detail(
 
 fn parse_body<T: serde::de::DeserializeOwned>(registry: &Registry, body: &Bytes) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        Counters::inc(&registry.counters.invalid_forms);
+        Stats::inc(&registry.stats.invalid_forms);
         bad(format!("请求格式有误 / malformed request: {e}"))
     })
 }
 
 fn validate(registry: &Registry, draft: &FormDraft) -> Result<crate::registry::fields::FormFields> {
     draft.validate(&registry.divisions).map_err(|errors| {
-        Counters::inc(&registry.counters.invalid_forms);
+        Stats::inc(&registry.stats.invalid_forms);
         RegistryError::Invalid(errors)
     })
 }
@@ -388,7 +387,7 @@ fn centre_matches(
     if errors.is_empty() {
         Ok(())
     } else {
-        Counters::inc(&registry.counters.invalid_forms);
+        Stats::inc(&registry.stats.invalid_forms);
         Err(RegistryError::Invalid(errors))
     }
 }
@@ -410,11 +409,11 @@ async fn step(
     let transition = decide(current, command, &actor(clerk), state.clock.now_ms())?;
     if let Err(e) = state.registry.store.commit(&transition).await {
         if matches!(e, CommitError::DeviceInUse(_) | CommitError::PointInUse(_)) {
-            Counters::inc(&state.registry.counters.invalid_forms);
+            Stats::inc(&state.registry.stats.invalid_forms);
         }
         return Err(e.into());
     }
-    Counters::inc(&state.registry.counters.commits);
+    Stats::inc(&state.registry.stats.commits);
     info!(
         counter = %transition.counter.id,
         action = transition.event.action.as_str(),
@@ -464,7 +463,7 @@ async fn apply(
         Scope::District(d) => d == &centre.district,
     };
     if !allowed {
-        Counters::inc(&registry.counters.denied);
+        Stats::inc(&registry.stats.denied);
         return Err(ApiError::Forbidden.into());
     }
     let fields = validate(&registry, &req.fields)?;
@@ -580,11 +579,6 @@ async fn reissue(
 // ---------------------------------------------------------------------------------------------
 // the trail and the forms
 
-/// Shanghai midnight at the start of `d`, in Unix ms.
-fn start_of(d: Date) -> i64 {
-    d.days_since_epoch() * 86_400_000 - 8 * 3_600_000
-}
-
 fn date_param(value: Option<&str>, name: &str) -> Result<Option<Date>> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
@@ -620,8 +614,8 @@ async fn history(
             district: None,
             counter_id: q.counter,
             actions: Vec::new(),
-            from_ms: from.map(start_of),
-            to_ms: to.map(|d| start_of(d) + 86_400_000),
+            from_ms: from.map(day_start),
+            to_ms: to.map(|d| day_start(d) + 86_400_000),
             limit: q.limit.unwrap_or(200).clamp(1, 1000),
         })
         .await?
@@ -681,7 +675,7 @@ async fn export(
     if let Scope::District(d) = &scope
         && d != district
     {
-        Counters::inc(&registry.counters.denied);
+        Stats::inc(&registry.stats.denied);
         return Err(ApiError::Forbidden.into());
     }
     let (Some(from), Some(to)) = (
@@ -695,13 +689,13 @@ async fn export(
     }
     let now = state.clock.now_ms();
     let filed = date_param(q.filed.as_deref(), "filed")?.unwrap_or_else(|| shanghai(now).0);
-    let to_ms = start_of(to) + 86_400_000;
+    let to_ms = day_start(to) + 86_400_000;
     let query = |actions: Vec<EventAction>, to_ms: Option<i64>| EventQuery {
         scope: scope.clone(),
         district: Some(district.to_owned()),
         counter_id: None,
         actions,
-        from_ms: Some(start_of(from)),
+        from_ms: Some(day_start(from)),
         to_ms,
         limit: MAX_EXPORT_ROWS + 1,
     };
@@ -817,27 +811,10 @@ async fn inspection_list(
 /// `POST /api/v1/inspections`: a kiosk files its self-test result (巡检记录).
 async fn upload_inspection(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    AuthKiosk(device): AuthKiosk,
     body: Bytes,
 ) -> Result<Response> {
     let registry: Arc<Registry> = state.registry.clone();
-    let credential = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|v| {
-            v.trim()
-                .split_once(':')
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-        });
-    let device = match credential {
-        Some((id, secret)) => authenticate_device(&state, &id, &secret, DeviceKind::Kiosk).await?,
-        None => None,
-    };
-    let Some(device) = device else {
-        state.metrics.auth_failure(ClientKind::Kiosk);
-        return Err(ApiError::Unauthenticated.into());
-    };
     let Some(point) = device.extension_point_id.clone() else {
         return Err(ApiError::Forbidden.into());
     };
@@ -848,7 +825,7 @@ async fn upload_inspection(
     let report = match report {
         Ok(r) => r,
         Err(message) => {
-            Counters::inc(&registry.counters.inspections_refused);
+            Stats::inc(&registry.stats.inspections_refused);
             return Err(bad(message));
         }
     };
@@ -867,7 +844,7 @@ async fn upload_inspection(
         report,
     };
     let id = registry.store.add_inspection(&record).await?;
-    Counters::inc(&registry.counters.inspections_received);
+    Stats::inc(&registry.stats.inspections_received);
     info!(device = %device.id, id, overall = overall.as_str(), "inspection record filed");
     Ok((
         StatusCode::CREATED,
@@ -913,15 +890,5 @@ mod tests {
     #[test]
     fn file_names_are_percent_encoded() {
         assert_eq!(percent_encode("附件1_a b"), "%E9%99%84%E4%BB%B61_a%20b");
-    }
-
-    #[test]
-    fn dates_start_at_shanghai_midnight() {
-        let d = Date::new(2026, 3, 5).expect("date");
-        assert_eq!(shanghai(start_of(d)), (d, 0));
-        assert_eq!(
-            shanghai(start_of(d) - 1).0,
-            Date::new(2026, 3, 4).expect("date")
-        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::Counters;
+use super::Stats;
 use super::alerts::{AlertEngine, AlertPolicy, AlertState, DeliveryCounts, DeliveryPolicy, Outbox};
 use super::health::kiosk_health;
 use crate::http::AppState;
@@ -77,14 +77,14 @@ pub fn spawn(state: &AppState) -> JoinHandle<()> {
     tokio::spawn(async move { run(state).await })
 }
 
-fn sync_counts(counters: &Counters, seen: &mut DeliveryCounts, now: DeliveryCounts) {
-    Counters::add(&counters.webhook_delivered, now.delivered - seen.delivered);
-    Counters::add(
-        &counters.webhook_failed_attempts,
+fn sync_counts(stats: &Stats, seen: &mut DeliveryCounts, now: DeliveryCounts) {
+    Stats::add(&stats.webhook_delivered, now.delivered - seen.delivered);
+    Stats::add(
+        &stats.webhook_failed_attempts,
         (now.retried + now.gave_up) - (seen.retried + seen.gave_up),
     );
-    Counters::add(&counters.webhook_gave_up, now.gave_up - seen.gave_up);
-    Counters::add(&counters.webhook_dropped, now.dropped - seen.dropped);
+    Stats::add(&stats.webhook_gave_up, now.gave_up - seen.gave_up);
+    Stats::add(&stats.webhook_dropped, now.dropped - seen.dropped);
     *seen = now;
 }
 
@@ -134,11 +134,11 @@ async fn run(state: AppState) {
                     for alert in engine.evaluate(now, &kiosks) {
                         match alert.state {
                             AlertState::Firing => {
-                                Counters::inc(&registry.counters.alerts_raised);
+                                Stats::inc(&registry.stats.alerts_raised);
                                 info!(key = %alert.key, "health alert raised");
                             }
                             AlertState::Resolved => {
-                                Counters::inc(&registry.counters.alerts_cleared);
+                                Stats::inc(&registry.stats.alerts_cleared);
                                 info!(key = %alert.key, "health alert cleared");
                             }
                         }
@@ -166,7 +166,7 @@ async fn run(state: AppState) {
                     warn!(key = %alert.key, "alert given up after the last retry");
                 }
             }
-            sync_counts(&registry.counters, &mut seen, outbox.counts);
+            sync_counts(&registry.stats, &mut seen, outbox.counts);
         }
     }
 }

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use protocol::device::{DeviceKind, DeviceStatus};
-use protocol::hours::{ClockTime, Date, ServiceHours, shanghai};
+use protocol::hours::{ClockTime, Date, ServiceHours, day_start, shanghai};
 use serde::{Deserialize, Serialize};
 
 /// Device statuses that count as a failure.
@@ -148,7 +148,8 @@ pub fn device_kind_zh(k: DeviceKind) -> &'static str {
     }
 }
 
-fn status_wire(s: DeviceStatus) -> String {
+/// A device status by its wire name (`hardware_error`).
+pub fn status_wire(s: DeviceStatus) -> String {
     serde_json::to_value(s)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -158,32 +159,28 @@ fn status_wire(s: DeviceStatus) -> String {
 /// The start of the opening stretch `now_ms` falls in, if the point is open then. A period
 /// opening at 0:00 continues one that closed at 24:00 the day before (up to a week back).
 pub fn period_start(hours: &ServiceHours, now_ms: i64) -> Option<i64> {
-    const DAY: i64 = 86_400_000;
     let (date, minute) = shanghai(now_ms);
     let period = hours
         .periods_on(date)
         .into_iter()
         .find(|p| p.open.minutes() <= minute && minute < p.close.minutes())?;
-    let local = now_ms + 8 * 3_600_000;
-    let mut midnight = now_ms - local.rem_euclid(DAY);
     let mut open = period.open;
     let mut day = date.days_since_epoch();
     for _ in 0..7 {
         if open != ClockTime::MIDNIGHT {
             break;
         }
-        day -= 1;
         let Some(before) = hours
-            .periods_on(Date::from_days_since_epoch(day))
+            .periods_on(Date::from_days_since_epoch(day - 1))
             .into_iter()
             .find(|p| p.close == ClockTime::END_OF_DAY)
         else {
             break;
         };
         open = before.open;
-        midnight -= DAY;
+        day -= 1;
     }
-    Some(midnight + i64::from(open.minutes()) * 60_000)
+    Some(day_start(Date::from_days_since_epoch(day)) + i64::from(open.minutes()) * 60_000)
 }
 
 impl AlertEngine {

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::alerts::{Alert, DeviceHealth, KioskHealth, device_kind_zh, is_failing};
 use super::lifecycle::CounterState;
-use super::{Counters, Registry};
+use super::{Registry, Stats};
 use crate::store::registry::{HealthData, InspectionRecord};
 
 /// Records a status change a kiosk reported. Other device messages are ignored here (they go
@@ -30,9 +30,9 @@ pub async fn observe(registry: &Registry, device_id: &str, message: &FromDevice,
         .record_device_status(device_id, change.device, change.status, now_ms)
         .await
     {
-        Ok(()) => Counters::inc(&registry.counters.status_changes),
+        Ok(()) => Stats::inc(&registry.stats.status_changes),
         Err(e) => {
-            Counters::inc(&registry.counters.status_errors);
+            Stats::inc(&registry.stats.status_errors);
             warn!(device = device_id, error = %e, "could not store a device status");
         }
     }

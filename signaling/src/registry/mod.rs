@@ -37,11 +37,11 @@ use crate::domain::ExtensionPoint;
 use crate::store::registry::{NoRegistry, RegistryStore};
 use divisions::Divisions;
 
-/// The registry's state in the relay: its store, the division list, and its counters.
+/// The registry's state in the relay: its store, the division list, and its statistics.
 pub struct Registry {
     pub store: Arc<dyn RegistryStore>,
     pub divisions: Divisions,
-    pub counters: Counters,
+    pub stats: Stats,
 }
 
 impl Registry {
@@ -49,7 +49,7 @@ impl Registry {
         Self {
             store,
             divisions,
-            counters: Counters::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -67,7 +67,7 @@ pub fn admits_kiosks(point: &ExtensionPoint) -> bool {
 
 /// What the registry counted since start-up (shown at `/metrics`).
 #[derive(Debug, Default)]
-pub struct Counters {
+pub struct Stats {
     /// Forms refused for invalid fields.
     pub invalid_forms: AtomicU64,
     /// Requests refused for role or scope.
@@ -89,7 +89,7 @@ pub struct Counters {
     pub webhook_dropped: AtomicU64,
 }
 
-impl Counters {
+impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -171,12 +171,12 @@ impl Counters {
     }
 }
 
-/// Puts the registry's [`Counters`] on `/metrics`.
+/// Puts the registry's [`Stats`] on `/metrics`.
 pub struct MetricsCollector(pub Arc<Registry>);
 
 impl std::fmt::Debug for MetricsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("registry counters")
+        f.write_str("registry statistics")
     }
 }
 
@@ -187,7 +187,7 @@ impl prometheus_client::collector::Collector for MetricsCollector {
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
         use prometheus_client::metrics::counter::ConstCounter;
-        for (name, help, value) in self.0.counters.snapshot() {
+        for (name, help, value) in self.0.stats.snapshot() {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;

@@ -15,7 +15,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::sqlite::SqliteStore;
 use super::{StoreError, StoreResult};
-use crate::registry::alerts::{Alert, AlertState};
+use crate::registry::alerts::{Alert, AlertState, status_wire};
 use crate::registry::fields::{FieldChange, FormFields};
 use crate::registry::lifecycle::{
     Actor, Counter, CounterState, EventAction, RegistryEvent, Transition,
@@ -172,13 +172,6 @@ pub trait RegistryStore: Send + Sync + 'static {
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn from_wire<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
@@ -577,7 +570,7 @@ impl RegistryStore for SqliteStore {
         )
         .bind(device_id)
         .bind(kind.as_str())
-        .bind(wire(&status))
+        .bind(status_wire(status))
         .bind(now_ms)
         .execute(self.pool())
         .await?;
