@@ -345,6 +345,11 @@ impl ServiceHours {
     }
 }
 
+/// The first instant of `date` in Shanghai, as Unix ms (where [`shanghai`] gives minute 0).
+pub fn day_start(date: Date) -> i64 {
+    date.days_since_epoch() * 86_400_000 - SHANGHAI_OFFSET_MS
+}
+
 /// The Shanghai date and minute of the day of a Unix time.
 pub fn shanghai(unix_ms: i64) -> (Date, u16) {
     let local = unix_ms + SHANGHAI_OFFSET_MS;
@@ -394,6 +399,14 @@ mod tests {
             note: "调休上班".into(),
         });
         h
+    }
+
+    #[test]
+    fn a_day_starts_at_shanghai_midnight() {
+        let day = d("2026-03-05");
+        assert_eq!(shanghai(day_start(day)), (day, 0));
+        assert_eq!(shanghai(day_start(day) - 1), (d("2026-03-04"), 23 * 60 + 59));
+        assert_eq!(day_start(day), at("2026-03-05", "00:00"));
     }
 
     #[test]

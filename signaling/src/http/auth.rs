@@ -184,6 +184,27 @@ pub async fn authenticate_device(
         .filter(|d| verify_device_secret(secret, &d.secret_hash) && d.active && d.kind == kind))
 }
 
+/// The device of `kind` behind `Authorization: Bearer <device_id>:<secret>`; a credential
+/// that does not match counts as an authentication failure of `client`.
+async fn bearer_device(
+    parts: &Parts,
+    state: &AppState,
+    kind: DeviceKind,
+    client: ClientKind,
+) -> Result<Device, ApiError> {
+    let credential = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+    let (id, secret) = credential
+        .split_once(':')
+        .ok_or(ApiError::Unauthenticated)?;
+    match authenticate_device(state, id, secret, kind).await? {
+        Some(d) => Ok(d),
+        None => {
+            state.metrics.auth_failure(client);
+            Err(ApiError::Unauthenticated)
+        }
+    }
+}
+
 /// A ticket machine authenticated by `Authorization: Bearer <device_id>:<secret>`.
 pub struct AuthTicketMachine(pub Device);
 
@@ -191,16 +212,26 @@ impl FromRequestParts<AppState> for AuthTicketMachine {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let credential = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-        let (id, secret) = credential
-            .split_once(':')
-            .ok_or(ApiError::Unauthenticated)?;
-        match authenticate_device(state, id, secret, DeviceKind::TicketMachine).await? {
-            Some(d) => Ok(AuthTicketMachine(d)),
-            None => {
-                state.metrics.auth_failure(ClientKind::TicketMachine);
-                Err(ApiError::Unauthenticated)
-            }
-        }
+        bearer_device(
+            parts,
+            state,
+            DeviceKind::TicketMachine,
+            ClientKind::TicketMachine,
+        )
+        .await
+        .map(AuthTicketMachine)
+    }
+}
+
+/// A kiosk authenticated by `Authorization: Bearer <device_id>:<secret>` (its HTTP uploads).
+pub struct AuthKiosk(pub Device);
+
+impl FromRequestParts<AppState> for AuthKiosk {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        bearer_device(parts, state, DeviceKind::Kiosk, ClientKind::Kiosk)
+            .await
+            .map(AuthKiosk)
     }
 }
