@@ -133,7 +133,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct Kiosk(Arc<Shared>);
 
-fn local_now_ms() -> i64 {
+/// Local time, Unix ms.
+pub(crate) fn local_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::local_now_ms as now_ms;
 use crate::link::control::{KioskState, Link, LinkError, LinkState};
 
 /// The outbox's file inside the agent's data directory.
@@ -67,13 +68,6 @@ pub struct OutboxCounts {
 pub struct Outbox {
     pool: SqlitePool,
     wake: Arc<Notify>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Outbox {

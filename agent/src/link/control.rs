@@ -573,7 +573,21 @@ impl LinkTask {
                     let _ = tx.send(Ok(ticket));
                 }
             }
-            RelayToKiosk::TicketCancelled { request_id, .. } => {
+            RelayToKiosk::TicketCancelled {
+                request_id,
+                ticket_id,
+            } => {
+                // The relay confirms the cancel in its answer (it does not push the final
+                // status as well): the kiosk's ticket ends here.
+                self.state.send_if_modified(|s| match &mut s.ticket {
+                    Some(t) if t.ticket_id == ticket_id && !t.state.is_terminal() => {
+                        t.state = protocol::queue::TicketState::Cancelled;
+                        t.ahead = None;
+                        t.eta_seconds = None;
+                        true
+                    }
+                    _ => false,
+                });
                 if let Some((_, PendingReply::Cancel(tx))) = pending.remove(&request_id) {
                     let _ = tx.send(Ok(()));
                 }
