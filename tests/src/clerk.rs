@@ -108,6 +108,26 @@ impl Clerk {
         Ok(done["ticket"].clone())
     }
 
+    /// Sends a device command (`protocol::device::DeviceCommand` as JSON) to the kiosk whose
+    /// ticket this clerk serves.
+    pub async fn device_command(&mut self, ticket_id: &str, command: Value) -> Result<()> {
+        self.send(json!({ "type": "device_command", "ticket_id": ticket_id, "command": command }))
+            .await
+    }
+
+    /// Waits for the completion of the device command with `request_id`.
+    pub async fn device_completion(&mut self, request_id: u64) -> Result<Value> {
+        loop {
+            let m = self.next().await?;
+            if m["type"] == "device"
+                && m["message"]["type"] == "completion"
+                && m["message"]["request_id"] == json!(request_id)
+            {
+                return Ok(m["message"].clone());
+            }
+        }
+    }
+
     /// Calls the next ticket, starts and finishes it; returns its id.
     pub async fn serve_next(&mut self) -> Result<String> {
         let ticket = self.op(json!({ "op": "call_next" })).await?;

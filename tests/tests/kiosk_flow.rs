@@ -189,6 +189,31 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     )
     .await?;
     shot(&page, "kiosk-05-session").await?;
+    // The clerk asks the resident to confirm something on the screen.
+    clerk
+        .device_command(
+            &ticket_id,
+            json!({
+                "request_id": 77, "device": "screen", "timeout_ms": 60000,
+                "name": "Screen.Prompt",
+                "payload": { "kind": "confirm", "text": "请确认：您要办理的是社会保障卡补办" }
+            }),
+        )
+        .await?;
+    page.wait_for("!document.getElementById('dialog-prompt').hidden", LIMIT)
+        .await?;
+    page.wait_for(
+        "document.getElementById('prompt-text').textContent.includes('社会保障卡补办')",
+        LIMIT,
+    )
+    .await?;
+    shot(&page, "kiosk-05-session-prompt").await?;
+    page.click("#btn-prompt-confirm").await?;
+    let completion = clerk.device_completion(77).await?;
+    assert_eq!(completion["completion_code"], "success", "{completion}");
+    assert_eq!(completion["payload"]["answer"], "confirmed", "{completion}");
+    page.wait_for("document.getElementById('dialog-prompt').hidden", LIMIT)
+        .await?;
     page.viewport(1920, 1080).await?;
     shot(&page, "kiosk-05-session-landscape").await?;
     page.viewport(1080, 1920).await?;
@@ -435,22 +460,11 @@ async fn no_answer_in_time_is_recorded_as_unrated_and_forwarding_retries() -> Re
 
 /// Today's date in Shanghai, YYYY-MM-DD.
 fn shanghai_today() -> String {
-    let now = std::time::SystemTime::now()
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
         .unwrap_or(0);
-    let days = i64::try_from((now + 8 * 3600) / 86_400).unwrap_or(0);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    protocol::hours::shanghai(now_ms).0.to_string()
 }
 
 #[tokio::test]
