@@ -30,13 +30,23 @@ pub struct AudioPlaybackStats {
     pub packets_rejected: u64,
     /// Decoded audio buffers that reached the speaker side of the echo probe.
     pub buffers_played: u64,
+    /// Of those, buffers with a peak above -50 dBFS: the clerk was audible, not silence or
+    /// concealment noise.
+    pub audible_buffers: u64,
+    /// Peak of the last buffer played, 0–32767.
+    pub last_peak: u16,
 }
+
+/// A peak above this (-50 dBFS of full scale) counts as audible.
+const AUDIBLE_PEAK: u16 = 104;
 
 /// Plays one incoming Opus stream and feeds the echo canceller's reference.
 pub struct RtpAudioPlayback {
     pipeline: Pipeline,
     input: RtpInput,
     buffers_played: Arc<AtomicU64>,
+    audible_buffers: Arc<AtomicU64>,
+    last_peak: Arc<std::sync::atomic::AtomicU16>,
     played: watch::Receiver<u64>,
     probe_name: String,
 }
@@ -100,10 +110,25 @@ impl RtpAudioPlayback {
         ])?;
 
         let buffers_played = Arc::new(AtomicU64::new(0));
+        let audible_buffers = Arc::new(AtomicU64::new(0));
+        let last_peak = Arc::new(std::sync::atomic::AtomicU16::new(0));
         let (played_tx, played) = watch::channel(0u64);
         if let Some(pad) = probe.static_pad("src") {
             let counter = Arc::clone(&buffers_played);
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let audible = Arc::clone(&audible_buffers);
+            let peak_out = Arc::clone(&last_peak);
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                // S16LE mono at this point (the capsfilter above); a 20 ms buffer is 960
+                // samples, so the scan is cheap.
+                let peak = info
+                    .buffer()
+                    .and_then(|b| b.map_readable().ok())
+                    .map(|m| s16_peak(m.as_slice()))
+                    .unwrap_or(0);
+                peak_out.store(peak, Ordering::Relaxed);
+                if peak > AUDIBLE_PEAK {
+                    audible.fetch_add(1, Ordering::Relaxed);
+                }
                 let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 played_tx.send_replace(n);
                 gst::PadProbeReturn::Ok
@@ -114,6 +139,8 @@ impl RtpAudioPlayback {
             pipeline,
             input,
             buffers_played,
+            audible_buffers,
+            last_peak,
             played,
             probe_name,
         })
@@ -140,6 +167,8 @@ impl RtpAudioPlayback {
             packets_dropped: input.packets_dropped.load(Ordering::Relaxed),
             packets_rejected: input.packets_rejected.load(Ordering::Relaxed),
             buffers_played: self.buffers_played.load(Ordering::Relaxed),
+            audible_buffers: self.audible_buffers.load(Ordering::Relaxed),
+            last_peak: self.last_peak.load(Ordering::Relaxed),
         }
     }
 
@@ -154,5 +183,32 @@ impl RtpAudioPlayback {
 
     pub fn check(&self) -> Result<(), MediaError> {
         self.pipeline.check()
+    }
+}
+
+/// The largest absolute sample of S16LE audio (an odd trailing byte is ignored).
+fn s16_peak(bytes: &[u8]) -> u16 {
+    bytes
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0)
+        .min(i16::MAX as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_of_s16le() {
+        assert_eq!(s16_peak(&[]), 0);
+        assert_eq!(s16_peak(&[0x01]), 0);
+        let samples: Vec<u8> = [0i16, -300, 200, i16::MIN]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(s16_peak(&samples), 32767);
+        assert_eq!(s16_peak(&samples[..6]), 300);
     }
 }

@@ -29,7 +29,7 @@ use super::bitrate::{allocate_bitrate, worth_changing};
 use super::codecs::{self, OPUS_PAYLOAD_TYPE};
 use super::config::{PeerConfig, TurnServer};
 use super::packetizer::{RtpPacketizer, StreamCodec};
-use super::peer::{ConnectionState, KioskPeer, RemoteTrack};
+use super::peer::{ConnectionState, KioskPeer, RemoteTrack, RemoteTrackRequester};
 use super::stats::LinkStats;
 
 /// Everything the media link needs.
@@ -52,6 +52,16 @@ pub struct MediaLinkConfig {
     pub camera_sending: bool,
     pub document_sending: bool,
     pub microphone_sending: bool,
+    /// Decode the clerk's video in the agent ([`ClerkMedia::video_frames`]). Off when the
+    /// kiosk screen receives the clerk's RTP as it arrived and decodes it itself.
+    pub decode_clerk_video: bool,
+    /// Hand the clerk's video RTP and the camera's encoded frames to the kiosk screen
+    /// ([`ClerkMedia::video_rtp`], [`ClerkMedia::camera_frames`]).
+    pub screen_taps: bool,
+    /// Clerk video RTP packets held for the screen before the oldest is dropped.
+    pub screen_rtp_queue: usize,
+    /// Encoded camera frames held for the screen's self-view before the oldest is dropped.
+    pub screen_camera_queue: usize,
 }
 
 impl MediaLinkConfig {
@@ -75,14 +85,38 @@ impl MediaLinkConfig {
             camera_sending: true,
             document_sending: false,
             microphone_sending: true,
+            decode_clerk_video: true,
+            screen_taps: false,
+            screen_rtp_queue: 512,
+            screen_camera_queue: 4,
         }
     }
 }
 
 /// What the link hands to the kiosk screen.
 pub struct ClerkMedia {
-    /// The clerk's video, decoded (I420), newest-first under pressure.
+    /// The clerk's video, decoded (I420), newest-first under pressure. Stays empty when
+    /// `decode_clerk_video` is off.
     pub video_frames: FrameReceiver<DecodedFrame>,
+    /// With `screen_taps`: the clerk's video RTP exactly as the relay sent it (decrypted),
+    /// oldest dropped under pressure.
+    pub video_rtp: Option<FrameReceiver<ClerkVideoPacket>>,
+    /// With `screen_taps`: the camera's encoded frames (while it runs), for the self-view.
+    pub camera_frames: Option<FrameReceiver<CameraFrame>>,
+}
+
+/// One RTP packet of the clerk's video, as received from the relay.
+#[derive(Debug, Clone)]
+pub struct ClerkVideoPacket {
+    pub codec: VideoCodec,
+    pub packet: rtc::rtp::Packet,
+}
+
+/// One encoded frame of the kiosk's camera.
+#[derive(Debug, Clone)]
+pub struct CameraFrame {
+    pub codec: VideoCodec,
+    pub frame: EncodedFrame,
 }
 
 /// The peer of the current generation, and what its answer negotiated.
@@ -116,6 +150,10 @@ struct Inner {
     playback: RtpAudioPlayback,
     clerk_video_out: FrameSender<DecodedFrame>,
     clerk_video_stats: StdMutex<Option<Arc<StdMutex<Option<RtpVideoReceiver>>>>>,
+    clerk_rtp_out: Option<FrameSender<ClerkVideoPacket>>,
+    camera_tap: Option<FrameSender<CameraFrame>>,
+    /// Sends PLIs for the clerk's current video track: (requester, media SSRC).
+    clerk_keyframes: StdMutex<Option<(RemoteTrackRequester, u32)>>,
     sending: [AtomicBool; 3],
     frames_not_sent: Arc<AtomicU64>,
     reconnects: AtomicU64,
@@ -165,17 +203,31 @@ impl MediaLink {
             AtomicBool::new(config.microphone_sending),
         ];
 
+        let (clerk_rtp_out, video_rtp) = if config.screen_taps {
+            let (tx, rx) = frame_channel(config.screen_rtp_queue);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (camera_tap, camera_frames) = if config.screen_taps {
+            let (tx, rx) = frame_channel(config.screen_camera_queue);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let camera = build_video_slot(
             Slot::KioskCamera,
             config.camera.clone(),
             current_tx.subscribe(),
             Arc::clone(&frames_not_sent),
+            camera_tap.clone(),
         )?;
         let document = build_video_slot(
             Slot::KioskDocument,
             config.document.clone(),
             current_tx.subscribe(),
             Arc::clone(&frames_not_sent),
+            None,
         )?;
         let microphone_pump = tokio::spawn(pump(
             Slot::KioskMicrophone,
@@ -183,6 +235,7 @@ impl MediaLink {
             mic_frames,
             current_tx.subscribe(),
             Arc::clone(&frames_not_sent),
+            None,
         ));
         if config.camera_sending {
             camera.pipeline.start()?;
@@ -207,6 +260,9 @@ impl MediaLink {
             playback,
             clerk_video_out: clerk_tx,
             clerk_video_stats: StdMutex::new(None),
+            clerk_rtp_out,
+            camera_tap,
+            clerk_keyframes: StdMutex::new(None),
             sending,
             frames_not_sent,
             reconnects: AtomicU64::new(0),
@@ -219,6 +275,8 @@ impl MediaLink {
             MediaLink { inner },
             ClerkMedia {
                 video_frames: clerk_rx,
+                video_rtp,
+                camera_frames,
             },
         ))
     }
@@ -378,6 +436,23 @@ impl MediaLink {
         self.inner.estimate.subscribe()
     }
 
+    /// Asks the relay for a keyframe of the clerk's video (a PLI on the current track), for
+    /// example because the kiosk screen joined or lost packets. `Ok(false)` when no clerk
+    /// video has arrived yet.
+    pub async fn request_clerk_keyframe(&self) -> Result<bool, RtcError> {
+        self.check_open()?;
+        let current = self
+            .inner
+            .clerk_keyframes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match current {
+            Some((requester, ssrc)) => requester.request_keyframe(ssrc).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Audio buffers played to the speaker so far; changes with every buffer.
     pub fn clerk_audio_played(&self) -> watch::Receiver<u64> {
         self.inner.playback.played()
@@ -487,11 +562,16 @@ impl MediaLink {
         let mut config = video.pipeline.config().clone();
         config.codec = codec;
         config.bitrate_bps = video.pipeline.control().bitrate();
+        let tap = match slot {
+            Slot::KioskCamera => self.inner.camera_tap.clone(),
+            _ => None,
+        };
         let rebuilt = build_video_slot(
             slot,
             config,
             self.inner.current.subscribe(),
             Arc::clone(&self.inner.frames_not_sent),
+            tap,
         )?;
         video.pump.abort();
         let _ = video.pipeline.pause();
@@ -537,6 +617,7 @@ fn build_video_slot(
     config: VideoSendConfig,
     current: watch::Receiver<Current>,
     frames_not_sent: Arc<AtomicU64>,
+    tap: Option<FrameSender<CameraFrame>>,
 ) -> Result<VideoSlot, MediaError> {
     let codec = config.codec;
     let mut pipeline = VideoSendPipeline::new(config)?;
@@ -549,17 +630,20 @@ fn build_video_slot(
         frames,
         current,
         frames_not_sent,
+        tap,
     ));
     Ok(VideoSlot { pipeline, pump })
 }
 
-/// Moves one pipeline's encoded frames into the current peer's send track.
+/// Moves one pipeline's encoded frames into the current peer's send track (and, for the
+/// camera, a copy to the kiosk screen's self-view: the same bytes, not re-encoded).
 async fn pump(
     slot: Slot,
     codec: StreamCodec,
     mut frames: FrameReceiver<EncodedFrame>,
     mut current: watch::Receiver<Current>,
     not_sent: Arc<AtomicU64>,
+    tap: Option<FrameSender<CameraFrame>>,
 ) {
     let payload_type = match codec {
         StreamCodec::Video(video) => codecs::video_payload_type(video),
@@ -567,6 +651,14 @@ async fn pump(
     };
     let mut packetizer: Option<(u64, RtpPacketizer)> = None;
     while let Some(frame) = frames.recv().await {
+        if let (Some(tap), StreamCodec::Video(video)) = (&tap, codec) {
+            // Drops (a slow screen) are counted by the channel; the screen link recovers
+            // with a keyframe request of its own.
+            let _ = tap.push(CameraFrame {
+                codec: video,
+                frame: frame.clone(),
+            });
+        }
         let now = current.borrow_and_update().clone();
         let negotiated_ok = match (now.negotiated, codec, slot) {
             (None, _, _) => false,
@@ -737,12 +829,20 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
                             .clerk_video_stats
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&holder));
-                        let (latency, out) = {
+                        let (latency, decode) = {
                             let config =
                                 inner.config.lock().unwrap_or_else(PoisonError::into_inner);
-                            (config.clerk_video_latency, inner.clerk_video_out.clone())
+                            (config.clerk_video_latency, config.decode_clerk_video)
                         };
-                        tokio::spawn(show_clerk_video(track, holder, latency, out));
+                        tokio::spawn(show_clerk_video(
+                            track,
+                            Arc::downgrade(&inner),
+                            holder,
+                            latency,
+                            decode,
+                            inner.clerk_video_out.clone(),
+                            inner.clerk_rtp_out.clone(),
+                        ));
                     }
                     _ => {}
                 }
@@ -763,68 +863,101 @@ async fn play_clerk_audio(inner: std::sync::Weak<Inner>, mut track: RemoteTrack)
     }
 }
 
-/// Builds a decoder for the clerk's video at its first packet (codec and payload type come
-/// from the stream itself) and rebuilds it if the payload type changes.
+/// Forwards the clerk's video: to the kiosk screen as RTP (with `screen_taps`) and/or to a
+/// decoder (with `decode_clerk_video`) built at the first packet (codec and payload type come
+/// from the stream itself) and rebuilt if the payload type changes. The track's PLI path is
+/// published on the link, so the screen can ask the relay for a keyframe.
 async fn show_clerk_video(
     mut track: RemoteTrack,
+    inner: std::sync::Weak<Inner>,
     holder: Arc<StdMutex<Option<RtpVideoReceiver>>>,
     latency: Duration,
+    decode: bool,
     out: FrameSender<DecodedFrame>,
+    rtp_out: Option<FrameSender<ClerkVideoPacket>>,
 ) {
     let mut active_payload_type: Option<u8> = None;
+    let mut codec = VideoCodec::Vp8;
     let mut pli_task: Option<JoinHandle<()>> = None;
+    let mut published_ssrc: Option<u32> = None;
     while let Some(packet) = track.next_rtp().await {
+        if published_ssrc != track.ssrc()
+            && let Some(ssrc) = track.ssrc()
+        {
+            let requester = track.keyframe_requester();
+            if let Some(inner) = inner.upgrade() {
+                *inner
+                    .clerk_keyframes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((requester.clone(), ssrc));
+            }
+            // Start with a keyframe: the relay may switch us in mid-stream.
+            let _ = requester.request_keyframe(ssrc).await;
+            published_ssrc = Some(ssrc);
+        }
         let payload_type = packet.header.payload_type;
         if active_payload_type != Some(payload_type) {
-            let codec = match track.video_codec().await {
+            codec = match track.video_codec().await {
                 Some(codec) => codec,
                 None if payload_type == codecs::H264_PAYLOAD_TYPE => VideoCodec::H264,
                 None => VideoCodec::Vp8,
             };
-            let mut receiver = match RtpVideoReceiver::with_output(
-                "clerk-video",
-                codec,
-                payload_type,
-                latency,
-                out.clone(),
-            ) {
-                Ok(receiver) => receiver,
-                Err(err) => {
-                    tracing::warn!(%err, "clerk video decoder could not be built");
-                    return;
-                }
-            };
-            if let Err(err) = receiver.start() {
-                tracing::warn!(%err, "clerk video decoder could not start");
-                return;
-            }
-            if let Some(task) = pli_task.take() {
-                task.abort();
-            }
-            if let (Some(mut needs), Some(ssrc)) = (receiver.keyframe_requests(), track.ssrc()) {
-                let requester = track.keyframe_requester();
-                // Start with a keyframe: the relay may switch us in mid-stream.
-                let _ = requester.request_keyframe(ssrc).await;
-                pli_task = Some(tokio::spawn(async move {
-                    while needs.recv().await.is_some() {
-                        if requester.request_keyframe(ssrc).await.is_err() {
-                            break;
-                        }
-                    }
-                }));
-            }
-            *holder.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
             active_payload_type = Some(payload_type);
+            if decode {
+                if let Some(task) = pli_task.take() {
+                    task.abort();
+                }
+                match start_clerk_decoder(&track, codec, payload_type, latency, out.clone()) {
+                    Ok((receiver, task)) => {
+                        pli_task = task;
+                        *holder.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "clerk video decoder could not be started");
+                        *holder.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    }
+                }
+            }
         }
-        let Ok(bytes) = packet.marshal() else {
-            continue;
-        };
-        let guard = holder.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(receiver) = guard.as_ref() {
-            let _ = receiver.push_rtp(Bytes::from(bytes));
+        if decode && let Ok(bytes) = packet.marshal() {
+            let guard = holder.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(receiver) = guard.as_ref() {
+                let _ = receiver.push_rtp(Bytes::from(bytes));
+            }
+        }
+        if let Some(rtp_out) = &rtp_out {
+            // Oldest dropped (and counted by the channel) when the screen is behind.
+            let _ = rtp_out.push(ClerkVideoPacket { codec, packet });
         }
     }
     if let Some(task) = pli_task {
         task.abort();
     }
+}
+
+/// A running decoder for the clerk's video, and the task turning its keyframe needs into PLIs.
+fn start_clerk_decoder(
+    track: &RemoteTrack,
+    codec: VideoCodec,
+    payload_type: u8,
+    latency: Duration,
+    out: FrameSender<DecodedFrame>,
+) -> Result<(RtpVideoReceiver, Option<JoinHandle<()>>), MediaError> {
+    let mut receiver =
+        RtpVideoReceiver::with_output("clerk-video", codec, payload_type, latency, out)?;
+    receiver.start()?;
+    let task = match (receiver.keyframe_requests(), track.ssrc()) {
+        (Some(mut needs), Some(ssrc)) => {
+            let requester = track.keyframe_requester();
+            Some(tokio::spawn(async move {
+                while needs.recv().await.is_some() {
+                    if requester.request_keyframe(ssrc).await.is_err() {
+                        break;
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+    Ok((receiver, task))
 }

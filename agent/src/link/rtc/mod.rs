@@ -36,7 +36,7 @@ mod stats;
 
 pub use bitrate::{BitrateAllocation, BitrateLimits, allocate_bitrate};
 pub use config::{IceServer, PeerConfig, TurnServer};
-pub use media_link::{ClerkMedia, MediaLink, MediaLinkConfig};
+pub use media_link::{CameraFrame, ClerkMedia, ClerkVideoPacket, MediaLink, MediaLinkConfig};
 pub use packetizer::{RtpPacketizer, StreamCodec, vp8_payload_is_keyframe_start};
 pub use peer::{ConnectionState, KeyframeRequest, KioskPeer, RemoteTrack, RemoteTrackRequester};
 pub use stats::{InboundStats, LinkStats, OutboundStats, PeerStats};
