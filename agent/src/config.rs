@@ -27,6 +27,7 @@ pub struct AgentConfig {
     pub log: LogConfig,
     pub devices: crate::devices::setup::DevicesConfig,
     pub kiosk: crate::kiosk::KioskConfig,
+    pub media: crate::media_session::MediaConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +148,10 @@ impl AgentConfig {
             })?;
         self.kiosk.validate().map_err(|message| ConfigError::Invalid {
             key: "kiosk",
+            message,
+        })?;
+        self.media.validate().map_err(|message| ConfigError::Invalid {
+            key: "media",
             message,
         })?;
         if !self.local.listen.ip().is_loopback() {

@@ -10,6 +10,7 @@ pub mod kiosk;
 pub mod link;
 pub mod local_api;
 pub mod media;
+pub mod media_session;
 pub mod run;
 
 /// Makes aws-lc-rs the process-wide TLS crypto provider. Some dependencies enable rustls' ring

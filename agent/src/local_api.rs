@@ -20,10 +20,13 @@ pub struct ApiState {
     pub screen: std::sync::Arc<crate::devices::activity::KioskScreen>,
     /// The kiosk screen's page and its routes (`/kiosk…`).
     pub kiosk: crate::kiosk::Kiosk,
+    /// The media session (`/api/media…`: its state, the screen's video connection).
+    pub media: crate::media_session::MediaSession,
 }
 
 pub fn router(state: ApiState) -> Router {
     let kiosk = crate::kiosk::http::routes(state.kiosk.clone());
+    let media = crate::media_session::http::routes(state.media.clone());
     Router::new()
         .route("/api/status", get(status))
         .route("/api/ticket", post(take).delete(cancel))
@@ -31,6 +34,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/prompt/answer", post(answer))
         .with_state(state)
         .merge(kiosk)
+        .merge(media)
 }
 
 async fn status(State(s): State<ApiState>) -> Json<KioskState> {

@@ -18,9 +18,10 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     let shutdown = CancellationToken::new();
     let (link, bridges, link_task) =
         control::spawn(config.relay.clone(), credential.clone(), connector.clone(), shutdown.clone());
-    // The media connection is wired in by the media work; until then its signals are drained.
-    let mut media = bridges.media;
-    tokio::spawn(async move { while media.signals.recv().await.is_some() {} });
+    let (media, media_task) =
+        crate::media_session::spawn(&config, link.clone(), bridges.media, shutdown.clone())
+            .map_err(anyhow::Error::msg)
+            .context("setting up media")?;
     let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
     let devices_task = crate::devices::setup::spawn_service(
         &config,
@@ -59,10 +60,11 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link, screen, kiosk }, shutdown.clone()).await?;
+    local_api::serve(listener, local_api::ApiState { link, screen, kiosk, media }, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = link_task.await;
     let _ = devices_task.await;
+    let _ = media_task.await;
     Ok(())
 }
 

@@ -1,0 +1,175 @@
+//! The media session's routes on the agent's loopback API:
+//!
+//! - `GET /api/media`: the session's phase, whether it is sending, its counters, and the
+//!   screen link's (technicians, tests, the page's "connecting…" state);
+//! - `POST /api/media/screen` `{sdp}` → `{sdp, clerk_mid, self_mid}`: the kiosk page's offer
+//!   for the screen link, answered by the agent; `self_mid`/`clerk_mid` say which of the
+//!   page's transceivers shows which picture.
+//!
+//! Requests must name a loopback host and, when a browser sends an `Origin`, come from a
+//! loopback origin: a web page elsewhere cannot open the kiosk's video.
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::MediaSession;
+use super::screen::ScreenError;
+use crate::link::rtc::LinkStats;
+use crate::media::VideoSendStats;
+
+/// An SDP offer from a browser is a few kilobytes.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn routes(session: MediaSession) -> Router {
+    Router::new()
+        .route("/api/media", get(status))
+        .route("/api/media/screen", post(screen_offer))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(loopback_only))
+        .with_state(session)
+}
+
+fn is_loopback_host(authority: &str) -> bool {
+    let name = match authority.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    };
+    name == "localhost"
+        || name
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn loopback_only(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host_ok = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(is_loopback_host);
+    let origin_ok = match headers.get(header::ORIGIN).map(|o| o.to_str()) {
+        None => true,
+        Some(Ok(origin)) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(is_loopback_host),
+        Some(Err(_)) => false,
+    };
+    if !(host_ok && origin_ok) {
+        return (StatusCode::FORBIDDEN, "loopback only").into_response();
+    }
+    next.run(request).await
+}
+
+async fn status(State(session): State<MediaSession>) -> Response {
+    let status = *session.status.borrow();
+    let link = match session.link() {
+        Some(link) => link_summary(&link.stats().await),
+        None => serde_json::Value::Null,
+    };
+    Json(json!({
+        "session": status,
+        "link": link,
+        "screen": {
+            "page_connected": session.screen.page_connected(),
+            "counters": session.screen.counters(),
+        },
+    }))
+    .into_response()
+}
+
+/// What a technician (or a test) needs to see of the media link.
+fn link_summary(stats: &LinkStats) -> serde_json::Value {
+    let video = |v: &VideoSendStats| {
+        json!({
+            "frames_encoded": v.frames_encoded,
+            "keyframes_encoded": v.keyframes_encoded,
+            "bytes_encoded": v.bytes_encoded,
+            "bitrate_bps": v.bitrate_bps,
+        })
+    };
+    let peer = &stats.peer;
+    json!({
+        "camera": video(&stats.camera),
+        "document": video(&stats.document),
+        "microphone": { "packets_encoded": stats.microphone.packets_encoded },
+        "clerk_audio": stats.clerk_audio.map(|a| json!({
+            "packets_pushed": a.packets_pushed,
+            "buffers_played": a.buffers_played,
+            "audible_buffers": a.audible_buffers,
+            "last_peak": a.last_peak,
+        })),
+        "clerk_video_decoded_in_agent": stats.clerk_video.map(|v| v.frames_decoded),
+        "round_trip_ms": peer.round_trip_time.map(|d| d.as_secs_f64() * 1000.0),
+        "target_bitrate_bps": peer.target_bitrate_bps,
+        "packets_sent": peer.outbound.iter().map(|o| o.packets_sent).sum::<u64>(),
+        "packets_received": peer.inbound.iter().map(|i| i.packets_received).sum::<u64>(),
+        "keyframe_requests_received": peer.keyframe_requests_received,
+        "keyframe_requests_sent": peer.keyframe_requests_sent,
+        "frames_not_sent": stats.frames_not_sent,
+        "reconnects": stats.reconnects,
+    })
+}
+
+#[derive(Deserialize)]
+struct Offer {
+    sdp: String,
+}
+
+async fn screen_offer(State(session): State<MediaSession>, Json(offer): Json<Offer>) -> Response {
+    match session.screen.offer(&offer.sdp).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => {
+            let status = match &err {
+                ScreenError::BadOffer(_) => StatusCode::BAD_REQUEST,
+                ScreenError::Disabled => StatusCode::SERVICE_UNAVAILABLE,
+                ScreenError::Timeout(_) | ScreenError::WebRtc { .. } => {
+                    tracing::warn!(%err, "screen connection not answered");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            let code = match &err {
+                ScreenError::BadOffer(_) => "bad_offer",
+                ScreenError::Disabled => "disabled",
+                _ => "internal",
+            };
+            (
+                status,
+                Json(json!({ "error": code, "message": err.to_string() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_pass() {
+        for ok in [
+            "127.0.0.1:7380",
+            "localhost:7380",
+            "[::1]:7380",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:7380",
+            "192.0.2.2:7380",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}
