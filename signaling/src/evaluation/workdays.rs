@@ -5,11 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use protocol::hours::{Date, shanghai};
-
-/// Shanghai is UTC+8 all year.
-const SHANGHAI_OFFSET_MS: i64 = 8 * 3600 * 1000;
-const DAY_MS: i64 = 86_400_000;
+use protocol::hours::{Date, day_start, shanghai};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkCalendar {
@@ -59,12 +55,7 @@ impl WorkCalendar {
 
 /// The first instant after `date` ends, Shanghai time.
 pub fn end_of(date: Date) -> i64 {
-    (date.days_since_epoch() + 1) * DAY_MS - SHANGHAI_OFFSET_MS
-}
-
-/// The first instant of `date`, Shanghai time.
-pub fn start_of(date: Date) -> i64 {
-    date.days_since_epoch() * DAY_MS - SHANGHAI_OFFSET_MS
+    day_start(Date::from_days_since_epoch(date.days_since_epoch() + 1))
 }
 
 #[cfg(test)]
@@ -76,7 +67,7 @@ mod tests {
     }
 
     fn at(date: &str, hour: i64) -> i64 {
-        start_of(d(date)) + hour * 3_600_000
+        day_start(d(date)) + hour * 3_600_000
     }
 
     #[test]
@@ -85,7 +76,7 @@ mod tests {
         // Monday 2026-11-23, 10:00 → Monday 2026-11-30.
         let (due, due_ms) = cal.deadline(at("2026-11-23", 10), 5);
         assert_eq!(due, d("2026-11-30"));
-        assert_eq!(due_ms, start_of(d("2026-12-01")));
+        assert_eq!(due_ms, day_start(d("2026-12-01")));
         // Friday evening → the following Friday.
         assert_eq!(cal.deadline(at("2026-11-27", 23), 5).0, d("2026-12-04"));
         // Saturday → the following Friday (Monday is the first working day).

@@ -7,7 +7,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use protocol::hours::Date;
+use protocol::hours::{Date, day_start};
 use serde::{Deserialize, Serialize};
 
 use super::auth::AuthClerk;
@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::{Clerk, Role};
 use crate::evaluation::stats::{self, Statistics};
-use crate::evaluation::workdays::{end_of, start_of};
+use crate::evaluation::workdays::end_of;
 use crate::store::evaluations::{
     EvaluationRecord, EvaluationStore, FollowUp, FollowUpFilter, FollowUpState, FollowUpUpdate,
     StoredEvaluation,
@@ -92,7 +92,12 @@ impl Period {
                 "起止日期应在 {MAX_DAYS} 天之内且不颠倒 / the period must be 1–{MAX_DAYS} days"
             )));
         }
-        Ok((from.to_string(), to.to_string(), start_of(from), end_of(to)))
+        Ok((
+            from.to_string(),
+            to.to_string(),
+            day_start(from),
+            end_of(to),
+        ))
     }
 }
 
