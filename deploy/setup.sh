@@ -24,7 +24,7 @@ as_root() {
     else die "installing system packages needs root (run as root or install sudo)"; fi
 }
 
-packages() { grep -v '^\s*#' "$@" | grep -v '^\s*$' | sort -u; }
+packages() { cat "$@" | grep -v '^\s*#' | grep -v '^\s*$' | sort -u; }
 
 install_packages() {
     say "Installing Debian packages: $*"
