@@ -218,6 +218,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
             store: Arc::new(sqlite_for_evaluations),
             main: state.store.clone(),
             clock: state.clock.clone(),
+            metrics: state.metrics.clone(),
             shutdown: state.shutdown.clone(),
         })
         .context("starting the 好差评 service")?;

@@ -26,6 +26,7 @@ async fn start_evaluations(relay: &TestRelay) {
             store: Arc::new(store),
             main: relay.state.store.clone(),
             clock: relay.state.clock.clone(),
+            metrics: relay.state.metrics.clone(),
             shutdown: relay.state.shutdown.clone(),
         })
         .expect("evaluation service starts");
@@ -371,5 +372,13 @@ async fn forwarding_retries_gives_up_into_a_dead_letter_and_can_be_sent_again() 
     assert_eq!(count.load(Ordering::SeqCst), 3);
     let (_, letters) = get(&relay, &boss, "/api/v1/supervisor/dead-letters").await;
     assert_eq!(letters.as_array().map(Vec::len), Some(0));
+    let metrics = reqwest::get(relay.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("evaluations_dead_letters_total 1"), "{metrics}");
+    assert!(metrics.contains("evaluations_forwarded_total 1"), "{metrics}");
     relay.stop().await;
 }

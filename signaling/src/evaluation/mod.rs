@@ -60,6 +60,75 @@ pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+impl EvaluationMetrics {
+    /// (name, help, value) of each counter, for `/metrics`.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            (
+                "evaluations_received",
+                "Evaluations stored from kiosks",
+                v(&self.received),
+            ),
+            (
+                "evaluations_duplicates",
+                "Repeated deliveries of a stored evaluation id",
+                v(&self.duplicates),
+            ),
+            (
+                "evaluations_refused",
+                "Evaluations refused (bad input, unknown ticket, not stored)",
+                v(&self.refused),
+            ),
+            (
+                "evaluations_forwarded",
+                "Evaluations accepted by the 好差评 system",
+                v(&self.forwarded),
+            ),
+            (
+                "evaluations_forward_failures",
+                "Failed attempts to forward an evaluation",
+                v(&self.forward_failures),
+            ),
+            (
+                "evaluations_dead_letters",
+                "Evaluations given up after all attempts",
+                v(&self.dead_letters),
+            ),
+            (
+                "evaluations_sessions_dropped",
+                "Ended sessions not written because the writer was behind",
+                v(&self.sessions_dropped),
+            ),
+        ]
+    }
+}
+
+/// Puts the evaluation counters on `/metrics`.
+struct MetricsCollector(Arc<EvaluationMetrics>);
+
+impl std::fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("evaluation counters")
+    }
+}
+
+impl prometheus_client::collector::Collector for MetricsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        for (name, help, value) in self.0.snapshot() {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`Evaluations::start`] needs from the rest of the relay.
 pub struct EvaluationDeps {
     pub config: Arc<Config>,
@@ -67,6 +136,8 @@ pub struct EvaluationDeps {
     /// For the names of windows, clerks, categories, extension points and centres.
     pub main: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// The evaluation counters join its `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: CancellationToken,
 }
 
@@ -201,6 +272,8 @@ impl Evaluations {
         self.running
             .set(running)
             .map_err(|_| StartError::AlreadyRunning)?;
+        deps.metrics
+            .register_collector(Box::new(MetricsCollector(self.metrics.clone())));
         tokio::spawn(persist_sessions(
             deps.store.clone(),
             deps.clock.clone(),
