@@ -335,3 +335,24 @@ async fn without_media_offers_get_a_clear_error() {
     assert_eq!(r["code"], "invalid_state");
     relay.stop().await;
 }
+
+/// The queue answers a command before it pushes kiosk statuses; taking a ticket must still
+/// answer with that ticket every time (it once raced and answered "busy" now and then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosks_always_get_the_ticket_they_took() {
+    let relay = MediaRelay::start().await;
+    let (mut clerk, _) = relay.clerk("clerk-a").await;
+    open_window(&mut clerk, "w-remote").await;
+    for round in 0..20 {
+        for device in ["k1", "k2"] {
+            let (mut kiosk, _) = relay.kiosk(device).await;
+            let ticket = take_ticket(&mut kiosk).await;
+            assert_eq!(ticket["state"], "waiting", "round {round}: {ticket}");
+            let r = kiosk
+                .request(json!({"type": "cancel_ticket", "ticket_id": ticket["ticket_id"]}))
+                .await;
+            assert_eq!(r["type"], "ticket_cancelled", "{r}");
+        }
+    }
+    relay.stop().await;
+}

@@ -425,9 +425,10 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 extension_point_id: Some(kiosk.point.id.clone()),
             };
             match kiosk.queue.run(command).await {
-                Ok(_) => {
-                    // The queue updated this device's status before answering.
-                    let status = kiosk.status.borrow_and_update().clone();
+                Ok(view) => {
+                    // The queue answers before it pushes statuses: wait (briefly) for this
+                    // ticket's, rather than reading whatever the watch holds yet.
+                    let status = issued_status(&mut kiosk.status, view.map(|v| v.id)).await;
                     match status {
                         Some(ticket) => {
                             info!(ticket = %ticket.number, "remote ticket taken");
@@ -464,6 +465,29 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             }
         }
     }
+}
+
+/// The status of the ticket just issued (`ticket_id`), once the queue has pushed it; `None`
+/// if it does not arrive within a few seconds.
+async fn issued_status(
+    status: &mut watch::Receiver<Option<KioskTicketStatus>>,
+    ticket_id: Option<String>,
+) -> Option<KioskTicketStatus> {
+    let ticket_id = ticket_id?;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let current = status.borrow_and_update().clone();
+            if current.as_ref().is_some_and(|t| t.ticket_id == ticket_id) {
+                return current;
+            }
+            if status.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 async fn refused(state: &AppState, conn: &mut Conn, request_id: u64, e: &OpError) -> bool {
