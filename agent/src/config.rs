@@ -28,6 +28,7 @@ pub struct AgentConfig {
     pub devices: crate::devices::setup::DevicesConfig,
     pub kiosk: crate::kiosk::KioskConfig,
     pub media: crate::media_session::MediaConfig,
+    pub selftest: crate::selftest::config::SelfTestConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +153,10 @@ impl AgentConfig {
         })?;
         self.media.validate().map_err(|message| ConfigError::Invalid {
             key: "media",
+            message,
+        })?;
+        self.selftest.validate().map_err(|message| ConfigError::Invalid {
+            key: "selftest",
             message,
         })?;
         if !self.local.listen.ip().is_loopback() {

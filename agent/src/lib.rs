@@ -12,6 +12,7 @@ pub mod local_api;
 pub mod media;
 pub mod media_session;
 pub mod run;
+pub mod selftest;
 
 /// Makes aws-lc-rs the process-wide TLS crypto provider. Some dependencies enable rustls' ring
 /// backend as well, and with two backends compiled in rustls cannot pick one by itself. Call it

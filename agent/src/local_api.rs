@@ -22,11 +22,14 @@ pub struct ApiState {
     pub kiosk: crate::kiosk::Kiosk,
     /// The media session (`/api/media…`: its state, the screen's video connection).
     pub media: crate::media_session::MediaSession,
+    /// The technician page and the self-test (`/technician`, `/api/technician/…`).
+    pub technician: crate::selftest::http::Technician,
 }
 
 pub fn router(state: ApiState) -> Router {
     let kiosk = crate::kiosk::http::routes(state.kiosk.clone());
     let media = crate::media_session::http::routes(state.media.clone());
+    let technician = crate::selftest::http::routes(state.technician.clone());
     Router::new()
         .route("/api/status", get(status))
         .route("/api/ticket", post(take).delete(cancel))
@@ -35,6 +38,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         .merge(kiosk)
         .merge(media)
+        .merge(technician)
 }
 
 async fn status(State(s): State<ApiState>) -> Json<KioskState> {

@@ -47,6 +47,15 @@ enum Command {
     /// 身份证阅读器 / ID card reader tools
     #[command(subcommand)]
     CardReader(agent::devices::idcard::cli::CardReaderCommand),
+    /// 终端自检 / check every device, the network and the kiosk; file the result at the centre
+    Selftest {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: agent::selftest::cli::SelfTestArgs,
+    },
+    /// 生成技术人员密码的哈希 / read a PIN on stdin, print its hash for [selftest] pin
+    HashPin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +91,14 @@ fn main() -> ExitCode {
     agent::install_crypto_provider();
     match Cli::parse().command {
         Command::CardReader(command) => agent::devices::idcard::cli::run(command),
+        Command::HashPin => agent::selftest::cli::hash_pin(),
+        Command::Selftest { config, args } => match load(&config) {
+            Ok(config) => agent::selftest::cli::run(config, args),
+            Err(e) => {
+                eprintln!("agent: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run { config, ready_file } => {
             let result = load(&config).and_then(|config| {
                 init_logging(&config);

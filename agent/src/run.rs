@@ -23,7 +23,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
             .map_err(anyhow::Error::msg)
             .context("setting up media")?;
     let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
-    let devices_task = crate::devices::setup::spawn_service(
+    let (devices_task, device_handles) = crate::devices::setup::spawn_service(
         &config,
         &credential,
         &connector,
@@ -43,11 +43,31 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     .await
     .context("opening the kiosk's evaluation outbox")?;
 
+    // The self-test reads the media session's phase ("connected", …); none when media is off.
+    let (media_status, media_on) = (media.status.clone(), config.media.enabled);
+    let media_phase = std::sync::Arc::new(move || {
+        media_on
+            .then(|| serde_json::to_value(media_status.borrow().phase).ok())
+            .flatten()
+            .and_then(|v| v.as_str().map(str::to_owned))
+    });
+    let selftest = crate::selftest::service::SelfTestService::new(
+        &config,
+        &credential,
+        &connector,
+        link.clone(),
+        device_handles,
+        media_phase,
+    );
+    tokio::spawn(crate::selftest::daily::run(selftest.clone(), shutdown.clone()));
+    let technician = crate::selftest::http::Technician::new(selftest.clone());
+
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
         .with_context(|| format!("binding the local API on {}", config.local.listen))?;
     let local = listener.local_addr()?;
     info!(address = %local, "local API listening");
+    selftest.publish(local);
     if let Some(path) = ready_file {
         let ready = serde_json::json!({ "local": local.to_string(), "pid": std::process::id() });
         let tmp = path.with_extension("tmp");
@@ -60,8 +80,9 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link, screen, kiosk, media }, shutdown.clone()).await?;
+    local_api::serve(listener, local_api::ApiState { link, screen, kiosk, media, technician }, shutdown.clone()).await?;
     shutdown.cancel();
+    selftest.withdraw();
     let _ = link_task.await;
     let _ = devices_task.await;
     let _ = media_task.await;

@@ -11,5 +11,6 @@ pub mod inspection;
 pub mod media;
 pub mod pii;
 pub mod queue;
+pub mod selftest;
 
 pub use pii::Pii;

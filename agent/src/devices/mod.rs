@@ -6,9 +6,11 @@
 //! - [`activity`]: what the kiosk screen shows (device activity, prompts) and the resident's
 //!   answers;
 //! - [`upload`]: HTTPS uploads of stills and the ID photo to the relay;
-//! - [`setup`]: opening the devices named by `[devices]` in the configuration.
+//! - [`setup`]: opening the devices named by `[devices]` in the configuration;
+//! - [`faults`]: faults a simulated kiosk can be given (`[devices.simulated_faults]`).
 
 pub mod activity;
+pub mod faults;
 pub mod idcard;
 pub mod scanner;
 pub mod service;

@@ -15,7 +15,8 @@ use protocol::device::DeviceKind;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::idcard::simulator::{SamSimulator, Scenario};
+use super::faults::{ABSENT_PORT, IdCardFault, ScannerFault};
+use super::idcard::simulator::{Fault, SamSimulator, Scenario};
 use super::idcard::{SamConfig, SamSerialReader, SystemClock};
 use super::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use super::scanner::wedge::EvdevScanner;
@@ -48,6 +49,8 @@ pub struct DevicesConfig {
     pub max_command_secs: u64,
     /// Bound of one upload attempt to the relay (seconds).
     pub upload_timeout_secs: u64,
+    /// Faults of the simulated devices (only with `simulated = true`).
+    pub simulated_faults: super::faults::SimulatedFaults,
 }
 
 impl Default for DevicesConfig {
@@ -62,6 +65,7 @@ impl Default for DevicesConfig {
             camera: None,
             max_command_secs: 120,
             upload_timeout_secs: 60,
+            simulated_faults: super::faults::SimulatedFaults::default(),
         }
     }
 }
@@ -88,6 +92,9 @@ impl DevicesConfig {
         if self.upload_timeout_secs == 0 || self.upload_timeout_secs > 3600 {
             return Err("devices.upload_timeout_secs must be between 1 and 3600".into());
         }
+        if !self.simulated && !self.simulated_faults.is_empty() {
+            return Err("devices.simulated_faults need devices.simulated = true".into());
+        }
         Ok(())
     }
 }
@@ -98,7 +105,21 @@ pub struct OpenedDevices {
     pub workers: Vec<Arc<dyn Worker>>,
     /// Devices the profile wants that could not be opened: (kind, reason).
     pub missing: Vec<(DeviceKind, String)>,
+    /// The same devices by kind, for the self-test.
+    pub handles: DeviceHandles,
     _sam: Option<SamSimulator>,
+}
+
+/// The opened devices by kind: the very objects the workers use, so the self-test checks the
+/// devices the kiosk serves with (and waits its turn on them).
+#[derive(Clone, Default)]
+pub struct DeviceHandles {
+    pub id_card: Option<Arc<IdCardWorker>>,
+    pub scanner: Option<Arc<ScannerWorker>>,
+    pub document_camera: Option<Arc<dyn StillCamera>>,
+    pub camera_stills: Option<Arc<dyn StillCamera>>,
+    /// Devices the profile wants that could not be opened: (kind, reason).
+    pub missing: Vec<(DeviceKind, String)>,
 }
 
 /// Opens the devices `config` names. Never fails as a whole: what cannot be opened is listed
@@ -107,6 +128,7 @@ pub fn open(config: &DevicesConfig) -> OpenedDevices {
     let mut opened = OpenedDevices {
         workers: vec![Arc::new(ScreenWorker)],
         missing: Vec::new(),
+        handles: DeviceHandles::default(),
         _sam: None,
     };
     let catalog = match &config.profiles_dir {
@@ -130,21 +152,32 @@ pub fn open(config: &DevicesConfig) -> OpenedDevices {
     for slot in &kiosk.slots {
         let profile = catalog.device(&slot.profile);
         let simulated = config.simulated || profile.is_some_and(|p| p.simulated);
-        let result = match slot.kind {
-            DeviceKind::IdCardReader => open_id_card(config, profile, simulated, &mut opened),
-            DeviceKind::QrScanner => open_scanner(config, profile, simulated),
-            DeviceKind::DocumentCamera => Ok(still_worker(
-                DeviceKind::DocumentCamera,
-                profile,
-                simulated,
-                config.document_camera.as_deref(),
-            )),
-            DeviceKind::Camera => Ok(still_worker(
-                DeviceKind::Camera,
-                profile,
-                simulated,
-                config.camera.as_deref(),
-            )),
+        let result: Result<Arc<dyn Worker>, String> = match slot.kind {
+            DeviceKind::IdCardReader => {
+                open_id_card(config, profile, simulated, &mut opened).map(|w| {
+                    opened.handles.id_card = Some(w.clone());
+                    w as Arc<dyn Worker>
+                })
+            }
+            DeviceKind::QrScanner => open_scanner(config, profile, simulated).map(|w| {
+                opened.handles.scanner = Some(w.clone());
+                w as Arc<dyn Worker>
+            }),
+            DeviceKind::DocumentCamera => {
+                let camera = still_camera(
+                    slot.kind,
+                    profile,
+                    simulated,
+                    config.document_camera.as_deref(),
+                );
+                opened.handles.document_camera = Some(camera.clone());
+                Ok(Arc::new(StillWorker::new(slot.kind, camera)))
+            }
+            DeviceKind::Camera => {
+                let camera = still_camera(slot.kind, profile, simulated, config.camera.as_deref());
+                opened.handles.camera_stills = Some(camera.clone());
+                Ok(Arc::new(StillWorker::new(slot.kind, camera)))
+            }
             // Live audio belongs to the media pipelines.
             DeviceKind::Microphone | DeviceKind::Speaker | DeviceKind::Screen => continue,
         };
@@ -159,6 +192,7 @@ pub fn open(config: &DevicesConfig) -> OpenedDevices {
             }
         }
     }
+    opened.handles.missing = opened.missing.clone();
     opened
 }
 
@@ -167,13 +201,25 @@ fn open_id_card(
     profile: Option<&DeviceProfile>,
     simulated: bool,
     opened: &mut OpenedDevices,
-) -> Result<Arc<dyn Worker>, String> {
+) -> Result<Arc<IdCardWorker>, String> {
     let sam_config = match profile.and_then(|p| p.serial.as_ref().zip(p.id_card.as_ref())) {
         Some((serial, id_card)) => SamConfig::from_profile(serial, id_card),
         None => SamConfig::default(),
     };
-    let path = if simulated {
-        let sim = SamSimulator::start(Scenario::default()).map_err(|e| e.to_string())?;
+    let fault = config.simulated_faults.id_card_reader;
+    let path = if simulated && fault == Some(IdCardFault::Absent) {
+        ABSENT_PORT.to_owned()
+    } else if simulated {
+        let scenario = match fault {
+            None | Some(IdCardFault::Absent) => Scenario::default(),
+            Some(IdCardFault::SamSelfTestFailure) => {
+                Scenario::with_fault(Fault::SamSelfTestFailure)
+            }
+            Some(IdCardFault::NoCard) => Scenario::with_fault(Fault::NoCard),
+            Some(IdCardFault::ReadFailure) => Scenario::with_fault(Fault::ReadFailure),
+            Some(IdCardFault::SlowReplies) => Scenario::with_fault(Fault::SlowReplies),
+        };
+        let sim = SamSimulator::start(scenario).map_err(|e| e.to_string())?;
         let path = sim.path().to_owned();
         opened._sam = Some(sim);
         path
@@ -192,11 +238,18 @@ fn open_scanner(
     config: &DevicesConfig,
     profile: Option<&DeviceProfile>,
     simulated: bool,
-) -> Result<Arc<dyn Worker>, String> {
+) -> Result<Arc<ScannerWorker>, String> {
     let (scanner, trigger): (
         Box<dyn Scanner>,
         Option<Box<dyn super::workers::ScanTrigger>>,
-    ) = if simulated {
+    ) = if simulated && config.simulated_faults.qr_scanner == Some(ScannerFault::Absent) {
+        let scanner = match profile {
+            Some(p) => SerialScanner::open_profile(ABSENT_PORT, p),
+            None => SerialScanner::open(ABSENT_PORT, 9600, 4096, None),
+        }
+        .map_err(|e| e.to_string())?;
+        (Box::new(scanner), None)
+    } else if simulated {
         let sim = SimulatedSerialScanner::start().map_err(|e| e.to_string())?;
         let scanner = match profile {
             Some(p) => SerialScanner::open_profile(sim.path(), p),
@@ -225,12 +278,12 @@ fn open_scanner(
     Ok(Arc::new(ScannerWorker::new(task, scans, trigger)))
 }
 
-fn still_worker(
+fn still_camera(
     kind: DeviceKind,
     profile: Option<&DeviceProfile>,
     simulated: bool,
     device: Option<&str>,
-) -> Arc<dyn Worker> {
+) -> Arc<dyn StillCamera> {
     let resolutions = profile_resolutions(profile);
     let camera: Arc<dyn StillCamera> = if simulated {
         let subject = if kind == DeviceKind::DocumentCamera {
@@ -252,11 +305,12 @@ fn still_worker(
             model,
         ))
     };
-    Arc::new(StillWorker::new(kind, camera))
+    camera
 }
 
 /// Opens the configured devices and runs the device service on the control link's device
-/// bridge until `shutdown`. The simulators live as long as the returned task.
+/// bridge until `shutdown`. The simulators live as long as the returned task. The second value
+/// carries the opened devices by kind once they are open (for the self-test).
 pub fn spawn_service(
     config: &crate::config::AgentConfig,
     credential: &crate::config::Credential,
@@ -265,7 +319,11 @@ pub fn spawn_service(
     link: crate::link::control::Link,
     screen: Arc<super::activity::KioskScreen>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<Option<DeviceHandles>>,
+) {
+    let (handles_tx, handles_rx) = tokio::sync::watch::channel(None);
     let tls = match connector {
         tokio_tungstenite::Connector::Rustls(c) => Some(c.clone()),
         _ => None,
@@ -287,12 +345,13 @@ pub fn spawn_service(
     };
     let devices_config = config.devices.clone();
     let service_config = config.devices.service();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         // Opening serial ports and starting simulators blocks briefly.
         let opened = match tokio::task::spawn_blocking(move || open(&devices_config)).await {
             Ok(o) => o,
             Err(_) => return,
         };
+        handles_tx.send_replace(Some(opened.handles.clone()));
         let service = super::service::DeviceService::new(
             opened.workers.clone(),
             Arc::new(link),
@@ -301,6 +360,8 @@ pub fn spawn_service(
             service_config,
         );
         service.run(bridge.commands, shutdown).await;
+        handles_tx.send_replace(None);
         drop(opened);
-    })
+    });
+    (task, handles_rx)
 }

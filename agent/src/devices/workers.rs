@@ -56,6 +56,12 @@ impl IdCardWorker {
             reader: Arc::new(Mutex::new(reader)),
         }
     }
+
+    /// The reader the worker serves commands with, for the technician's self-test (which
+    /// takes it only when no command holds it).
+    pub fn reader(&self) -> Arc<Mutex<Box<dyn IdCardReader>>> {
+        self.reader.clone()
+    }
 }
 
 fn card_failure(e: &IdCardError) -> Failure {
@@ -215,6 +221,19 @@ impl ScanTrigger for SimulatedScans {
     }
 }
 
+/// What a technician's test scan found.
+#[derive(Debug)]
+pub enum TestScan {
+    Scanned(Scan),
+    /// Nothing was scanned in time.
+    NoScan,
+    Failed(ScannerError),
+    /// The scanner's reading thread has ended (unplugged or failed).
+    Gone,
+    /// A clerk's read holds the scanner.
+    Busy,
+}
+
 pub struct ScannerWorker {
     scans: tokio::sync::Mutex<mpsc::Receiver<Result<Scan, ScannerError>>>,
     task: ScannerTask,
@@ -231,6 +250,29 @@ impl ScannerWorker {
             scans: tokio::sync::Mutex::new(scans),
             task,
             trigger,
+        }
+    }
+
+    /// Whether the scanner's reading thread is alive (the port opened and has not failed).
+    pub fn is_running(&self) -> bool {
+        self.task.is_running()
+    }
+
+    /// The technician's test scan: the next scan within `wait`. Scans from before are
+    /// discarded; a clerk's read in progress makes it [`TestScan::Busy`].
+    pub async fn test_scan(&self, wait: std::time::Duration) -> TestScan {
+        let Ok(mut scans) = self.scans.try_lock() else {
+            return TestScan::Busy;
+        };
+        while scans.try_recv().is_ok() {}
+        if let Some(t) = &self.trigger {
+            t.scan();
+        }
+        match tokio::time::timeout(wait, scans.recv()).await {
+            Err(_) => TestScan::NoScan,
+            Ok(None) => TestScan::Gone,
+            Ok(Some(Ok(scan))) => TestScan::Scanned(scan),
+            Ok(Some(Err(e))) => TestScan::Failed(e),
         }
     }
 }

@@ -32,7 +32,8 @@
 mod audio_recv;
 mod audio_send;
 mod config;
-mod elements;
+// The self-test builds its capture pipelines from the same sources.
+pub(crate) mod elements;
 mod frames;
 mod pipeline;
 mod rtp_input;

@@ -13,6 +13,7 @@ pub mod evaluations;
 pub mod kiosk_ws;
 pub mod registry;
 pub mod recordings;
+pub mod selftest;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .merge(cases::routes())
         .merge(registry::routes())
         .merge(evaluations::routes())
+        .merge(selftest::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
