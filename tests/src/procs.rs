@@ -107,6 +107,18 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(data: &DemoData, extra: &[&str]) -> Result<Self> {
+        Self::start_on(data, extra, "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// Kills the relay (SIGKILL) and starts it again with the same data and on the same
+    /// addresses, as a crash followed by a restart looks to kiosks and consoles.
+    pub async fn restart(mut self, data: &DemoData, extra: &[&str]) -> Result<Self> {
+        self.child.kill().await?;
+        let (https, http) = (self.https.clone(), self.http.clone());
+        Self::start_on(data, extra, &https, &http).await
+    }
+
+    async fn start_on(data: &DemoData, extra: &[&str], https: &str, http: &str) -> Result<Self> {
         let ready = data.dir.path().join("relay-ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = data.dir.path().join("relay.log");
@@ -116,7 +128,7 @@ impl Relay {
             .arg(data.relay_dir())
             .args(["--set", "server.tls.self_signed=true"])
             .args(extra)
-            .args(["serve", "--listen", "127.0.0.1:0", "--dev-http", "127.0.0.1:0", "--ready-file"])
+            .args(["serve", "--listen", https, "--dev-http", http, "--ready-file"])
             .arg(&ready)
             .stdout(Stdio::null())
             .stderr(log_file)
