@@ -54,6 +54,9 @@ pub struct Archive {
     store: Arc<dyn RecordingStore>,
     metrics: Arc<ServiceMetrics>,
     retention_days: u32,
+    /// One retention run at a time (the scheduled sweep and an operator's run would otherwise
+    /// both delete, and both audit, the same recording).
+    purging: tokio::sync::Mutex<()>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -169,6 +172,7 @@ impl Archive {
             store,
             metrics,
             retention_days: r.retention_days,
+            purging: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -189,6 +193,7 @@ impl Archive {
             store,
             metrics,
             retention_days,
+            purging: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -394,6 +399,7 @@ impl Archive {
     /// Delete recordings past retention (file first, then the row marked purged with its audit
     /// entry, in one transaction). Returns how many were purged.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<usize, MediaError> {
+        let _one_run = self.purging.lock().await;
         let cutoff = now_ms - i64::from(self.retention_days) * DAY_MS;
         let mut purged = 0;
         loop {
