@@ -12,113 +12,32 @@
 //! tracks and the session's length. A second test kills and restarts the relay in the middle
 //! of a call: the agent reconnects its media and the call continues.
 
+mod media {
+    pub mod call;
+}
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use e2e::{Agent, Browser, DemoData, Page, Relay};
+use media::call::{
+    LIMIT, SPY, TIMECODE, agent_media, clerk_stats, grows, kiosk_page_stats, num, sign_in,
+    take_ticket, wait_agent_media,
+};
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
-const SPY: &str = include_str!("media/spy.js");
-const TIMECODE: &str = include_str!("media/timecode.js");
 /// How long the served session runs before it is finished.
 const SESSION: Duration = Duration::from_secs(8);
 /// The agent on test sources, its media on loopback.
-const AGENT_MEDIA: &str = "\n[media]\nsimulated = true\nudp_bind = \"127.0.0.1:0\"\nloopback_candidates = true\n";
+const AGENT_MEDIA: &str =
+    "\n[media]\nsimulated = true\nudp_bind = \"127.0.0.1:0\"\nloopback_candidates = true\n";
 const RELAY_MEDIA: [&str; 4] = [
     "--set",
     "media.enabled=true",
     "--set",
     "media.udp_listen=127.0.0.1:0",
 ];
-
-fn num(v: &Value, path: &[&str]) -> f64 {
-    let mut v = v;
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_f64().unwrap_or(0.0)
-}
-
-/// Polls `read` until the number at `path` exceeds its first value by `more`.
-async fn grows<F, Fut>(read: F, path: &[&str], more: f64, what: &str) -> Result<f64>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Value>>,
-{
-    let start = num(&read().await?, path);
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let v = read().await?;
-        let now = num(&v, path);
-        if now >= start + more {
-            return Ok(now);
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: stayed at {now} (from {start}); {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn clerk_stats(page: &Page<'_>) -> Result<Value> {
-    page.eval("window.__rvwStats()").await
-}
-
-async fn kiosk_page_stats(page: &Page<'_>) -> Result<Value> {
-    page.eval("window.kioskMedia.stats()").await
-}
-
-async fn agent_media(agent: &Agent) -> Result<Value> {
-    Ok(reqwest::get(agent.url("/api/media")).await?.json().await?)
-}
-
-async fn wait_agent_media(agent: &Agent, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let v = agent_media(agent).await?;
-        if check(&v) {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("agent media never {what}: {v}\nagent log:\n{}", agent.log_text());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn sign_in(page: &Page<'_>, data: &DemoData) -> Result<()> {
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
-        .await?;
-    page.fill("#login-user", "clerk1").await?;
-    page.fill("#login-pass", &data.staff_password()?).await?;
-    page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
-        .await?;
-    page.eval(
-        "[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()",
-    )
-    .await?;
-    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
-        .await?;
-    page.wait_for(
-        "document.getElementById('media-area').dataset.media === 'connected'",
-        LIMIT,
-    )
-    .await
-}
-
-async fn take_ticket(agent: &Agent) -> Result<String> {
-    let taken: Value = reqwest::Client::new()
-        .post(agent.url("/api/ticket"))
-        .json(&json!({ "category_id": "social-security" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(taken["number"].as_str().context("ticket number")?.to_owned())
-}
 
 struct Discovered {
     duration: Duration,
@@ -165,8 +84,36 @@ fn decodes(path: &Path) -> Result<()> {
     let out = std::process::Command::new("gst-launch-1.0")
         .args(["-q", "filesrc"])
         .arg(format!("location={}", path.display()))
-        .args(["!", "decodebin", "name=d", "d.", "!", "queue", "!", "fakesink", "d.", "!", "queue", "!", "fakesink",
-               "d.", "!", "queue", "!", "fakesink", "d.", "!", "queue", "!", "fakesink", "d.", "!", "queue", "!", "fakesink"])
+        .args([
+            "!",
+            "decodebin",
+            "name=d",
+            "d.",
+            "!",
+            "queue",
+            "!",
+            "fakesink",
+            "d.",
+            "!",
+            "queue",
+            "!",
+            "fakesink",
+            "d.",
+            "!",
+            "queue",
+            "!",
+            "fakesink",
+            "d.",
+            "!",
+            "queue",
+            "!",
+            "fakesink",
+            "d.",
+            "!",
+            "queue",
+            "!",
+            "fakesink",
+        ])
         .output()
         .context("gst-launch-1.0")?;
     if !out.status.success() {
@@ -190,7 +137,10 @@ async fn fetch_recording(relay: &Relay, data: &DemoData, to: &Path) -> Result<Va
         .await?
         .json()
         .await?;
-    let token = login["token"].as_str().context("supervisor token")?.to_owned();
+    let token = login["token"]
+        .as_str()
+        .context("supervisor token")?
+        .to_owned();
     let deadline = Instant::now() + LIMIT;
     let rec = loop {
         let list: Value = http
@@ -213,7 +163,10 @@ async fn fetch_recording(relay: &Relay, data: &DemoData, to: &Path) -> Result<Va
     if rec["state"] != "complete" {
         bail!("recording failed: {rec}");
     }
-    let url = format!("{base}/api/v1/recordings/{}/media", rec["id"].as_str().unwrap_or(""));
+    let url = format!(
+        "{base}/api/v1/recordings/{}/media",
+        rec["id"].as_str().unwrap_or("")
+    );
     let full = http.get(&url).bearer_auth(&token).send().await?;
     if !full.status().is_success() {
         bail!("playing the recording: {}", full.status());
@@ -233,7 +186,10 @@ async fn finish(clerk: &Page<'_>) -> Result<()> {
         .await?;
     clerk.click("#btn-finish").await?;
     clerk
-        .wait_for("!document.getElementById('dev-identity-dialog')?.hidden", LIMIT)
+        .wait_for(
+            "!document.getElementById('dev-identity-dialog')?.hidden",
+            LIMIT,
+        )
         .await?;
     clerk.click("#dev-dialog-finish").await?;
     clerk
@@ -251,12 +207,18 @@ async fn a_kiosk_call_has_picture_and_sound_both_ways_and_is_recorded() -> Resul
     let agent = Agent::start_with(&data, &relay, AGENT_MEDIA).await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
     // Ready ahead of any call: the agent's media is connected and sends nothing.
-    wait_agent_media(&agent, "connected", |v| v["session"]["phase"] == "connected").await?;
+    wait_agent_media(&agent, "connected", |v| {
+        v["session"]["phase"] == "connected"
+    })
+    .await?;
 
     let kiosk_browser = Browser::launch(&[]).await?;
     let kiosk = kiosk_browser.open(&agent.url("/kiosk")).await?;
     kiosk
-        .wait_for("window.kioskMedia && window.kioskMedia.stats().connection === 'connected'", LIMIT)
+        .wait_for(
+            "window.kioskMedia && window.kioskMedia.stats().connection === 'connected'",
+            LIMIT,
+        )
         .await?;
     let number = take_ticket(&agent).await?;
 
@@ -267,17 +229,25 @@ async fn a_kiosk_call_has_picture_and_sound_both_ways_and_is_recorded() -> Resul
     clerk.goto(&relay.https_url("/")).await?;
     sign_in(&clerk, &data).await?;
     let idle = agent_media(&agent).await?;
-    if idle["session"]["sending"] != false || num(&idle, &["link", "camera", "frames_encoded"]) != 0.0 {
+    if idle["session"]["sending"] != false
+        || num(&idle, &["link", "camera", "frames_encoded"]) != 0.0
+    {
         bail!("the waiting kiosk is sending: {idle}");
     }
 
     clerk.click("#btn-next").await?;
     let called = Instant::now();
     clerk
-        .wait_for(&format!("document.getElementById('cur-number').textContent === '{number}'"), LIMIT)
+        .wait_for(
+            &format!("document.getElementById('cur-number').textContent === '{number}'"),
+            LIMIT,
+        )
         .await?;
     clerk
-        .wait_for("document.getElementById('media-area').dataset.serving === 'yes'", LIMIT)
+        .wait_for(
+            "document.getElementById('media-area').dataset.serving === 'yes'",
+            LIMIT,
+        )
         .await?;
     clerk
         .eval("window.rvwTimecode.watch(document.getElementById('media-kiosk')), true")
@@ -285,16 +255,52 @@ async fn a_kiosk_call_has_picture_and_sound_both_ways_and_is_recorded() -> Resul
 
     // The clerk sees and hears the kiosk: camera, document preview, microphone.
     let read = || clerk_stats(&clerk);
-    grows(read, &["inbound", "0", "framesDecoded"], 10.0, "kiosk camera decoded by the clerk").await?;
-    grows(read, &["inbound", "1", "framesDecoded"], 5.0, "document preview decoded by the clerk").await?;
-    grows(read, &["inbound", "2", "energy"], 0.0001, "kiosk audio energy at the clerk").await?;
+    grows(
+        read,
+        &["inbound", "0", "framesDecoded"],
+        10.0,
+        "kiosk camera decoded by the clerk",
+    )
+    .await?;
+    grows(
+        read,
+        &["inbound", "1", "framesDecoded"],
+        5.0,
+        "document preview decoded by the clerk",
+    )
+    .await?;
+    grows(
+        read,
+        &["inbound", "2", "energy"],
+        0.0001,
+        "kiosk audio energy at the clerk",
+    )
+    .await?;
     // The resident sees the clerk (and themself) in the kiosk page, which decodes what the
     // agent forwards; the agent decodes no video itself, and plays the clerk's voice.
     let read = || kiosk_page_stats(&kiosk);
-    grows(read, &["clerk", "framesDecoded"], 10.0, "clerk video decoded in the kiosk page").await?;
-    grows(read, &["self", "framesDecoded"], 10.0, "self-view decoded in the kiosk page").await?;
+    grows(
+        read,
+        &["clerk", "framesDecoded"],
+        10.0,
+        "clerk video decoded in the kiosk page",
+    )
+    .await?;
+    grows(
+        read,
+        &["self", "framesDecoded"],
+        10.0,
+        "self-view decoded in the kiosk page",
+    )
+    .await?;
     let read = || agent_media(&agent);
-    grows(read, &["link", "clerk_audio", "audible_buffers"], 1.0, "clerk audio played by the agent").await?;
+    grows(
+        read,
+        &["link", "clerk_audio", "audible_buffers"],
+        1.0,
+        "clerk audio played by the agent",
+    )
+    .await?;
     // The clerk starts serving: the kiosk shows its session screen, the clerk's video large
     // and the resident's own picture small, on screen.
     clerk.click("#btn-start").await?;
@@ -325,14 +331,21 @@ async fn a_kiosk_call_has_picture_and_sound_both_ways_and_is_recorded() -> Resul
         .wait_for("window.rvwTimecode.samples().length >= 10", LIMIT)
         .await?;
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    kiosk.screenshot(&shots.join("kiosk-session-video.png")).await?;
-    clerk.screenshot(&shots.join("console-kiosk-video.png")).await?;
+    kiosk
+        .screenshot(&shots.join("kiosk-session-video.png"))
+        .await?;
+    clerk
+        .screenshot(&shots.join("console-kiosk-video.png"))
+        .await?;
 
     // Let the session run, then finish it: the kiosk stops sending.
     tokio::time::sleep(SESSION.saturating_sub(called.elapsed())).await;
     finish(&clerk).await?;
     let finished = Instant::now();
-    wait_agent_media(&agent, "stopped sending", |v| v["session"]["sending"] == false).await?;
+    wait_agent_media(&agent, "stopped sending", |v| {
+        v["session"]["sending"] == false
+    })
+    .await?;
 
     // The recording: every track, the session's length (±10 %), and it decodes to the end.
     let dir = tempfile::tempdir()?;
@@ -362,7 +375,10 @@ async fn the_call_continues_after_the_relay_restarts() -> Result<()> {
     let relay = Relay::start(&data, &RELAY_MEDIA).await?;
     let agent = Agent::start_with(&data, &relay, AGENT_MEDIA).await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
-    wait_agent_media(&agent, "connected", |v| v["session"]["phase"] == "connected").await?;
+    wait_agent_media(&agent, "connected", |v| {
+        v["session"]["phase"] == "connected"
+    })
+    .await?;
     let kiosk_browser = Browser::launch(&[]).await?;
     let kiosk = kiosk_browser.open(&agent.url("/kiosk")).await?;
     take_ticket(&agent).await?;
@@ -373,7 +389,13 @@ async fn the_call_continues_after_the_relay_restarts() -> Result<()> {
     sign_in(&clerk, &data).await?;
     clerk.click("#btn-next").await?;
     let read = || clerk_stats(&clerk);
-    grows(read, &["inbound", "0", "framesDecoded"], 10.0, "kiosk camera before the restart").await?;
+    grows(
+        read,
+        &["inbound", "0", "framesDecoded"],
+        10.0,
+        "kiosk camera before the restart",
+    )
+    .await?;
 
     // The relay dies and comes back on the same addresses; the session is resumed from its
     // store, the agent's control link and media reconnect, and the console offers again.
@@ -385,14 +407,29 @@ async fn the_call_continues_after_the_relay_restarts() -> Result<()> {
     })
     .await?;
     clerk
-        .wait_for("document.getElementById('media-area').dataset.serving === 'yes'", LIMIT)
+        .wait_for(
+            "document.getElementById('media-area').dataset.serving === 'yes'",
+            LIMIT,
+        )
         .await?;
     // A new peer connection at the console (the relay replaced the old one): wait for it to
     // decode the kiosk again, and for the kiosk page to show the clerk again.
     let read = || clerk_stats(&clerk);
-    grows(read, &["inbound", "0", "framesDecoded"], 10.0, "kiosk camera after the restart").await?;
+    grows(
+        read,
+        &["inbound", "0", "framesDecoded"],
+        10.0,
+        "kiosk camera after the restart",
+    )
+    .await?;
     let read = || kiosk_page_stats(&kiosk);
-    grows(read, &["clerk", "framesDecoded"], 10.0, "clerk video in the kiosk page after the restart").await?;
+    grows(
+        read,
+        &["clerk", "framesDecoded"],
+        10.0,
+        "clerk video in the kiosk page after the restart",
+    )
+    .await?;
     if num(&after, &["screen", "counters", "connections"]) != 1.0 {
         bail!("the kiosk page needed a new connection: {after}");
     }

@@ -98,7 +98,7 @@ fn agent_pid(agent: &Agent) -> Result<u32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).to_string())
             .collect();
-        if args.iter().any(|a| *a == wanted) && args.iter().any(|a| a == "run") {
+        if args.contains(&wanted) && args.iter().any(|a| a == "run") {
             return Ok(pid);
         }
     }
