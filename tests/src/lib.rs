@@ -8,6 +8,8 @@ pub mod browser;
 pub mod clerk;
 pub mod hcp;
 pub mod procs;
+pub mod udp_path;
 
 pub use browser::{Browser, Page};
 pub use procs::{Agent, DemoData, Relay};
+pub use udp_path::UdpPath;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -102,6 +102,8 @@ pub struct Relay {
     child: Child,
     pub https: String,
     pub http: String,
+    /// The SFU's UDP socket, when media is on.
+    pub media_udp: Option<std::net::SocketAddr>,
     pub log: PathBuf,
 }
 
@@ -122,13 +124,23 @@ impl Relay {
         let ready = data.dir.path().join("relay-ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = data.dir.path().join("relay.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut child = Command::new(bin("relay")?)
             .arg("--data-dir")
             .arg(data.relay_dir())
             .args(["--set", "server.tls.self_signed=true"])
             .args(extra)
-            .args(["serve", "--listen", https, "--dev-http", http, "--ready-file"])
+            .args([
+                "serve",
+                "--listen",
+                https,
+                "--dev-http",
+                http,
+                "--ready-file",
+            ])
             .arg(&ready)
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -139,6 +151,7 @@ impl Relay {
             child,
             https: info["https"].as_str().context("https address")?.to_owned(),
             http: info["http"].as_str().context("http address")?.to_owned(),
+            media_udp: info["media_udp"].as_str().and_then(|a| a.parse().ok()),
             log,
         })
     }
@@ -212,7 +225,10 @@ impl Agent {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join("agent.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut child = Command::new(bin("agent")?)
             .args(["run", "--config"])
             .arg(&config)
@@ -240,7 +256,11 @@ impl Agent {
     }
 
     /// Polls the agent's status until `check` accepts it.
-    pub async fn wait_status(&self, limit: Duration, check: impl Fn(&Value) -> bool) -> Result<Value> {
+    pub async fn wait_status(
+        &self,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let s = self.status().await?;
