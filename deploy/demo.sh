@@ -12,12 +12,19 @@ DATA=${RVW_DEMO_DATA:-data/demo}
 HTTPS_PORT=${RVW_DEMO_HTTPS_PORT:-8443}
 HTTP_PORT=${RVW_DEMO_HTTP_PORT:-8080}
 AGENT_PORT=${RVW_DEMO_AGENT_PORT:-7380}
+# Live video goes through the relay's one UDP port. On loopback by default, for a browser on
+# this machine; for browsers elsewhere set RVW_DEMO_MEDIA_LISTEN=0.0.0.0:8443 and
+# RVW_DEMO_MEDIA_IP to this machine's address as they reach it.
+MEDIA_LISTEN=${RVW_DEMO_MEDIA_LISTEN:-127.0.0.1:8443}
+MEDIA_IP=${RVW_DEMO_MEDIA_IP:-}
 RELAY="$BIN/relay"
 AGENT="$BIN/agent"
 [ -x "$RELAY" ] && [ -x "$AGENT" ] || { echo "demo: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
 
 mkdir -p "$DATA"
-RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true)
+RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true
+    --set media.enabled=true --set "media.udp_listen=$MEDIA_LISTEN")
+[ -n "$MEDIA_IP" ] && RELAY_ARGS+=(--set "media.advertised_ip=$MEDIA_IP")
 "$RELAY" "${RELAY_ARGS[@]}" seed-demo >/dev/null
 
 pids=()
@@ -52,6 +59,13 @@ ca_file = "$DATA/relay/tls/relay-self-signed.crt"
 listen = "127.0.0.1:$AGENT_PORT"
 [store]
 data_dir = "$DATA/agent"
+[devices]
+# Every device simulated: ID card reader and scanner on pseudo-terminals, test pictures for the
+# cameras, a test tone for the microphone.
+simulated = true
+[media]
+udp_bind = "127.0.0.1:0"
+loopback_candidates = true
 TOML
 "$AGENT" run --config "$DATA/agent.toml" --ready-file "$DATA/agent-ready.json" 2>"$DATA/agent.log" &
 pids+=($!)
@@ -82,6 +96,7 @@ cat <<INFO
   Login:           clerk1  /  $PASSWORD     (also clerk2, supervisor1; same password)
   Window:          choose "8号远程虚拟窗口" and press 叫下一位 to call the kiosk's ticket.
 
+  Kiosk screen:    http://127.0.0.1:$AGENT_PORT/kiosk   (what the resident sees)
   Kiosk (simulated): $("$AGENT" ticket --config "$DATA/agent.toml" status | sed 's/.*"ticket":\({[^}]*}\).*/\1/')
   Kiosk status:    $BIN/agent ticket --config $DATA/agent.toml status
   Logs:            $DATA/relay.log, $DATA/agent.log
