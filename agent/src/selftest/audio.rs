@@ -44,12 +44,57 @@ pub struct Recording {
     pub samples: Vec<f32>,
 }
 
+/// Which end of the sound path a failure is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoundDevice {
+    Microphone,
+    Speaker,
+}
+
+impl SoundDevice {
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            SoundDevice::Microphone => ("麦克风", "microphone"),
+            SoundDevice::Speaker => ("扬声器", "speaker"),
+        }
+    }
+}
+
+/// Why a rig could not record or play, sorted by what a technician does about it (the
+/// XFS4IoT state in brackets).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RigError {
-    #[error("未找到{0} / no {1} found")]
-    NoDevice(&'static str, &'static str),
+    /// `noDevice`: no such device (unplugged, wrong name, no sound card).
+    #[error("no {which} found{detail}", which = .0.names().1, detail = detail_suffix(.1))]
+    NoDevice(SoundDevice, Option<String>),
+    /// `deviceBusy`: another program holds the device.
+    #[error("the {which} is in use by another program: {message}", which = .0.names().1, message = .1)]
+    Busy(SoundDevice, String),
+    /// Opening the device was not allowed.
+    #[error("no permission to open the {which}: {message}", which = .0.names().1, message = .1)]
+    Denied(SoundDevice, String),
+    /// `hardwareError`: anything else the device or driver reported.
     #[error("{0}")]
     Device(String),
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail.as_ref().map_or(String::new(), |d| format!(": {d}"))
+}
+
+impl RigError {
+    /// A cpal error on `device`, sorted by its kind.
+    fn cpal(device: SoundDevice, e: &cpal::Error) -> RigError {
+        use cpal::ErrorKind;
+        match e.kind() {
+            ErrorKind::DeviceNotAvailable | ErrorKind::HostUnavailable => {
+                RigError::NoDevice(device, Some(e.to_string()))
+            }
+            ErrorKind::DeviceBusy => RigError::Busy(device, e.to_string()),
+            ErrorKind::PermissionDenied => RigError::Denied(device, e.to_string()),
+            _ => RigError::Device(format!("{}: {e}", device.names().1)),
+        }
+    }
 }
 
 /// The kiosk's microphone and speaker, for the self-test.
@@ -177,17 +222,44 @@ pub fn check_loop(rig: &dyn AudioRig, st: &AudioSelfTest, min_level_dbfs: f64) -
 }
 
 fn device_failure(id: &'static str, device: Option<DeviceKind>, e: &RigError) -> CheckResult {
-    let (zh, en) = match e {
-        RigError::NoDevice(..) => ("（noDevice）", "noDevice"),
-        RigError::Device(_) => ("（hardwareError）", "hardwareError"),
-    };
-    Check::new(id, device).fail(
-        bi(format!("{e}{zh}"), format!("{en}: {e}")),
-        bi(
-            "检查声卡、麦克风和扬声器的连接；确认配置 media.microphone / media.speaker 指向正确的设备",
-            "check the sound card, microphone and speaker connections; check that media.microphone / media.speaker name the right devices",
+    let check = Check::new(id, device);
+    let connections = bi(
+        "检查声卡、麦克风和扬声器的连接与供电；确认配置 media.microphone / media.speaker 指向正确的设备（aplay -l、arecord -l 可列出声卡）",
+        "check the sound card, microphone and speaker connections and power; check that media.microphone / media.speaker name the right devices (aplay -l and arecord -l list the sound cards)",
+    );
+    match e {
+        RigError::NoDevice(which, _) => check.fail(
+            bi(
+                format!("未找到{}（noDevice）", which.names().0),
+                format!("noDevice: {e}"),
+            ),
+            connections,
         ),
-    )
+        RigError::Busy(which, _) => check.fail(
+            bi(
+                format!("{}被其他程序占用（deviceBusy）", which.names().0),
+                format!("deviceBusy: {e}"),
+            ),
+            bi(
+                "终端服务通话时占用声卡：停止终端服务（systemctl stop rvw-agent）后用 agent selftest --standalone 再检查",
+                "the kiosk service holds the sound card for calls: stop it (systemctl stop rvw-agent) and check again with agent selftest --standalone",
+            ),
+        ),
+        RigError::Denied(which, _) => check.fail(
+            bi(
+                format!("无权打开{}（hardwareError）", which.names().0),
+                format!("hardwareError: {e}"),
+            ),
+            bi(
+                "把运行终端程序的用户加入 audio 组，重新登录后再检查",
+                "add the agent's user to the audio group, log in again and check again",
+            ),
+        ),
+        RigError::Device(_) => check.fail(
+            bi(format!("声卡出错（hardwareError）：{e}"), format!("hardwareError: {e}")),
+            connections,
+        ),
+    }
 }
 
 // --- the simulated rig -------------------------------------------------------------------------
@@ -339,12 +411,12 @@ impl CpalRig {
         match &self.microphone {
             Some(name) => host
                 .input_devices()
-                .map_err(|e| RigError::Device(e.to_string()))?
+                .map_err(|e| RigError::cpal(SoundDevice::Microphone, &e))?
                 .find(|d| device_matches(d, name))
-                .ok_or(RigError::NoDevice("麦克风", "microphone")),
+                .ok_or_else(|| RigError::NoDevice(SoundDevice::Microphone, Some(name.clone()))),
             None => host
                 .default_input_device()
-                .ok_or(RigError::NoDevice("麦克风", "microphone")),
+                .ok_or(RigError::NoDevice(SoundDevice::Microphone, None)),
         }
     }
 
@@ -354,12 +426,12 @@ impl CpalRig {
         match &self.speaker {
             Some(name) => host
                 .output_devices()
-                .map_err(|e| RigError::Device(e.to_string()))?
+                .map_err(|e| RigError::cpal(SoundDevice::Speaker, &e))?
                 .find(|d| device_matches(d, name))
-                .ok_or(RigError::NoDevice("扬声器", "speaker")),
+                .ok_or_else(|| RigError::NoDevice(SoundDevice::Speaker, Some(name.clone()))),
             None => host
                 .default_output_device()
-                .ok_or(RigError::NoDevice("扬声器", "speaker")),
+                .ok_or(RigError::NoDevice(SoundDevice::Speaker, None)),
         }
     }
 
@@ -373,7 +445,7 @@ impl CpalRig {
         let device = self.input()?;
         let supported = device
             .default_input_config()
-            .map_err(|e| RigError::Device(e.to_string()))?;
+            .map_err(|e| RigError::cpal(SoundDevice::Microphone, &e))?;
         let config: cpal::StreamConfig = supported.config();
         let (channels, rate) = (usize::from(config.channels).max(1), config.sample_rate);
         let (tx, rx) = mpsc::sync_channel::<Vec<f32>>(CALLBACK_BACKLOG);
@@ -411,8 +483,10 @@ impl CpalRig {
                 )));
             }
         }
-        .map_err(|e| RigError::Device(e.to_string()))?;
-        stream.play().map_err(|e| RigError::Device(e.to_string()))?;
+        .map_err(|e| RigError::cpal(SoundDevice::Microphone, &e))?;
+        stream
+            .play()
+            .map_err(|e| RigError::cpal(SoundDevice::Microphone, &e))?;
         let started = Instant::now();
         let mut playing = None;
         let mut during = Some(during);
@@ -487,7 +561,7 @@ impl AudioRig for CpalRig {
         let output = self.output()?;
         let supported = output
             .default_output_config()
-            .map_err(|e| RigError::Device(e.to_string()))?;
+            .map_err(|e| RigError::cpal(SoundDevice::Speaker, &e))?;
         let config: cpal::StreamConfig = supported.config();
         let (channels, rate) = (usize::from(config.channels).max(1), config.sample_rate);
         // Silence for the lead, then the tone: one buffer the callback plays out.
@@ -542,8 +616,10 @@ impl AudioRig for CpalRig {
                     )));
                 }
             }
-            .map_err(|e| RigError::Device(e.to_string()))?;
-            stream.play().map_err(|e| RigError::Device(e.to_string()))?;
+            .map_err(|e| RigError::cpal(SoundDevice::Speaker, &e))?;
+            stream
+                .play()
+                .map_err(|e| RigError::cpal(SoundDevice::Speaker, &e))?;
             Ok(Some(stream))
         })
     }
@@ -566,5 +642,46 @@ mod tests {
         let a = audio_analysis::tone_amplitude(&at48[960..at48.len() - 960], RATE, 1000.0);
         assert!((a - 0.5).abs() < 0.05, "{a}");
         assert_eq!(mono(&[1.0f32, 0.0, 0.5, 0.5], 2, |s| s), vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn sound_card_errors_say_what_state_and_what_to_do() {
+        let gone = RigError::cpal(
+            SoundDevice::Microphone,
+            &cpal::Error::new(cpal::ErrorKind::DeviceNotAvailable),
+        );
+        let r = device_failure("microphone.level", MIC, &gone);
+        assert!(r.detail.zh.starts_with("未找到麦克风（noDevice）"), "{r:?}");
+        assert!(r.detail.en.starts_with("noDevice: no microphone found"));
+        assert!(
+            r.remedy
+                .as_ref()
+                .is_some_and(|m| m.zh.contains("media.microphone"))
+        );
+        let busy = RigError::cpal(
+            SoundDevice::Speaker,
+            &cpal::Error::new(cpal::ErrorKind::DeviceBusy),
+        );
+        let r = device_failure("speaker.loop", SPEAKER, &busy);
+        assert!(
+            r.detail
+                .zh
+                .starts_with("扬声器被其他程序占用（deviceBusy）"),
+            "{r:?}"
+        );
+        assert!(
+            r.remedy
+                .as_ref()
+                .is_some_and(|m| m.en.contains("--standalone"))
+        );
+        let odd = RigError::cpal(
+            SoundDevice::Speaker,
+            &cpal::Error::new(cpal::ErrorKind::Xrun),
+        );
+        let r = device_failure("speaker.loop", SPEAKER, &odd);
+        assert!(
+            r.detail.zh.starts_with("声卡出错（hardwareError）"),
+            "{r:?}"
+        );
     }
 }
