@@ -553,17 +553,57 @@ pub fn check_document_camera(camera: &dyn StillCamera, spec: &VideoSpec) -> Vec<
         width: spec.self_test.min_resolution.width,
         height: spec.self_test.min_resolution.height,
     };
-    let sizes = camera.resolutions();
+    let reconnect = || {
+        bi(
+            "检查高拍仪USB线（接终端主机的USB口，不经集线器）；确认配置 devices.document_camera 指向文档镜头（建议用 /dev/v4l/by-id/… 路径）",
+            "check the document camera's USB cable (into the kiosk itself, no hub); check that devices.document_camera names the document lens (prefer a /dev/v4l/by-id/… path)",
+        )
+    };
+    if let Some(path) = camera.device_path()
+        && !Path::new(path).exists()
+    {
+        return vec![
+            Check::new("document_camera.still", DOCUMENT).fail(
+                bi(
+                    format!("未找到高拍仪 {path}（noDevice）"),
+                    format!("noDevice: no document camera at {path}"),
+                ),
+                reconnect(),
+            ),
+            not_run("document_camera.image", DOCUMENT),
+        ];
+    }
+    let mut sizes = camera.resolutions();
+    if sizes.is_empty()
+        && let Some(path) = camera.device_path()
+    {
+        // The profile names no sizes: the device's own list (UVC descriptors), largest first.
+        match offered_caps(&CameraSource::V4l2(PathBuf::from(path))) {
+            Ok(caps) => sizes = jpeg_sizes(&caps),
+            Err(e) => {
+                return vec![
+                    Check::new("document_camera.still", DOCUMENT).fail(
+                        bi(
+                            format!("高拍仪无法打开（hardwareError）：{e}"),
+                            format!("hardwareError: the document camera does not open: {e}"),
+                        ),
+                        reconnect(),
+                    ),
+                    not_run("document_camera.image", DOCUMENT),
+                ];
+            }
+        }
+    }
     let Some(largest) = sizes.first().copied() else {
         return vec![
             Check::new("document_camera.still", DOCUMENT).fail(
                 bi(
-                    "高拍仪没有可用的分辨率",
-                    "hardwareError: the document camera offers no resolution",
+                    "高拍仪不提供 MJPEG 拍照分辨率（hardwareError）",
+                    "hardwareError: the document camera offers no MJPEG still size",
                 ),
                 bi(
-                    "检查高拍仪连接与设备配置",
-                    "check the document camera's connection and profile",
+                    "确认接入的是设备配置中的高拍仪型号、devices.document_camera 指向文档镜头；否则更换高拍仪或为该型号添加设备配置",
+                    "check that the document camera is the model the kiosk profile names and devices.document_camera is its document lens; otherwise replace it or add a profile for its model",
                 ),
             ),
             not_run("document_camera.image", DOCUMENT),
@@ -643,6 +683,23 @@ pub fn check_document_camera(camera: &dyn StillCamera, spec: &VideoSpec) -> Vec<
         ),
     };
     vec![still_result, image]
+}
+
+/// The MJPEG frame sizes in `caps`, largest first (ranges, which UVC devices do not use for
+/// MJPEG, are left out).
+pub fn jpeg_sizes(caps: &gst::Caps) -> Vec<ImageSize> {
+    let mut sizes: Vec<ImageSize> = caps
+        .iter()
+        .filter(|s| s.name() == "image/jpeg")
+        .filter_map(|s| {
+            let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;
+            let height = u32::try_from(s.get::<i32>("height").ok()?).ok()?;
+            Some(ImageSize { width, height })
+        })
+        .collect();
+    sizes.sort_by_key(|s| std::cmp::Reverse(u64::from(s.width) * u64::from(s.height)));
+    sizes.dedup();
+    sizes
 }
 
 /// Sharpness and exposure of a document still: the `document_camera.image` result.
@@ -848,6 +905,65 @@ mean_luma = [40, 220]"#,
         assert!(mode.is_none());
         assert_eq!(r.outcome, CheckOutcome::Fail);
         assert!(r.remedy.is_some());
+    }
+
+    #[test]
+    fn jpeg_sizes_are_read_from_the_device_caps_largest_first() {
+        gst::init().expect("gst");
+        let offered = gst::Caps::from_str(
+            "image/jpeg, width=(int)1920, height=(int)1080, framerate=(fraction)30/1; \
+             image/jpeg, width=(int)3264, height=(int)2448, framerate=(fraction)15/1; \
+             video/x-raw, format=(string)YUY2, width=(int)4000, height=(int)3000, framerate=(fraction)5/1; \
+             image/jpeg, width=(int)[ 1, 100 ], height=(int)[ 1, 100 ]",
+        )
+        .expect("caps");
+        let sizes: Vec<(u32, u32)> = jpeg_sizes(&offered)
+            .into_iter()
+            .map(|s| (s.width, s.height))
+            .collect();
+        assert_eq!(sizes, vec![(3264, 2448), (1920, 1080)]);
+    }
+
+    /// A still camera on a device node that is not there.
+    struct Unplugged;
+
+    impl StillCamera for Unplugged {
+        fn resolutions(&self) -> Vec<ImageSize> {
+            Vec::new()
+        }
+        fn model(&self) -> String {
+            "uvc".into()
+        }
+        fn capture(
+            &self,
+            _: &StillRequest,
+            _: &AtomicBool,
+        ) -> Result<crate::devices::still::Still, crate::devices::still::CaptureError> {
+            Err(crate::devices::still::CaptureError::Pipeline(
+                "unplugged".into(),
+            ))
+        }
+        fn device_path(&self) -> Option<&str> {
+            Some("/dev/rvw-no-such-document-camera")
+        }
+    }
+
+    #[test]
+    fn an_unplugged_document_camera_is_no_device_with_its_path() {
+        let results = check_document_camera(&Unplugged, &spec(vec![PixelFormat::Mjpeg]));
+        assert_eq!(results[0].outcome, CheckOutcome::Fail);
+        assert!(
+            results[0]
+                .detail
+                .zh
+                .contains("未找到高拍仪 /dev/rvw-no-such-document-camera"),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[0].detail.en.starts_with("noDevice"));
+        let remedy = results[0].remedy.as_ref().expect("remedy");
+        assert!(remedy.zh.contains("devices.document_camera"));
+        assert_eq!(results[1].outcome, CheckOutcome::Skipped);
     }
 
     use std::str::FromStr;

@@ -161,6 +161,10 @@ impl StillCamera for V4l2StillCamera {
         self.resolutions.clone()
     }
 
+    fn device_path(&self) -> Option<&str> {
+        Some(&self.device)
+    }
+
     fn model(&self) -> String {
         self.model.clone()
     }

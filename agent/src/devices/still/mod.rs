@@ -62,6 +62,11 @@ pub trait StillCamera: Send + Sync {
     fn model(&self) -> String;
     /// Takes one still. Blocks; bounded by the implementation's own timeout and `cancel`.
     fn capture(&self, request: &StillRequest, cancel: &AtomicBool) -> Result<Still, CaptureError>;
+    /// The device node it captures from, if it is a real device (the self-test checks that
+    /// the node exists and asks it for its modes).
+    fn device_path(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Width and height from a JPEG's SOF marker; `None` if the bytes are not a baseline or
