@@ -6,7 +6,8 @@
 //!   can be timed).
 //! - `GET /api/v1/selftest/ice-servers` → [`IceServersProbe`]: fresh STUN/TURN servers with
 //!   short-lived TURN REST credentials, the same the kiosk's welcome carries, so the self-test
-//!   can try a TURN allocation without opening a second control connection.
+//!   can try a TURN allocation without opening a second control connection, and whether the
+//!   relay serves media at all.
 //! - `POST /api/v1/selftest/upload` → [`UploadProbe`]: the relay reads and discards the body
 //!   (at most [`MAX_UPLOAD_PROBE_BYTES`]) and says how long receiving it took: the uplink
 //!   estimate.
@@ -34,6 +35,11 @@ pub struct TimeProbe {
 pub struct IceServersProbe {
     #[serde(default)]
     pub ice_servers: Vec<IceServer>,
+    /// Whether the relay serves media at all (`[media] enabled`), so a kiosk whose media
+    /// connection is not up can tell a relay without media from a blocked path. Absent from
+    /// relays older than this field.
+    #[serde(default)]
+    pub media_enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +68,15 @@ mod tests {
         )
         .expect("parse");
         assert_eq!(ice.ice_servers[0].username.as_deref(), Some("1:k"));
+        assert_eq!(ice.media_enabled, None, "an older relay's answer");
+        assert_eq!(
+            serde_json::to_string(&IceServersProbe {
+                ice_servers: Vec::new(),
+                media_enabled: Some(false),
+            })
+            .expect("json"),
+            r#"{"ice_servers":[],"media_enabled":false}"#
+        );
         let t: TimeProbe = serde_json::from_str(r#"{"server_time_ms":5}"#).expect("parse");
         assert_eq!(t.server_time_ms, 5);
     }

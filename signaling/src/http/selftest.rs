@@ -39,6 +39,7 @@ async fn ice_servers(
 ) -> Json<IceServersProbe> {
     Json(IceServersProbe {
         ice_servers: state.media.ice_servers(&device.id, state.clock.now_ms()),
+        media_enabled: Some(state.media.is_enabled()),
     })
 }
 
