@@ -43,13 +43,22 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     .await
     .context("opening the kiosk's evaluation outbox")?;
 
-    // The self-test reads the media session's phase ("connected", …); none when media is off.
+    // The self-test reads the media session's phase ("connected", …) and failed attempts;
+    // none when media is off.
     let (media_status, media_on) = (media.status.clone(), config.media.enabled);
-    let media_phase = std::sync::Arc::new(move || {
-        media_on
-            .then(|| serde_json::to_value(media_status.borrow().phase).ok())
-            .flatten()
-            .and_then(|v| v.as_str().map(str::to_owned))
+    let media_probe: crate::selftest::MediaProbe = std::sync::Arc::new(move || {
+        if !media_on {
+            return None;
+        }
+        let status = *media_status.borrow();
+        let phase = serde_json::to_value(status.phase)
+            .ok()?
+            .as_str()?
+            .to_owned();
+        Some(crate::selftest::network::MediaSnapshot {
+            phase,
+            failures: status.counters.failures,
+        })
     });
     let selftest = crate::selftest::service::SelfTestService::new(
         &config,
@@ -57,7 +66,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         &connector,
         link.clone(),
         device_handles,
-        media_phase,
+        media_probe,
     );
     tokio::spawn(crate::selftest::daily::run(selftest.clone(), shutdown.clone()));
     let technician = crate::selftest::http::Technician::new(selftest.clone());

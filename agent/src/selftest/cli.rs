@@ -18,6 +18,8 @@ use super::report::{Printed, UploadOutcome, table};
 use super::service::{RunView, kit, local_access, network_kit};
 use super::{Network, Options, Progress, check::name};
 use crate::config::{AgentConfig, Credential};
+use crate::devices::setup::DeviceHandles;
+use protocol::device::DeviceKind;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SelfTestArgs {
@@ -40,6 +42,29 @@ pub struct SelfTestArgs {
     /// duration of the login check, and it must not hold the devices).
     #[arg(long)]
     pub standalone: bool,
+}
+
+/// The longest opening the devices may take before the checks start without them.
+const OPEN_LIMIT: Duration = Duration::from_secs(20);
+
+/// The devices when opening them did not finish within [`OPEN_LIMIT`].
+fn open_timed_out() -> DeviceHandles {
+    let reason = format!(
+        "打开设备超过 {} 秒未完成 / opening the devices did not finish within {} s",
+        OPEN_LIMIT.as_secs(),
+        OPEN_LIMIT.as_secs()
+    );
+    DeviceHandles {
+        missing: [
+            DeviceKind::IdCardReader,
+            DeviceKind::QrScanner,
+            DeviceKind::DocumentCamera,
+        ]
+        .into_iter()
+        .map(|kind| (kind, reason.clone()))
+        .collect(),
+        ..DeviceHandles::default()
+    }
 }
 
 /// The longest a delegated run is followed.
@@ -187,16 +212,18 @@ async fn standalone(
     let connector =
         crate::link::control::tls_connector(&config.relay).map_err(|e| e.to_string())?;
     let devices_config = config.devices.clone();
-    // Opening serial ports and starting simulators blocks briefly.
-    let opened = tokio::task::spawn_blocking(move || crate::devices::setup::open(&devices_config))
-        .await
-        .map_err(|e| e.to_string())?;
+    // Opening serial ports and starting simulators blocks briefly — or, on a hung USB serial
+    // adapter, for good: past the limit the devices count as not opened.
+    let opening = tokio::task::spawn_blocking(move || crate::devices::setup::open(&devices_config));
+    let opened = match tokio::time::timeout(OPEN_LIMIT, opening).await {
+        Ok(opened) => Some(opened.map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
+    let handles = opened
+        .as_ref()
+        .map_or_else(open_timed_out, |o| o.handles.clone());
     let network = Arc::new(network_kit(config, &credential, &connector));
-    let kit = Arc::new(kit(
-        config,
-        opened.handles.clone(),
-        Network::Standalone(network.clone()),
-    )?);
+    let kit = Arc::new(kit(config, handles, Network::Standalone(network.clone()))?);
     if !args.json {
         eprintln!("终端自检开始 / self-test started …");
     }

@@ -40,7 +40,7 @@ pub async fn run(service: SelfTestService, shutdown: CancellationToken) {
             }
             Some(Decision::Run) => match service.start(Options::automatic()) {
                 Ok(run) => info!(run, "daily self-test started"),
-                Err(e @ (StartError::Running | StartError::Serving)) => {
+                Err(e @ (StartError::Running | StartError::Serving { .. })) => {
                     info!(reason = SkipReason::Busy.as_str(), error = %e, "daily self-test skipped");
                 }
                 Err(e) => info!(error = %e, "daily self-test not started"),

@@ -90,10 +90,13 @@ pub enum Network {
     Agent {
         kit: Arc<NetworkKit>,
         link: watch::Receiver<crate::link::control::KioskState>,
-        /// The media session's phase (`"connected"`, …), `None` when media is off.
-        media_phase: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+        /// The media session, `None` when media is off.
+        media: MediaProbe,
     },
 }
+
+/// Reads the running media session (`None` when media is off on this kiosk).
+pub type MediaProbe = Arc<dyn Fn() -> Option<network::MediaSnapshot> + Send + Sync>;
 
 /// Everything a run checks.
 pub struct Kit {
@@ -280,7 +283,7 @@ fn missing_device(kit: &Kit, kind: DeviceKind, id: &'static str) -> CheckResult 
         .map_or("not opened", |(_, r)| r.as_str());
     Check::new(id, Some(kind)).fail(
         bi(
-            format!("设备不可用（noDevice）：{reason}"),
+            format!("设备不可用（noDevice）：{}", readers::reason_zh(reason)),
             format!("noDevice: {reason}"),
         ),
         bi(
@@ -483,11 +486,29 @@ async fn network_checks(kit: &Kit) -> Vec<CheckResult> {
     };
     let secs = Duration::from_secs;
     let https = limited("network.https", None, secs(10), network::check_https(&http)).await;
+    let https_ok = https.outcome != CheckOutcome::Fail;
+    // The relay's ICE servers (and whether it serves media), for the TURN check and for
+    // judging the running agent's media connection.
+    let ice = if https_ok {
+        Some(
+            match tokio::time::timeout(secs(8), network::fetch_ice_servers(&http)).await {
+                Ok(r) => r,
+                Err(_) => Err(check::timed_out("network.turn", None, secs(8))),
+            },
+        )
+    } else {
+        None
+    };
+    let relay_media = ice
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|p| p.media_enabled);
     // The control connection is tried even when HTTPS failed: its error says more.
     let (login, media) = match &kit.network {
         Network::Standalone(k) => {
             let (login, session) = limited_login(k).await;
             let media = match session {
+                Some(_) if relay_media == Some(false) => network::relay_without_media(),
                 Some(session) => {
                     limited(
                         "network.media_udp",
@@ -501,18 +522,16 @@ async fn network_checks(kit: &Kit) -> Vec<CheckResult> {
             };
             (login, media)
         }
-        Network::Agent {
-            link, media_phase, ..
-        } => {
+        Network::Agent { link, media, .. } => {
             let state = link.borrow().clone();
             (
                 network::login_from_link(&state),
-                network::media_from_session(media_phase().as_deref()),
+                network::media_from_session(media().as_ref(), relay_media),
             )
         }
     };
     let mut out = vec![https.clone(), login, media];
-    if https.outcome == CheckOutcome::Fail {
+    let Some(ice) = ice else {
         out.extend(network::unreachable(
             &[
                 "network.turn",
@@ -523,14 +542,19 @@ async fn network_checks(kit: &Kit) -> Vec<CheckResult> {
             &https,
         ));
         return out;
-    }
-    let turn = limited("network.turn", None, secs(10), async {
-        match network::fetch_ice_servers(&http).await {
-            Ok(servers) => network::check_turn(&servers).await,
-            Err(failed) => failed,
+    };
+    let turn = match ice {
+        Ok(probe) => {
+            limited(
+                "network.turn",
+                None,
+                secs(10),
+                network::check_turn(&probe.ice_servers),
+            )
+            .await
         }
-    })
-    .await;
+        Err(failed) => failed,
+    };
     out.push(turn);
     out.extend(
         limited_many(&["network.rtt", "network.clock"], None, secs(12), async {
@@ -567,9 +591,13 @@ async fn limited_login(k: &NetworkKit) -> (CheckResult, Option<network::Login>) 
 
 async fn system_checks(kit: Arc<Kit>) -> Vec<CheckResult> {
     let dir = kit.data_dir.clone();
-    let disk = blocking("system.disk", None, move || system::check_disk(&dir))
-        .await
-        .unwrap_or_else(|r| r);
+    // A hung storage device (or network mount) must not hold the run up.
+    let disk = limited("system.disk", None, Duration::from_secs(5), async {
+        blocking("system.disk", None, move || system::check_disk(&dir))
+            .await
+            .unwrap_or_else(|r| r)
+    })
+    .await;
     let media = limited("system.media", None, Duration::from_secs(10), async {
         blocking("system.media", None, system::check_media_elements)
             .await

@@ -20,7 +20,7 @@ use protocol::Pii;
 use protocol::control::{
     ErrorCode, IceServer, KioskToRelay, PROTOCOL_VERSION, RelayToKiosk, negotiate_version,
 };
-use protocol::inspection::{CheckOutcome, CheckResult};
+use protocol::inspection::CheckResult;
 use protocol::selftest::{
     ICE_SERVERS_PATH, IceServersProbe, TIME_PATH, TimeProbe, UPLOAD_PATH, UploadProbe,
 };
@@ -519,7 +519,7 @@ fn credential_refused(check: Check) -> CheckResult {
 }
 
 /// The relay-issued ICE servers, or the failed `network.turn` result.
-pub async fn fetch_ice_servers(http: &RelayHttp) -> Result<Vec<IceServer>, CheckResult> {
+pub async fn fetch_ice_servers(http: &RelayHttp) -> Result<IceServersProbe, CheckResult> {
     let response = http
         .client
         .get(http.url(ICE_SERVERS_PATH))
@@ -528,22 +528,18 @@ pub async fn fetch_ice_servers(http: &RelayHttp) -> Result<Vec<IceServer>, Check
         .await
         .map_err(|e| classify(&e).fail(net("network.turn")))?;
     match response.status().as_u16() {
-        200 => response
-            .json::<IceServersProbe>()
-            .await
-            .map(|p| p.ice_servers)
-            .map_err(|e| {
-                net("network.turn").fail(
-                    bi(
-                        format!("中继应答无法识别：{e}"),
-                        format!("the relay's answer did not parse: {e}"),
-                    ),
-                    bi(
-                        "确认中继版本支持终端自检",
-                        "check that the relay's version supports the kiosk self-test",
-                    ),
-                )
-            }),
+        200 => response.json::<IceServersProbe>().await.map_err(|e| {
+            net("network.turn").fail(
+                bi(
+                    format!("中继应答无法识别：{e}"),
+                    format!("the relay's answer did not parse: {e}"),
+                ),
+                bi(
+                    "确认中继版本支持终端自检",
+                    "check that the relay's version supports the kiosk self-test",
+                ),
+            )
+        }),
         401 => Err(credential_refused(net("network.turn"))),
         status => Err(net("network.turn").fail(
             bi(
@@ -1026,21 +1022,66 @@ pub fn login_from_link(state: &crate::link::control::KioskState) -> CheckResult 
     }
 }
 
-/// `network.media_udp` from the running media session: its connection state.
-pub fn media_from_session(phase: Option<&str>) -> CheckResult {
+/// The running media session as the self-test sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSnapshot {
+    /// The session's phase (`"connected"`, `"waiting"`, …).
+    pub phase: String,
+    /// Attempts that failed since the agent started.
+    pub failures: u64,
+}
+
+/// `network.media_udp` from the running media session (`None`: media is off on this kiosk)
+/// and whether the relay says it has media on (`None`: not known).
+pub fn media_from_session(media: Option<&MediaSnapshot>, relay_media: Option<bool>) -> CheckResult {
     let check = net("network.media_udp");
-    match phase {
-        None => check.skipped(bi("未启用视频通话（[media] enabled = false）", "media is off ([media] enabled = false)")),
-        Some("connected") => check.pass(bi("与中继的媒体连接已建立", "the media connection to the relay is up")),
-        Some(other) => check.outcome(
-            CheckOutcome::Warn,
-            bi(format!("与中继的媒体连接未建立（{other}）"), format!("the media connection to the relay is not up ({other})")),
-            bi(
-                "防火墙需放行到中继媒体端口的出站 UDP；不能放行时，通话只能经 TURN 中继（见 TURN 检查）",
-                "firewalls must let outbound UDP to the relay's media port through; otherwise calls can only go through TURN (see the TURN check)",
+    let Some(media) = media else {
+        return check.skipped(bi(
+            "未启用视频通话（[media] enabled = false）",
+            "media is off ([media] enabled = false)",
+        ));
+    };
+    if media.phase == "connected" {
+        return check.pass(bi(
+            "与中继的媒体连接已建立",
+            "the media connection to the relay is up",
+        ));
+    }
+    if relay_media == Some(false) {
+        return relay_without_media();
+    }
+    let check = check.measure("failures", media.failures as f64, "");
+    check.warn(
+        bi(
+            format!(
+                "与中继的媒体连接未建立（{}，已失败 {} 次）",
+                media.phase, media.failures
+            ),
+            format!(
+                "the media connection to the relay is not up ({}, {} failed attempts)",
+                media.phase, media.failures
             ),
         ),
-    }
+        bi(
+            "先处理上面失败的摄像头、麦克风、扬声器检查（它们打不开时媒体也连不上）；防火墙需放行到中继媒体端口的出站 UDP，不能放行时通话只能经 TURN（见 TURN 检查）；详情见终端日志中的 media 条目",
+            "first fix any failed camera, microphone or speaker check (media cannot start without them); firewalls must let outbound UDP to the relay's media port through, otherwise calls only work through TURN (see the TURN check); the agent's log has the media details",
+        ),
+    )
+}
+
+/// `network.media_udp` when the relay says it serves no media: nothing to connect to, and
+/// not a firewall's doing.
+pub fn relay_without_media() -> CheckResult {
+    net("network.media_udp").warn(
+        bi(
+            "中继未启用音视频，无法视频通话",
+            "media is not enabled on the relay: no video calls",
+        ),
+        bi(
+            "请中心管理员在中继配置中启用 [media]；只排队取号、不视频的站点可在终端设 [media] enabled = false",
+            "ask the centre to enable [media] on the relay; a site that only queues can set [media] enabled = false on the kiosk",
+        ),
+    )
 }
 
 /// What a network check list looks like when the relay cannot be reached at all.
@@ -1075,6 +1116,7 @@ pub type SharedNetwork = Arc<NetworkKit>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::inspection::CheckOutcome;
 
     #[test]
     fn turn_urls() {
@@ -1139,5 +1181,36 @@ mod tests {
             rustls::CertificateError::Expired,
         ));
         assert!(matches!(classify(&tls), NetProblem::Certificate(r) if r.contains("Expired")));
+    }
+
+    #[test]
+    fn the_running_media_session_is_judged_with_what_the_relay_says() {
+        let media = |phase: &str, failures| MediaSnapshot {
+            phase: phase.into(),
+            failures,
+        };
+        assert_eq!(
+            media_from_session(None, Some(true)).outcome,
+            CheckOutcome::Skipped
+        );
+        assert_eq!(
+            media_from_session(Some(&media("connected", 0)), None).outcome,
+            CheckOutcome::Pass
+        );
+        // A relay without media: no firewall advice, the relay's configuration instead.
+        let off = media_from_session(Some(&media("waiting", 8)), Some(false));
+        assert_eq!(off.outcome, CheckOutcome::Warn);
+        assert!(off.detail.zh.contains("中继未启用音视频"), "{off:?}");
+        assert!(
+            off.remedy
+                .as_ref()
+                .is_some_and(|r| r.en.contains("[media]"))
+        );
+        // Media on at both ends but not up: devices first, then the firewall.
+        let down = media_from_session(Some(&media("waiting", 3)), Some(true));
+        assert_eq!(down.outcome, CheckOutcome::Warn);
+        assert!(down.detail.zh.contains("已失败 3 次"), "{down:?}");
+        let remedy = down.remedy.as_ref().expect("remedy");
+        assert!(remedy.zh.contains("摄像头") && remedy.zh.contains("UDP"));
     }
 }

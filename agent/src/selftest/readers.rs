@@ -143,10 +143,22 @@ fn reader_failure(id: &'static str, e: &IdCardError) -> CheckResult {
     )
 }
 
+/// Why a device was not opened, for the Chinese line: the usual "no devices.… configured"
+/// said in Chinese, anything else (a driver's message) as it is.
+pub fn reason_zh(reason: &str) -> String {
+    match reason
+        .strip_prefix("no ")
+        .and_then(|r| r.strip_suffix(" configured"))
+    {
+        Some(key) if key.starts_with("devices.") => format!("配置中未设置 {key}"),
+        _ => reason.to_owned(),
+    }
+}
+
 /// `id_card_reader.*` when the reader could not be opened at all.
 pub fn reader_missing(reason: &str) -> CheckResult {
     Check::new("id_card_reader.sam", READER).fail(
-        bi(format!("未找到身份证阅读器（noDevice）：{reason}"), format!("noDevice: the ID card reader is not available: {reason}")),
+        bi(format!("未找到身份证阅读器（noDevice）：{}", reason_zh(reason)), format!("noDevice: the ID card reader is not available: {reason}")),
         bi(
             "检查阅读器USB线与供电；确认配置 devices.id_card_port 指向阅读器的串口（建议用 /dev/serial/by-id/… 路径）",
             "check the reader's USB cable and power; check that devices.id_card_port names its serial port (prefer a /dev/serial/by-id/… path)",
@@ -176,7 +188,7 @@ pub fn check_scanner_present(
         None => {
             let reason = missing.unwrap_or("not configured");
             let detail = bi(
-                format!("未找到扫码器（noDevice）：{reason}"),
+                format!("未找到扫码器（noDevice）：{}", reason_zh(reason)),
                 format!("noDevice: no scanner: {reason}"),
             );
             if required {
@@ -233,5 +245,22 @@ pub async fn check_scan(
             bi("重新插拔扫码器，检查USB线", "replug the scanner and check its USB cable"),
         ),
         TestScan::Busy => busy("qr_scanner.decode", SCANNER),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_setting_is_said_in_chinese() {
+        assert_eq!(
+            reason_zh("no devices.id_card_port configured"),
+            "配置中未设置 devices.id_card_port"
+        );
+        assert_eq!(reason_zh("Permission denied"), "Permission denied");
+        let r = reader_missing("no devices.id_card_port configured");
+        assert!(r.detail.zh.contains("配置中未设置 devices.id_card_port"));
+        assert!(r.detail.en.contains("no devices.id_card_port configured"));
     }
 }

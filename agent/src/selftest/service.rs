@@ -19,7 +19,7 @@ use super::audio::{AudioRig, CpalRig, SimulatedRig};
 use super::camera::CameraSource;
 use super::network::NetworkKit;
 use super::report::UploadOutcome;
-use super::{Kit, Network, Options, Progress};
+use super::{Kit, MediaProbe, Network, Options, Progress};
 use crate::config::{AgentConfig, Credential};
 use crate::devices::setup::DeviceHandles;
 use crate::link::control::{KioskState, Link};
@@ -123,9 +123,13 @@ pub enum StartError {
     #[error("正在自检，请等待本次结束 / a self-test is already running")]
     Running,
     #[error(
-        "终端正在为居民服务，请在业务结束后再自检 / the kiosk is serving a resident; run the self-test afterwards"
+        "终端上有居民的号 {number}（{state}）：请在该号办结或取消后再自检 / a resident's ticket {number} is live on this kiosk ({state}); run the self-test once it is served or cancelled"
     )]
-    Serving,
+    Serving {
+        number: String,
+        /// The ticket's state as `TicketState::label` gives it.
+        state: &'static str,
+    },
     #[error(
         "终端的设备尚未就绪，请稍后再试 / the kiosk's devices are not open yet; try again shortly"
     )]
@@ -139,7 +143,7 @@ struct Inner {
     network: Arc<NetworkKit>,
     link: Link,
     devices: watch::Receiver<Option<DeviceHandles>>,
-    media_phase: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    media: MediaProbe,
     view: watch::Sender<RunView>,
     next_run: AtomicU64,
     /// The CLI's key to the running agent (`<data_dir>/selftest.token`, 0600).
@@ -169,7 +173,7 @@ impl SelfTestService {
         connector: &Connector,
         link: Link,
         devices: watch::Receiver<Option<DeviceHandles>>,
-        media_phase: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+        media: MediaProbe,
     ) -> SelfTestService {
         let local_token = hex::encode(rand::random::<[u8; 32]>());
         let dir = &config.store.data_dir;
@@ -194,7 +198,7 @@ impl SelfTestService {
                 network: Arc::new(network_kit(config, credential, connector)),
                 link,
                 devices,
-                media_phase,
+                media,
                 view,
                 next_run: AtomicU64::new(1),
                 local_token,
@@ -245,13 +249,18 @@ impl SelfTestService {
 
     /// Whether a resident's ticket is live on this kiosk.
     pub fn serving(&self) -> bool {
-        self.inner
-            .link
-            .state()
-            .borrow()
-            .ticket
-            .as_ref()
-            .is_some_and(|t| !t.state.is_terminal())
+        self.live_ticket().is_some()
+    }
+
+    /// The resident's live ticket, as the refusal to start names it.
+    fn live_ticket(&self) -> Option<StartError> {
+        let state = self.inner.link.state();
+        let state = state.borrow();
+        let ticket = state.ticket.as_ref().filter(|t| !t.state.is_terminal())?;
+        Some(StartError::Serving {
+            number: ticket.number.clone(),
+            state: ticket.state.label(),
+        })
     }
 
     /// Starts a run; returns its id at once. The result, and whether it was filed, appear in
@@ -270,8 +279,8 @@ impl SelfTestService {
                 )));
             }
         }
-        if self.serving() {
-            return Err(StartError::Serving);
+        if let Some(live) = self.live_ticket() {
+            return Err(live);
         }
         let Some(devices) = self.inner.devices.borrow().clone() else {
             return Err(StartError::DevicesNotReady);
@@ -299,7 +308,7 @@ impl SelfTestService {
         let network = Network::Agent {
             kit: self.inner.network.clone(),
             link: self.inner.link.state(),
-            media_phase: self.inner.media_phase.clone(),
+            media: self.inner.media.clone(),
         };
         let kit = match kit(&self.inner.config, devices, network) {
             Ok(k) => Arc::new(k),
@@ -324,8 +333,9 @@ impl SelfTestService {
                 overall = report.overall().as_str(),
                 "self-test finished"
             );
+            // `checks` stays as the checks finished, in the order they finished (followers
+            // count what they have shown); the report holds them in the table's order.
             inner.view.send_modify(|v| {
-                v.checks = report.checks.clone();
                 v.report = Some(report.clone());
                 v.prompt = None;
             });
