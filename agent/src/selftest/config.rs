@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The most names `[selftest] technicians` may list.
+pub const MAX_TECHNICIANS: usize = 30;
+
 /// `[selftest]`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +19,9 @@ pub struct SelfTestConfig {
     pub card_wait_secs: u64,
     /// What the site's test QR code carries, to check the scanner decodes it exactly.
     pub test_code: Option<String>,
+    /// Names the technician page offers to tap, for kiosks with a touch screen and no
+    /// keyboard (nor a Chinese input method) to type a name with.
+    pub technicians: Vec<String>,
 }
 
 impl Default for SelfTestConfig {
@@ -25,6 +31,7 @@ impl Default for SelfTestConfig {
             daily_at: "06:30".into(),
             card_wait_secs: 30,
             test_code: None,
+            technicians: Vec::new(),
         }
     }
 }
@@ -44,6 +51,7 @@ impl std::fmt::Debug for SelfTestConfig {
             .field("daily_at", &self.daily_at)
             .field("card_wait_secs", &self.card_wait_secs)
             .field("test_code", &self.test_code.as_ref().map(|_| "(set)"))
+            .field("technicians", &self.technicians.len())
             .finish()
     }
 }
@@ -72,6 +80,22 @@ impl SelfTestConfig {
             .is_some_and(|c| c.is_empty() || c.len() > 4096)
         {
             return Err("selftest.test_code must be 1 to 4096 bytes".into());
+        }
+        if self.technicians.len() > MAX_TECHNICIANS {
+            return Err(format!(
+                "selftest.technicians lists more than {MAX_TECHNICIANS} names"
+            ));
+        }
+        if let Some(bad) = self.technicians.iter().find(|n| {
+            let n = n.trim();
+            n.is_empty()
+                || n.chars().count() > protocol::inspection::MAX_TECHNICIAN_CHARS
+                || n.chars().any(char::is_control)
+        }) {
+            return Err(format!(
+                "selftest.technicians: {bad:?} is not a name of 1 to {} characters",
+                protocol::inspection::MAX_TECHNICIAN_CHARS
+            ));
         }
         Ok(())
     }
@@ -112,5 +136,22 @@ mod tests {
             ..SelfTestConfig::default()
         };
         assert!(off.validate().is_ok() && off.daily_time().is_none());
+    }
+
+    #[test]
+    fn technicians_are_names() {
+        let names = |list: &[&str]| SelfTestConfig {
+            technicians: list.iter().map(|s| (*s).to_owned()).collect(),
+            ..SelfTestConfig::default()
+        };
+        assert!(names(&["张伟", "李娜"]).validate().is_ok());
+        assert!(names(&["张伟", " "]).validate().is_err());
+        assert!(names(&["a\nb"]).validate().is_err());
+        assert!(names(&["名".repeat(200).as_str()]).validate().is_err());
+        let many: Vec<String> = (0..=MAX_TECHNICIANS)
+            .map(|i| format!("技术员{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(names(&many).validate().is_err());
     }
 }

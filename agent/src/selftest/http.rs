@@ -268,6 +268,8 @@ async fn view(State(t): State<Technician>, headers: HeaderMap) -> Response {
         })
         .collect::<serde_json::Map<_, _>>()
         .into();
+    // Names to tap, for a touch screen without a keyboard.
+    value["technicians"] = json!(t.service.config().selftest.technicians);
     Json(value).into_response()
 }
 

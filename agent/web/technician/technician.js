@@ -13,6 +13,10 @@ const OUTCOME = {
 let pin = "";
 let names = {};
 let following = null;
+let namesShown = false;
+
+// Times as the centre reads them, whatever the kiosk's own time zone.
+const when = (ms) => new Date(ms).toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
 
 function el(tag, className, text) {
   const e = document.createElement(tag);
@@ -136,12 +140,37 @@ function follow() {
   }, 500);
 }
 
+// The configured technicians as buttons: a touch screen has no keyboard (nor a Chinese
+// input method) to type a name with.
+function showNames(list) {
+  if (namesShown || !list || !list.length) return;
+  namesShown = true;
+  const box = $("names");
+  for (const name of list) {
+    const b = el("button", "secondary", name);
+    b.type = "button";
+    b.addEventListener("click", () => { $("technician").value = name; });
+    box.append(b);
+  }
+  box.hidden = false;
+}
+
 function render(view) {
   names = view.names || names;
+  showNames(view.technicians);
   const running = view.running;
   show(running ? ["result"] : ["start", "result"]);
   $("run").disabled = running;
-  if (view.technician && !$("technician").value) $("technician").value = view.technician;
+  // The name field is not filled from an earlier run: each technician files under their own.
+
+  const title = $("result-title");
+  title.textContent = "";
+  if (running) {
+    title.append(bilingual("span", "", `正在自检 · ${view.technician}`, "Self-test running"));
+  } else if (view.report) {
+    const who = view.report.automatic ? "自动巡检" : view.report.technician;
+    title.append(bilingual("span", "", `上次自检 · ${who} · ${when(view.report.started_ms)}`, "Last self-test"));
+  }
 
   const prompt = $("prompt");
   prompt.hidden = !view.prompt;
@@ -156,10 +185,9 @@ function render(view) {
     const counts = { pass: 0, warn: 0, fail: 0, skipped: 0 };
     for (const c of view.report.checks) counts[c.outcome] += 1;
     const overall = counts.fail ? "fail" : counts.warn ? "warn" : "pass";
-    const when = new Date(view.report.started_ms).toLocaleString("zh-CN", { hour12: false });
     summary.append(bilingual(
       "span", overall,
-      `总体结果：${OUTCOME[overall][0]}（通过 ${counts.pass}、警告 ${counts.warn}、失败 ${counts.fail}）· ${when}${view.report.automatic ? " · 自动巡检" : ""}`,
+      `总体结果：${OUTCOME[overall][0]}（通过 ${counts.pass}、警告 ${counts.warn}、失败 ${counts.fail}、未执行 ${counts.skipped}）`,
       `overall: ${OUTCOME[overall][1]}`,
     ));
   }
@@ -187,7 +215,10 @@ function render(view) {
   if (view.upload && view.upload.state === "filed") {
     upload.append(bilingual("span", "", `巡检记录已上传（#${view.upload.receipt.id}）`, "inspection record filed"));
   } else if (view.upload && view.upload.state === "failed") {
-    upload.append(bilingual("span", "", `巡检记录上传失败：${view.upload.message}`, "inspection record not filed"));
+    // The message is the agent's, Chinese and English already.
+    upload.append(el("span", "", view.upload.message));
+  } else if (view.report && view.running) {
+    upload.append(bilingual("span", "", "正在上传巡检记录…", "filing the inspection record…"));
   }
 }
 
