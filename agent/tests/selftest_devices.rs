@@ -32,6 +32,9 @@ fn config(dir: &Path, faults: &[(&str, &str)]) -> AgentConfig {
             dir.join("data").display().to_string()
         ),
         "devices.simulated=true".to_owned(),
+        // The shortest wait for a test card the configuration allows: the "no card" test
+        // waits it out.
+        "selftest.card_wait_secs=5".to_owned(),
     ];
     for (device, fault) in faults {
         overrides.push(format!("devices.simulated_faults.{device}=\"{fault}\""));
@@ -235,6 +238,36 @@ async fn an_absent_reader_is_no_device_with_the_port_to_check() {
         CheckOutcome::Skipped
     );
     assert_eq!(check(&report, "camera.frames").outcome, CheckOutcome::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_test_card_within_the_wait_is_a_user_error_with_what_to_do() {
+    let report = run(&[("id_card_reader", "no_card")]).await;
+    // The reader itself is fine.
+    assert_eq!(
+        check(&report, "id_card_reader.sam").outcome,
+        CheckOutcome::Pass
+    );
+    let c = check(&report, "id_card_reader.read");
+    assert_eq!(c.outcome, CheckOutcome::Fail, "{c:?}");
+    assert!(c.detail.en.starts_with("userError"), "{c:?}");
+    assert!(c.detail.zh.contains("5 秒内未检测到测试证件"), "{c:?}");
+    assert!(c.remedy.as_ref().unwrap().zh.contains("平放"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_that_does_not_read_fails_the_read_with_the_sam_status() {
+    let report = run(&[("id_card_reader", "read_failure")]).await;
+    only_broken(&report, &["id_card_reader.read"]);
+    let c = check(&report, "id_card_reader.read");
+    assert!(c.detail.en.starts_with("userError"), "{c:?}");
+    assert!(c.remedy.as_ref().unwrap().zh.contains("重新放置"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_still_passes_within_its_limits() {
+    let report = run(&[("id_card_reader", "slow_replies")]).await;
+    only_broken(&report, &[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,7 +98,11 @@ mod tests {
             },
             ..Default::default()
         };
-        assert!(devices.validate().is_err_and(|e| e.contains("simulated = true")));
+        assert!(
+            devices
+                .validate()
+                .is_err_and(|e| e.contains("simulated = true"))
+        );
         devices.simulated = true;
         assert!(devices.validate().is_ok());
     }
