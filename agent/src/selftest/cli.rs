@@ -15,7 +15,7 @@ use std::time::Duration;
 use protocol::inspection::{Bilingual, CheckOutcome, CheckResult, InspectionReport};
 
 use super::report::{Printed, UploadOutcome, table};
-use super::service::{RunView, kit, local_access, network_kit};
+use super::service::{RunView, kit, local_access, local_access_denied, network_kit};
 use super::{Network, Options, Progress, check::name};
 use crate::config::{AgentConfig, Credential};
 use crate::devices::setup::DeviceHandles;
@@ -253,6 +253,12 @@ async fn delegate(
     options: &Options,
     args: &SelfTestArgs,
 ) -> Option<Result<(InspectionReport, UploadOutcome), String>> {
+    if local_access_denied(&config.store.data_dir) {
+        return Some(Err(format!(
+            "终端程序正在运行，但当前用户无法读取 {path}：请以终端服务的用户运行（sudo -u rvw-agent agent selftest …），或先停止服务（systemctl stop rvw-agent）再用 --standalone / the agent is running but this user cannot read {path}: run as the service's user (sudo -u rvw-agent agent selftest …), or stop the service (systemctl stop rvw-agent) and use --standalone",
+            path = super::service::token_path(&config.store.data_dir).display()
+        )));
+    }
     let access = local_access(&config.store.data_dir)?;
     if options.technician.is_empty() {
         return Some(Err(

@@ -137,8 +137,17 @@ fn reader_failure(id: &'static str, e: &IdCardError) -> CheckResult {
             "place the test card on the reader and retry",
         ),
     };
+    // The error's text is "中文 / English (details)": the English line gets the English and
+    // the details (SW3, the command).
+    let full = e.to_string();
+    let english = full
+        .strip_prefix(&format!("{} / ", e.zh()))
+        .unwrap_or(&full);
     check.fail(
-        bi(format!("{}（{state}）", e.zh()), format!("{state}: {e}")),
+        bi(
+            format!("{}（{state}）", e.zh()),
+            format!("{state}: {english}"),
+        ),
         bi(zh, en),
     )
 }
@@ -262,5 +271,22 @@ mod tests {
         let r = reader_missing("no devices.id_card_port configured");
         assert!(r.detail.zh.contains("配置中未设置 devices.id_card_port"));
         assert!(r.detail.en.contains("no devices.id_card_port configured"));
+    }
+
+    #[test]
+    fn reader_failures_keep_each_language_on_its_line() {
+        let e = IdCardError::Sam {
+            command: crate::devices::idcard::SamCommand::Status,
+            status: Sw3::SamSelfTestFailed,
+        };
+        let r = reader_failure("id_card_reader.sam", &e);
+        assert!(r.detail.zh.ends_with("（hardwareError）"), "{r:?}");
+        assert!(
+            r.detail
+                .en
+                .starts_with("hardwareError: SAM self-test failed"),
+            "{r:?}"
+        );
+        assert!(r.detail.en.contains("0x60"), "{r:?}");
     }
 }

@@ -123,12 +123,13 @@ pub enum StartError {
     #[error("正在自检，请等待本次结束 / a self-test is already running")]
     Running,
     #[error(
-        "终端上有居民的号 {number}（{state}）：请在该号办结或取消后再自检 / a resident's ticket {number} is live on this kiosk ({state}); run the self-test once it is served or cancelled"
+        "终端上有居民的号 {number}（{state_zh}）：请在该号办结或取消后再自检 / a resident's ticket {number} is live on this kiosk ({state_en}); run the self-test once it is served or cancelled"
     )]
     Serving {
         number: String,
-        /// The ticket's state as `TicketState::label` gives it.
-        state: &'static str,
+        /// The ticket's state, from `TicketState::label`.
+        state_zh: &'static str,
+        state_en: &'static str,
     },
     #[error(
         "终端的设备尚未就绪，请稍后再试 / the kiosk's devices are not open yet; try again shortly"
@@ -257,9 +258,12 @@ impl SelfTestService {
         let state = self.inner.link.state();
         let state = state.borrow();
         let ticket = state.ticket.as_ref().filter(|t| !t.state.is_terminal())?;
+        let label = ticket.state.label();
+        let (state_zh, state_en) = label.split_once(" / ").unwrap_or((label, label));
         Some(StartError::Serving {
             number: ticket.number.clone(),
-            state: ticket.state.label(),
+            state_zh,
+            state_en,
         })
     }
 
@@ -388,6 +392,14 @@ pub struct LocalAccess {
 /// Reads the running agent's access file, if there is one.
 pub fn local_access(data_dir: &std::path::Path) -> Option<LocalAccess> {
     serde_json::from_slice(&std::fs::read(token_path(data_dir)).ok()?).ok()
+}
+
+/// Whether a running agent's access file is there but this user may not read it (the CLI run
+/// by another user than the service's): running on our own would then fight the agent for
+/// its devices and its relay connection.
+pub fn local_access_denied(data_dir: &std::path::Path) -> bool {
+    std::fs::File::open(token_path(data_dir))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 #[derive(Serialize, serde::Deserialize)]

@@ -180,7 +180,7 @@ function render(view) {
   const summary = $("summary");
   summary.textContent = "";
   if (running) {
-    summary.append(bilingual("span", "", `正在自检…已完成 ${view.checks.length} 项`, `running… ${view.checks.length} checks done`));
+    summary.append(bilingual("span", "", `已完成 ${view.checks.length} 项…`, `${view.checks.length} checks done…`));
   } else if (view.report) {
     const counts = { pass: 0, warn: 0, fail: 0, skipped: 0 };
     for (const c of view.report.checks) counts[c.outcome] += 1;
