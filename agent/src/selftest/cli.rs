@@ -333,6 +333,13 @@ async fn delegate(
             prompt = view.prompt.clone();
             progress.prompt(prompt.clone());
         }
+        if !view.running && view.report.is_none() {
+            // The run ended without a result (it failed internally).
+            return Some(Err(match view.upload {
+                Some(UploadOutcome::Failed { message }) => message,
+                _ => "the self-test in the agent ended without a result".into(),
+            }));
+        }
         if !view.running
             && let Some(report) = view.report
         {

@@ -324,7 +324,8 @@ impl SelfTestService {
         let inner = self.inner.clone();
         let mut options = options;
         options.technician = options.technician.trim().to_owned();
-        tokio::spawn(async move {
+        let view = self.inner.view.clone();
+        let work = tokio::spawn(async move {
             info!(
                 run = run_id,
                 automatic = options.automatic,
@@ -377,6 +378,26 @@ impl SelfTestService {
                 v.upload = Some(upload);
                 v.running = false;
             });
+        });
+        // A run that panicked (a bug) must not leave the service "running" for good, refusing
+        // every later run until the agent restarts.
+        tokio::spawn(async move {
+            if let Err(e) = work.await {
+                warn!(
+                    run = run_id,
+                    panicked = e.is_panic(),
+                    "self-test run ended abnormally"
+                );
+                view.send_modify(|v| {
+                    if v.run_id == run_id && v.running {
+                        v.running = false;
+                        v.prompt = None;
+                        v.upload = Some(UploadOutcome::Failed {
+                            message: "自检程序内部错误，本次结果未上传；请把终端日志交给维护人员 / the self-test failed internally and nothing was filed; send the agent's log to maintenance".into(),
+                        });
+                    }
+                });
+            }
         });
         Ok(run_id)
     }
