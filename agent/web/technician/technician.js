@@ -136,6 +136,8 @@ function follow() {
     if (!data.running) {
       clearInterval(following);
       following = null;
+      // The form comes back above the result: keep the result in view.
+      $("result-title").scrollIntoView({ block: "start" });
     }
   }, 500);
 }
