@@ -41,7 +41,14 @@ impl Clock for VirtualClock {
     }
 }
 
+/// The simulator with the resident's card swap counted in presence checks (three), not in
+/// wall time, since the driver here polls in virtual time.
 fn start(scenario: Scenario) -> SamSimulator {
+    let scenario = Scenario {
+        swap_time: Duration::ZERO,
+        swap_polls: 3,
+        ..scenario
+    };
     SamSimulator::start(scenario).expect("simulator starts on a pty")
 }
 
@@ -328,6 +335,28 @@ fn read_failure_needs_the_card_replaced() {
     );
     assert_eq!(err.error_code(), Some(DeviceErrorCode::CardReadFailed));
     assert!(err.to_string().contains("读证/卡操作失败"), "{err}");
+}
+
+/// The resident swapped cards while nobody polled: the reader finds the new card at once, and
+/// its serial number tells the driver it is not the card read before.
+#[test]
+fn a_card_swapped_between_reads_is_read_at_once() {
+    let sim = SamSimulator::start(Scenario {
+        swap_time: Duration::ZERO,
+        swap_polls: 0,
+        ..Scenario::default()
+    })
+    .expect("simulator starts on a pty");
+    let mut reader = open(&sim, VirtualClock::new());
+    let (first, _) = read(&mut reader, 5);
+    assert_eq!(first.expect("first read").card, fixtures::resident());
+    let (second, progress) = read(&mut reader, 5);
+    assert_eq!(
+        second.expect("second read").card,
+        fixtures::resident_long_term()
+    );
+    assert_eq!(progress, vec![ReadProgress::CardDetected]);
+    assert_eq!(sim.stats().find_commands, 2, "one presence check each");
 }
 
 #[test]

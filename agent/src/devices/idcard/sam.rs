@@ -83,8 +83,10 @@ pub struct SamSerialReader {
     decoder: FrameDecoder,
     config: SamConfig,
     clock: Arc<dyn Clock>,
-    /// The last card read has not been seen leaving the field yet.
-    awaiting_removal: bool,
+    /// The serial number of the last card read, until it is seen leaving the field (a failed
+    /// presence check). A card with another serial number is a new card, even if the swap
+    /// happened while nobody polled.
+    awaiting_removal: Option<[u8; 8]>,
     last_poll: Option<Instant>,
     /// The last command timed out: its reply may still arrive.
     late_reply_possible: bool,
@@ -120,7 +122,7 @@ impl SamSerialReader {
             decoder: FrameDecoder::new(),
             config,
             clock,
-            awaiting_removal: false,
+            awaiting_removal: None,
             last_poll: None,
             late_reply_possible: false,
             stats: LinkStats::default(),
@@ -315,7 +317,7 @@ impl IdCardReader for SamSerialReader {
     }
 
     fn reset(&mut self) -> Result<(), IdCardError> {
-        self.awaiting_removal = false;
+        self.awaiting_removal = None;
         self.reset_sam()
     }
 
@@ -338,49 +340,51 @@ impl IdCardReader for SamSerialReader {
             }
             self.pace_poll();
             let present = self.find_card()?;
-            if present && !self.awaiting_removal {
-                tell(ReadProgress::CardDetected, &mut told);
-                match self.select_and_read(options.with_fingerprint_check) {
-                    Ok(read) => {
-                        self.awaiting_removal = true;
-                        return Ok(read);
+            if present {
+                match self.select_card() {
+                    Ok(serial) if self.awaiting_removal == Some(serial) => {
+                        tell(ReadProgress::RemoveCard, &mut told);
+                    }
+                    Ok(serial) => {
+                        tell(ReadProgress::CardDetected, &mut told);
+                        match self.read_selected(options.with_fingerprint_check) {
+                            Ok(read) => {
+                                self.awaiting_removal = Some(serial);
+                                return Ok(read);
+                            }
+                            Err(e) => {
+                                // After a failed read the card must be lifted and placed again.
+                                if matches!(
+                                    e,
+                                    IdCardError::Sam { .. } | IdCardError::CardData { .. }
+                                ) {
+                                    self.awaiting_removal = Some(serial);
+                                }
+                                return Err(e);
+                            }
+                        }
                     }
                     // The card moved away between find and select: keep polling.
                     Err(IdCardError::Sam {
                         status: Sw3::SelectFailed,
                         ..
                     }) => {}
-                    Err(e) => {
-                        // After a failed read the card must be lifted and placed again.
-                        if matches!(e, IdCardError::Sam { .. } | IdCardError::CardData { .. }) {
-                            self.awaiting_removal = true;
-                        }
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
-            } else if present {
-                tell(ReadProgress::RemoveCard, &mut told);
             } else {
-                self.awaiting_removal = false;
+                self.awaiting_removal = None;
                 tell(ReadProgress::WaitingForCard, &mut told);
             }
             let now = self.clock.now();
             // The next poll would come after the deadline: give up now rather than poll early.
             if now + self.config.poll_interval > deadline {
-                return Err(if self.awaiting_removal {
+                return Err(if self.awaiting_removal.is_some() {
                     IdCardError::CardNotRemoved
                 } else {
                     IdCardError::NoCard
                 });
             }
         }
-    }
-}
-
-impl SamSerialReader {
-    fn select_and_read(&mut self, with_fingerprint: bool) -> Result<CardRead, IdCardError> {
-        self.select_card()?;
-        self.read_selected(with_fingerprint)
     }
 }
 

@@ -6,8 +6,10 @@
 //! exposes the slave's path (e.g. `/dev/pts/7`) for the driver to open like any tty.
 //!
 //! The card model: a card is placed after `polls_before_card` failed presence checks; after a
-//! successful read it is lifted and the next fixture card is placed after
-//! [`SWAP_POLLS`] failed checks (about a second at the 300 ms poll, as a person swapping cards). Faults
+//! successful read it is lifted and the next fixture card is placed `swap_time` later (a person
+//! swapping cards takes about a second, whether or not anyone polls meanwhile). Every reply
+//! takes its wire time at the scenario's baud rate (10 bits a byte: the 1295-byte card reply
+//! ≈0.11 s at 115200 baud), as on a real serial line; a pty itself has no baud rate. Faults
 //! are chosen per [`Scenario`]; see [`Fault`]. The simulator holds no personal data beyond the
 //! made-up fixture cards.
 
@@ -52,6 +54,13 @@ pub struct Scenario {
     pub slow_reply_delay: Duration,
     /// Failed presence checks before the first card is placed.
     pub polls_before_card: u32,
+    /// Time between lifting a read card and placing the next.
+    pub swap_time: Duration,
+    /// Failed presence checks, at least, between lifting a read card and placing the next
+    /// (for drivers polling in virtual time, where `swap_time` would never pass).
+    pub swap_polls: u32,
+    /// The serial line's speed, for the replies' wire time.
+    pub baud: u32,
     /// Seed of the line-noise generator (deterministic runs).
     pub noise_seed: u64,
 }
@@ -63,6 +72,9 @@ impl Default for Scenario {
             faults: Vec::new(),
             slow_reply_delay: Duration::from_millis(200),
             polls_before_card: 0,
+            swap_time: SWAP_TIME,
+            swap_polls: 0,
+            baud: 115_200,
             noise_seed: 0x5EED,
         }
     }
@@ -86,10 +98,18 @@ enum CardState {
     Absent {
         polls_left: u32,
     },
+    /// Lifted after a read; the next card is on the reader from `placed_at` (simulator time)
+    /// and after `polls_left` more failed presence checks.
+    Swapping {
+        placed_at: Duration,
+        polls_left: u32,
+    },
     Present,
     Selected,
-    /// Read (successfully or not); waiting to be lifted.
-    Read,
+    /// Read (successfully or not) at `at`; lifted right after, unless the scenario keeps it.
+    Read {
+        at: Duration,
+    },
 }
 
 /// One reply of the simulated device.
@@ -121,8 +141,8 @@ pub struct SimulatedSam {
     stats: SimStats,
 }
 
-/// Failed presence checks between lifting a card and placing the next.
-pub const SWAP_POLLS: u32 = 3;
+/// Time between lifting a read card and placing the next, by default.
+pub const SWAP_TIME: Duration = Duration::from_secs(1);
 
 const SAM_ID_DATA: [u8; 16] = [
     5, 0, 1, 0, 0x0F, 0xB6, 0x32, 0x01, 0x39, 0x30, 0, 0, 0x15, 0xCD, 0x5B, 0x07,
@@ -146,10 +166,11 @@ impl SimulatedSam {
         self.stats
     }
 
-    /// Answers one well-formed command frame body (`CMD PARA DATA`).
-    pub fn handle(&mut self, body: &[u8]) -> Output {
+    /// Answers one well-formed command frame body (`CMD PARA DATA`) arriving at `now`
+    /// (simulator time, e.g. since it started).
+    pub fn handle(&mut self, now: Duration, body: &[u8]) -> Output {
         self.stats.commands += 1;
-        let (sw3, data) = self.respond(body);
+        let (sw3, data) = self.respond(now, body);
         self.emit(Reply {
             sw1: 0,
             sw2: 0,
@@ -169,7 +190,7 @@ impl SimulatedSam {
         })
     }
 
-    fn respond(&mut self, body: &[u8]) -> (Sw3, Vec<u8>) {
+    fn respond(&mut self, now: Duration, body: &[u8]) -> (Sw3, Vec<u8>) {
         let command = match body {
             [cmd, para, ..] => SamCommand::from_code(*cmd, *para),
             _ => None,
@@ -185,23 +206,28 @@ impl SimulatedSam {
             SamCommand::ReadSamId => (Sw3::Success, SAM_ID_DATA.to_vec()),
             SamCommand::FindCard => {
                 self.stats.find_commands += 1;
-                self.find()
+                self.find(now)
             }
             SamCommand::SelectCard => match self.state {
                 CardState::Present | CardState::Selected => {
                     self.state = CardState::Selected;
-                    (Sw3::Success, vec![0; 8])
+                    (Sw3::Success, self.card_serial().to_vec())
+                }
+                // A card left on a reader that lets it be found again.
+                CardState::Read { .. } if self.scenario.has(Fault::CardNotRemoved) => {
+                    self.state = CardState::Selected;
+                    (Sw3::Success, self.card_serial().to_vec())
                 }
                 _ => (Sw3::SelectFailed, Vec::new()),
             },
             SamCommand::ReadCard | SamCommand::ReadCardWithFingerprint => {
                 self.stats.read_commands += 1;
-                self.read(command == SamCommand::ReadCardWithFingerprint)
+                self.read(now, command == SamCommand::ReadCardWithFingerprint)
             }
         }
     }
 
-    fn find(&mut self) -> (Sw3, Vec<u8>) {
+    fn find(&mut self, now: Duration) -> (Sw3, Vec<u8>) {
         if self.scenario.has(Fault::NoCard) || self.scenario.cards.is_empty() {
             return (Sw3::FindFailed, Vec::new());
         }
@@ -217,26 +243,57 @@ impl SimulatedSam {
                 };
                 (Sw3::FindFailed, Vec::new())
             }
+            CardState::Swapping {
+                placed_at,
+                polls_left: 0,
+            } if now >= placed_at => {
+                self.state = CardState::Present;
+                found
+            }
+            CardState::Swapping {
+                placed_at,
+                polls_left,
+            } => {
+                self.state = CardState::Swapping {
+                    placed_at,
+                    polls_left: polls_left.saturating_sub(1),
+                };
+                (Sw3::FindFailed, Vec::new())
+            }
             CardState::Present | CardState::Selected => found,
-            CardState::Read if self.scenario.has(Fault::CardNotRemoved) => found,
-            CardState::Read => {
-                // The resident lifts the card and places the next one a little later.
+            CardState::Read { .. } if self.scenario.has(Fault::CardNotRemoved) => found,
+            CardState::Read { at } => {
+                // The resident lifted the card after the read and places the next one a
+                // little later: it may be there already.
                 self.card_index = (self.card_index + 1) % self.scenario.cards.len();
-                self.state = CardState::Absent {
-                    polls_left: SWAP_POLLS - 1,
+                let placed_at = at + self.scenario.swap_time;
+                if self.scenario.swap_polls == 0 && now >= placed_at {
+                    self.state = CardState::Present;
+                    return found;
+                }
+                self.state = CardState::Swapping {
+                    placed_at,
+                    polls_left: self.scenario.swap_polls.saturating_sub(1),
                 };
                 (Sw3::FindFailed, Vec::new())
             }
         }
     }
 
-    fn read(&mut self, with_fingerprint: bool) -> (Sw3, Vec<u8>) {
+    /// The card's serial number (the select reply): one per card of the scenario.
+    fn card_serial(&self) -> [u8; 8] {
+        let mut serial = [0xC5, 0x1D, 0, 0, 0, 0, 0, 0];
+        serial[4..].copy_from_slice(&(self.card_index as u32 + 1).to_be_bytes());
+        serial
+    }
+
+    fn read(&mut self, now: Duration, with_fingerprint: bool) -> (Sw3, Vec<u8>) {
         // A selected card may be read again before it is lifted (the driver repeats a read
         // whose reply was corrupted); without a select first, reading fails.
-        if !matches!(self.state, CardState::Selected | CardState::Read) {
+        if !matches!(self.state, CardState::Selected | CardState::Read { .. }) {
             return (Sw3::ReadFailed, Vec::new());
         }
-        self.state = CardState::Read;
+        self.state = CardState::Read { at: now };
         if self.scenario.has(Fault::ReadFailure) {
             return (Sw3::ReadFailed, Vec::new());
         }
@@ -275,11 +332,12 @@ impl SimulatedSam {
             bytes.extend(self.noise());
         }
         bytes.extend(frame);
-        let delay = if self.scenario.has(Fault::SlowReplies) {
+        let processing = if self.scenario.has(Fault::SlowReplies) {
             self.scenario.slow_reply_delay
         } else {
             Duration::ZERO
         };
+        let delay = processing + wire_time(bytes.len(), self.scenario.baud);
         Output { delay, bytes }
     }
 
@@ -307,6 +365,11 @@ impl SimulatedSam {
         }
         noise
     }
+}
+
+/// How long `bytes` take on a serial line at `baud` (8N1: 10 bits a byte).
+pub fn wire_time(bytes: usize, baud: u32) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud.max(1)))
 }
 
 /// Errors starting the simulator.
@@ -383,6 +446,7 @@ impl Drop for SamSimulator {
 fn serve(mut master: TTYPort, mut sam: SimulatedSam, stop: &AtomicBool, stats: &Mutex<SimStats>) {
     let mut decoder = FrameDecoder::new();
     let mut buf = [0u8; 256];
+    let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match master.read(&mut buf) {
             Ok(n) => decoder.push(&buf[..n]),
@@ -401,7 +465,7 @@ fn serve(mut master: TTYPort, mut sam: SimulatedSam, stop: &AtomicBool, stats: &
         }
         while let Some(frame) = decoder.next_frame() {
             let output = match frame {
-                Ok(body) => sam.handle(&body),
+                Ok(body) => sam.handle(started.elapsed(), &body),
                 Err(_) => sam.handle_bad_frame(),
             };
             if let Ok(mut s) = stats.lock() {
@@ -442,8 +506,12 @@ mod tests {
     use super::*;
 
     fn send(sam: &mut SimulatedSam, command: SamCommand) -> Reply {
+        send_at(sam, Duration::ZERO, command)
+    }
+
+    fn send_at(sam: &mut SimulatedSam, now: Duration, command: SamCommand) -> Reply {
         let (cmd, para) = command.code();
-        let out = sam.handle(&[cmd, para]);
+        let out = sam.handle(now, &[cmd, para]);
         let mut d = FrameDecoder::new();
         d.push(&out.bytes);
         let body = d.next_frame().expect("a frame").expect("valid frame");
@@ -461,24 +529,30 @@ mod tests {
         assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x80);
         assert_eq!(send(&mut sam, SamCommand::FindCard).sw3, 0x9F);
         assert_eq!(send(&mut sam, SamCommand::SelectCard).data.len(), 8);
-        let read = send(&mut sam, SamCommand::ReadCard);
+        let lifted = Duration::from_secs(10);
+        let read = send_at(&mut sam, lifted, SamCommand::ReadCard);
         assert_eq!((read.sw3, read.data.len()), (0x90, 4 + 256 + 1024));
-        for _ in 0..SWAP_POLLS {
+        for ms in [0, 500, 999] {
+            let now = lifted + Duration::from_millis(ms);
             assert_eq!(
-                send(&mut sam, SamCommand::FindCard).sw3,
+                send_at(&mut sam, now, SamCommand::FindCard).sw3,
                 0x80,
-                "card lifted"
+                "card lifted at {ms} ms"
             );
         }
         assert_eq!(
-            send(&mut sam, SamCommand::FindCard).sw3,
+            send_at(&mut sam, lifted + SWAP_TIME, SamCommand::FindCard).sw3,
             0x9F,
             "next card placed"
         );
-        assert_eq!(send(&mut sam, SamCommand::SelectCard).sw3, 0x90);
-        let read = send(&mut sam, SamCommand::ReadCardWithFingerprint);
+        let placed = lifted + SWAP_TIME;
+        assert_eq!(send_at(&mut sam, placed, SamCommand::SelectCard).sw3, 0x90);
+        let read = send_at(&mut sam, placed, SamCommand::ReadCardWithFingerprint);
         assert_eq!(read.data.len(), 6 + 256 + 1024 + 1024);
         assert_eq!(sam.stats().cards_read, 2);
+        // A check made once the resident had time to swap finds the next card at once.
+        let later = placed + SWAP_TIME + Duration::from_millis(1);
+        assert_eq!(send_at(&mut sam, later, SamCommand::FindCard).sw3, 0x9F);
     }
 
     #[test]
@@ -486,8 +560,10 @@ mod tests {
         let mut sam = SimulatedSam::new(Scenario::default());
         send(&mut sam, SamCommand::FindCard);
         send(&mut sam, SamCommand::SelectCard);
-        let out = sam.handle(&[0x30, 0x01]);
+        let out = sam.handle(Duration::ZERO, &[0x30, 0x01]);
         assert_eq!(out.bytes.len(), 1295);
+        // Its wire time at 115200 baud.
+        assert_eq!(out.delay.as_micros(), 112_413);
         assert_eq!(&out.bytes[5..10], &[0x05, 0x08, 0x00, 0x00, 0x90]);
     }
 
@@ -513,7 +589,7 @@ mod tests {
 
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::BadChecksum));
         let mut d = FrameDecoder::new();
-        d.push(&sam.handle(&[0x11, 0xFF]).bytes);
+        d.push(&sam.handle(Duration::ZERO, &[0x11, 0xFF]).bytes);
         assert!(matches!(
             d.next_frame(),
             Some(Err(frame::FrameError::Checksum { .. }))
@@ -525,11 +601,15 @@ mod tests {
         );
 
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::SlowReplies));
-        assert_eq!(sam.handle(&[0x11, 0xFF]).delay, Duration::from_millis(200));
+        let slow = sam.handle(Duration::ZERO, &[0x11, 0xFF]);
+        assert_eq!(
+            slow.delay,
+            Duration::from_millis(200) + wire_time(slow.bytes.len(), 115_200)
+        );
 
         assert_eq!(
             SimulatedSam::new(Scenario::default())
-                .handle(&[0x99, 0x00])
+                .handle(Duration::ZERO, &[0x99, 0x00])
                 .bytes[9],
             0x21
         );
@@ -539,7 +619,7 @@ mod tests {
     fn line_noise_never_contains_a_preamble_and_the_frame_still_decodes() {
         let mut sam = SimulatedSam::new(Scenario::with_fault(Fault::LineNoise));
         for _ in 0..500 {
-            let out = sam.handle(&[0x11, 0xFF]);
+            let out = sam.handle(Duration::ZERO, &[0x11, 0xFF]);
             let frames = out
                 .bytes
                 .windows(5)
