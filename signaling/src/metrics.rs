@@ -33,6 +33,47 @@ impl ClientKind {
     }
 }
 
+/// Counters another module keeps, read when `/metrics` is scraped: `read` gives each counter's
+/// (name, help, value).
+pub struct SnapshotCounters<F> {
+    what: &'static str,
+    read: F,
+}
+
+impl<F> SnapshotCounters<F>
+where
+    F: Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync + 'static,
+{
+    pub fn new(what: &'static str, read: F) -> Box<Self> {
+        Box::new(SnapshotCounters { what, read })
+    }
+}
+
+impl<F> std::fmt::Debug for SnapshotCounters<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)
+    }
+}
+
+impl<F> Collector for SnapshotCounters<F>
+where
+    F: Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync + 'static,
+{
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        for (name, help, value) in (self.read)() {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     connections: Family<Labels, Gauge>,

@@ -232,6 +232,23 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     assert!(pdf.windows(page2.len()).any(|w| w == page2.as_slice()));
     assert_eq!(pdf.windows(10).filter(|w| w == b"/DCTDecode").count(), 2);
 
+    // Operators see the uploads and the refusals on /metrics.
+    let metrics = reqwest::get(s.relay.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("relay_{name}_total ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} on /metrics: {metrics}"))
+    };
+    assert!(counter("case_uploads") >= 2, "{metrics}");
+    assert!(counter("case_uploads_refused") >= 1, "{metrics}");
+
     drop((s.kiosk, s.clerk));
     s.relay.stop().await;
 }

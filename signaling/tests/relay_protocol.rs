@@ -262,19 +262,38 @@ async fn the_resident_cancels_from_the_kiosk() {
 
 #[tokio::test]
 async fn no_remote_tickets_outside_the_extension_points_service_hours() {
-    use signaling::store::Store;
     let relay = TestRelay::start().await;
-    let mut point = relay.state.store.extension_point("p1").await.expect("store").expect("p1");
+    let mut point = relay
+        .state
+        .store
+        .extension_point("p1")
+        .await
+        .expect("store")
+        .expect("p1");
     // Weekly hours with no periods at all: never open.
     point.hours = Some(protocol::hours::ServiceHours::default());
-    relay.state.store.upsert_extension_point(&point, 0).await.expect("store");
+    relay
+        .state
+        .store
+        .upsert_extension_point(&point, 0)
+        .await
+        .expect("store");
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    let refused = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let refused = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(refused["code"], "out_of_hours", "{refused}");
     point.hours = Some(protocol::hours::ServiceHours::always());
-    relay.state.store.upsert_extension_point(&point, 0).await.expect("store");
+    relay
+        .state
+        .store
+        .upsert_extension_point(&point, 0)
+        .await
+        .expect("store");
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    let taken = kiosk.request(json!({"type": "take_ticket", "category_id": "civil"})).await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
     assert_eq!(taken["type"], "ticket_taken");
     relay.stop().await;
 }

@@ -81,6 +81,40 @@ pub struct CaseCounters {
     pub store_failures: AtomicU64,
 }
 
+impl CaseCounters {
+    /// (name, help, value) of each counter, for `/metrics`.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            (
+                "case_uploads",
+                "Kiosk uploads (document pages, snapshots, ID photos) stored",
+                v(&self.uploads),
+            ),
+            (
+                "case_uploads_refused",
+                "Kiosk uploads refused (credential, size, checksum, no live session)",
+                v(&self.uploads_refused),
+            ),
+            (
+                "case_reveals",
+                "Unmasked ID card views (each audited)",
+                v(&self.reveals),
+            ),
+            (
+                "case_items_purged",
+                "Case materials deleted by the retention job",
+                v(&self.purged),
+            ),
+            (
+                "case_store_failures",
+                "Case materials that could not be stored",
+                v(&self.store_failures),
+            ),
+        ]
+    }
+}
+
 /// The running case service.
 pub struct CaseService {
     store: Arc<dyn CaseStore>,
@@ -151,6 +185,18 @@ impl Cases {
             rt.spawn(retention_loop(weak, config, clock));
         }
         cases
+    }
+
+    /// The service's counters on `metrics` (zero until the service has started).
+    pub fn register_metrics(&self, metrics: &crate::metrics::Metrics) {
+        let cell = Arc::downgrade(&self.cell);
+        metrics.register_collector(crate::metrics::SnapshotCounters::new(
+            "case counters",
+            move || match cell.upgrade().as_deref().and_then(OnceCell::get) {
+                Some(service) => service.counters.snapshot(),
+                None => CaseCounters::default().snapshot(),
+            },
+        ));
     }
 
     /// The service, started on first use.

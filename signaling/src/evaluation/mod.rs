@@ -104,31 +104,6 @@ impl EvaluationMetrics {
     }
 }
 
-/// Puts the evaluation counters on `/metrics`.
-struct MetricsCollector(Arc<EvaluationMetrics>);
-
-impl std::fmt::Debug for MetricsCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("evaluation counters")
-    }
-}
-
-impl prometheus_client::collector::Collector for MetricsCollector {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric;
-        use prometheus_client::metrics::counter::ConstCounter;
-        for (name, help, value) in self.0.snapshot() {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
 /// What [`Evaluations::start`] needs from the rest of the relay.
 pub struct EvaluationDeps {
     pub config: Arc<Config>,
@@ -272,8 +247,12 @@ impl Evaluations {
         self.running
             .set(running)
             .map_err(|_| StartError::AlreadyRunning)?;
+        let counters = self.metrics.clone();
         deps.metrics
-            .register_collector(Box::new(MetricsCollector(self.metrics.clone())));
+            .register_collector(crate::metrics::SnapshotCounters::new(
+                "evaluation counters",
+                move || counters.snapshot(),
+            ));
         tokio::spawn(persist_sessions(
             deps.store.clone(),
             deps.clock.clone(),

@@ -67,8 +67,10 @@ impl AppState {
             metrics.clone(),
             Arc::new(observers),
         ));
+        let cases = crate::cases::Cases::start(config.clone(), clock.clone());
+        cases.register_metrics(&metrics);
         Self {
-            cases: crate::cases::Cases::start(config.clone(), clock.clone()),
+            cases,
             links,
             registry: Arc::new(crate::registry::Registry::unattached()),
             media,
@@ -103,7 +105,9 @@ impl AppState {
     pub fn with_registry(mut self, registry: crate::registry::Registry) -> Self {
         let registry = Arc::new(registry);
         self.metrics
-            .register_collector(Box::new(crate::registry::MetricsCollector(registry.clone())));
+            .register_collector(Box::new(crate::registry::MetricsCollector(
+                registry.clone(),
+            )));
         self.registry = registry;
         self
     }
