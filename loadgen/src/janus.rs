@@ -25,16 +25,29 @@ use crate::run::{Clips, Server, Started};
 const PLUGIN_DIR: &str = "/usr/lib/x86_64-linux-gnu/janus";
 
 fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
-fn write_config(dir: &Path, http_port: u16) -> anyhow::Result<()> {
+fn write_config(dir: &Path, http_port: u16, ip: std::net::IpAddr) -> anyhow::Result<()> {
     let cfg = dir.join("cfg");
     std::fs::create_dir_all(&cfg)?;
-    let plugins = ["audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip",
-        "streaming", "textroom", "videocall", "voicemail"]
-        .map(|p| format!("libjanus_{p}.so"))
-        .join(",");
+    let plugins = [
+        "audiobridge",
+        "duktape",
+        "echotest",
+        "lua",
+        "nosip",
+        "recordplay",
+        "sip",
+        "streaming",
+        "textroom",
+        "videocall",
+        "voicemail",
+    ]
+    .map(|p| format!("libjanus_{p}.so"))
+    .join(",");
     let transports = ["websockets", "pfunix", "mqtt", "nanomsg", "rabbitmq"]
         .map(|p| format!("libjanus_{p}.so"))
         .join(",");
@@ -51,12 +64,12 @@ fn write_config(dir: &Path, http_port: u16) -> anyhow::Result<()> {
 	session_timeout = 120
 }}
 media: {{
+	ipv6 = false
 	rtp_port_range = "10000-19999"
 }}
 nat: {{
 	ice_lite = true
-	ice_enforce_list = "127.0.0.1"
-	ice_ipv6 = false
+	ice_enforce_list = "{ip}"
 }}
 plugins: {{
 	disable = "{plugins}"
@@ -123,8 +136,12 @@ impl Api {
         let url = format!("{}/{}?maxev=50", self.base, self.session);
         // Bounded: a session lives at most a few minutes of a benchmark run.
         for _ in 0..1_000_000 {
-            let Ok(resp) = self.http.get(&url).send().await else { return };
-            let Ok(v) = resp.json::<Value>().await else { return };
+            let Ok(resp) = self.http.get(&url).send().await else {
+                return;
+            };
+            let Ok(v) = resp.json::<Value>().await else {
+                return;
+            };
             let events = match v {
                 Value::Array(a) => a,
                 other => vec![other],
@@ -141,7 +158,10 @@ impl Api {
     }
 
     fn transaction(&self) -> String {
-        format!("t{}", self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        format!(
+            "t{}",
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -157,23 +177,36 @@ impl Api {
 
     async fn attach(&self) -> anyhow::Result<u64> {
         let r = self
-            .post("", json!({"janus": "attach", "plugin": "janus.plugin.videoroom",
-                "transaction": self.transaction()}))
+            .post(
+                "",
+                json!({"janus": "attach", "plugin": "janus.plugin.videoroom",
+                "transaction": self.transaction()}),
+            )
             .await?;
-        r["data"]["id"].as_u64().with_context(|| format!("attach: {r}"))
+        r["data"]["id"]
+            .as_u64()
+            .with_context(|| format!("attach: {r}"))
     }
 
     /// A plugin request answered synchronously (e.g. `create`).
     async fn sync(&self, handle: u64, body: Value) -> anyhow::Result<Value> {
         let r = self
-            .post(&format!("/{handle}"), json!({"janus": "message", "body": body,
-                "transaction": self.transaction()}))
+            .post(
+                &format!("/{handle}"),
+                json!({"janus": "message", "body": body,
+                "transaction": self.transaction()}),
+            )
             .await?;
         Ok(r["plugindata"]["data"].clone())
     }
 
     /// A plugin request answered by an event (with the JSEP, if any).
-    async fn message(&self, handle: u64, body: Value, jsep: Option<Value>) -> anyhow::Result<Value> {
+    async fn message(
+        &self,
+        handle: u64,
+        body: Value,
+        jsep: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let t = self.transaction();
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -206,9 +239,11 @@ pub async fn start(
     clips: &Clips,
     ctl: &Arc<Ctl>,
 ) -> anyhow::Result<Started> {
-    let dir = tempfile::Builder::new().prefix("loadgen-janus-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("loadgen-janus-")
+        .tempdir()?;
     let port = free_tcp_port()?;
-    write_config(dir.path(), port)?;
+    write_config(dir.path(), port, ctl.ip)?;
     let rec_dir = dir.path().join("recordings");
     std::fs::create_dir_all(&rec_dir)?;
     let log = std::fs::File::create(dir.path().join("janus.log"))?;
@@ -245,34 +280,63 @@ pub async fn start(
     for i in 0..n {
         let room = 1000 + i as u64;
         let created = api
-            .sync(admin, json!({"request": "create", "room": room, "publishers": 2,
+            .sync(
+                admin,
+                json!({"request": "create", "room": room, "publishers": 2,
                 "videocodec": "vp8", "audiocodec": "opus", "fir_freq": 0, "bitrate": 0,
                 "notify_joining": false, "record": record,
-                "rec_dir": rec_dir.display().to_string()}))
+                "rec_dir": rec_dir.display().to_string()}),
+            )
             .await?;
         if created["videoroom"] != "created" {
             bail!("create room: {created}");
         }
         let (k, c) = (2 * i as u64 + 1, 2 * i as u64 + 2);
-        peers.push(publish(&api, room, k, i, [
-            (Kind::Video, clips.kiosk_video.clone(), 4 * i as u32),
-            (Kind::Audio, clips.audio.clone(), 4 * i as u32 + 1),
-        ], ctl).await?);
-        peers.push(publish(&api, room, c, i, [
-            (Kind::Video, clips.clerk_video.clone(), 4 * i as u32 + 2),
-            (Kind::Audio, clips.audio.clone(), 4 * i as u32 + 3),
-        ], ctl).await?);
+        peers.push(
+            publish(
+                &api,
+                room,
+                k,
+                i,
+                [
+                    (Kind::Video, clips.kiosk_video.clone(), 4 * i as u32),
+                    (Kind::Audio, clips.audio.clone(), 4 * i as u32 + 1),
+                ],
+                ctl,
+            )
+            .await?,
+        );
+        peers.push(
+            publish(
+                &api,
+                room,
+                c,
+                i,
+                [
+                    (Kind::Video, clips.clerk_video.clone(), 4 * i as u32 + 2),
+                    (Kind::Audio, clips.audio.clone(), 4 * i as u32 + 3),
+                ],
+                ctl,
+            )
+            .await?,
+        );
         feeds.push((room, k, c));
     }
-    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5)).await?;
+    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5))
+        .await?;
     // Each side subscribes to the other: the equivalent of the clerk calling the ticket.
     for (i, (room, k, c)) in feeds.into_iter().enumerate() {
         ctl.join(i);
         peers.push(subscribe(&api, room, c, i, ctl).await?);
         peers.push(subscribe(&api, room, k, i, ctl).await?);
     }
-    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5)).await?;
-    Ok(Started { server, peers, drains: Vec::new() })
+    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5))
+        .await?;
+    Ok(Started {
+        server,
+        peers,
+        drains: Vec::new(),
+    })
 }
 
 async fn publish(
@@ -284,7 +348,7 @@ async fn publish(
     ctl: &Arc<Ctl>,
 ) -> anyhow::Result<tokio::task::JoinHandle<PeerReport>> {
     let handle = api.attach().await?;
-    let mut p = Peer::bind(session).await?;
+    let mut p = Peer::bind(session, ctl.ip).await?;
     let mut change = p.rtc.sdp_api();
     let mut mids = Vec::new();
     for (kind, _, _) in &tracks {
@@ -303,7 +367,15 @@ async fn publish(
             Some(json!({"type": "offer", "sdp": offer.to_sdp_string(), "trickle": false})),
         )
         .await?;
-    let sdp = ev["jsep"]["sdp"].as_str().with_context(|| format!("publish: {ev}"))?;
+    let sdp = ev["jsep"]["sdp"]
+        .as_str()
+        .with_context(|| format!("publish: {ev}"))?;
+    if std::env::var_os("LOADGEN_DEBUG_SDP").is_some() {
+        eprintln!(
+            "--- offer\n{}\n--- janus answer\n{sdp}",
+            offer.to_sdp_string()
+        );
+    }
     p.rtc
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(sdp)?)?;
@@ -330,8 +402,10 @@ async fn subscribe(
             None,
         )
         .await?;
-    let offer = ev["jsep"]["sdp"].as_str().with_context(|| format!("subscribe: {ev}"))?;
-    let mut p = Peer::bind(session).await?;
+    let offer = ev["jsep"]["sdp"]
+        .as_str()
+        .with_context(|| format!("subscribe: {ev}"))?;
+    let mut p = Peer::bind(session, ctl.ip).await?;
     let answer = p
         .rtc
         .sdp_api()

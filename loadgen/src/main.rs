@@ -20,6 +20,7 @@ mod relay;
 mod report;
 mod run;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,11 @@ struct Args {
     /// JSON and markdown are written here (`loadgen.json`, `loadgen.md`).
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
+    /// The address servers and peers use. Janus never gathers loopback candidates, so the
+    /// default is the machine's own address on its default route (the kernel still carries
+    /// the datagrams over `lo`); 127.0.0.1 when there is none.
+    #[arg(long)]
+    ip: Option<IpAddr>,
     /// Free text recorded with the results (e.g. what else ran on the machine).
     #[arg(long, default_value = "")]
     note: String,
@@ -89,6 +95,14 @@ fn machine() -> String {
     format!("{cores} × {model}, Linux {}", kernel.trim())
 }
 
+/// The source address the kernel picks for the default route (no datagram is sent).
+fn default_route_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("198.51.100.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 fn main() -> anyhow::Result<()> {
     signaling::install_crypto_provider();
     let args = Args::parse();
@@ -100,7 +114,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let relay_bin = args.relay_bin.clone().unwrap_or_else(|| run::sibling_binary("relay"));
+    let relay_bin = args
+        .relay_bin
+        .clone()
+        .unwrap_or_else(|| run::sibling_binary("relay"));
     let targets: Vec<Target> = args
         .targets
         .iter()
@@ -120,18 +137,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     if targets.contains(&Target::Relay) && !relay_bin.exists() {
-        anyhow::bail!("{} not found (cargo build --release -p signaling)", relay_bin.display());
+        anyhow::bail!(
+            "{} not found (cargo build --release -p signaling)",
+            relay_bin.display()
+        );
     }
     if targets.contains(&Target::Janus) && !args.janus_bin.exists() {
-        anyhow::bail!("{} not found (apt-get install janus)", args.janus_bin.display());
+        anyhow::bail!(
+            "{} not found (apt-get install janus)",
+            args.janus_bin.display()
+        );
     }
     std::fs::create_dir_all(&args.cache_dir)?;
     std::fs::create_dir_all(&args.out_dir)?;
     let gop = args.keyframe_interval * 30;
-    eprintln!("loadgen: preparing clips (encoded once, cached in {})", args.cache_dir.display());
+    eprintln!(
+        "loadgen: preparing clips (encoded once, cached in {})",
+        args.cache_dir.display()
+    );
     let clips = Clips {
-        kiosk_video: Arc::new(media::vp8_clip(&args.cache_dir, 1280, 720, args.kiosk_kbps, 8, gop)),
-        clerk_video: Arc::new(media::vp8_clip(&args.cache_dir, 640, 480, args.clerk_kbps, 8, gop)),
+        kiosk_video: Arc::new(media::vp8_clip(
+            &args.cache_dir,
+            1024,
+            576,
+            args.kiosk_kbps,
+            8,
+            gop,
+        )),
+        clerk_video: Arc::new(media::vp8_clip(
+            &args.cache_dir,
+            640,
+            480,
+            args.clerk_kbps,
+            8,
+            gop,
+        )),
         audio: Arc::new(media::opus_clip(&args.cache_dir, 32, 8)),
     };
     let clip_line = |c: &media::Clip| {
@@ -143,8 +183,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             c.keyframe.data.len()
         )
     };
+    let ip = args
+        .ip
+        .or_else(default_route_ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let header = format!(
-        "Machine: {}. Generator: {} tokio thread(s). Window {} s after {} s warm-up.\n\
+        "Machine: {}. Generator: {} tokio thread(s). Window {} s after {} s warm-up. Media on {ip}.\n\
          Kiosk video: {}. Clerk video: {}. Audio: {} each way.{}",
         machine(),
         args.threads,
@@ -153,7 +197,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         clip_line(&clips.kiosk_video),
         clip_line(&clips.clerk_video),
         clip_line(&clips.audio),
-        if args.note.is_empty() { String::new() } else { format!("\nNote: {}", args.note) }
+        if args.note.is_empty() {
+            String::new()
+        } else {
+            format!("\nNote: {}", args.note)
+        }
     );
     eprintln!("{header}");
     let cfg = StepConfig {
@@ -163,6 +211,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         warmup: Duration::from_secs(args.warmup),
         seconds: Duration::from_secs(args.seconds),
         threads: args.threads.max(1),
+        ip,
     };
     let mut results: Vec<StepResult> = Vec::new();
     let mut failed: Vec<(Target, bool)> = Vec::new();
@@ -191,7 +240,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     r.server_rss_mib,
                     r.generator_cores,
                     r.generator_lag_ms_p99,
-                    r.error.as_deref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(" ERROR {e}"))
+                        .unwrap_or_default()
                 );
                 if !r.passes {
                     failed.push((target, rec));
@@ -223,7 +275,10 @@ fn write(args: &Args, results: &[StepResult], header: &str) -> anyhow::Result<St
     });
     let j = report::json(results, meta);
     std::fs::write(args.out_dir.join("loadgen.md"), &md).context("writing loadgen.md")?;
-    std::fs::write(args.out_dir.join("loadgen.json"), serde_json::to_string_pretty(&j)?)
-        .context("writing loadgen.json")?;
+    std::fs::write(
+        args.out_dir.join("loadgen.json"),
+        serde_json::to_string_pretty(&j)?,
+    )
+    .context("writing loadgen.json")?;
     Ok(md)
 }

@@ -70,8 +70,18 @@ pub fn vp8_clip(cache: &Path, width: u32, height: u32, kbps: u32, seconds: u32, 
     }
 }
 
-fn vp8_encoded(cache: &Path, width: u32, height: u32, kbps: u32, seconds: u32, gop: u32) -> Option<Clip> {
-    let name = format!("vp8-{width}x{height}-{kbps}k-{seconds}s-gop{gop}");
+fn vp8_encoded(
+    cache: &Path,
+    width: u32,
+    height: u32,
+    kbps: u32,
+    seconds: u32,
+    gop: u32,
+) -> Option<Clip> {
+    let name = format!("vp8-smpte-{width}x{height}-{kbps}k-{seconds}s-gop{gop}");
+    // A moving bar chart: keyframes ≈5× a delta frame, like a camera's. (At 1280×720 it costs
+    // ≈2.1 Mbit/s whatever the target; still patterns fall far below any target, and busier
+    // ones such as `circular` make 290 kB keyframes.)
     let pipeline = format!(
         "videotestsrc pattern=smpte horizontal-speed=2 num-buffers={n} \
          ! video/x-raw,width={width},height={height},framerate=30/1 \
@@ -83,9 +93,15 @@ fn vp8_encoded(cache: &Path, width: u32, height: u32, kbps: u32, seconds: u32, g
     let frames: Vec<Frame> = encoded(cache, &name, &pipeline, "vp8")?
         .into_iter()
         // VP8 frame tag: bit 0 of the first byte clear means a keyframe.
-        .map(|d| Frame { key: d.first().is_some_and(|b| b & 1 == 0), data: d.into() })
+        .map(|d| Frame {
+            key: d.first().is_some_and(|b| b & 1 == 0),
+            data: d.into(),
+        })
         .collect();
-    frames.iter().any(|f| f.key).then(|| finish(frames, 30, String::new()))
+    frames
+        .iter()
+        .any(|f| f.key)
+        .then(|| finish(frames, 30, String::new()))
 }
 
 /// Encode (or load from the cache) an Opus clip of 20 ms packets.
@@ -99,7 +115,13 @@ pub fn opus_clip(cache: &Path, kbps: u32, seconds: u32) -> Clip {
     );
     match encoded(cache, &name, &pipeline, "opus") {
         Some(raw) if !raw.is_empty() => {
-            let frames = raw.into_iter().map(|d| Frame { key: true, data: d.into() }).collect();
+            let frames = raw
+                .into_iter()
+                .map(|d| Frame {
+                    key: true,
+                    data: d.into(),
+                })
+                .collect();
             finish(frames, 50, format!("opusenc {kbps} kbit/s"))
         }
         _ => {
@@ -108,17 +130,33 @@ pub fn opus_clip(cache: &Path, kbps: u32, seconds: u32) -> Clip {
                 .map(|i| {
                     let mut d = vec![0xfc, (i & 0xff) as u8];
                     d.resize(bytes, 0x55);
-                    Frame { key: true, data: d.into() }
+                    Frame {
+                        key: true,
+                        data: d.into(),
+                    }
                 })
                 .collect();
-            finish(frames, 50, format!("synthetic Opus {kbps} kbit/s (no GStreamer)"))
+            finish(
+                frames,
+                50,
+                format!("synthetic Opus {kbps} kbit/s (no GStreamer)"),
+            )
         }
     }
 }
 
 fn finish(frames: Vec<Frame>, fps: u32, source: String) -> Clip {
-    let keyframe = frames.iter().find(|f| f.key).cloned().unwrap_or_else(|| frames[0].clone());
-    Clip { frames, keyframe, fps, source }
+    let keyframe = frames
+        .iter()
+        .find(|f| f.key)
+        .cloned()
+        .unwrap_or_else(|| frames[0].clone());
+    Clip {
+        frames,
+        keyframe,
+        fps,
+        source,
+    }
 }
 
 /// Sizes shaped like a real encoder's at the same rate: a keyframe ≈ 6× the mean every `gop`
@@ -143,15 +181,33 @@ fn synthetic_vp8(width: u32, height: u32, kbps: u32, seconds: u32, gop: u32) -> 
             };
             let mut d = if key {
                 let (w, h) = (width as u16, height as u16);
-                vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, w as u8, (w >> 8) as u8, h as u8, (h >> 8) as u8]
+                vec![
+                    0x10,
+                    0x02,
+                    0x00,
+                    0x9d,
+                    0x01,
+                    0x2a,
+                    w as u8,
+                    (w >> 8) as u8,
+                    h as u8,
+                    (h >> 8) as u8,
+                ]
             } else {
                 vec![0x11, 0x02, 0x00]
             };
             d.resize(size.max(d.len()), (i & 0xff) as u8);
-            Frame { key, data: d.into() }
+            Frame {
+                key,
+                data: d.into(),
+            }
         })
         .collect();
-    finish(frames, 30, format!("synthetic VP8 {width}x{height} {kbps} kbit/s (no GStreamer)"))
+    finish(
+        frames,
+        30,
+        format!("synthetic VP8 {width}x{height} {kbps} kbit/s (no GStreamer)"),
+    )
 }
 
 /// Run `pipeline ! multifilesink` once into `cache/name/`, then read the buffers back in order.
@@ -255,7 +311,12 @@ mod tests {
 
     #[test]
     fn stamp_round_trip_at_the_end_of_a_payload() {
-        let s = Stamp { stream: 7, counter: 99, sent_us: 123_456_789, flags: FLAG_KEY_START };
+        let s = Stamp {
+            stream: 7,
+            counter: 99,
+            sent_us: 123_456_789,
+            flags: FLAG_KEY_START,
+        };
         let mut p = vec![1, 2, 3];
         s.write(&mut p);
         assert_eq!(p.len(), 3 + STAMP_LEN);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ use crate::media::{Clip, FLAG_KEY_START, STAMP_LEN, Stamp, vp8_payloads};
 /// Shared by every peer of one run: the epoch of every stamp, the measurement window, joins.
 pub struct Ctl {
     pub epoch: Instant,
+    /// The address every peer binds (and the servers listen on).
+    pub ip: IpAddr,
     window_start: AtomicU64,
     window_end: AtomicU64,
     pub stop: AtomicBool,
@@ -32,9 +34,10 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    pub fn new(sessions: usize) -> Arc<Self> {
+    pub fn new(sessions: usize, ip: IpAddr) -> Arc<Self> {
         Arc::new(Self {
             epoch: Instant::now(),
+            ip,
             window_start: AtomicU64::new(u64::MAX),
             window_end: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
@@ -175,8 +178,8 @@ pub fn rtc(now: Instant) -> Rtc {
 }
 
 impl Peer {
-    pub async fn bind(session: usize) -> anyhow::Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    pub async fn bind(session: usize, ip: IpAddr) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let addr = socket.local_addr()?;
         let now = Instant::now();
         let mut rtc = rtc(now);
@@ -268,7 +271,9 @@ impl Peer {
 
     fn send_due(&mut self, ctl: &Ctl, now: Instant) {
         for i in 0..self.tracks.len() {
-            let Some(pt) = self.tracks[i].pt else { continue };
+            let Some(pt) = self.tracks[i].pt else {
+                continue;
+            };
             let interval = self.tracks[i].interval();
             let due = *self.tracks[i].next_at.get_or_insert(now);
             if now < due {
@@ -277,7 +282,9 @@ impl Peer {
             let sent_us = ctl.now_us();
             let in_window = ctl.in_window(sent_us);
             if in_window {
-                self.report.lag_us.push((now - due).as_micros().min(u128::from(u32::MAX)) as u32);
+                self.report
+                    .lag_us
+                    .push((now - due).as_micros().min(u128::from(u32::MAX)) as u32);
             }
             let t = &mut self.tracks[i];
             // A generator that fell far behind restarts its schedule rather than bursting.
@@ -313,8 +320,18 @@ impl Peer {
             let (mid, kind, stream) = (t.mid, t.kind, t.stream);
             for (k, mut p) in payloads.into_iter().enumerate() {
                 let t = &mut self.tracks[i];
-                let flags = if kind == Kind::Video && k == 0 && frame.key { FLAG_KEY_START } else { 0 };
-                Stamp { stream, counter: t.counter, sent_us, flags }.write(&mut p);
+                let flags = if kind == Kind::Video && k == 0 && frame.key {
+                    FLAG_KEY_START
+                } else {
+                    0
+                };
+                Stamp {
+                    stream,
+                    counter: t.counter,
+                    sent_us,
+                    flags,
+                }
+                .write(&mut p);
                 t.counter = t.counter.wrapping_add(1);
                 let seq = t.seq;
                 t.seq += 1;
@@ -322,7 +339,9 @@ impl Peer {
                     *self.report.sent.entry(stream).or_default() += 1;
                 }
                 let mut api = self.rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(mid, None) else { break };
+                let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                    break;
+                };
                 tx.write_rtp(
                     RtpWrite::new(pt, seq.into(), ts, now, p)
                         .marker(k == last)
@@ -378,13 +397,17 @@ impl Peer {
             }
             Event::RtpPacket(p) => {
                 self.report.rtp_received += 1;
-                let Some(stamp) = Stamp::read(&p.payload) else { return };
+                let Some(stamp) = Stamp::read(&p.payload) else {
+                    return;
+                };
                 let now_us = recv_us.unwrap_or_else(|| ctl.now_us());
                 if ctl.in_window(stamp.sent_us) {
                     *self.report.received.entry(stamp.stream).or_default() += 1;
-                    self.report
-                        .delays_us
-                        .push(now_us.saturating_sub(stamp.sent_us).min(u64::from(u32::MAX)) as u32);
+                    self.report.delays_us.push(
+                        now_us
+                            .saturating_sub(stamp.sent_us)
+                            .min(u64::from(u32::MAX)) as u32,
+                    );
                 }
                 if stamp.flags & FLAG_KEY_START != 0 {
                     let seen = self.key_seen.entry(stamp.stream).or_insert(false);
@@ -394,7 +417,9 @@ impl Peer {
                         let from = join.max(self.connected_at_us.unwrap_or(join));
                         if stamp.sent_us + 1 >= join {
                             *seen = true;
-                            self.report.keyframe_delays_us.push(now_us.saturating_sub(from));
+                            self.report
+                                .keyframe_delays_us
+                                .push(now_us.saturating_sub(from));
                         }
                     }
                 }

@@ -3,6 +3,7 @@
 //! credential, `take_ticket`, the five-transceiver `media_offer`; clerk login, `open_window`,
 //! `media_offer`; and the clerk calling the ticket (`call_next`), which switches forwarding on.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -130,8 +131,12 @@ pub async fn start(
     clips: &Clips,
     ctl: &Arc<Ctl>,
 ) -> anyhow::Result<Started> {
-    let dir = tempfile::Builder::new().prefix("loadgen-relay-").tempdir()?;
-    seed(dir.path(), n).await.context("seeding the relay's store")?;
+    let dir = tempfile::Builder::new()
+        .prefix("loadgen-relay-")
+        .tempdir()?;
+    seed(dir.path(), n)
+        .await
+        .context("seeding the relay's store")?;
     let ready = dir.path().join("ready.json");
     let log = std::fs::File::create(dir.path().join("relay.log"))?;
     let child = Command::new(relay_bin)
@@ -139,12 +144,21 @@ pub async fn start(
         .arg(dir.path())
         .args(["--set", "server.tls.self_signed=true"])
         .args(["--set", "media.enabled=true"])
-        .args(["--set", "media.udp_listen=127.0.0.1:0"])
+        .args([
+            "--set",
+            &format!("media.udp_listen={}", SocketAddr::new(ctl.ip, 0)),
+        ])
         .args(["--set", &format!("media.max_peers={}", 2 * n + 16)])
         .args(["--set", &format!("recording.enabled={record}")])
         .args(["--set", "log.filter=\"warn\""])
         .args(["--set", &format!("limits.max_connections={}", 4 * n + 100)])
-        .args(["serve", "--listen", "127.0.0.1:0", "--dev-http", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-http",
+            "127.0.0.1:0",
+        ])
         .arg("--ready-file")
         .arg(&ready)
         .stdout(Stdio::null())
@@ -160,7 +174,10 @@ pub async fn start(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)?;
-    let http = info["http"].as_str().context("ready file without http")?.to_owned();
+    let http = info["http"]
+        .as_str()
+        .context("ready file without http")?
+        .to_owned();
     server.metrics_url = Some(format!("http://{http}/metrics"));
 
     let client = reqwest::Client::new();
@@ -169,9 +186,11 @@ pub async fn start(
     let mut drains = Vec::new();
     for i in 0..n {
         let mut k = Control::connect(&format!("ws://{http}/ws/kiosk"), None).await?;
-        k.send(json!({"type": "hello", "protocol_versions": [1], "device_id": format!("k{i}"),
-            "secret": SECRET, "agent_version": "loadgen"}))
-            .await?;
+        k.send(
+            json!({"type": "hello", "protocol_versions": [1], "device_id": format!("k{i}"),
+            "secret": SECRET, "agent_version": "loadgen"}),
+        )
+        .await?;
         k.recv_type("welcome").await?;
         let t = k
             .request(json!({"type": "take_ticket", "category_id": "civil"}))
@@ -180,8 +199,18 @@ pub async fn start(
             bail!("take_ticket: {t}");
         }
         let tracks = vec![
-            (Slot::KioskCamera, Kind::Video, clips.kiosk_video.clone(), 4 * i as u32),
-            (Slot::KioskMicrophone, Kind::Audio, clips.audio.clone(), 4 * i as u32 + 1),
+            (
+                Slot::KioskCamera,
+                Kind::Video,
+                clips.kiosk_video.clone(),
+                4 * i as u32,
+            ),
+            (
+                Slot::KioskMicrophone,
+                Kind::Audio,
+                clips.audio.clone(),
+                4 * i as u32 + 1,
+            ),
         ];
         peers.push(peer(&mut k, i, true, tracks, ctl).await?);
         drains.push(k.drain(true));
@@ -195,7 +224,8 @@ pub async fn start(
             .await?;
         let token = login["token"].as_str().context("login without token")?;
         let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(token)).await?;
-        c.send(json!({"type": "hello", "protocol_versions": [1]})).await?;
+        c.send(json!({"type": "hello", "protocol_versions": [1]}))
+            .await?;
         c.recv_type("welcome").await?;
         let w = c
             .request(json!({"type": "open_window", "window_id": format!("w{i}")}))
@@ -204,13 +234,24 @@ pub async fn start(
             bail!("open_window: {w}");
         }
         let tracks = vec![
-            (Slot::ClerkCamera, Kind::Video, clips.clerk_video.clone(), 4 * i as u32 + 2),
-            (Slot::ClerkMicrophone, Kind::Audio, clips.audio.clone(), 4 * i as u32 + 3),
+            (
+                Slot::ClerkCamera,
+                Kind::Video,
+                clips.clerk_video.clone(),
+                4 * i as u32 + 2,
+            ),
+            (
+                Slot::ClerkMicrophone,
+                Kind::Audio,
+                clips.audio.clone(),
+                4 * i as u32 + 3,
+            ),
         ];
         peers.push(peer(&mut c, i, false, tracks, ctl).await?);
         clerks.push(c);
     }
-    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5)).await?;
+    ctl.wait_connected(peers.len(), Duration::from_secs(30 + n as u64 / 5))
+        .await?;
     // The clerks call their tickets: the relay pairs the peers and asks for keyframes.
     for (i, mut c) in clerks.into_iter().enumerate() {
         ctl.join(i);
@@ -222,7 +263,11 @@ pub async fn start(
         }
         drains.push(c.drain(false));
     }
-    Ok(Started { server, peers, drains })
+    Ok(Started {
+        server,
+        peers,
+        drains,
+    })
 }
 
 /// Negotiate one peer over its control connection (the fixed five-slot layout) and start it.
@@ -233,7 +278,7 @@ async fn peer(
     tracks: Vec<(Slot, Kind, Arc<crate::media::Clip>, u32)>,
     ctl: &Arc<Ctl>,
 ) -> anyhow::Result<tokio::task::JoinHandle<crate::peer::PeerReport>> {
-    let mut p = Peer::bind(session).await?;
+    let mut p = Peer::bind(session, ctl.ip).await?;
     let mut change = p.rtc.sdp_api();
     let mut mids = [Mid::from("x"); 5];
     for slot in Slot::ORDER {
@@ -260,7 +305,8 @@ async fn peer(
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(sdp)?)?;
     for (slot, kind, clip, stream) in tracks {
-        p.tracks.push(SendTrack::new(mids[slot.index()], kind, clip, stream));
+        p.tracks
+            .push(SendTrack::new(mids[slot.index()], kind, clip, stream));
     }
     p.negotiated();
     Ok(tokio::spawn(p.run(ctl.clone())))

@@ -8,11 +8,19 @@ use serde_json::{Value, json};
 use crate::run::{MAX_LOSS_PERCENT, MAX_P99_MS, StepResult, Target};
 
 fn f(v: f64, digits: usize) -> String {
-    if v.is_finite() { format!("{v:.digits$}") } else { "–".into() }
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "–".into()
+    }
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && b > 0.0 { format!("{:.2}", a / b) } else { "–".into() }
+    if a.is_finite() && b.is_finite() && b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "–".into()
+    }
 }
 
 fn load(l: [f64; 3]) -> String {
@@ -20,14 +28,20 @@ fn load(l: [f64; 3]) -> String {
 }
 
 /// Largest N that passed, per (target, recording); with the reason the next step failed.
-pub fn capacity(results: &[StepResult], target: Target, recording: bool) -> (Option<usize>, String) {
+pub fn capacity(
+    results: &[StepResult],
+    target: Target,
+    recording: bool,
+) -> (Option<usize>, String) {
     let mut rows: Vec<&StepResult> = results
         .iter()
         .filter(|r| r.target == target && r.recording == recording)
         .collect();
     rows.sort_by_key(|r| r.sessions);
     let best = rows.iter().filter(|r| r.passes).map(|r| r.sessions).max();
-    let first_fail = rows.iter().find(|r| !r.passes && best.is_none_or(|b| r.sessions > b));
+    let first_fail = rows
+        .iter()
+        .find(|r| !r.passes && best.is_none_or(|b| r.sessions > b));
     let why = match first_fail {
         None => "held at every step run (capacity is at least this)".into(),
         Some(r) => {
@@ -56,7 +70,10 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
         s,
         "| N | rec | server | server CPU (cores) | forwarded pkt/s | µs CPU / fwd pkt | loss % | delay p50 / p99 ms | keyframe after join p50 / max ms | RSS MiB | gen cores / lag p99 ms | machine busy % | load 1m before → after | pass |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for r in results {
         let pass = match (&r.error, r.passes, r.generator_bound) {
             (Some(_), _, _) => "setup failed".to_string(),
@@ -90,7 +107,10 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
             pass
         );
     }
-    let _ = writeln!(s, "\n**Relay ÷ Janus** (same N, same recording mode, same run):\n");
+    let _ = writeln!(
+        s,
+        "\n**Relay ÷ Janus** (same N, same recording mode, same run):\n"
+    );
     let _ = writeln!(
         s,
         "| N | rec | µs CPU / fwd pkt | server CPU | delay p50 | delay p99 | keyframe p50 | RSS |"
@@ -121,7 +141,10 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
     );
     for target in [Target::Relay, Target::Janus] {
         for rec in [false, true] {
-            if !results.iter().any(|r| r.target == target && r.recording == rec) {
+            if !results
+                .iter()
+                .any(|r| r.target == target && r.recording == rec)
+            {
                 continue;
             }
             let (best, why) = capacity(results, target, rec);
@@ -156,7 +179,11 @@ pub fn json(results: &[StepResult], meta: Value) -> Value {
     let caps: Vec<Value> = [Target::Relay, Target::Janus]
         .into_iter()
         .flat_map(|t| [false, true].map(move |rec| (t, rec)))
-        .filter(|(t, rec)| results.iter().any(|r| r.target == *t && r.recording == *rec))
+        .filter(|(t, rec)| {
+            results
+                .iter()
+                .any(|r| r.target == *t && r.recording == *rec)
+        })
         .map(|(t, rec)| {
             let (best, why) = capacity(results, t, rec);
             json!({"target": t.name(), "recording": rec, "capacity_sessions": best, "limit": why})

@@ -24,14 +24,19 @@ pub struct Clips {
 /// A server process we started; killed when dropped, its temporary directory removed.
 pub struct Server {
     child: Child,
-    dir: TempDir,
+    dir: Option<TempDir>,
     log_name: &'static str,
     pub metrics_url: Option<String>,
 }
 
 impl Server {
     pub fn new(child: Child, dir: TempDir, name: &'static str) -> Self {
-        Self { child, dir, log_name: name, metrics_url: None }
+        Self {
+            child,
+            dir: Some(dir),
+            log_name: name,
+            metrics_url: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -44,7 +49,10 @@ impl Server {
 
     /// The last lines of the server's log, for an error message.
     pub fn log_hint(&self) -> String {
-        let path = self.dir.path().join(format!("{}.log", self.log_name));
+        let Some(dir) = &self.dir else {
+            return String::new();
+        };
+        let path = dir.path().join(format!("{}.log", self.log_name));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(8).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -56,6 +64,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // For a post-mortem of a failed step: keep the server's directory (logs, config).
+        if std::env::var_os("LOADGEN_KEEP_DIRS").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("  kept {}", dir.keep().display());
+        }
     }
 }
 
@@ -88,6 +102,7 @@ pub struct StepConfig<'a> {
     pub warmup: Duration,
     pub seconds: Duration,
     pub threads: usize,
+    pub ip: std::net::IpAddr,
 }
 
 /// Everything one step reports. Times in ms unless named otherwise.
@@ -177,8 +192,13 @@ pub fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     f64::from(sorted_us[i.min(sorted_us.len() - 1)]) / 1000.0
 }
 
-pub async fn step(cfg: &StepConfig<'_>, target: Target, sessions: usize, record: bool) -> StepResult {
-    let ctl = Ctl::new(sessions);
+pub async fn step(
+    cfg: &StepConfig<'_>,
+    target: Target,
+    sessions: usize,
+    record: bool,
+) -> StepResult {
+    let ctl = Ctl::new(sessions, cfg.ip);
     let started = match target {
         Target::Relay => {
             crate::relay::start(cfg.relay_bin, sessions, record, cfg.clips, &ctl).await
@@ -194,7 +214,11 @@ pub async fn step(cfg: &StepConfig<'_>, target: Target, sessions: usize, record:
             return StepResult::failed(target, record, sessions, format!("{e:#}"));
         }
     };
-    let Started { server, peers, drains } = started;
+    let Started {
+        server,
+        peers,
+        drains,
+    } = started;
     tokio::time::sleep(cfg.warmup).await;
 
     let pid = server.pid();
@@ -240,13 +264,23 @@ pub async fn step(cfg: &StepConfig<'_>, target: Target, sessions: usize, record:
 
     let sent: u64 = reports.iter().flat_map(|r| r.sent.values()).sum();
     let received: u64 = reports.iter().flat_map(|r| r.received.values()).sum();
-    let mut delays: Vec<u32> = reports.iter().flat_map(|r| r.delays_us.iter().copied()).collect();
+    let mut delays: Vec<u32> = reports
+        .iter()
+        .flat_map(|r| r.delays_us.iter().copied())
+        .collect();
     delays.sort_unstable();
-    let mut lag: Vec<u32> = reports.iter().flat_map(|r| r.lag_us.iter().copied()).collect();
+    let mut lag: Vec<u32> = reports
+        .iter()
+        .flat_map(|r| r.lag_us.iter().copied())
+        .collect();
     lag.sort_unstable();
     let mut kf: Vec<u32> = reports
         .iter()
-        .flat_map(|r| r.keyframe_delays_us.iter().map(|&d| d.min(u64::from(u32::MAX)) as u32))
+        .flat_map(|r| {
+            r.keyframe_delays_us
+                .iter()
+                .map(|&d| d.min(u64::from(u32::MAX)) as u32)
+        })
         .collect();
     kf.sort_unstable();
     let server_cpu = match (cpu0, cpu1) {
