@@ -107,6 +107,19 @@ pub fn table(report: &InspectionReport, header: &str) -> String {
         count(CheckOutcome::Skipped),
         (report.finished_ms - report.started_ms) as f64 / 1000.0,
     ));
+    // The table is longer than a terminal: what needs doing, once more at the end.
+    let to_fix: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| matches!(c.outcome, CheckOutcome::Fail | CheckOutcome::Warn))
+        .map(|c| format!("{}（{}）", name(&c.id).0, c.outcome.name_zh()))
+        .collect();
+    if !to_fix.is_empty() {
+        out.push_str(&format!(
+            "需处理 To fix: {}（处理方法见上表 / remedies above）\n",
+            to_fix.join("、")
+        ));
+    }
     out
 }
 
@@ -136,6 +149,11 @@ mod tests {
             t.contains("摄像头 画面") && t.contains("失败 FAIL") && t.contains("处理：检查镜头")
         );
         assert!(t.contains("总体结果 Overall: 失败 fail") && t.contains("用时 12.5 秒"));
+        assert!(t.contains("需处理 To fix: 摄像头 画面（失败）（"), "{t}");
+        assert!(
+            !t.contains("系统 磁盘空间（"),
+            "passed checks are not listed"
+        );
         // Chinese comes first on each row pair.
         assert!(t.find("画面全黑").expect("zh") < t.find("black").expect("en"));
         let printed = Printed {
