@@ -572,3 +572,48 @@ async fn with_the_agent_running_the_command_runs_the_self_test_inside_it() {
     assert_eq!(agent.get("/api/status").await["link"], "online");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_replaced_by_the_running_agent_is_not_blamed_on_the_firewall() {
+    use agent::selftest::network;
+    agent::install_crypto_provider();
+    let relay = TlsRelay::start(None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("wss://127.0.0.1:{}/ws/kiosk", relay.https.port());
+    let path = agent_config(dir.path(), &url, Some(&relay.certificate()), "");
+    let config = agent::config::AgentConfig::load(&agent::config::Sources {
+        file: Some(&path),
+        ..agent::config::Sources::default()
+    })
+    .expect("configuration");
+    let credential = agent::config::Credential::read(&config.relay.credential_file).unwrap();
+    let connector = agent::link::control::tls_connector(&config.relay).unwrap();
+    let kit = agent::selftest::service::network_kit(&config, &credential, &connector);
+
+    // The self-test logs in; then the same device logs in again (the agent service
+    // reconnecting), and the relay closes the self-test's connection for it.
+    let (first, session) = network::login(&kit.relay, &kit.credential, &kit.connector).await;
+    assert_eq!(first.outcome, protocol::inspection::CheckOutcome::Pass);
+    let session = session.expect("a login");
+    let (second, _newer) = network::login(&kit.relay, &kit.credential, &kit.connector).await;
+    assert_eq!(second.outcome, protocol::inspection::CheckOutcome::Pass);
+
+    let media = session.check_media_udp(kit.peer.clone()).await;
+    assert_eq!(
+        media.outcome,
+        protocol::inspection::CheckOutcome::Warn,
+        "{media:?}"
+    );
+    assert!(
+        media.detail.en.contains("same device logged in"),
+        "{media:?}"
+    );
+    assert!(
+        media
+            .remedy
+            .as_ref()
+            .is_some_and(|r| r.zh.contains("systemctl stop rvw-agent")),
+        "{media:?}"
+    );
+    relay.stop().await;
+}

@@ -822,11 +822,16 @@ impl Login {
         peer_config.turn = None;
         peer_config.relay_only = false;
         peer_config.gather_timeout = Duration::from_secs(2);
-        let outcome = tokio::time::timeout(
+        let mut outcome = tokio::time::timeout(
             ICE_LIMIT + Duration::from_secs(4),
             self.connect_media(peer_config),
         )
         .await;
+        // A failure because the running agent logged in again (and so took the relay's media
+        // session) says nothing about the network.
+        if !matches!(outcome, Ok(Ok(_))) && self.was_replaced().await {
+            outcome = Ok(Err(MediaProblem::Replaced));
+        }
         let _ = self.socket.close(None).await;
         match outcome {
             Ok(Ok((relay_candidate, took))) => check.measure("time", took, "ms").pass(bi(
@@ -838,6 +843,16 @@ impl Login {
                 bi("检查中继的 [media] 配置与日志", "check the relay's [media] configuration and log"),
             ),
             Ok(Err(MediaProblem::NoConnection(endpoint))) => no_udp(check, &endpoint),
+            Ok(Err(MediaProblem::Replaced)) => check.warn(
+                bi(
+                    "未能检查：同一设备又在别处登录了中继（终端服务仍在运行？），本次自检的连接被替换",
+                    "not checked: the same device logged in to the relay again (is the agent service still running?), replacing the self-test's connection",
+                ),
+                bi(
+                    "先停止终端服务（systemctl stop rvw-agent）再用 --standalone 检查，或不加 --standalone 在运行中的终端程序内检查",
+                    "stop the agent service (systemctl stop rvw-agent) before checking with --standalone, or check without --standalone inside the running agent",
+                ),
+            ),
             Err(_) => no_udp(check, ""),
             Ok(Err(MediaProblem::Local(e))) => check.fail(
                 bi(format!("本机媒体组件出错：{e}"), format!("the kiosk's media stack failed: {e}")),
@@ -868,12 +883,9 @@ impl Login {
                 },
             )
             .await
-            .map_err(MediaProblem::Refused)?;
+            .map_err(refused)?;
             let answer = loop {
-                match next_message(&mut self.socket)
-                    .await
-                    .map_err(MediaProblem::Refused)?
-                {
+                match next_message(&mut self.socket).await.map_err(refused)? {
                     RelayToKiosk::MediaAnswer {
                         request_id: id,
                         sdp,
@@ -924,6 +936,40 @@ enum MediaProblem {
     /// ICE did not connect; the relay's candidate, when its answer named one.
     NoConnection(String),
     Local(String),
+    /// The relay closed this login for a newer one of the same device.
+    Replaced,
+}
+
+/// The close code the relay gives a kiosk connection a newer login of the same device
+/// replaced.
+const REPLACED_CLOSE: u16 = 4000;
+const REPLACED_TEXT: &str = "the relay closed the connection for a newer login of this device";
+
+fn refused(e: String) -> MediaProblem {
+    if e == REPLACED_TEXT {
+        MediaProblem::Replaced
+    } else {
+        MediaProblem::Refused(e)
+    }
+}
+
+impl Login {
+    /// Whether the relay has closed this connection for a newer one of the same device (looks
+    /// at what is already there, for at most half a second).
+    async fn was_replaced(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return u16::from(frame.code) == REPLACED_CLOSE;
+                }
+                Ok(Some(Ok(Message::Close(None)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return false;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
 }
 
 fn no_udp(check: Check, endpoint: &str) -> CheckResult {
@@ -977,6 +1023,11 @@ async fn next_message(socket: &mut Socket) -> Result<RelayToKiosk, String> {
                 if let Ok(m) = serde_json::from_str::<RelayToKiosk>(&text) {
                     return Ok(m);
                 }
+            }
+            Ok(Some(Ok(Message::Close(Some(frame)))))
+                if u16::from(frame.code) == REPLACED_CLOSE =>
+            {
+                return Err(REPLACED_TEXT.into());
             }
             Ok(Some(Ok(Message::Close(_)))) => return Err("the relay closed the connection".into()),
             Ok(Some(Ok(_))) => {}
