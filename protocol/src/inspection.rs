@@ -70,6 +70,35 @@ impl CheckOutcome {
     }
 }
 
+/// The name of a self-test check, Chinese and English, for tables and pages (the kiosk's
+/// report and the operations console's inspection records); `None` for an id this version
+/// does not know.
+pub fn check_name(id: &str) -> Option<(&'static str, &'static str)> {
+    Some(match id {
+        "camera.mode" => ("摄像头 模式", "camera mode"),
+        "camera.frames" => ("摄像头 画面", "camera picture"),
+        "document_camera.still" => ("高拍仪 拍照", "document camera still"),
+        "document_camera.image" => ("高拍仪 清晰度与曝光", "document camera focus and exposure"),
+        "microphone.level" => ("麦克风 音量", "microphone level"),
+        "speaker.loop" => ("扬声器→麦克风 回路", "speaker to microphone loop"),
+        "id_card_reader.sam" => ("身份证阅读器 安全模块", "ID card reader SAM"),
+        "id_card_reader.read" => ("身份证阅读器 读卡", "ID card reader test card"),
+        "qr_scanner.present" => ("扫码器 连接", "QR scanner present"),
+        "qr_scanner.decode" => ("扫码器 扫码", "QR scanner test code"),
+        "network.https" => ("网络 HTTPS 与证书", "network HTTPS and certificate"),
+        "network.login" => ("网络 设备登录", "network device login"),
+        "network.media_udp" => ("网络 媒体 UDP", "network media UDP"),
+        "network.turn" => ("网络 TURN 中继", "network TURN relay"),
+        "network.rtt" => ("网络 往返时延", "network round-trip time"),
+        "network.uplink" => ("网络 上行带宽", "network uplink"),
+        "network.clock" => ("时钟 与中继的偏差", "clock offset to the relay"),
+        "system.disk" => ("系统 磁盘空间", "system free disk"),
+        "system.media" => ("系统 音视频组件", "system media plugins"),
+        "system.versions" => ("系统 版本", "system versions"),
+        _ => return None,
+    })
+}
+
 /// Text for people, Chinese first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bilingual {

@@ -955,6 +955,10 @@ async fn health_shows_connection_device_status_and_inspections() {
         list["inspections"][0]["report"]["checks"][1]["remedy"]["zh"],
         "检查高拍仪USB连接"
     );
+    assert_eq!(
+        list["check_names"]["document_camera.still"]["zh"], "高拍仪 拍照",
+        "the check named as on the kiosk"
+    );
     // Another centre's staff do not see it.
     account(&relay, "tech2", "c2", vec![Role::Technician]).await;
     let tech2 = relay.login("tech2").await;

@@ -805,7 +805,16 @@ async fn inspection_list(
             q.limit.unwrap_or(50).clamp(1, 500),
         )
         .await?;
-    Ok(Json(json!({ "inspections": records })).into_response())
+    // The checks' names as the kiosk shows them, for the ids in these records.
+    let names: serde_json::Map<String, serde_json::Value> = records
+        .iter()
+        .flat_map(|r| r.report.checks.iter())
+        .filter_map(|c| {
+            protocol::inspection::check_name(&c.id)
+                .map(|(zh, en)| (c.id.clone(), json!({ "zh": zh, "en": en })))
+        })
+        .collect();
+    Ok(Json(json!({ "inspections": records, "check_names": names })).into_response())
 }
 
 /// `POST /api/v1/inspections`: a kiosk files its self-test result (巡检记录).

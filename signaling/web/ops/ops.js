@@ -227,12 +227,13 @@ async function loadInspections() {
   if (!r.ok) return message(r.data.message || "加载巡检记录失败", "error");
   const body = $("inspection-table").tBodies[0];
   body.replaceChildren();
+  const names = r.data.check_names || {};
   for (const i of r.data.inspections) {
     const checks = el("details", {}, el("summary", { text: `${i.report.checks.length} 项` }));
     const list = el("ul", { class: "checks" });
     for (const c of i.report.checks) {
       const li = el("li", { class: c.outcome }, el("strong", { text: `${OUTCOME_ZH[c.outcome]} ` }),
-        el("span", { text: `${c.id}：${c.detail.zh || ""}` }));
+        el("span", { text: `${(names[c.id] && names[c.id].zh) || c.id}：${c.detail.zh || ""}` }));
       if (c.remedy && c.remedy.zh) li.append(el("div", { class: "remedy", text: `处理：${c.remedy.zh}` }));
       list.append(li);
     }
