@@ -137,6 +137,9 @@ pub struct Sfu {
     work: VecDeque<Work>,
     /// Reused for "which peers are due" so timeouts allocate nothing.
     scratch_ids: Vec<PeerId>,
+    /// Set when a peer may have died since the last [`Sfu::sweep`]; the sweep, which walks
+    /// every peer, is skipped otherwise (it followed every datagram).
+    maybe_dead: bool,
 }
 
 impl Sfu {
@@ -153,6 +156,7 @@ impl Sfu {
             recorded: VecDeque::with_capacity(64),
             work: VecDeque::with_capacity(16),
             scratch_ids: Vec::new(),
+            maybe_dead: false,
         }
     }
 
@@ -392,12 +396,21 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.scratch_ids);
         due.clear();
-        due.extend(
-            self.peers
-                .values()
-                .filter(|p| p.next_timeout <= now)
-                .map(|p| p.id),
-        );
+        // One walk over the peers: str0m timers due, and connect timeouts.
+        let connect_timeout = self.config.connect_timeout;
+        for peer in self.peers.values_mut() {
+            if peer.next_timeout <= now {
+                due.push(peer.id);
+            }
+            if !peer.connected && !peer.dead && now >= peer.added_at + connect_timeout {
+                peer.dead = true;
+                self.maybe_dead = true;
+                self.events.push_back(SfuEvent::PeerDisconnected {
+                    peer: peer.id,
+                    reason: DisconnectReason::ConnectTimeout,
+                });
+            }
+        }
         for id in due.drain(..) {
             if let Some(peer) = self.peers.get_mut(&id)
                 && let Err(e) = peer.rtc.handle_input(Input::Timeout(now))
@@ -408,16 +421,6 @@ impl Sfu {
             self.drain(id, now);
         }
         self.scratch_ids = due;
-        let connect_timeout = self.config.connect_timeout;
-        for peer in self.peers.values_mut() {
-            if !peer.connected && !peer.dead && now >= peer.added_at + connect_timeout {
-                peer.dead = true;
-                self.events.push_back(SfuEvent::PeerDisconnected {
-                    peer: peer.id,
-                    reason: DisconnectReason::ConnectTimeout,
-                });
-            }
-        }
         for (source, slot) in self.keyframe_retries_due(now) {
             let sending = self
                 .peers
@@ -485,20 +488,26 @@ impl Sfu {
     /// (source, slot, last request) for every connected video track still waiting for its
     /// first keyframe.
     fn waiting_keyframe_tracks(&self) -> impl Iterator<Item = (PeerId, Slot, Option<Instant>)> {
-        self.peers.values().flat_map(move |viewer| {
-            let source = self.pairing.partner(viewer.id);
-            Slot::ORDER.into_iter().filter_map(move |slot| {
-                let source = source?;
-                if viewer.role.sends(slot) || !viewer.sinks[slot.index()].waiting_keyframe {
-                    return None;
-                }
-                let src = self.peers.get(&source)?;
-                Some((source, slot, src.keyframe_requested_at[slot.index()]))
+        // Called for every driver wake-up: the viewer's own flags are checked before any
+        // table lookup, so a peer with nothing waiting costs five booleans.
+        self.peers
+            .values()
+            .filter(|viewer| viewer.sinks.iter().any(|s| s.waiting_keyframe))
+            .flat_map(move |viewer| {
+                let source = self.pairing.partner(viewer.id);
+                Slot::ORDER.into_iter().filter_map(move |slot| {
+                    let source = source?;
+                    if viewer.role.sends(slot) || !viewer.sinks[slot.index()].waiting_keyframe {
+                        return None;
+                    }
+                    let src = self.peers.get(&source)?;
+                    Some((source, slot, src.keyframe_requested_at[slot.index()]))
+                })
             })
-        })
     }
 
     fn keyframe_retries_due(&self, now: Instant) -> Vec<(PeerId, Slot)> {
+        // Collecting into an empty Vec does not allocate.
         self.waiting_keyframe_tracks()
             .filter(|(_, _, at)| at.is_none_or(|t| now >= t + self.config.keyframe_retry))
             .map(|(s, slot, _)| (s, slot))
@@ -553,6 +562,7 @@ impl Sfu {
             events,
             work,
             metrics: m,
+            maybe_dead,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
@@ -561,6 +571,7 @@ impl Sfu {
         loop {
             if !peer.rtc.is_alive() {
                 mark_closed(peer, events, m);
+                *maybe_dead = true;
                 return;
             }
             let output = match peer.rtc.poll_output() {
@@ -569,6 +580,7 @@ impl Sfu {
                     tracing::debug!(peer = %id, error = %e, "peer output failed; closing");
                     peer.rtc.disconnect();
                     mark_closed(peer, events, m);
+                    *maybe_dead = true;
                     return;
                 }
             };
@@ -754,6 +766,9 @@ impl Sfu {
 
     /// Remove peers that died during the last operation.
     fn sweep(&mut self) {
+        if !std::mem::take(&mut self.maybe_dead) {
+            return;
+        }
         let dead: Vec<PeerId> = self
             .peers
             .values()

@@ -1,6 +1,6 @@
-//! The thin tokio driver: one task owns the UDP socket and the [`Sfu`] core, takes commands
-//! over a bounded channel (each with a oneshot reply) and hands forwarded packets of recorded
-//! pairs to their [`RecordingTap`].
+//! The thin tokio driver: one task, on a thread of its own, owns the UDP socket and the
+//! [`Sfu`] core, takes commands over a bounded channel (each with a oneshot reply) and hands
+//! forwarded packets of recorded pairs to their [`RecordingTap`].
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -87,7 +87,7 @@ pub struct SfuHandle {
 }
 
 impl SfuHandle {
-    /// Bind the UDP socket and start the driver on the current tokio runtime. Returns the
+    /// Bind the UDP socket and start the driver (on its own thread). Returns the
     /// handle and the event stream (bounded; events are dropped and counted when nobody reads).
     pub async fn bind(
         config: SfuDriverConfig,
@@ -102,6 +102,7 @@ impl SfuHandle {
         config: SfuDriverConfig,
     ) -> Result<(SfuHandle, mpsc::Receiver<SfuEvent>), SfuError> {
         let local_addr = socket.local_addr()?;
+        enlarge_buffers(&socket);
         let ip = match config.advertised_ip {
             Some(ip) => ip,
             None if !local_addr.ip().is_unspecified() => local_addr.ip(),
@@ -120,7 +121,32 @@ impl SfuHandle {
         let core = Sfu::new(core_config, Arc::clone(&metrics));
         let (tx, rx) = mpsc::channel(config.command_queue.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(config.event_queue.max(1));
-        tokio::spawn(run(core, socket, candidate, rx, ev_tx));
+        // The driver gets a thread and a single-threaded runtime of its own: every datagram
+        // wakes it, and on the shared multi-threaded runtime each wake-up also woke an idle
+        // sibling worker to look for work (a futex and a context switch per wake-up, ≈13 % of
+        // the relay's CPU under load). Commands, events and recording taps are tokio channels,
+        // which work across runtimes.
+        let std_socket = socket.into_std()?;
+        std::thread::Builder::new()
+            .name("relay-sfu".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "sfu driver: no runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match UdpSocket::from_std(std_socket) {
+                        Ok(socket) => run(core, socket, candidate, rx, ev_tx).await,
+                        Err(e) => tracing::error!(error = %e, "sfu driver: socket not registered"),
+                    }
+                });
+            })?;
         Ok((
             SfuHandle {
                 tx,
@@ -217,6 +243,27 @@ impl SfuHandle {
 
 /// Datagrams read per wake-up before outputs are flushed.
 const RECV_BATCH: usize = 64;
+
+/// Kernel buffers asked for the shared media socket (the kernel caps them at
+/// `net.core.rmem_max`/`wmem_max`). Every peer's media arrives on this one socket, so the
+/// default (≈208 KiB ≈ 15 ms of 40 sessions) overflows whenever the driver is not scheduled
+/// for a moment; one socket per peer, as Janus has, spreads the same burst over many buffers.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+fn enlarge_buffers(socket: &UdpSocket) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "sfu socket: receive buffer not enlarged");
+    }
+    if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "sfu socket: send buffer not enlarged");
+    }
+    tracing::debug!(
+        recv = ?sock.recv_buffer_size().ok(),
+        send = ?sock.send_buffer_size().ok(),
+        "sfu socket buffers"
+    );
+}
 
 async fn run(
     mut core: Sfu,
