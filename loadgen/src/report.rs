@@ -27,6 +27,16 @@ fn load(l: [f64; 3]) -> String {
     format!("{:.2}", l[0])
 }
 
+/// The step's last attempt (the one a ratio compares).
+fn is_last_attempt(r: &StepResult, results: &[StepResult]) -> bool {
+    !results.iter().any(|o| {
+        o.target == r.target
+            && o.sessions == r.sessions
+            && o.recording == r.recording
+            && o.attempt > r.attempt
+    })
+}
+
 /// Largest N that passed, per (target, recording); with the reason the next step failed.
 pub fn capacity(
     results: &[StepResult],
@@ -37,11 +47,19 @@ pub fn capacity(
         .iter()
         .filter(|r| r.target == target && r.recording == recording)
         .collect();
-    rows.sort_by_key(|r| r.sessions);
-    let best = rows.iter().filter(|r| r.passes).map(|r| r.sessions).max();
+    rows.sort_by_key(|r| (r.sessions, r.attempt));
+    let passed = |n: usize| rows.iter().any(|r| r.sessions == n && r.passes);
+    // The first N no attempt passed (its last attempt explains why); capacity is the largest
+    // N below it, so a lucky pass above a failure does not count.
     let first_fail = rows
         .iter()
-        .find(|r| !r.passes && best.is_none_or(|b| r.sessions > b));
+        .filter(|r| !passed(r.sessions) && is_last_attempt(r, results))
+        .min_by_key(|r| r.sessions);
+    let best = rows
+        .iter()
+        .filter(|r| r.passes && first_fail.is_none_or(|f| r.sessions < f.sessions))
+        .map(|r| r.sessions)
+        .max();
     let why = match first_fail {
         None => "held at every step run (capacity is at least this)".into(),
         Some(r) => {
@@ -85,7 +103,11 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} ({}/{}) | {} | {} / {} | {} | {} → {} | {} |",
-            r.sessions,
+            if r.attempt > 1 {
+                format!("{} (attempt {})", r.sessions, r.attempt)
+            } else {
+                r.sessions.to_string()
+            },
             if r.recording { "on" } else { "off" },
             r.target.name(),
             f(r.server_cores, 3),
@@ -116,9 +138,15 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
         "| N | rec | µs CPU / fwd pkt | server CPU | delay p50 | delay p99 | keyframe p50 | RSS |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for r in results.iter().filter(|r| r.target == Target::Relay) {
+    for r in results
+        .iter()
+        .filter(|r| r.target == Target::Relay && is_last_attempt(r, results))
+    {
         let Some(j) = results.iter().find(|j| {
-            j.target == Target::Janus && j.sessions == r.sessions && j.recording == r.recording
+            j.target == Target::Janus
+                && j.sessions == r.sessions
+                && j.recording == r.recording
+                && is_last_attempt(j, results)
         }) else {
             continue;
         };

@@ -111,6 +111,8 @@ pub struct StepResult {
     pub target: Target,
     pub recording: bool,
     pub sessions: usize,
+    /// Which attempt at this step (1 = first).
+    pub attempt: u32,
     pub error: Option<String>,
     pub seconds: f64,
     pub server_cpu_seconds: f64,
@@ -149,6 +151,7 @@ impl StepResult {
             target,
             recording,
             sessions,
+            attempt: 1,
             error: Some(error),
             seconds: 0.0,
             server_cpu_seconds: 0.0,
@@ -177,6 +180,30 @@ impl StepResult {
             loadavg_after: procstat::loadavg(),
             passes: false,
         }
+    }
+}
+
+impl StepResult {
+    /// One line for the console.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.3} cores, {:.2} µs/pkt, {:.0} pkt/s, loss {:.3}%, p50/p99 {:.2}/{:.2} ms, kf {:.0} ms, rss {:.0} MiB, gen {:.2} cores lag p99 {:.2} ms, busy {:.0}%{}",
+            self.server_cores,
+            self.us_cpu_per_forwarded_packet,
+            self.forwarded_per_second,
+            self.loss_percent,
+            self.delay_ms_p50,
+            self.delay_ms_p99,
+            self.keyframe_delay_ms_p50,
+            self.server_rss_mib,
+            self.generator_cores,
+            self.generator_lag_ms_p99,
+            self.machine_busy_percent,
+            self.error
+                .as_deref()
+                .map(|e| format!(" ERROR {e}"))
+                .unwrap_or_default()
+        )
     }
 }
 
@@ -310,6 +337,7 @@ pub async fn step(
         target,
         recording: record,
         sessions,
+        attempt: 1,
         error: None,
         seconds: elapsed,
         server_cpu_seconds: server_cpu,
