@@ -10,7 +10,12 @@
 //!   the receiver takes the time the datagram left its socket read, so each sample is the
 //!   relay's own time plus two loopback hops, two SRTP operations in the clients and the
 //!   clients' scheduling on the same two cores — an upper bound of the relay's share;
-//! - and the ratio of CPU per packet with recording to without.
+//! - and the ratio of CPU per packet with recording to without;
+//! - to read those right: the relay's CPU with every peer connected and paired but nothing
+//!   sent (the "ready on call" state: STUN consent, RTCP, timers), the CPU per packet above
+//!   that idle cost, the packets the clients actually offered against the full rate (on a
+//!   busy machine this process is starved, the relay forwards fewer packets and its fixed
+//!   costs weigh more on each), and this process's own CPU.
 //!
 //! `cargo bench -p signaling --bench media_relay [-- --sessions 50 --seconds 20]`
 //! Prints a table and writes JSON to `target/bench-media-relay.json`.
@@ -317,6 +322,8 @@ struct PeerShared {
     /// Collect delay samples (µs) while set.
     measure: bool,
     delays_us: Vec<u32>,
+    /// RTP packets written while `measure` was set (what the relay was offered to forward).
+    sent: u64,
 }
 
 fn now_us(epoch: Instant) -> u64 {
@@ -378,6 +385,7 @@ async fn run_peer(mut c: Peer, socket: UdpSocket, shared: Arc<Mutex<PeerShared>>
         if now >= c.next_timeout {
             let _ = c.rtc.handle_input(str0m::Input::Timeout(now));
         }
+        let mut written = 0u64;
         if sending && c.connected {
             let role = c.role;
             for slot in Slot::ORDER.into_iter().filter(|s| role.sends(*s)) {
@@ -407,6 +415,7 @@ async fn run_peer(mut c: Peer, socket: UdpSocket, shared: Arc<Mutex<PeerShared>>
                             p.extend_from_slice(&now_us(epoch).to_be_bytes());
                             p.resize(PACKET_BYTES, 0x5a);
                             c.write_rtp(slot, Codec::Vp8, ts, k == FRAME_PACKETS - 1, p, now);
+                            written += 1;
                         }
                     }
                     SlotKind::Audio if now >= next_audio => {
@@ -416,6 +425,7 @@ async fn run_peer(mut c: Peer, socket: UdpSocket, shared: Arc<Mutex<PeerShared>>
                         p.extend_from_slice(&now_us(epoch).to_be_bytes());
                         p.resize(AUDIO_BYTES, 0x33);
                         c.write_rtp(slot, Codec::Opus, ts, false, p, now);
+                        written += 1;
                     }
                     _ => {}
                 }
@@ -437,7 +447,11 @@ async fn run_peer(mut c: Peer, socket: UdpSocket, shared: Arc<Mutex<PeerShared>>
             let _ = socket.send_to(&d.bytes, d.to).await;
         }
         c.received.clear();
-        shared.lock().unwrap().connected = c.connected;
+        let mut s = shared.lock().unwrap();
+        s.connected = c.connected;
+        if s.measure {
+            s.sent += written;
+        }
     }
 }
 
@@ -476,10 +490,29 @@ struct RunResult {
     forwarded: u64,
     relay_cpu_s: f64,
     us_per_packet: f64,
+    /// Packets the clients wrote during the window (each is forwarded to one viewer).
+    offered: u64,
+    /// Relay cores with every peer connected and paired but nothing sent (ready on call).
+    idle_cores: f64,
+    /// This benchmark process's cores during the window (the 2N client peers).
+    clients_cores: f64,
     delay_ms: [f64; 3],
     samples: usize,
     load_before: String,
     load_after: String,
+}
+
+impl RunResult {
+    /// Relay CPU per forwarded packet beyond what the same peers cost it while idle.
+    fn us_above_idle(&self) -> f64 {
+        (self.relay_cpu_s - self.idle_cores * self.seconds) * 1e6 / self.forwarded.max(1) as f64
+    }
+
+    /// Packets a full-rate window would forward: per session, each side's camera (30 frames of
+    /// `FRAME_PACKETS`) and microphone (50 packets) a second; the document camera stays idle.
+    fn offered_full(&self, seconds: u64) -> f64 {
+        (self.sessions * 2 * (30 * FRAME_PACKETS + 50)) as f64 * seconds as f64
+    }
 }
 
 async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
@@ -541,6 +574,12 @@ async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
         drains.push(k.drain_forever());
         drains.push(c.drain_forever());
     }
+    // Ready on call: every peer connected and paired, nothing sent. What does the relay
+    // spend on that alone (STUN consent, RTCP, timers)?
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_cpu0, idle_t0) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cores = (cpu_time(pid) - idle_cpu0).as_secs_f64() / idle_t0.elapsed().as_secs_f64();
     for (s, _) in &peers {
         s.lock().unwrap().sending = true;
     }
@@ -550,16 +589,21 @@ async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
     for (s, _) in &peers {
         s.lock().unwrap().measure = true;
     }
+    let me = std::process::id();
     let (cpu0, fwd0, t0) = (cpu_time(pid), forwarded(&http).await, Instant::now());
+    let own0 = cpu_time(me);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu1, fwd1, elapsed) = (cpu_time(pid), forwarded(&http).await, t0.elapsed());
+    let own1 = cpu_time(me);
     let load_after = loadavg();
     let mut delays: Vec<u32> = Vec::new();
+    let mut offered = 0;
     for (s, _) in &peers {
         let mut s = s.lock().unwrap();
         s.measure = false;
         s.stop = true;
         delays.append(&mut s.delays_us);
+        offered += s.sent;
     }
     for (_, t) in peers {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -578,6 +622,9 @@ async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
         forwarded,
         relay_cpu_s: relay_cpu,
         us_per_packet: relay_cpu * 1e6 / forwarded.max(1) as f64,
+        offered,
+        idle_cores,
+        clients_cores: (own1 - own0).as_secs_f64() / elapsed.as_secs_f64(),
         delay_ms: [
             percentile(&delays, 0.5),
             percentile(&delays, 0.95),
@@ -612,23 +659,36 @@ fn main() {
         .map(|record| rt.block_on(run(sessions, seconds, record)))
         .collect();
     println!(
-        "\n| recording | sessions | forwarded pkt/s | relay CPU (cores) | µs CPU / forwarded packet | delay p50 / p95 / p99 (ms) | samples | load avg before → after |"
+        "\n| recording | sessions | offered pkt/s | forwarded pkt/s | relay CPU (cores) | µs CPU / forwarded packet | relay idle, peers ready (cores) | µs above idle / packet | delay p50 / p95 / p99 (ms) | samples | clients (cores) | load avg before → after |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {:.0} | {:.3} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {} → {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.3} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.2} | {} → {} |",
             if r.record { "on" } else { "off" },
             r.sessions,
+            r.offered as f64 / r.seconds,
             r.forwarded as f64 / r.seconds,
             r.relay_cpu_s / r.seconds,
             r.us_per_packet,
+            r.idle_cores,
+            r.us_above_idle(),
             r.delay_ms[0],
             r.delay_ms[1],
             r.delay_ms[2],
             r.samples,
+            r.clients_cores,
             r.load_before,
             r.load_after
+        );
+    }
+    if results
+        .iter()
+        .any(|r| (r.forwarded as f64) < 0.95 * r.offered_full(seconds))
+    {
+        println!(
+            "\nNOTE: the clients did not offer the full {:.0} packets/s (a busy machine starves this process); per-packet figures are then inflated by the relay's fixed costs.",
+            results[0].offered_full(seconds) / seconds as f64
         );
     }
     let ratio = results[1].us_per_packet / results[0].us_per_packet;
@@ -644,6 +704,11 @@ fn main() {
             "relay_cpu_seconds": r.relay_cpu_s,
             "relay_cores": r.relay_cpu_s / r.seconds,
             "us_cpu_per_forwarded_packet": r.us_per_packet,
+            "offered_packets": r.offered,
+            "offered_full_rate_packets": r.offered_full(seconds),
+            "relay_idle_cores_peers_ready": r.idle_cores,
+            "us_cpu_above_idle_per_forwarded_packet": r.us_above_idle(),
+            "clients_cores": r.clients_cores,
             "delay_ms": {"p50": r.delay_ms[0], "p95": r.delay_ms[1], "p99": r.delay_ms[2]},
             "delay_samples": r.samples,
             "loadavg_before": r.load_before,
