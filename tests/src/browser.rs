@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -38,7 +38,8 @@ impl Browser {
     /// Starts Chromium with a fresh profile. Extra command-line flags may be given.
     pub async fn launch(extra_flags: &[&str]) -> Result<Self> {
         let profile = tempfile::tempdir()?;
-        let mut command = Command::new(std::env::var("RVW_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into()));
+        let mut command =
+            Command::new(std::env::var("RVW_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into()));
         command
             .args([
                 "--headless=new",
@@ -76,7 +77,9 @@ impl Browser {
                     return Ok(url.trim().to_owned());
                 }
             }
-            Err(anyhow!("Chromium exited before opening its DevTools endpoint"))
+            Err(anyhow!(
+                "Chromium exited before opening its DevTools endpoint"
+            ))
         })
         .await
         .context("Chromium did not start within 30 s")??;
@@ -97,9 +100,15 @@ impl Browser {
         let reader_pending = pending.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
-                let Message::Text(text) = message else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-                let Some(id) = v.get("id").and_then(Value::as_u64) else { continue };
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let Some(id) = v.get("id").and_then(Value::as_u64) else {
+                    continue;
+                };
                 let Some(tx) = reader_pending.lock().ok().and_then(|mut p| p.remove(&id)) else {
                     continue;
                 };
@@ -153,7 +162,10 @@ impl Browser {
                 json!({ "targetId": target_id, "flatten": true }),
             )
             .await?;
-        let session = attached["sessionId"].as_str().context("sessionId")?.to_owned();
+        let session = attached["sessionId"]
+            .as_str()
+            .context("sessionId")?
+            .to_owned();
         let page = Page {
             browser: self,
             session,
@@ -185,8 +197,11 @@ impl Page<'_> {
         if let Some(e) = r.get("errorText").and_then(Value::as_str) {
             bail!("navigation to {url} failed: {e}");
         }
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(20))
-            .await
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(20),
+        )
+        .await
     }
 
     /// Evaluates `expression` (awaiting a promise) and returns its JSON value.
@@ -211,7 +226,10 @@ impl Page<'_> {
     pub async fn wait_for(&self, condition: &str, limit: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let v = self.eval(&format!("!!({condition})")).await.unwrap_or(Value::Bool(false));
+            let v = self
+                .eval(&format!("!!({condition})"))
+                .await
+                .unwrap_or(Value::Bool(false));
             if v == Value::Bool(true) {
                 return Ok(());
             }
@@ -257,7 +275,9 @@ impl Page<'_> {
 
     /// Saves a PNG screenshot of the viewport.
     pub async fn screenshot(&self, path: &Path) -> Result<()> {
-        let r = self.call("Page.captureScreenshot", json!({ "format": "png" })).await?;
+        let r = self
+            .call("Page.captureScreenshot", json!({ "format": "png" }))
+            .await?;
         let data = base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().context("screenshot data")?)?;
         if let Some(dir) = path.parent() {
