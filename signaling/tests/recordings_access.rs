@@ -245,7 +245,9 @@ async fn the_retention_job_deletes_expired_recordings_and_audits_each_deletion()
     )
     .await;
     let archive = relay.state.media.archive().unwrap().clone();
-    assert_eq!(archive.purge_expired(now).await.unwrap(), 1);
+    // The relay's own retention job runs once shortly after start and may have purged it
+    // already; either way it is purged once, and audited once.
+    assert!(archive.purge_expired(now).await.unwrap() <= 1);
     let dir = relay.dir.path().join("recordings");
     assert!(
         !dir.join("rec-old.webm.sealed").exists(),

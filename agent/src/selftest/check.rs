@@ -208,28 +208,7 @@ mod tests {
 
     #[test]
     fn every_check_has_a_name() {
-        for id in [
-            "camera.mode",
-            "camera.frames",
-            "document_camera.still",
-            "document_camera.image",
-            "microphone.level",
-            "speaker.loop",
-            "id_card_reader.sam",
-            "id_card_reader.read",
-            "qr_scanner.present",
-            "qr_scanner.decode",
-            "network.https",
-            "network.login",
-            "network.media_udp",
-            "network.turn",
-            "network.rtt",
-            "network.uplink",
-            "network.clock",
-            "system.disk",
-            "system.media",
-            "system.versions",
-        ] {
+        for id in super::super::ORDER {
             assert_ne!(name(id).0, "其他检查", "{id}");
         }
     }
