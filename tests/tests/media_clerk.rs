@@ -10,14 +10,18 @@
 //! duration. A second test forces the console's ICE through a local coturn (relay-only) with
 //! the relay's short-lived REST credentials.
 
+mod media {
+    pub mod call;
+}
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use e2e::{Browser, DemoData, Page, Relay};
+use media::call::{FinishedRecording, LIMIT, finished_recording};
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
 const SPY: &str = include_str!("media/spy.js");
 const KIOSK: &str = include_str!("media/kiosk.js");
 /// How long the served session runs before it is finished.
@@ -118,41 +122,12 @@ fn discover(path: &Path) -> Result<Discovered> {
 /// Logs in as the demo supervisor and downloads the newest complete recording (checking range
 /// requests on the way). Returns its metadata.
 async fn fetch_recording(relay: &Relay, data: &DemoData, to: &Path) -> Result<Value> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", relay.http);
-    let login: Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({ "username": "supervisor1", "password": data.staff_password()? }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"]
-        .as_str()
-        .context("supervisor token")?
-        .to_owned();
-    let deadline = Instant::now() + LIMIT;
-    let rec = loop {
-        let list: Value = http
-            .get(format!("{base}/api/v1/recordings"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if let Some(r) = list["recordings"].as_array().and_then(|a| a.first())
-            && r["state"] != "recording"
-        {
-            break r.clone();
-        }
-        if Instant::now() >= deadline {
-            bail!("no finished recording: {list}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    if rec["state"] != "complete" {
-        bail!("recording failed: {rec}");
-    }
+    let FinishedRecording {
+        http,
+        base,
+        token,
+        rec,
+    } = finished_recording(relay, data).await?;
     let url = format!(
         "{base}/api/v1/recordings/{}/media",
         rec["id"].as_str().unwrap_or("")

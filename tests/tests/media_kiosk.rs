@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use e2e::{Agent, Browser, DemoData, Page, Relay};
 use media::call::{
-    LIMIT, SPY, TIMECODE, agent_media, clerk_stats, grows, kiosk_page_stats, num, sign_in,
-    take_ticket, wait_agent_media,
+    FinishedRecording, LIMIT, SPY, TIMECODE, agent_media, clerk_stats, finished_recording, grows,
+    kiosk_page_stats, num, sign_in, take_ticket, wait_agent_media,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// How long the served session runs before it is finished.
 const SESSION: Duration = Duration::from_secs(8);
@@ -128,41 +128,12 @@ fn decodes(path: &Path) -> Result<()> {
 
 /// Logs in as the demo supervisor and downloads the newest finished recording.
 async fn fetch_recording(relay: &Relay, data: &DemoData, to: &Path) -> Result<Value> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", relay.http);
-    let login: Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({ "username": "supervisor1", "password": data.staff_password()? }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"]
-        .as_str()
-        .context("supervisor token")?
-        .to_owned();
-    let deadline = Instant::now() + LIMIT;
-    let rec = loop {
-        let list: Value = http
-            .get(format!("{base}/api/v1/recordings"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if let Some(r) = list["recordings"].as_array().and_then(|a| a.first())
-            && r["state"] != "recording"
-        {
-            break r.clone();
-        }
-        if Instant::now() >= deadline {
-            bail!("no finished recording: {list}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    if rec["state"] != "complete" {
-        bail!("recording failed: {rec}");
-    }
+    let FinishedRecording {
+        http,
+        base,
+        token,
+        rec,
+    } = finished_recording(relay, data).await?;
     let url = format!(
         "{base}/api/v1/recordings/{}/media",
         rec["id"].as_str().unwrap_or("")

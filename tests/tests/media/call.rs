@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use e2e::{Agent, DemoData, Page};
+use e2e::{Agent, DemoData, Page, Relay};
 use serde_json::{Value, json};
 
 pub const LIMIT: Duration = Duration::from_secs(30);
@@ -111,4 +111,59 @@ pub async fn take_ticket(agent: &Agent) -> Result<String> {
         .as_str()
         .context("ticket number")?
         .to_owned())
+}
+
+/// A finished recording as the demo supervisor sees it, with the client, the relay's base URL
+/// and the supervisor's token for fetching it.
+pub struct FinishedRecording {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub rec: Value,
+}
+
+/// Logs in as the demo supervisor and waits for the newest recording to be finished; an error
+/// if it failed.
+pub async fn finished_recording(relay: &Relay, data: &DemoData) -> Result<FinishedRecording> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", relay.http);
+    let login: Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({ "username": "supervisor1", "password": data.staff_password()? }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"]
+        .as_str()
+        .context("supervisor token")?
+        .to_owned();
+    let deadline = Instant::now() + LIMIT;
+    let rec = loop {
+        let list: Value = http
+            .get(format!("{base}/api/v1/recordings"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(r) = list["recordings"].as_array().and_then(|a| a.first())
+            && r["state"] != "recording"
+        {
+            break r.clone();
+        }
+        if Instant::now() >= deadline {
+            bail!("no finished recording: {list}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if rec["state"] != "complete" {
+        bail!("recording failed: {rec}");
+    }
+    Ok(FinishedRecording {
+        http,
+        base,
+        token,
+        rec,
+    })
 }
