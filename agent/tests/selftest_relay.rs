@@ -15,9 +15,8 @@ use serde_json::Value;
 use signaling::clock::{Clock, SystemClock};
 use signaling::config::Config;
 use signaling::domain::{Centre, Device, DeviceKind, ExtensionPoint};
-use signaling::http::{self, AppState, Listeners};
-use signaling::media::MediaDeps;
-use signaling::metrics::Metrics;
+use signaling::http::Listeners;
+use signaling::relay::{Relay, Stores};
 use signaling::store::Store;
 use signaling::store::registry::{RegistryStore, Scope};
 use signaling::store::sqlite::SqliteStore;
@@ -31,10 +30,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// centre with one extension point and one kiosk.
 struct TlsRelay {
     https: SocketAddr,
-    state: AppState,
     store: SqliteStore,
     dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    relay: Relay,
 }
 
 impl TlsRelay {
@@ -58,46 +56,27 @@ impl TlsRelay {
         config.validate().expect("valid test configuration");
         let sqlite = SqliteStore::open(dir.path()).await.expect("store");
         seed(&sqlite).await;
-        let registry = signaling::registry::Registry::new(
-            Arc::new(sqlite.clone()),
-            signaling::registry::divisions::Divisions::builtin(),
-        );
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-        let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::new());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let state = AppState::new(config.clone(), store, clock.clone(), metrics.clone())
-            .with_recordings(Arc::new(sqlite.clone()))
-            .with_registry(registry);
-        state
-            .media
-            .start(MediaDeps {
-                config: config.clone(),
-                recordings: state.recordings.clone(),
-                metrics,
-                clock,
-                shutdown: state.shutdown.clone(),
-            })
-            .await
-            .expect("media starts");
         let tls = signaling::tls::rustls_config(&config.server.tls, dir.path())
             .await
             .expect("self-signed certificate");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let https = listener.local_addr().expect("addr");
-        let server = tokio::spawn(http::serve(
-            state.clone(),
+        let relay = Relay::start(
+            config,
+            Stores::sqlite(&sqlite),
+            Arc::new(SystemClock),
             Listeners {
                 tls: Some((listener, tls)),
                 dev_http: None,
             },
-        ));
+        )
+        .await
+        .expect("the relay starts");
         TlsRelay {
             https,
-            state,
             store: sqlite,
             dir,
-            server,
+            relay,
         }
     }
 
@@ -113,8 +92,7 @@ impl TlsRelay {
     }
 
     async fn stop(self) {
-        self.state.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.relay.stop()).await;
     }
 }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod queue;
 pub mod recorder;
 pub mod registry;
+pub mod relay;
 pub mod session;
 pub mod sfu;
 pub mod store;

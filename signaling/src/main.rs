@@ -10,11 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use signaling::admin;
 use signaling::clock::{Clock, SystemClock};
 use signaling::config::{Config, LogFormat, Sources};
-use signaling::http::{self, AppState, Listeners};
-use signaling::metrics::Metrics;
+use signaling::http::Listeners;
+use signaling::relay::{Relay, Stores};
 use signaling::store::Store;
 use signaling::store::sqlite::SqliteStore;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -187,42 +187,6 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     let sqlite = SqliteStore::open_with(&config.store.data_dir, config.store.durability)
         .await
         .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-    let sqlite_for_evaluations = sqlite.clone();
-    let registry = signaling::registry::Registry::new(
-        Arc::new(sqlite.clone()),
-        signaling::registry::divisions::Divisions::load(config.registry.divisions_file.as_deref())
-            .context("loading the division list (registry.divisions_file)")?,
-    );
-    let metrics = Arc::new(Metrics::new());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let config = Arc::new(config);
-    let state = AppState::new(config.clone(), store, clock.clone(), metrics.clone())
-        .with_recordings(Arc::new(sqlite))
-        .with_registry(registry);
-    state
-        .media
-        .start(signaling::media::MediaDeps {
-            config: config.clone(),
-            recordings: state.recordings.clone(),
-            metrics,
-            clock,
-            shutdown: state.shutdown.clone(),
-        })
-        .await
-        .context("starting media (SFU and recorder)")?;
-    state
-        .evaluations
-        .start(signaling::evaluation::EvaluationDeps {
-            config: config.clone(),
-            store: Arc::new(sqlite_for_evaluations),
-            main: state.store.clone(),
-            clock: state.clock.clone(),
-            metrics: state.metrics.clone(),
-            shutdown: state.shutdown.clone(),
-        })
-        .context("starting the 好差评 service")?;
-
     let tls_listener = match config.server.listen {
         Some(addr) => {
             let tls = signaling::tls::rustls_config(&config.server.tls, &config.store.data_dir)
@@ -237,60 +201,40 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         Some(addr) => Some(TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?),
         None => None,
     };
-    let https = tls_listener
-        .as_ref()
-        .map(|(l, _)| l.local_addr())
-        .transpose()?;
-    let http = dev_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    if let Some(a) = https {
-        info!(address = %a, "listening (HTTPS/WSS)");
-    }
-    if let Some(a) = http {
-        warn!(address = %a, "listening (INSECURE plain HTTP, development only)");
-    }
-    if let Some(path) = ready_file {
-        let ready = serde_json::json!({
-            "https": https.map(|a| a.to_string()),
-            "http": http.map(|a| a.to_string()),
-            "media_udp": state.media.sfu().map(|s| s.local_addr().to_string()),
-            "pid": std::process::id(),
-        });
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, ready.to_string())?;
-        std::fs::rename(&tmp, &path)?;
-    }
-
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        shutdown.cancel();
-    });
-    signaling::registry::alert_task::spawn(&state);
-    let purge_state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            if let Err(e) = purge_state
-                .store
-                .purge_sessions(purge_state.clock.now_ms())
-                .await
-            {
-                error!(error = %e, "purging expired sessions failed");
-            }
-        }
-    });
-    http::serve(
-        state,
+    let relay = Relay::start(
+        config,
+        Stores::sqlite(&sqlite),
+        Arc::new(SystemClock),
         Listeners {
             tls: tls_listener,
             dev_http: dev_listener,
         },
     )
     .await?;
+    let a = relay.addresses;
+    if let Some(a) = a.https {
+        info!(address = %a, "listening (HTTPS/WSS)");
+    }
+    if let Some(a) = a.http {
+        warn!(address = %a, "listening (INSECURE plain HTTP, development only)");
+    }
+    if let Some(path) = ready_file {
+        let ready = serde_json::json!({
+            "https": a.https.map(|a| a.to_string()),
+            "http": a.http.map(|a| a.to_string()),
+            "media_udp": a.media_udp.map(|a| a.to_string()),
+            "pid": std::process::id(),
+        });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let shutdown = relay.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    relay.wait().await?;
     info!("stopped");
     Ok(())
 }

@@ -70,7 +70,7 @@ async fn a_failing_device_is_alerted_retried_and_cleared() {
         c.alerts.max_attempts = 3;
     })
     .await;
-    let task = signaling::registry::alert_task::spawn(&relay.state);
+    // The relay runs its own alert task (started with the relay, as in production).
 
     let mut k = relay.kiosk("k1", KIOSK_SECRET).await;
     k.recv_type("welcome").await;
@@ -143,7 +143,5 @@ async fn a_failing_device_is_alerted_retried_and_cleared() {
         metrics.contains("relay_alert_webhook_failed_attempts_total 1"),
         "{metrics}"
     );
-    relay.state.shutdown.cancel();
-    let _ = tokio::time::timeout(WAIT, task).await;
     relay.stop().await;
 }

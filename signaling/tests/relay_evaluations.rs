@@ -12,25 +12,6 @@ use std::time::Duration;
 
 use common::{Client, KIOSK_SECRET, TestRelay, WAIT};
 use serde_json::{Value, json};
-use signaling::evaluation::EvaluationDeps;
-use signaling::store::sqlite::SqliteStore;
-
-/// Starts the evaluation service of `relay` on its own database file.
-async fn start_evaluations(relay: &TestRelay) {
-    let store = SqliteStore::open(relay.dir.path()).await.expect("store");
-    relay
-        .state
-        .evaluations
-        .start(EvaluationDeps {
-            config: relay.state.config.clone(),
-            store: Arc::new(store),
-            main: relay.state.store.clone(),
-            clock: relay.state.clock.clone(),
-            metrics: relay.state.metrics.clone(),
-            shutdown: relay.state.shutdown.clone(),
-        })
-        .expect("evaluation service starts");
-}
 
 async fn kiosk(relay: &TestRelay, device: &str) -> Client {
     let mut k = relay.kiosk(device, KIOSK_SECRET).await;
@@ -101,7 +82,6 @@ async fn put(relay: &TestRelay, token: &str, path: &str, body: Value) -> (u16, V
 #[tokio::test]
 async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
     let relay = TestRelay::start().await;
-    start_evaluations(&relay).await;
     let (ticket, mut k) = served(&relay).await;
 
     let first = k
@@ -233,7 +213,6 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
 #[tokio::test]
 async fn only_supervisors_use_the_evaluation_api_and_only_for_their_centre() {
     let relay = TestRelay::start().await;
-    start_evaluations(&relay).await;
     let clerk = relay.login("clerk-a").await;
     for path in [
         "/api/v1/supervisor/evaluations",
@@ -266,9 +245,14 @@ async fn only_supervisors_use_the_evaluation_api_and_only_for_their_centre() {
 }
 
 #[tokio::test]
-async fn without_the_service_started_evaluations_are_refused_as_retryable() {
+async fn when_evaluations_cannot_be_stored_they_are_refused_as_retryable() {
     let relay = TestRelay::start().await;
     let (ticket, mut k) = served(&relay).await;
+    // The store fails (here: its table is gone); the kiosk must keep the evaluation.
+    sqlx::query("DROP TABLE evaluations")
+        .execute(relay.store.pool())
+        .await
+        .expect("drop the evaluations table");
     let answer = k
         .request(evaluation("ev-1", &ticket, json!("satisfied"), &[]))
         .await;
@@ -337,7 +321,6 @@ async fn forwarding_retries_gives_up_into_a_dead_letter_and_can_be_sent_again() 
         c.evaluation.max_attempts = 2;
     })
     .await;
-    start_evaluations(&relay).await;
     let (ticket, mut k) = served(&relay).await;
     let stored = k
         .request(evaluation("ev-9", &ticket, json!("basic"), &[]))

@@ -41,7 +41,8 @@ use crypto::{CryptoError, MasterKey, Sealed};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{Clerk, Role};
-use crate::queue::{QueueHandle, Session};
+use crate::queue::Session;
+use crate::session::Switchboard;
 use crate::store::StoreError;
 use crate::store::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
 use crate::store::sqlite::SqliteStore;
@@ -215,7 +216,7 @@ impl Cases {
     pub async fn to_console(
         &self,
         clerk: &Clerk,
-        queue: &QueueHandle,
+        switchboard: &Switchboard,
         message: RelayToClerk,
     ) -> RelayToClerk {
         let RelayToClerk::Device {
@@ -235,7 +236,7 @@ impl Cases {
                 message: FromDevice::Completion(completion),
             };
         }
-        let session = queue.session(&ticket_id).await.ok().flatten();
+        let session = switchboard.session(&ticket_id);
         let origin = CaseOrigin {
             ticket_id: ticket_id.clone(),
             centre_id: clerk.centre_id.clone(),

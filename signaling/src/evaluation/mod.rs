@@ -114,6 +114,8 @@ pub struct EvaluationDeps {
     /// The evaluation counters join its `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: CancellationToken,
+    /// Where its background tasks are spawned (the relay waits for them at shutdown).
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +255,7 @@ impl Evaluations {
                 "evaluation counters",
                 move || counters.snapshot(),
             ));
-        tokio::spawn(persist_sessions(
+        deps.tasks.spawn(persist_sessions(
             deps.store.clone(),
             deps.clock.clone(),
             section.session_memory_secs,
@@ -276,7 +278,7 @@ impl Evaluations {
                 retry_base_secs: section.retry_base_secs,
                 retry_max_secs: section.retry_max_secs,
             };
-            tokio::spawn(forwarder.run());
+            deps.tasks.spawn(forwarder.run());
         }
         Ok(())
     }

@@ -204,17 +204,10 @@ async fn upload_inner(
         let (w, h, _) = pdf::jpeg_info(&bytes).ok_or(CasesHttpError::Bad("not a JPEG"))?;
         ("image/jpeg", Some((w, h)))
     };
-    let queue = state
-        .hub
-        .centre(&device.centre_id)
-        .await
-        .map_err(|_| CasesHttpError::Unavailable)?;
-    let session = queue
-        .sessions()
-        .await
-        .map_err(|_| CasesHttpError::Unavailable)?
-        .into_iter()
-        .find(|s| s.device_id == device.id)
+    let session = state
+        .switchboard
+        .session_of_device(&device.id)
+        .filter(|s| s.centre_id == device.centre_id)
         .ok_or(CasesHttpError::NoSession)?;
     let total = bytes.len() as u64;
     let upload_id = state
@@ -241,10 +234,10 @@ async fn upload_inner(
 
 /// Whether `clerk` is serving `ticket_id` right now.
 async fn serving(state: &AppState, clerk: &Clerk, ticket_id: &str) -> bool {
-    let Ok(queue) = state.hub.centre(&clerk.centre_id).await else {
-        return false;
-    };
-    matches!(queue.session(ticket_id).await, Ok(Some(s)) if s.clerk_id == clerk.id)
+    state
+        .switchboard
+        .session(ticket_id)
+        .is_some_and(|s| s.clerk_id == clerk.id && s.centre_id == clerk.centre_id)
 }
 
 /// The case for a reader allowed to see it.
@@ -411,13 +404,8 @@ async fn unverified(
     AuthClerk(clerk): AuthClerk,
     Path(ticket_id): Path<String>,
 ) -> HttpResult<StatusCode> {
-    let queue = state
-        .hub
-        .centre(&clerk.centre_id)
-        .await
-        .map_err(|_| CasesHttpError::Unavailable)?;
-    let session = match queue.session(&ticket_id).await {
-        Ok(Some(s)) if s.clerk_id == clerk.id => s,
+    let session = match state.switchboard.session(&ticket_id) {
+        Some(s) if s.clerk_id == clerk.id && s.centre_id == clerk.centre_id => s,
         _ => return Err(CasesHttpError::Forbidden),
     };
     let service = state.cases.service().await?;

@@ -1,6 +1,5 @@
 //! The clerk console's WebSocket: queue snapshot and live updates in, queue operations out.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +9,6 @@ use axum::response::Response;
 use protocol::control::{
     CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, negotiate_version,
 };
-use protocol::device::FromDevice;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span};
@@ -23,9 +21,7 @@ use crate::domain::{Clerk, Role};
 use crate::metrics::ClientKind;
 use crate::queue::driver::{OpError, QueueView};
 use crate::queue::{Command, QueueHandle};
-use crate::session::links::{self, RouteError};
-
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+use crate::session::{ConnId, Presence};
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -40,8 +36,8 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy)?;
     let limit = state.config.limits.max_frame_bytes;
-    let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let span = info_span!("clerk", conn = conn_id, clerk = %clerk.id);
+    let conn_id = state.switchboard.next_conn_id();
+    let span = info_span!("clerk", conn = %conn_id, clerk = %clerk.id);
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -50,7 +46,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             async move {
                 let _permit = permit;
-                session(state, clerk, conn_id, socket).await;
+                run_connection(state, clerk, conn_id, socket).await;
             }
             .instrument(span)
         }))
@@ -106,7 +102,7 @@ fn snapshot(view: QueueView, request_id: Option<u64>) -> RelayToClerk {
     }
 }
 
-async fn session(state: AppState, clerk: Clerk, conn_id: u64, socket: WebSocket) {
+async fn run_connection(state: AppState, clerk: Clerk, conn_id: ConnId, socket: WebSocket) {
     let limits = &state.config.limits;
     let mut conn = Conn::new(
         socket,
@@ -118,22 +114,20 @@ async fn session(state: AppState, clerk: Clerk, conn_id: u64, socket: WebSocket)
     state.metrics.connection_opened(ClientKind::Clerk);
     info!("console connected");
     if let Some(queue) = handshake(&state, &clerk, &mut conn).await {
-        let (outbox_tx, mut outbox) = mpsc::channel(links::OUTBOX);
-        state
-            .media
-            .console_online(conn_id, &clerk.id, outbox_tx.clone());
-        state.links.clerk_connected(conn_id, &clerk.id, outbox_tx);
-        presence(&state, &queue, &clerk.id, 1).await;
+        let mut line = state
+            .switchboard
+            .open_console(conn_id, &clerk.centre_id, &clerk.id);
+        tell_presence(&queue, &line.presence).await;
         let console = Console {
             state: &state,
             clerk: &clerk,
             queue: &queue,
             conn_id,
         };
-        console.serve(&mut conn, &mut outbox).await;
-        state.links.clerk_disconnected(conn_id);
-        state.media.console_offline(conn_id);
-        presence(&state, &queue, &clerk.id, -1).await;
+        console.serve(&mut conn, &mut line.outbox).await;
+        let presence = state.switchboard.close_console(conn_id);
+        state.media.connection_closed(conn_id);
+        tell_presence(&queue, &presence).await;
     }
     state.metrics.connection_closed(ClientKind::Clerk);
     info!("console disconnected");
@@ -211,30 +205,14 @@ async fn handshake(state: &AppState, clerk: &Clerk, conn: &mut Conn) -> Option<Q
     conn.send(&welcome).await.then_some(queue)
 }
 
-/// Tracks how many consoles a clerk has open; the queue hears only the first and the last.
-async fn presence(state: &AppState, queue: &QueueHandle, clerk_id: &str, delta: isize) {
-    let changed_to = {
-        let Ok(mut map) = state.presence.lock() else {
-            return;
-        };
-        let n = map.entry(clerk_id.to_owned()).or_insert(0);
-        let before = *n;
-        *n = n.saturating_add_signed(delta);
-        let after = *n;
-        if after == 0 {
-            map.remove(clerk_id);
-        }
-        match (before, after) {
-            (0, 1..) => Some(true),
-            (1.., 0) => Some(false),
-            _ => None,
-        }
-    };
-    if let Some(connected) = changed_to {
+/// Tells the queue that a clerk's first console opened or their last one closed (the
+/// switchboard counts them).
+async fn tell_presence(queue: &QueueHandle, changes: &[Presence]) {
+    for p in changes {
         let _ = queue
             .run(Command::ClerkPresence {
-                clerk_id: clerk_id.to_owned(),
-                connected,
+                clerk_id: p.clerk_id.clone(),
+                connected: p.connected,
             })
             .await;
     }
@@ -245,7 +223,7 @@ struct Console<'a> {
     state: &'a AppState,
     clerk: &'a Clerk,
     queue: &'a QueueHandle,
-    conn_id: u64,
+    conn_id: ConnId,
 }
 
 impl Console<'_> {
@@ -273,7 +251,13 @@ impl Console<'_> {
                     }
                 },
                 Some(message) = outbox.recv() => {
-                    let message = state.cases.to_console(self.clerk, queue, message).await;
+                    if let RelayToClerk::Error { error, .. } = &message {
+                        state.metrics.protocol_error(ClientKind::Clerk, error.code);
+                    }
+                    let message = state
+                        .cases
+                        .to_console(self.clerk, &state.switchboard, message)
+                        .await;
                     if !conn.send(&message).await {
                         return;
                     }
@@ -402,46 +386,12 @@ impl Console<'_> {
                 }
             }
             ClerkToRelay::DeviceCommand { ticket_id, command } => {
-                let request_id = command.request_id.0;
-                let session = match queue.session(&ticket_id).await {
-                    Ok(Some(s)) if s.clerk_id == clerk.id => s,
-                    Ok(_) => {
-                        state
-                            .metrics
-                            .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
-                        let body = ErrorBody {
-                            code: ErrorCode::Forbidden,
-                            message: RouteError::NotYourSession.to_string(),
-                        };
-                        return conn.send_error(Some(request_id), body).await;
-                    }
-                    Err(e) => return conn.send_error(Some(request_id), op_error(&e)).await,
-                };
-                match state.links.device_command(
-                    &session,
-                    self.conn_id,
-                    command,
-                    state.clock.now_ms(),
-                ) {
-                    Ok(None) => true,
-                    Ok(Some(completion)) => {
-                        conn.send(&RelayToClerk::Device {
-                            ticket_id,
-                            message: FromDevice::Completion(completion),
-                        })
-                        .await
-                    }
-                    Err(e) => {
-                        state
-                            .metrics
-                            .protocol_error(ClientKind::Clerk, ErrorCode::Forbidden);
-                        let body = ErrorBody {
-                            code: ErrorCode::Forbidden,
-                            message: e.to_string(),
-                        };
-                        conn.send_error(Some(request_id), body).await
-                    }
-                }
+                // The switchboard checks that this console's clerk serves the ticket, and
+                // answers through the outbox (a refusal is an error with the request id).
+                state
+                    .switchboard
+                    .device_command(self.conn_id, &ticket_id, command);
+                true
             }
             ClerkToRelay::MediaOffer { request_id, sdp } => {
                 if !may_serve {
@@ -464,7 +414,9 @@ impl Console<'_> {
                 }
             }
             ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
-                state.links.device_cancel(self.conn_id, &ticket_id, &cancel);
+                state
+                    .switchboard
+                    .device_cancel(self.conn_id, &ticket_id, &cancel);
                 true
             }
         }

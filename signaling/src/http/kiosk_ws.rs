@@ -1,6 +1,5 @@
 //! The kiosk agent's WebSocket: device authentication, tickets, live ticket status.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -11,8 +10,7 @@ use protocol::control::{
     RelayToKiosk, negotiate_version,
 };
 use protocol::queue::TicketChannel;
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::auth::authenticate_device;
@@ -23,9 +21,7 @@ use crate::domain::{Device, DeviceKind, ExtensionPoint};
 use crate::metrics::ClientKind;
 use crate::queue::driver::OpError;
 use crate::queue::{Command, QueueHandle};
-use crate::session::links;
-
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+use crate::session::{CloseReason, ConnId, KioskLine};
 
 /// How often a kiosk is asked to send a heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -33,6 +29,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Close code telling an agent that a newer connection of the same device took over.
 const REPLACED: u16 = 4000;
+/// Close code telling an agent that its device was closed or revoked in the registry.
+const REVOKED: u16 = 4001;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -44,11 +42,8 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy)?;
     let limit = state.config.limits.max_frame_bytes;
-    let span = info_span!(
-        "kiosk",
-        conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-        device = tracing::field::Empty
-    );
+    let conn_id = state.switchboard.next_conn_id();
+    let span = info_span!("kiosk", conn = %conn_id, device = tracing::field::Empty);
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -57,7 +52,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             async move {
                 let _permit = permit;
-                session(state, socket).await;
+                run_connection(state, conn_id, socket).await;
             }
             .instrument(span)
         }))
@@ -85,19 +80,16 @@ fn op_error(e: &OpError) -> ErrorBody {
 }
 
 struct Kiosk {
-    /// Messages other parts of the relay send this kiosk (device commands, media control).
-    outbox: mpsc::Receiver<RelayToKiosk>,
+    /// Its outbox (device commands, media control) and close signal on the switchboard.
+    line: KioskLine,
     device: Device,
     point: ExtensionPoint,
     queue: QueueHandle,
     status: watch::Receiver<Option<KioskTicketStatus>>,
-    replaced: CancellationToken,
-    /// Tells this connection's entry in the live-kiosk map apart from a newer one's.
-    conn_id: u64,
     last_touch: Instant,
 }
 
-async fn session(state: AppState, socket: WebSocket) {
+async fn run_connection(state: AppState, conn_id: ConnId, socket: WebSocket) {
     let limits = &state.config.limits;
     let mut conn = Conn::new(
         socket,
@@ -107,21 +99,14 @@ async fn session(state: AppState, socket: WebSocket) {
         limits.max_bad_messages_per_minute,
     );
     state.metrics.connection_opened(ClientKind::Kiosk);
-    if let Some(mut kiosk) = handshake(&state, &mut conn).await {
+    if let Some(mut kiosk) = handshake(&state, &mut conn, conn_id).await {
         tracing::Span::current().record("device", kiosk.device.id.as_str());
         info!(point = %kiosk.point.id, "kiosk connected");
         serve(&state, &mut kiosk, &mut conn).await;
-        state
-            .links
-            .kiosk_disconnected(&kiosk.device.id, kiosk.conn_id);
-        state.media.kiosk_offline(&kiosk.device.id, kiosk.conn_id);
-        if let Ok(mut map) = state.kiosks.lock()
-            && map
-                .get(&kiosk.device.id)
-                .is_some_and(|(id, _)| *id == kiosk.conn_id)
-        {
-            map.remove(&kiosk.device.id);
-        }
+        // The switchboard first, then media: an offer racing this end is refused or its
+        // peer removed (see `MediaService::connection_closed`).
+        state.switchboard.close_kiosk(&kiosk.device.id, conn_id);
+        state.media.connection_closed(conn_id);
         // The last sign of life, for the operations console's health view.
         let _ = state
             .store
@@ -132,7 +117,7 @@ async fn session(state: AppState, socket: WebSocket) {
     state.metrics.connection_closed(ClientKind::Kiosk);
 }
 
-async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
+async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option<Kiosk> {
     let wait = Duration::from_secs(state.config.limits.handshake_timeout_secs);
     let Ok(Incoming::Text(text)) = tokio::time::timeout(wait, conn.recv()).await else {
         conn.close(close_code::POLICY, "hello expected").await;
@@ -217,10 +202,14 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
             .protocol_error(ClientKind::Kiosk, ErrorCode::Forbidden);
         conn.send_error(
             None,
-            error(ErrorCode::Forbidden, "延伸点已关闭 / the extension point is closed"),
+            error(
+                ErrorCode::Forbidden,
+                "延伸点已关闭 / the extension point is closed",
+            ),
         )
         .await;
-        conn.close(close_code::POLICY, "extension point closed").await;
+        conn.close(close_code::POLICY, "extension point closed")
+            .await;
         return None;
     }
     let centre = state.store.centre(&device.centre_id).await.ok().flatten();
@@ -240,20 +229,10 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
             .await;
         return None;
     };
-    // One live connection per device: the newest wins, so a kiosk that reconnects after a
-    // network change is not locked out by its own half-dead old connection.
-    let replaced = CancellationToken::new();
-    let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut map) = state.kiosks.lock()
-        && let Some((_, old)) = map.insert(device.id.clone(), (conn_id, replaced.clone()))
-    {
-        old.cancel();
-    }
-    let (outbox_tx, outbox) = mpsc::channel(links::OUTBOX);
-    state
-        .media
-        .kiosk_online(&device.id, conn_id, outbox_tx.clone());
-    state.links.kiosk_connected(&device.id, conn_id, outbox_tx);
+    // One live connection per device: the newest wins (the switchboard closes the older), so
+    // a kiosk that reconnects after a network change is not locked out by its own half-dead
+    // old connection.
+    let line = state.switchboard.open_kiosk(&device.id, conn_id);
     let _ = state
         .store
         .touch_device(&device.id, state.clock.now_ms())
@@ -280,16 +259,15 @@ async fn handshake(state: &AppState, conn: &mut Conn) -> Option<Kiosk> {
     };
     info!(agent_version = %agent_version, "kiosk hello");
     if !conn.send(&welcome).await {
+        state.switchboard.close_kiosk(&device.id, conn_id);
         return None;
     }
     Some(Kiosk {
-        outbox,
+        line,
         device,
         point,
         queue,
         status,
-        replaced,
-        conn_id,
         last_touch: Instant::now(),
     })
 }
@@ -301,8 +279,17 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
                 conn.close(close_code::GOING_AWAY, "relay restarting").await;
                 return;
             }
-            () = kiosk.replaced.cancelled() => {
-                conn.close(REPLACED, "replaced by a newer connection").await;
+            changed = kiosk.line.close.changed() => {
+                let reason = *kiosk.line.close.borrow_and_update();
+                match (changed, reason) {
+                    (Ok(()), Some(CloseReason::Replaced)) => {
+                        conn.close(REPLACED, "replaced by a newer connection").await;
+                    }
+                    (Ok(()), Some(CloseReason::Revoked)) => {
+                        conn.close(REVOKED, "device closed in the registry").await;
+                    }
+                    _ => conn.close(close_code::GOING_AWAY, "relay restarting").await,
+                }
                 return;
             }
             incoming = conn.recv() => match incoming {
@@ -313,7 +300,7 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
                     }
                 }
             },
-            Some(message) = kiosk.outbox.recv() => {
+            Some(message) = kiosk.line.outbox.recv() => {
                 if !conn.send(&message).await {
                     return;
                 }
@@ -349,7 +336,7 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
         KioskToRelay::MediaOffer { request_id, sdp } => {
             match state
                 .media
-                .kiosk_offer(&kiosk.device.id, kiosk.conn_id, sdp)
+                .kiosk_offer(&kiosk.device.id, kiosk.line.conn, sdp)
                 .await
             {
                 Ok(sdp) => {
@@ -386,8 +373,8 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             crate::registry::health::observe(&state.registry, &kiosk.device.id, &message, now)
                 .await;
             state
-                .links
-                .from_kiosk(&kiosk.device.id, kiosk.conn_id, message);
+                .switchboard
+                .from_kiosk(&kiosk.device.id, kiosk.line.conn, message);
             true
         }
         KioskToRelay::Heartbeat { seq } => {
@@ -413,7 +400,10 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
             {
                 let body = error(
                     ErrorCode::OutOfHours,
-                    &format!("当前不在服务时间（{}）/ outside service hours", hours.describe_zh()),
+                    &format!(
+                        "当前不在服务时间（{}）/ outside service hours",
+                        hours.describe_zh()
+                    ),
                 );
                 return refused_body(state, conn, request_id, body).await;
             }

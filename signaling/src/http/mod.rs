@@ -108,21 +108,6 @@ pub struct Listeners {
 pub async fn serve(state: AppState, listeners: Listeners) -> std::io::Result<()> {
     let handle: Handle<SocketAddr> = Handle::new();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
-    // Device commands the kiosk never completed end with `timeout`.
-    let (links, clock, stop) = (
-        state.links.clone(),
-        state.clock.clone(),
-        state.shutdown.clone(),
-    );
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => links.expire(clock.now_ms()),
-            }
-        }
-    });
     let shutdown = state.shutdown.clone();
     let router = app(state);
     let mut tasks = tokio::task::JoinSet::new();

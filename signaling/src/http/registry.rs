@@ -420,12 +420,8 @@ async fn step(
         clerk = %clerk.id,
         "registry step"
     );
-    if let Ok(map) = state.kiosks.lock() {
-        for device in &transition.effects.disconnect {
-            if let Some((_, token)) = map.get(device) {
-                token.cancel();
-            }
-        }
+    for device in &transition.effects.disconnect {
+        state.switchboard.disconnect_kiosk(device);
     }
     let credential = match (transition.credential_issued, secret) {
         (true, Some(secret)) => Some(format!("{}:{secret}", transition.counter.fields.device_id)),

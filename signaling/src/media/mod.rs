@@ -10,10 +10,12 @@
 //! which session it now receives (`media_session`). When the session ends it disconnects the
 //! pair, tells both, and hands the recording to [`archive`] to be muxed, sealed and stored.
 //!
-//! How it is driven: the observer and the WebSocket handlers only update the shared
-//! [`registry::Registry`] (the sessions that *should* be live, and every connection and peer)
-//! and wake one task, [`reconcile`], which owns what *is* live and moves it towards what should
-//! be: level-triggered, so a wake-up that coalesces with another, an SFU call that failed, or a
+//! How it is driven: which sessions should be live, and between which kiosk and console
+//! connections their media should flow, is the switchboard's ([`Switchboard::media_routes`]);
+//! this service keeps only each connection's SFU peer ([`peers::PeerTable`]). The switchboard
+//! (as a [`SessionObserver`]) and the WebSocket handlers only update that table or say that the
+//! routes changed, and wake one task, [`reconcile`], which owns what *is* live and moves it
+//! towards what should be: level-triggered, so a wake-up that coalesces with another, an SFU call that failed, or a
 //! message that did not fit a full outbox is simply redone on the next pass (at the latest one
 //! second later). The observer therefore never blocks and nothing it reports can be dropped.
 //!
@@ -27,25 +29,26 @@
 
 pub mod archive;
 mod collector;
+pub mod peers;
 mod reconcile;
-pub mod registry;
 pub mod turn;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use protocol::control::{ErrorBody, ErrorCode, IceServer, RelayToClerk, RelayToKiosk};
-use tokio::sync::{Notify, mpsc};
+use protocol::control::{ErrorBody, ErrorCode, IceServer};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use self::registry::Registry;
+use self::peers::{PeerTable, Side};
 use self::turn::TurnCredentials;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::{Session, SessionChange};
+use crate::queue::SessionChange;
 use crate::recorder::{Recorder, RecorderError, sealed};
-use crate::session::SessionObserver;
+use crate::session::{ConnId, SessionObserver, Switchboard};
 use crate::sfu::{PeerId, Role, SfuError, SfuHandle};
 use crate::store::StoreError;
 use crate::store::recordings::RecordingStore;
@@ -148,12 +151,14 @@ pub struct MediaDeps {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub shutdown: CancellationToken,
+    /// Where its background tasks are spawned (the relay waits for them at shutdown).
+    pub tasks: TaskTracker,
 }
 
-/// See the module documentation. One per relay, shared by the HTTP layer and the queue's
-/// session observers.
+/// See the module documentation. One per relay, shared by the HTTP layer and the switchboard.
 pub struct MediaService {
-    registry: Mutex<Registry>,
+    switchboard: Arc<Switchboard>,
+    peers: Mutex<PeerTable>,
     wake: Notify,
     running: OnceLock<Running>,
     archive: OnceLock<Arc<archive::Archive>>,
@@ -162,18 +167,13 @@ pub struct MediaService {
     pub metrics: Arc<ServiceMetrics>,
 }
 
-impl Default for MediaService {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MediaService {
     /// An idle service: it tracks sessions and connections, and answers offers with
     /// [`MediaError::Disabled`] until [`start`](Self::start) succeeds.
-    pub fn new() -> Self {
+    pub fn new(switchboard: Arc<Switchboard>) -> Self {
         Self {
-            registry: Mutex::new(Registry::default()),
+            switchboard,
+            peers: Mutex::new(PeerTable::default()),
             wake: Notify::new(),
             running: OnceLock::new(),
             archive: OnceLock::new(),
@@ -183,9 +183,9 @@ impl MediaService {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Registry> {
-        // The registry is plain data; a panic elsewhere while holding it leaves it usable.
-        self.registry
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerTable> {
+        // The table is plain data; a panic elsewhere while holding it leaves it usable.
+        self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -227,26 +227,10 @@ impl MediaService {
 
     // --- connections ---------------------------------------------------------------------------
 
-    /// A kiosk's control connection is up (a newer one replaces the older).
-    pub fn kiosk_online(&self, device_id: &str, conn: u64, tx: mpsc::Sender<RelayToKiosk>) {
-        self.lock().kiosk_online(device_id, conn, tx);
-        self.wake();
-    }
-
-    /// A kiosk's control connection ended; its peer goes with it.
-    pub fn kiosk_offline(&self, device_id: &str, conn: u64) {
-        self.lock().kiosk_offline(device_id, conn);
-        self.wake();
-    }
-
-    /// A console's control connection is up.
-    pub fn console_online(&self, conn: u64, clerk_id: &str, tx: mpsc::Sender<RelayToClerk>) {
-        self.lock().console_online(conn, clerk_id, tx);
-        self.wake();
-    }
-
-    pub fn console_offline(&self, conn: u64) {
-        self.lock().console_offline(conn);
+    /// A kiosk's or console's control connection ended (after the switchboard was told): its
+    /// peer goes with it.
+    pub fn connection_closed(&self, conn: ConnId) {
+        self.lock().connection_closed(conn);
         self.wake();
     }
 
@@ -254,16 +238,27 @@ impl MediaService {
     pub async fn kiosk_offer(
         &self,
         device_id: &str,
-        conn: u64,
+        conn: ConnId,
         sdp: String,
     ) -> Result<String, MediaError> {
         let running = self.running()?;
-        if !self.lock().kiosk_is(device_id, conn) {
+        if self.switchboard.kiosk_conn(device_id) != Some(conn) {
             return Err(MediaError::NotConnected);
         }
         let id = self.new_peer_id();
         let answer = self.answered(running.sfu.add_peer(id, Role::Kiosk, sdp).await)?;
-        let accepted = self.lock().kiosk_peer(device_id, conn, id);
+        // Checked again under the table's lock: a connection that closed meanwhile has told
+        // the switchboard first, so its new peer is orphaned here or removed by its close.
+        let accepted = {
+            let mut peers = self.lock();
+            let current = self.switchboard.kiosk_conn(device_id) == Some(conn);
+            if current {
+                peers.set_peer(conn, Side::Kiosk, id);
+            } else {
+                peers.orphan(id);
+            }
+            current
+        };
         self.wake();
         if accepted {
             Ok(answer)
@@ -273,14 +268,27 @@ impl MediaService {
     }
 
     /// The console's offer: adds (or replaces) its peer and returns the relay's answer.
-    pub async fn console_offer(&self, conn: u64, sdp: String) -> Result<String, MediaError> {
+    pub async fn console_offer(&self, conn: ConnId, sdp: String) -> Result<String, MediaError> {
         let running = self.running()?;
-        if !self.lock().console_is(conn) {
+        if !self.switchboard.is_console_open(conn) {
             return Err(MediaError::NotConnected);
         }
         let id = self.new_peer_id();
         let answer = self.answered(running.sfu.add_peer(id, Role::Clerk, sdp).await)?;
-        let accepted = self.lock().console_peer(conn, id);
+        let accepted = {
+            let mut peers = self.lock();
+            let open = self.switchboard.is_console_open(conn);
+            if open {
+                peers.set_peer(conn, Side::Console, id);
+            } else {
+                peers.orphan(id);
+            }
+            open
+        };
+        if accepted {
+            // This console now receives its clerk's media (it offered last).
+            self.switchboard.console_media_up(conn);
+        }
         self.wake();
         if accepted {
             Ok(answer)
@@ -319,7 +327,7 @@ impl MediaService {
                 detail: "already started".into(),
             });
         }
-        tokio::spawn(archive::retention(
+        deps.tasks.spawn(archive::retention(
             archive.clone(),
             deps.clock.clone(),
             deps.shutdown.clone(),
@@ -350,13 +358,14 @@ impl MediaService {
         // Dumps left by a crash are listed before any new recording can begin.
         let leftovers = archive.leftovers();
         let _ = self.running.set(Running { sfu: sfu.clone() });
-        tokio::spawn(archive::recover(
+        deps.tasks.spawn(archive::recover(
             archive.clone(),
             leftovers,
             deps.clock.clone(),
         ));
-        tokio::spawn(reconcile::run(
+        deps.tasks.spawn(reconcile::run(
             self.clone(),
+            self.switchboard.clone(),
             sfu,
             events,
             archive,
@@ -368,24 +377,11 @@ impl MediaService {
 }
 
 impl SessionObserver for MediaService {
-    fn session_changed(&self, change: &SessionChange) {
-        {
-            let mut r = self.lock();
-            match change {
-                SessionChange::Started(s) => r.session_started(s.clone()),
-                SessionChange::Ended { session, .. } => r.session_ended(session),
-            }
-        }
+    fn session_changed(&self, _change: &SessionChange) {
         self.wake();
     }
 
-    fn sessions_resumed(&self, sessions: &[Session]) {
-        {
-            let mut r = self.lock();
-            for s in sessions {
-                r.session_started(s.clone());
-            }
-        }
+    fn media_routes_changed(&self) {
         self.wake();
     }
 }

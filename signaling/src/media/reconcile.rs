@@ -1,4 +1,4 @@
-//! The one task that owns the live sessions and moves them towards what the registry says
+//! The one task that owns the live sessions and moves them towards what the switchboard says
 //! should be live (see the module documentation of [`super`]).
 
 use std::collections::{HashMap, HashSet};
@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::archive::{Archive, LiveRecording};
-use super::registry::{KioskLink, Registry};
+use super::peers::{PeerSlot, PeerTable, Side};
 use super::{MediaService, inc};
 use crate::clock::Clock;
 use crate::queue::Session;
+use crate::session::{ConnId, MediaRoute, Switchboard};
 use crate::sfu::{DisconnectReason, PeerId, SfuError, SfuEvent, SfuHandle};
 
 /// Even without a wake-up, the task looks again this often (retries what failed).
@@ -41,7 +42,7 @@ struct Live {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ToldKiosk {
-    conn: u64,
+    conn: ConnId,
     peer: Option<PeerId>,
     sending: bool,
 }
@@ -66,16 +67,20 @@ impl ToldConsole {
 
 struct Reconciler {
     service: Arc<MediaService>,
+    switchboard: Arc<Switchboard>,
     sfu: SfuHandle,
     archive: Arc<Archive>,
     clock: Arc<dyn Clock>,
     live: HashMap<String, Live>,
     told_kiosk: HashMap<String, ToldKiosk>,
-    told_console: HashMap<u64, ToldConsole>,
+    told_console: HashMap<ConnId, ToldConsole>,
+    /// Where each live session's media flows, as the switchboard said on this pass.
+    routes: HashMap<String, MediaRoute>,
 }
 
 pub(crate) async fn run(
     service: Arc<MediaService>,
+    switchboard: Arc<Switchboard>,
     sfu: SfuHandle,
     mut events: mpsc::Receiver<SfuEvent>,
     archive: Arc<Archive>,
@@ -84,12 +89,14 @@ pub(crate) async fn run(
 ) {
     let mut r = Reconciler {
         service,
+        switchboard,
         sfu,
         archive,
         clock,
         live: HashMap::new(),
         told_kiosk: HashMap::new(),
         told_console: HashMap::new(),
+        routes: HashMap::new(),
     };
     let mut rescan = tokio::time::interval(RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,8 +123,8 @@ fn same_session(a: &Session, b: &Session) -> bool {
     a.device_id == b.device_id && a.window_id == b.window_id && a.clerk_id == b.clerk_id
 }
 
-fn kiosk_media(live: &Live, kiosk: Option<&KioskLink>) -> KioskMedia {
-    match kiosk.and_then(|k| k.peer) {
+fn kiosk_media(live: &Live, kiosk: Option<PeerSlot>) -> KioskMedia {
+    match kiosk {
         Some(p) if p.connected => KioskMedia::Connected,
         _ if live.kiosk_seen => KioskMedia::Lost,
         _ => KioskMedia::None,
@@ -126,20 +133,22 @@ fn kiosk_media(live: &Live, kiosk: Option<&KioskLink>) -> KioskMedia {
 
 impl Reconciler {
     fn on_event(&mut self, event: SfuEvent) {
-        let mut reg = self.service.lock();
         match event {
             SfuEvent::PeerConnected { peer } => {
-                reg.set_connected(peer, true);
+                self.service.lock().set_connected(peer, true);
             }
             SfuEvent::PeerDisconnected {
                 peer,
                 reason: DisconnectReason::IceDisconnected,
             } => {
-                reg.set_connected(peer, false);
+                self.service.lock().set_connected(peer, false);
             }
             SfuEvent::PeerDisconnected { peer, reason } => {
                 debug!(%peer, ?reason, "peer dropped by the SFU");
-                reg.peer_gone(peer);
+                let gone = self.service.lock().peer_gone(peer);
+                if let Some((conn, Side::Console)) = gone {
+                    self.switchboard.console_media_down(conn);
+                }
             }
             SfuEvent::KeyframeRequested { .. } => {}
         }
@@ -147,7 +156,17 @@ impl Reconciler {
 
     async fn reconcile(&mut self) {
         self.remove_orphans().await;
-        let desired = self.service.lock().desired.clone();
+        self.routes = self
+            .switchboard
+            .media_routes()
+            .into_iter()
+            .map(|r| (r.session.ticket_id.clone(), r))
+            .collect();
+        let desired: HashMap<String, Session> = self
+            .routes
+            .iter()
+            .map(|(t, r)| (t.clone(), r.session.clone()))
+            .collect();
 
         // Sessions that ended (or moved to another window or clerk).
         let ending: Vec<String> = self
@@ -203,14 +222,13 @@ impl Reconciler {
     /// are no longer current), disconnects first so a peer is free before it is reused.
     async fn pair_up(&mut self) {
         let wanted: Vec<Wanted> = {
-            let reg = self.service.lock();
+            let peers = self.service.lock();
             self.live
-                .iter()
-                .map(|(ticket, l)| {
-                    let kiosk = reg.kiosks.get(&l.session.device_id).and_then(|k| k.peer);
-                    let console = reg
-                        .console_of(&l.session.clerk_id)
-                        .and_then(|(_, c)| c.peer);
+                .keys()
+                .map(|ticket| {
+                    let route = self.routes.get(ticket);
+                    let kiosk = route.and_then(|r| r.kiosk).and_then(|c| peers.peer(c));
+                    let console = route.and_then(|r| r.console).and_then(|c| peers.peer(c));
                     Wanted {
                         ticket: ticket.clone(),
                         pair: kiosk.zip(console).map(|(k, c)| (k.id, c.id)),
@@ -288,17 +306,19 @@ impl Reconciler {
     /// Tell kiosks whether to send and consoles which session they receive, when that
     /// changed. A message that does not fit its outbox is retried on the next pass.
     fn tell(&mut self) {
-        let reg = self.service.lock();
+        let kiosks = self.switchboard.kiosks();
+        let consoles = self.switchboard.consoles();
+        let peers = self.service.lock();
         let mut dropped = 0u64;
         let serving_devices: HashSet<&str> = self
             .live
             .values()
             .map(|l| l.session.device_id.as_str())
             .collect();
-        for (device, k) in &reg.kiosks {
+        for (device, conn) in &kiosks {
             let want = ToldKiosk {
-                conn: k.conn,
-                peer: k.peer.map(|p| p.id),
+                conn: *conn,
+                peer: peers.peer(*conn).map(|p| p.id),
                 sending: serving_devices.contains(device.as_str()),
             };
             if self.told_kiosk.get(device) == Some(&want) {
@@ -307,16 +327,17 @@ impl Reconciler {
             let message = RelayToKiosk::MediaSending {
                 sending: want.sending,
             };
-            if k.tx.try_send(message).is_ok() {
+            if self.switchboard.send_to_kiosk(*conn, message) {
                 self.told_kiosk.insert(device.clone(), want);
             } else {
                 dropped += 1;
             }
         }
-        self.told_kiosk.retain(|d, _| reg.kiosks.contains_key(d));
+        self.told_kiosk
+            .retain(|d, _| kiosks.iter().any(|(k, _)| k == d));
 
-        for (conn, c) in &reg.consoles {
-            let want = self.console_state(&reg, *conn, &c.clerk_id);
+        for (conn, clerk_id) in &consoles {
+            let want = self.console_state(&peers, *conn, clerk_id);
             let told = self
                 .told_console
                 .get(conn)
@@ -329,15 +350,15 @@ impl Reconciler {
                 ticket_id: want.ticket.clone(),
                 kiosk_media: want.kiosk_media,
             };
-            if c.tx.try_send(message).is_ok() {
+            if self.switchboard.send_to_console(*conn, message) {
                 self.told_console.insert(*conn, want);
             } else {
                 dropped += 1;
             }
         }
         self.told_console
-            .retain(|c, _| reg.consoles.contains_key(c));
-        drop(reg);
+            .retain(|c, _| consoles.iter().any(|(k, _)| k == c));
+        drop(peers);
         if dropped > 0 {
             self.service
                 .metrics
@@ -347,21 +368,22 @@ impl Reconciler {
     }
 
     /// What console `conn` should know: the session of its clerk, if it is the console that
-    /// receives that clerk's media.
-    fn console_state(&self, reg: &Registry, conn: u64, clerk_id: &str) -> ToldConsole {
-        let Some((chosen, link)) = reg.console_of(clerk_id) else {
-            return ToldConsole::idle();
-        };
-        if chosen != conn {
-            return ToldConsole::idle();
-        }
+    /// receives that session's media.
+    fn console_state(&self, peers: &PeerTable, conn: ConnId, clerk_id: &str) -> ToldConsole {
         let Some(live) = self.live.values().find(|l| l.session.clerk_id == clerk_id) else {
             return ToldConsole::idle();
         };
+        let route = self.routes.get(&live.session.ticket_id);
+        if route.and_then(|r| r.console) != Some(conn) {
+            return ToldConsole::idle();
+        }
         ToldConsole {
-            peer: link.peer.map(|p| p.id),
+            peer: peers.peer(conn).map(|p| p.id),
             ticket: Some(live.session.ticket_id.clone()),
-            kiosk_media: kiosk_media(live, reg.kiosks.get(&live.session.device_id)),
+            kiosk_media: kiosk_media(
+                live,
+                route.and_then(|r| r.kiosk).and_then(|c| peers.peer(c)),
+            ),
         }
     }
 }

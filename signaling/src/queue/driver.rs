@@ -19,7 +19,7 @@ use super::error::QueueError;
 use super::ticket::{Ticket, service_day};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::session::SessionObserver;
+use crate::session::Switchboard;
 use crate::store::{Store, StoreError};
 
 /// How many requests may wait for a centre's queue before callers are told it is busy.
@@ -111,9 +111,6 @@ enum Request {
         window_id: String,
         reply: Reply<Option<WindowView>>,
     },
-    Sessions {
-        reply: Reply<Vec<Session>>,
-    },
     WatchDevice {
         device_id: String,
         reply: Reply<watch::Receiver<Option<KioskTicketStatus>>>,
@@ -164,20 +161,6 @@ impl QueueHandle {
         self.ask(|reply| Request::View { reply }).await
     }
 
-    /// Remote sessions in progress at this centre.
-    pub async fn sessions(&self) -> Result<Vec<Session>, OpError> {
-        self.ask(|reply| Request::Sessions { reply }).await
-    }
-
-    /// The session of `ticket_id`, if it is being served remotely right now.
-    pub async fn session(&self, ticket_id: &str) -> Result<Option<Session>, OpError> {
-        Ok(self
-            .sessions()
-            .await?
-            .into_iter()
-            .find(|s| s.ticket_id == ticket_id))
-    }
-
     pub async fn window(&self, window_id: &str) -> Result<Option<WindowView>, OpError> {
         let window_id = window_id.to_owned();
         self.ask(|reply| Request::Window { window_id, reply }).await
@@ -200,7 +183,7 @@ pub struct QueueHub {
     clock: Arc<dyn Clock>,
     config: QueueConfig,
     metrics: Arc<Metrics>,
-    observer: Arc<dyn SessionObserver>,
+    switchboard: Arc<Switchboard>,
     handles: Mutex<HashMap<String, QueueHandle>>,
 }
 
@@ -210,14 +193,14 @@ impl QueueHub {
         clock: Arc<dyn Clock>,
         config: QueueConfig,
         metrics: Arc<Metrics>,
-        observer: Arc<dyn SessionObserver>,
+        switchboard: Arc<Switchboard>,
     ) -> Self {
         Self {
             store,
             clock,
             config,
             metrics,
-            observer,
+            switchboard,
             handles: Mutex::new(HashMap::new()),
         }
     }
@@ -238,11 +221,10 @@ impl QueueHub {
             store: self.store.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
-            observer: self.observer.clone(),
+            switchboard: self.switchboard.clone(),
             updates,
             devices: HashMap::new(),
             sent: HashMap::new(),
-            sessions: HashMap::new(),
         };
         tokio::spawn(
             task.run(rx)
@@ -305,13 +287,11 @@ struct QueueTask {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    observer: Arc<dyn SessionObserver>,
+    switchboard: Arc<Switchboard>,
     updates: broadcast::Sender<Arc<QueueUpdate>>,
     devices: HashMap<String, watch::Sender<Option<KioskTicketStatus>>>,
     /// The status each device was last sent, to push only changes.
     sent: HashMap<String, Option<KioskTicketStatus>>,
-    /// Remote sessions in progress, by ticket.
-    sessions: HashMap<String, Session>,
 }
 
 impl QueueTask {
@@ -322,10 +302,7 @@ impl QueueTask {
             .live_tickets()
             .filter_map(|t| session_of(t, self.clock.now_ms()))
             .collect();
-        self.observer.sessions_resumed(&resumed);
-        for s in resumed {
-            self.sessions.insert(s.ticket_id.clone(), s);
-        }
+        self.switchboard.sessions_resumed(resumed);
         self.publish_gauges();
         let mut retry_after_failure = false;
         loop {
@@ -395,9 +372,6 @@ impl QueueTask {
             Request::View { reply } => {
                 let _ = reply.send(self.view());
             }
-            Request::Sessions { reply } => {
-                let _ = reply.send(self.sessions.values().cloned().collect());
-            }
             Request::Window { window_id, reply } => {
                 let _ = reply.send(self.core.window(&window_id).map(Window::view));
             }
@@ -459,10 +433,18 @@ impl QueueTask {
         } else {
             Vec::new()
         };
-        let sessions = self.track_sessions(events, now);
-        for change in &sessions {
-            self.observer.session_changed(change);
-        }
+        // The switchboard decides which sessions start and end, and tells its observers.
+        let sessions = self.switchboard.tickets_changed(
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Ticket { ticket, .. } => {
+                        Some((ticket.id.clone(), session_of(ticket, now)))
+                    }
+                    Event::Window { .. } => None,
+                })
+                .collect(),
+        );
         let update = QueueUpdate {
             version: self.core.version(),
             tickets,
@@ -475,44 +457,6 @@ impl QueueTask {
         let _ = self.updates.send(Arc::new(update));
         self.push_device_statuses(events, now);
         self.publish_gauges();
-    }
-
-    /// Which remote sessions the events started or ended.
-    fn track_sessions(&mut self, events: &[Event], now: i64) -> Vec<SessionChange> {
-        let mut changes = Vec::new();
-        for e in events {
-            let Event::Ticket { ticket, .. } = e else {
-                continue;
-            };
-            let was = self.sessions.get(&ticket.id).cloned();
-            let is = session_of(ticket, now);
-            match (was, is) {
-                (None, Some(new)) => {
-                    self.sessions.insert(new.ticket_id.clone(), new.clone());
-                    changes.push(SessionChange::Started(new));
-                }
-                (Some(old), None) => {
-                    self.sessions.remove(&old.ticket_id);
-                    changes.push(SessionChange::Ended {
-                        session: old,
-                        ended_ms: now,
-                    });
-                }
-                (Some(old), Some(new))
-                    if old.window_id != new.window_id || old.clerk_id != new.clerk_id =>
-                {
-                    // Taken over by another window: one session ends, another starts.
-                    self.sessions.insert(new.ticket_id.clone(), new.clone());
-                    changes.push(SessionChange::Ended {
-                        session: old,
-                        ended_ms: now,
-                    });
-                    changes.push(SessionChange::Started(new));
-                }
-                _ => {}
-            }
-        }
-        changes
     }
 
     /// Sends each kiosk whose ticket's status changed its new status.

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::Stats;
@@ -18,10 +19,11 @@ use crate::store::registry::Scope;
 /// The devices with a live kiosk connection right now.
 pub fn online_kiosks(state: &AppState) -> HashSet<String> {
     state
-        .kiosks
-        .lock()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+        .switchboard
+        .kiosks()
+        .into_iter()
+        .map(|(device, _)| device)
+        .collect()
 }
 
 struct Webhook {
@@ -71,10 +73,10 @@ impl Webhook {
     }
 }
 
-/// Starts the alert task; it ends when the relay shuts down.
-pub fn spawn(state: &AppState) -> JoinHandle<()> {
+/// Starts the alert task on `tasks`; it ends when the relay shuts down.
+pub fn spawn(state: &AppState, tasks: &TaskTracker) -> JoinHandle<()> {
     let state = state.clone();
-    tokio::spawn(async move { run(state).await })
+    tasks.spawn(async move { run(state).await })
 }
 
 fn sync_counts(stats: &Stats, seen: &mut DeliveryCounts, now: DeliveryCounts) {

@@ -1,29 +1,33 @@
 //! Served sessions: what happens between a clerk and a kiosk while a remote ticket is being
-//! served, from the moment a window calls it until it leaves that window.
+//! served, from the moment a window calls it until it leaves that window. In this crate
+//! "session" means that and only that; a WebSocket is a *connection*, a staff sign-in a
+//! *login*.
 //!
-//! The queue decides when a session starts and ends ([`crate::queue::SessionChange`]) and tells
-//! every [`SessionObserver`] synchronously, in order, from its own task. Observers must not
-//! block: they update their own state and hand slow work to their own tasks.
-//!
-//! [`links::Links`] is the registry of live kiosk and console connections and routes device
-//! commands between them: a console may operate the devices of a kiosk only while it serves that
-//! kiosk's ticket, and a kiosk's answers reach only the console that asked.
+//! [`core::SwitchboardCore`] is the one owner of who is connected (kiosks by device, newest
+//! connection wins; consoles by connection), which sessions are served and by whom (derived
+//! from the queue's ticket changes), where device commands and their answers go, and between
+//! which connections a session's media flows. It is I/O-free and tested in virtual time.
+//! [`driver::Switchboard`] is its thin shell: the connections' outboxes and close signals,
+//! the deadline task, and the [`SessionObserver`]s (media, 好差评) it tells of every session
+//! start and end, synchronously and in order. Observers must not block: they update their own
+//! state and hand slow work to their own tasks.
 
-pub mod links;
+pub mod core;
+pub mod driver;
 
 use std::sync::Arc;
 
-use crate::queue::{Session, SessionChange};
+pub use self::core::{CloseReason, ConnId, MediaRoute};
+pub use self::driver::{ConsoleLine, KioskLine, OUTBOX, Presence, Switchboard};
+use crate::queue::SessionChange;
 
-/// Told about every remote session start and end, and the sessions resumed after a restart.
+/// Told about every remote session start and end (resumed sessions after a restart are
+/// starts), and when a session's media route may have changed.
 pub trait SessionObserver: Send + Sync + 'static {
     fn session_changed(&self, change: &SessionChange);
-    /// Sessions that were in progress when the relay stopped and resume now.
-    fn sessions_resumed(&self, sessions: &[Session]) {
-        for s in sessions {
-            self.session_changed(&SessionChange::Started(s.clone()));
-        }
-    }
+    /// A connection, a console's media or a session changed where some session's media
+    /// should flow; read [`Switchboard::media_routes`] for the new picture.
+    fn media_routes_changed(&self) {}
 }
 
 /// Several observers, told in order.
@@ -43,9 +47,9 @@ impl SessionObserver for Observers {
         }
     }
 
-    fn sessions_resumed(&self, sessions: &[Session]) {
+    fn media_routes_changed(&self) {
         for o in &self.0 {
-            o.sessions_resumed(sessions);
+            o.media_routes_changed();
         }
     }
 }

@@ -16,8 +16,8 @@ use signaling::config::Config;
 use signaling::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role, WindowRecord,
 };
-use signaling::http::{self, AppState, Listeners};
-use signaling::metrics::Metrics;
+use signaling::http::{AppState, Listeners};
+use signaling::relay::{Relay, Stores};
 use signaling::store::Store;
 use signaling::store::sqlite::SqliteStore;
 use tokio::net::TcpStream;
@@ -28,11 +28,13 @@ pub const PASSWORD: &str = "correct-horse-1";
 pub const KIOSK_SECRET: &str = "kiosk-secret-a";
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The production relay ([`Relay::start`]) on a seeded SQLite store in a temporary directory.
 pub struct TestRelay {
     pub addr: SocketAddr,
     pub state: AppState,
+    pub store: SqliteStore,
     pub dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    relay: Relay,
 }
 
 impl TestRelay {
@@ -52,32 +54,25 @@ impl TestRelay {
         config.validate().expect("valid test configuration");
         let store = SqliteStore::open(dir.path()).await.expect("store");
         seed(&store).await;
-        let registry = signaling::registry::Registry::new(
-            Arc::new(store.clone()),
-            signaling::registry::divisions::Divisions::builtin(),
-        );
-        let store: Arc<dyn Store> = Arc::new(store);
-        let state = AppState::new(
-            Arc::new(config),
-            store,
-            Arc::new(SystemClock),
-            Arc::new(Metrics::new()),
-        )
-        .with_registry(registry);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(http::serve(
-            state.clone(),
+        let relay = Relay::start(
+            config,
+            Stores::sqlite(&store),
+            Arc::new(SystemClock),
             Listeners {
                 tls: None,
                 dev_http: Some(listener),
             },
-        ));
+        )
+        .await
+        .expect("the relay starts");
         Self {
             addr,
-            state,
+            state: relay.state.clone(),
+            store,
             dir,
-            server,
+            relay,
         }
     }
 
@@ -86,8 +81,7 @@ impl TestRelay {
     }
 
     pub async fn stop(self) {
-        self.state.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, self.server).await;
+        let _ = tokio::time::timeout(WAIT, self.relay.stop()).await;
     }
 
     pub async fn login(&self, username: &str) -> String {

@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use protocol::media::Slot;
 use serde_json::{Value, json};
-use signaling::clock::{Clock, SystemClock};
+use signaling::clock::SystemClock;
 use signaling::config::Config;
-use signaling::http::{self, AppState, Listeners};
-use signaling::media::MediaDeps;
-use signaling::metrics::Metrics;
+use signaling::http::{AppState, Listeners};
+use signaling::relay::{Relay, Stores};
 use signaling::sfu::Role;
-use signaling::store::Store;
 use signaling::store::recordings::RecordingStore;
 use signaling::store::sqlite::SqliteStore;
 use str0m::Input;
@@ -32,7 +30,7 @@ pub struct MediaRelay {
     pub state: AppState,
     pub store: SqliteStore,
     pub dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    relay: Relay,
 }
 
 impl MediaRelay {
@@ -53,38 +51,25 @@ impl MediaRelay {
         config.validate().expect("valid test configuration");
         let sqlite = SqliteStore::open(dir.path()).await.expect("store");
         common::seed(&sqlite).await;
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-        let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::new());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let state = AppState::new(config.clone(), store, clock.clone(), metrics.clone())
-            .with_recordings(Arc::new(sqlite.clone()));
-        state
-            .media
-            .start(MediaDeps {
-                config,
-                recordings: state.recordings.clone(),
-                metrics,
-                clock,
-                shutdown: state.shutdown.clone(),
-            })
-            .await
-            .expect("media starts");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(http::serve(
-            state.clone(),
+        let relay = Relay::start(
+            config,
+            Stores::sqlite(&sqlite),
+            Arc::new(SystemClock),
             Listeners {
                 tls: None,
                 dev_http: Some(listener),
             },
-        ));
+        )
+        .await
+        .expect("the relay starts with media");
         Self {
             addr,
-            state,
+            state: relay.state.clone(),
             store: sqlite,
             dir,
-            server,
+            relay,
         }
     }
 
@@ -97,8 +82,7 @@ impl MediaRelay {
     }
 
     pub async fn stop(self) {
-        self.state.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, self.server).await;
+        let _ = tokio::time::timeout(WAIT, self.relay.stop()).await;
     }
 
     pub async fn login(&self, username: &str) -> String {

@@ -1,0 +1,274 @@
+//! The relay assembled in one place: [`Relay::start`] builds every service from the
+//! configuration and the stores, starts every background task under one [`TaskTracker`], and
+//! serves HTTP on listeners the caller bound. `main.rs`, the tests, the benchmarks and the load
+//! generator all start the relay through it, so they run the production wiring.
+//!
+//! Shutdown, in order ([`Relay::stop`] or a cancelled [`Relay::shutdown_token`]): the HTTP
+//! listeners stop taking connections and open ones close politely within the grace period
+//! (`server.shutdown_grace_secs`); then every tracked task — the switchboard's deadlines, media
+//! reconcile and recordings' retention, 好差评 persistence and forwarding, registry alerts, the
+//! login purge — sees the same token and ends; the relay waits for them, bounded by the same
+//! grace. Queue tasks are not tracked: every change they make is committed before it is
+//! applied, so they hold nothing to flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::evaluation::{EvaluationDeps, Evaluations};
+use crate::http::{self, AppState, Listeners};
+use crate::media::{MediaDeps, MediaService};
+use crate::metrics::{Metrics, SnapshotCounters};
+use crate::queue::QueueHub;
+use crate::registry::Registry;
+use crate::registry::divisions::Divisions;
+use crate::session::{Observers, SessionObserver, Switchboard};
+use crate::store::Store;
+use crate::store::evaluations::EvaluationStore;
+use crate::store::recordings::RecordingStore;
+use crate::store::registry::RegistryStore;
+use crate::store::sqlite::SqliteStore;
+
+/// How often expired logins are purged from the store.
+const LOGIN_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The stores the relay's services use; today all of them are one SQLite database.
+#[derive(Clone)]
+pub struct Stores {
+    pub main: Arc<dyn Store>,
+    pub recordings: Arc<dyn RecordingStore>,
+    pub evaluations: Arc<dyn EvaluationStore>,
+    pub registry: Arc<dyn RegistryStore>,
+}
+
+impl Stores {
+    /// Every store on one SQLite database (the embedded default).
+    pub fn sqlite(store: &SqliteStore) -> Self {
+        Self {
+            main: Arc::new(store.clone()),
+            recordings: Arc::new(store.clone()),
+            evaluations: Arc::new(store.clone()),
+            registry: Arc::new(store.clone()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading the division list (registry.divisions_file): {0}")]
+    Divisions(String),
+    #[error("starting media (SFU and recorder): {0}")]
+    Media(#[from] crate::media::MediaError),
+    #[error("starting the 好差评 service: {0}")]
+    Evaluations(#[from] crate::evaluation::StartError),
+    #[error("preparing the listeners: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Where a started relay listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// HTTPS/WSS.
+    pub https: Option<SocketAddr>,
+    /// INSECURE plain HTTP (development only).
+    pub http: Option<SocketAddr>,
+    /// The SFU's UDP socket, when media is enabled.
+    pub media_udp: Option<SocketAddr>,
+}
+
+/// A running relay. See the module documentation.
+pub struct Relay {
+    pub state: AppState,
+    pub addresses: Addresses,
+    tasks: TaskTracker,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Relay {
+    /// Builds every service, starts their tasks and serves on `listeners` until shutdown.
+    pub async fn start(
+        config: Config,
+        stores: Stores,
+        clock: Arc<dyn Clock>,
+        listeners: Listeners,
+    ) -> Result<Relay, StartError> {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let switchboard = Arc::new(Switchboard::new(clock.clone()));
+        let media = Arc::new(MediaService::new(switchboard.clone()));
+        let evaluations = Arc::new(Evaluations::new());
+        switchboard.set_observers(Observers::new(vec![
+            media.clone() as Arc<dyn SessionObserver>,
+            evaluations.clone() as Arc<dyn SessionObserver>,
+        ]));
+        let board = switchboard.clone();
+        metrics.register_collector(SnapshotCounters::new("switchboard counters", move || {
+            let c = board.counters();
+            vec![
+                (
+                    "switchboard_dropped_to_kiosks",
+                    "Messages to kiosks dropped because their outbox was full",
+                    c.dropped_to_kiosks,
+                ),
+                (
+                    "switchboard_dropped_to_consoles",
+                    "Messages to consoles dropped because their outbox was full",
+                    c.dropped_to_consoles,
+                ),
+                (
+                    "device_commands_timed_out",
+                    "Device commands the kiosk did not complete in time",
+                    c.core.commands_timed_out,
+                ),
+                (
+                    "device_commands_refused",
+                    "Device commands from a console not serving the ticket",
+                    c.core.commands_refused,
+                ),
+                (
+                    "device_answers_foreign",
+                    "Device answers from a kiosk the command was not sent to",
+                    c.core.foreign_answers,
+                ),
+            ]
+        }));
+
+        let hub = Arc::new(QueueHub::new(
+            stores.main.clone(),
+            clock.clone(),
+            config.queue.to_core(),
+            metrics.clone(),
+            switchboard.clone(),
+        ));
+        let cases = crate::cases::Cases::start(config.clone(), clock.clone());
+        cases.register_metrics(&metrics);
+        let divisions = Divisions::load(config.registry.divisions_file.as_deref())
+            .map_err(|e| StartError::Divisions(e.to_string()))?;
+        let registry = Arc::new(Registry::new(stores.registry.clone(), divisions));
+        metrics.register_collector(Box::new(crate::registry::MetricsCollector(
+            registry.clone(),
+        )));
+
+        let state = AppState {
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            config: config.clone(),
+            store: stores.main.clone(),
+            hub,
+            switchboard: switchboard.clone(),
+            media: media.clone(),
+            recordings: stores.recordings.clone(),
+            cases,
+            evaluations: evaluations.clone(),
+            registry,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+            login_failures: Default::default(),
+        };
+
+        media
+            .start(MediaDeps {
+                config: config.clone(),
+                recordings: stores.recordings.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            })
+            .await?;
+        evaluations.start(EvaluationDeps {
+            config: config.clone(),
+            store: stores.evaluations.clone(),
+            main: stores.main.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        })?;
+        tasks.spawn(switchboard.run_deadlines(shutdown.clone()));
+        crate::registry::alert_task::spawn(&state, &tasks);
+        tasks.spawn(purge_logins(state.clone()));
+
+        let addresses = Addresses {
+            https: listeners
+                .tls
+                .as_ref()
+                .map(|(l, _)| l.local_addr())
+                .transpose()?,
+            http: listeners
+                .dev_http
+                .as_ref()
+                .map(std::net::TcpListener::local_addr)
+                .transpose()?,
+            media_udp: media.sfu().map(|s| s.local_addr()),
+        };
+        let server = tokio::spawn(http::serve(state.clone(), listeners));
+        Ok(Relay {
+            state,
+            addresses,
+            tasks,
+            server,
+        })
+    }
+
+    /// Cancelling it shuts the relay down (see [`Relay::wait`]).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Shuts down now and waits for every task.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.state.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the relay has shut down: the HTTP server first (it ends once the shutdown
+    /// token is cancelled and open requests finished), then every tracked task.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let served = match self.server.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        // The server also ends when a listener fails; the tasks must end with it.
+        self.state.shutdown.cancel();
+        self.tasks.close();
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs.max(1));
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = self.tasks.len(),
+                "background tasks did not end within the grace period"
+            );
+        } else {
+            info!("every background task ended");
+        }
+        served
+    }
+}
+
+async fn purge_logins(state: AppState) {
+    let mut tick = tokio::time::interval(LOGIN_PURGE_EVERY);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = state.store.purge_sessions(state.clock.now_ms()).await {
+                    error!(error = %e, "purging expired logins failed");
+                }
+            }
+        }
+    }
+}
