@@ -7,6 +7,9 @@
 //! commands; each cancelled command still completes, with `canceled`. Unsolicited messages
 //! (status changes) carry no request id.
 //!
+//! About 730 lines before its golden tests: one file per wire contract, so every command, its
+//! events and its completion body are read (and reviewed against XFS4IoT) in one place.
+//!
 //! Names on the wire are XFS4IoT's `Interface.Command` names (`"IdCard.Read"`, `"Common.Status"`);
 //! codes and statuses are XFS4IoT's vocabulary spelt in snake_case like the rest of our protocol
 //! (`timeOut` → `timeout`, `invalidRequestID` → `invalid_request_id`).
