@@ -11,7 +11,7 @@ use protocol::control::{
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tracing::{Instrument, info, info_span};
+use tracing::{info, info_span};
 
 use super::auth::{AuthClerk, clerk_info};
 use super::error::ApiError;
@@ -30,26 +30,12 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     check_same_origin(&headers)?;
-    let permit = state
-        .connections
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
-    let limit = state.config.limits.max_frame_bytes;
     let conn_id = state.switchboard.next_conn_id();
     let span = info_span!("clerk", conn = %conn_id, clerk = %clerk.id);
-    Ok(ws
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(super::ws::READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            async move {
-                let _permit = permit;
-                run_connection(state, clerk, conn_id, socket).await;
-            }
-            .instrument(span)
-        }))
+    let serving = state.clone();
+    super::ws::accept(&state, ws, span, move |socket| {
+        run_connection(serving, clerk, conn_id, socket)
+    })
 }
 
 /// A browser sends `Origin` on WebSocket upgrades; refusing foreign origins stops another site

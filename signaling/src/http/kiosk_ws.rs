@@ -11,7 +11,7 @@ use protocol::control::{
 };
 use protocol::queue::TicketChannel;
 use tokio::sync::watch;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use super::auth::authenticate_device;
 use super::error::ApiError;
@@ -36,26 +36,12 @@ pub async fn upgrade(
     State(state): State<AppState>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let permit = state
-        .connections
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
-    let limit = state.config.limits.max_frame_bytes;
     let conn_id = state.switchboard.next_conn_id();
     let span = info_span!("kiosk", conn = %conn_id, device = tracing::field::Empty);
-    Ok(ws
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(super::ws::READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            async move {
-                let _permit = permit;
-                run_connection(state, conn_id, socket).await;
-            }
-            .instrument(span)
-        }))
+    let serving = state.clone();
+    super::ws::accept(&state, ws, span, move |socket| {
+        run_connection(serving, conn_id, socket)
+    })
 }
 
 fn error(code: ErrorCode, message: &str) -> ErrorBody {

@@ -6,18 +6,56 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use std::future::Future;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
 use protocol::control::{ErrorBody, ErrorCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::{Instrument, Span, debug, warn};
 
+use super::error::ApiError;
+use super::state::AppState;
 use crate::metrics::{ClientKind, Metrics};
 
 /// Read buffer per connection. Control messages are small; the default (128 KiB, plus as much
 /// again for writing) would cost hundreds of megabytes across a district's kiosks. Larger
 /// messages still arrive whole: the buffer is only the chunk size of each socket read.
 pub const READ_BUFFER: usize = 4096;
+
+/// Accepts a WebSocket upgrade for a kiosk or a console: takes one of the relay's connection
+/// permits (refusing with 503 when all are taken), sets the frame limits and buffers, and runs
+/// `serve` on the socket inside `span`, holding the permit until it returns.
+pub fn accept<F, Fut>(
+    state: &AppState,
+    ws: WebSocketUpgrade,
+    span: Span,
+    serve: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(WebSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permit = state
+        .connections
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let limit = state.config.limits.max_frame_bytes;
+    Ok(ws
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| {
+            async move {
+                let _permit = permit;
+                serve(socket).await;
+            }
+            .instrument(span)
+        }))
+}
 
 /// The longest a single send may take before the client is considered gone.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);

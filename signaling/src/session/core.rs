@@ -495,7 +495,7 @@ impl SwitchboardCore {
                 "延伸点终端未连接",
                 "the kiosk is not connected",
             );
-            self.to_console(conn, ticket_id, FromDevice::Completion(completion));
+            self.deliver_to_console(conn, ticket_id, FromDevice::Completion(completion));
             return;
         };
         self.next_request += 1;
@@ -594,7 +594,7 @@ impl SwitchboardCore {
                     .collect();
                 targets.sort();
                 for target in targets {
-                    self.to_console(target, &ticket_id, message.clone());
+                    self.deliver_to_console(target, &ticket_id, message.clone());
                 }
                 return;
             }
@@ -628,10 +628,10 @@ impl SwitchboardCore {
             }
             other @ FromDevice::Unsolicited(_) => other,
         };
-        self.to_console(console, &ticket_id, message);
+        self.deliver_to_console(console, &ticket_id, message);
     }
 
-    fn to_console(&mut self, conn: ConnId, ticket_id: &str, message: FromDevice) {
+    fn deliver_to_console(&mut self, conn: ConnId, ticket_id: &str, message: FromDevice) {
         if self.consoles.contains_key(&conn) {
             self.outputs.push_back(Output::ToConsole {
                 conn,
@@ -683,7 +683,7 @@ impl SwitchboardCore {
     ) {
         for (_, p) in ended {
             let completion = Completion::failed(&p.command, code, zh, en);
-            self.to_console(p.console, &p.ticket_id, FromDevice::Completion(completion));
+            self.deliver_to_console(p.console, &p.ticket_id, FromDevice::Completion(completion));
         }
     }
 }
