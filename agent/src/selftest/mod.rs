@@ -25,6 +25,7 @@
 pub mod audio;
 pub mod audio_analysis;
 pub mod camera;
+pub mod document_camera;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -262,7 +263,7 @@ async fn cameras(kit: Arc<Kit>) -> Vec<CheckResult> {
             (Some(spec), Some(cam)) => out.extend(
                 limited_many(&ids, dc, Duration::from_secs(30), async move {
                     blocking("document_camera.still", dc, move || {
-                        camera::check_document_camera(cam.as_ref(), &spec)
+                        document_camera::check_document_camera(cam.as_ref(), &spec)
                     })
                     .await
                     .unwrap_or_else(|r| vec![r])
