@@ -167,10 +167,6 @@ impl RelayProcess {
         &self.ready.http
     }
 
-    pub fn https(&self) -> &str {
-        &self.ready.https
-    }
-
     /// Whether the relay has exited (and been reaped).
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
@@ -182,11 +178,6 @@ impl RelayProcess {
             self.child.kill()?;
         }
         self.child.wait().map(drop)
-    }
-
-    /// The file the relay logs to, when not to this process's stderr.
-    pub fn log_file(&self) -> Option<&Path> {
-        self.log.as_deref()
     }
 
     /// The last lines of the log file, for an error message.
