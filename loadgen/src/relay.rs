@@ -5,123 +5,23 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use protocol::media::{MediaKind as SlotKind, Slot};
-use protocol::queue::WindowMode;
+use relay_kit::RelayCommand;
+use relay_kit::seed::LoadCentre;
 use serde_json::{Value, json};
-use signaling::auth::{hash_device_secret, hash_secret};
-use signaling::domain::{
-    CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role as StaffRole,
-    WindowRecord,
-};
-use signaling::store::Store;
-use signaling::store::sqlite::SqliteStore;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind, Mid};
 
 use crate::control::Control;
 use crate::peer::{Ctl, Kind, Peer, SendTrack};
-use crate::run::{Clips, Server, Started};
+use crate::run::{Clips, Server, Started, keep_if_asked};
 
 const PASSWORD: &str = "loadgen-password-1";
 const SECRET: &str = "loadgen-kiosk-secret";
-
-async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
-    let store = SqliteStore::open(dir).await?;
-    let now = chrono_now_ms();
-    store
-        .upsert_centre(
-            &Centre {
-                id: "c1".into(),
-                name: "负载测试中心".into(),
-                district: String::new(),
-                street: String::new(),
-            },
-            now,
-        )
-        .await?;
-    store
-        .upsert_category(&CategoryRecord {
-            id: "civil".into(),
-            centre_id: "c1".into(),
-            prefix: "A".into(),
-            name: "民政".into(),
-            sort_order: 0,
-        })
-        .await?;
-    store
-        .upsert_extension_point(
-            &ExtensionPoint {
-                id: "p1".into(),
-                centre_id: "c1".into(),
-                name: "负载测试延伸点".into(),
-                address: String::new(),
-                phone: String::new(),
-                service_hours: String::new(),
-                hours: None,
-                status: "active".into(),
-            },
-            now,
-        )
-        .await?;
-    // One argon2id hash for every clerk: hashing is the slow part of seeding, not of serving.
-    let hash = hash_secret(PASSWORD)?;
-    let device_hash = hash_device_secret(SECRET);
-    for i in 0..n {
-        store
-            .upsert_window(&WindowRecord {
-                id: format!("w{i}"),
-                centre_id: "c1".into(),
-                name: format!("{i}号远程窗口"),
-                mode: WindowMode::Remote,
-                category_ids: vec!["civil".into()],
-                clerk_id: None,
-                clerk_name: None,
-            })
-            .await?;
-        store
-            .upsert_clerk(
-                &Clerk {
-                    id: format!("clerk-{i}"),
-                    centre_id: "c1".into(),
-                    username: format!("clerk{i}"),
-                    display_name: format!("负载{i}"),
-                    password_hash: hash.clone(),
-                    roles: vec![StaffRole::Clerk],
-                    active: true,
-                },
-                now,
-            )
-            .await?;
-        store
-            .upsert_device(
-                &Device {
-                    id: format!("k{i}"),
-                    centre_id: "c1".into(),
-                    extension_point_id: Some("p1".into()),
-                    kind: DeviceKind::Kiosk,
-                    name: format!("k{i}"),
-                    secret_hash: device_hash.clone(),
-                    active: true,
-                },
-                now,
-            )
-            .await?;
-    }
-    store.pool().close().await;
-    Ok(())
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Start a relay with recording on or off and bring up `n` served sessions.
 pub async fn start(
@@ -134,50 +34,37 @@ pub async fn start(
     let dir = tempfile::Builder::new()
         .prefix("loadgen-relay-")
         .tempdir()?;
-    seed(dir.path(), n)
-        .await
-        .context("seeding the relay's store")?;
-    let ready = dir.path().join("ready.json");
-    let log = std::fs::File::create(dir.path().join("relay.log"))?;
-    let child = Command::new(relay_bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--set", "server.tls.self_signed=true"])
-        .args(["--set", "media.enabled=true"])
-        .args([
-            "--set",
-            &format!("media.udp_listen={}", SocketAddr::new(ctl.ip, 0)),
-        ])
-        .args(["--set", &format!("media.max_peers={}", 2 * n + 16)])
-        .args(["--set", &format!("recording.enabled={record}")])
-        .args(["--set", "log.filter=\"warn\""])
-        .args(["--set", &format!("limits.max_connections={}", 4 * n + 100)])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-http",
-            "127.0.0.1:0",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", relay_bin.display()))?;
-    let mut server = Server::new(child, dir, "relay");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        if Instant::now() > deadline || server.exited() {
-            bail!("relay did not start; see {}", server.log_hint());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    LoadCentre {
+        sessions: n,
+        centre_name: "负载测试中心",
+        extension_point_name: "负载测试延伸点",
+        clerk_name_prefix: "负载",
+        password: PASSWORD,
+        kiosk_secret: SECRET,
     }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)?;
-    let http = info["http"]
-        .as_str()
-        .context("ready file without http")?
-        .to_owned();
+    .seed(dir.path())
+    .await
+    .context("seeding the relay's store")?;
+    let relay = RelayCommand::new(relay_bin, dir.path())
+        .set("media.enabled=true")
+        .set(format!("media.udp_listen={}", SocketAddr::new(ctl.ip, 0)))
+        .set(format!("media.max_peers={}", 2 * n + 16))
+        .set(format!("recording.enabled={record}"))
+        .set("log.filter=\"warn\"")
+        .set(format!("limits.max_connections={}", 4 * n + 100))
+        .log_file(dir.path().join("relay.log"))
+        .start()
+        .await;
+    // On a failed start the kit has killed the relay; its directory is kept as for any step.
+    let relay = match relay {
+        Ok(relay) => relay,
+        Err(e) => {
+            keep_if_asked(dir);
+            return Err(e.context("relay did not start"));
+        }
+    };
+    let http = relay.http().to_owned();
+    let mut server = Server::relay(relay, dir);
     server.metrics_url = Some(format!("http://{http}/metrics"));
 
     let client = reqwest::Client::new();

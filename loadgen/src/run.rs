@@ -11,6 +11,8 @@ use serde::Serialize;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
+use relay_kit::RelayProcess;
+
 use crate::media::Clip;
 use crate::peer::{Ctl, PeerReport};
 use crate::procstat;
@@ -23,16 +25,30 @@ pub struct Clips {
 
 /// A server process we started; killed when dropped, its temporary directory removed.
 pub struct Server {
-    child: Child,
+    process: Process,
     dir: Option<TempDir>,
     log_name: &'static str,
     pub metrics_url: Option<String>,
 }
 
+/// Janus is spawned here; the relay through the relay kit, which kills it on drop.
+enum Process {
+    Child(Child),
+    Relay(RelayProcess),
+}
+
 impl Server {
     pub fn new(child: Child, dir: TempDir, name: &'static str) -> Self {
+        Self::with(Process::Child(child), dir, name)
+    }
+
+    pub fn relay(relay: RelayProcess, dir: TempDir) -> Self {
+        Self::with(Process::Relay(relay), dir, "relay")
+    }
+
+    fn with(process: Process, dir: TempDir, name: &'static str) -> Self {
         Self {
-            child,
+            process,
             dir: Some(dir),
             log_name: name,
             metrics_url: None,
@@ -40,11 +56,17 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.process {
+            Process::Child(child) => child.id(),
+            Process::Relay(relay) => relay.pid(),
+        }
     }
 
     pub fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+        match &mut self.process {
+            Process::Child(child) => !matches!(child.try_wait(), Ok(None)),
+            Process::Relay(relay) => relay.exited(),
+        }
     }
 
     /// The last lines of the server's log, for an error message.
@@ -62,14 +84,26 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // For a post-mortem of a failed step: keep the server's directory (logs, config).
-        if std::env::var_os("LOADGEN_KEEP_DIRS").is_some()
-            && let Some(dir) = self.dir.take()
-        {
-            eprintln!("  kept {}", dir.keep().display());
+        match &mut self.process {
+            Process::Child(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::Relay(relay) => {
+                let _ = relay.kill();
+            }
         }
+        if let Some(dir) = self.dir.take() {
+            keep_if_asked(dir);
+        }
+    }
+}
+
+/// For a post-mortem of a failed step: keeps a server's directory (logs, config) when
+/// `LOADGEN_KEEP_DIRS` is set; otherwise it is removed.
+pub fn keep_if_asked(dir: TempDir) {
+    if std::env::var_os("LOADGEN_KEEP_DIRS").is_some() {
+        eprintln!("  kept {}", dir.keep().display());
     }
 }
 

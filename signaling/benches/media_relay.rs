@@ -26,24 +26,17 @@ mod sfu_support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::media::{MediaKind as SlotKind, Slot};
-use protocol::queue::WindowMode;
+use relay_kit::seed::LoadCentre;
+use relay_kit::{RelayCommand, RelayProcess};
 use serde_json::{Value, json};
 use sfu_support::Client as Peer;
-use signaling::auth::{hash_device_secret, hash_secret};
-use signaling::clock::{Clock, SystemClock};
-use signaling::domain::{
-    CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role as StaffRole,
-    WindowRecord,
-};
 use signaling::sfu::Role;
-use signaling::store::Store;
-use signaling::store::sqlite::SqliteStore;
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive};
 use tokio::net::UdpSocket;
@@ -134,145 +127,34 @@ impl Control {
 }
 
 async fn seed(dir: &Path, n: usize) {
-    let store = SqliteStore::open(dir).await.unwrap();
-    let now = SystemClock.now_ms();
-    store
-        .upsert_centre(
-            &Centre {
-                id: "c1".into(),
-                name: "基准中心".into(),
-                district: String::new(),
-                street: String::new(),
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    store
-        .upsert_category(&CategoryRecord {
-            id: "civil".into(),
-            centre_id: "c1".into(),
-            prefix: "A".into(),
-            name: "民政".into(),
-            sort_order: 0,
-        })
-        .await
-        .unwrap();
-    store
-        .upsert_extension_point(
-            &ExtensionPoint {
-                id: "p1".into(),
-                centre_id: "c1".into(),
-                name: "延伸点".into(),
-                address: String::new(),
-                phone: String::new(),
-                service_hours: String::new(),
-                hours: None,
-                status: "active".into(),
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let hash = hash_secret(PASSWORD).unwrap();
-    let device_hash = hash_device_secret(SECRET);
-    for i in 0..n {
-        store
-            .upsert_window(&WindowRecord {
-                id: format!("w{i}"),
-                centre_id: "c1".into(),
-                name: format!("{i}号远程窗口"),
-                mode: WindowMode::Remote,
-                category_ids: vec!["civil".into()],
-                clerk_id: None,
-                clerk_name: None,
-            })
-            .await
-            .unwrap();
-        store
-            .upsert_clerk(
-                &Clerk {
-                    id: format!("clerk-{i}"),
-                    centre_id: "c1".into(),
-                    username: format!("clerk{i}"),
-                    display_name: format!("工作人员{i}"),
-                    password_hash: hash.clone(),
-                    roles: vec![StaffRole::Clerk],
-                    active: true,
-                },
-                now,
-            )
-            .await
-            .unwrap();
-        store
-            .upsert_device(
-                &Device {
-                    id: format!("k{i}"),
-                    centre_id: "c1".into(),
-                    extension_point_id: Some("p1".into()),
-                    kind: DeviceKind::Kiosk,
-                    name: format!("k{i}"),
-                    secret_hash: device_hash.clone(),
-                    active: true,
-                },
-                now,
-            )
-            .await
-            .unwrap();
+    LoadCentre {
+        sessions: n,
+        centre_name: "基准中心",
+        extension_point_name: "延伸点",
+        clerk_name_prefix: "工作人员",
+        password: PASSWORD,
+        kiosk_secret: SECRET,
     }
-    store.pool().close().await;
+    .seed(dir)
+    .await
+    .unwrap();
 }
 
-struct Relay {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_relay(data: &Path, record: bool) -> Relay {
-    let ready = data.join("ready.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--set", "server.tls.self_signed=true"])
+async fn start_relay(data: &Path, record: bool) -> RelayProcess {
+    RelayCommand::new(env!("CARGO_BIN_EXE_relay"), data)
         .args([
             "--set",
             "media.enabled=true",
             "--set",
             "media.udp_listen=127.0.0.1:0",
         ])
-        .args(["--set", &format!("recording.enabled={record}")])
-        .args(["--set", "log.filter=\"warn\""])
-        .args(["--set", "limits.max_connections=1000"])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-http",
-            "127.0.0.1:0",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.join("relay.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "relay did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    Relay {
-        child,
-        http: info["http"].as_str().unwrap().to_owned(),
-    }
+        .set(format!("recording.enabled={record}"))
+        .set("log.filter=\"warn\"")
+        .set("limits.max_connections=1000")
+        .log_file(data.join("relay.log"))
+        .start()
+        .await
+        .unwrap()
 }
 
 /// User + system CPU time of a process, from /proc.
@@ -518,9 +400,9 @@ impl RunResult {
 async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), sessions).await;
-    let relay = start_relay(dir.path(), record);
-    let pid = relay.child.id();
-    let http = relay.http.clone();
+    let relay = start_relay(dir.path(), record).await;
+    let pid = relay.pid();
+    let http = relay.http().to_owned();
     let epoch = Instant::now();
     let client = reqwest::Client::new();
     let mut peers = Vec::new();

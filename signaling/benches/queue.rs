@@ -13,19 +13,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::queue::{AppointmentSlot, QueueOp, TicketChannel, WindowMode};
+use relay_kit::RelayCommand;
+use relay_kit::seed::Seeder;
 use serde_json::{Value, json};
 use signaling::auth::{hash_device_secret, hash_secret};
-use signaling::domain::{
-    CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role, WindowRecord,
-};
+use signaling::domain::DeviceKind;
 use signaling::queue::{Category, Command, QueueConfig, QueueCore, Window};
-use signaling::store::Store;
-use signaling::store::sqlite::SqliteStore;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -222,101 +219,36 @@ const SECRET: &str = "bench-kiosk-secret";
 const PASSWORD: &str = "bench-password-1";
 
 async fn seed(data: &Path, kiosks: usize) -> anyhow::Result<()> {
-    let store = SqliteStore::open(data).await?;
-    let now = 0;
-    store
-        .upsert_centre(
-            &Centre {
-                id: "bc".into(),
-                name: "压测中心".into(),
-                district: String::new(),
-                street: String::new(),
-            },
-            now,
-        )
-        .await?;
+    let s = Seeder::open(data, "bc", 0).await?;
+    s.centre("压测中心").await?;
     for (i, id) in CATEGORIES.iter().enumerate() {
-        store
-            .upsert_category(&CategoryRecord {
-                id: (*id).into(),
-                centre_id: "bc".into(),
-                prefix: ((b'A' + u8::try_from(i)?) as char).to_string(),
-                name: format!("事项{i}"),
-                sort_order: i64::try_from(i)?,
-            })
+        let prefix = ((b'A' + u8::try_from(i)?) as char).to_string();
+        s.category(id, &prefix, &format!("事项{i}"), i64::try_from(i)?)
             .await?;
     }
     for i in 0..50 {
-        store
-            .upsert_window(&WindowRecord {
-                id: format!("w{i}"),
-                centre_id: "bc".into(),
-                name: format!("{i}号窗口"),
-                mode: if i == 0 {
-                    WindowMode::Remote
-                } else if i % 5 == 1 {
-                    WindowMode::Combined
-                } else {
-                    WindowMode::OnSite
-                },
-                category_ids: CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
-                clerk_id: None,
-                clerk_name: None,
-            })
-            .await?;
-    }
-    store
-        .upsert_clerk(
-            &Clerk {
-                id: "bench-clerk".into(),
-                centre_id: "bc".into(),
-                username: "bench".into(),
-                display_name: "压测".into(),
-                password_hash: hash_secret(PASSWORD)?,
-                roles: vec![Role::Clerk],
-                active: true,
-            },
-            now,
-        )
-        .await?;
-    store
-        .upsert_extension_point(
-            &ExtensionPoint {
-                id: "bp".into(),
-                centre_id: "bc".into(),
-                name: "压测延伸点".into(),
-                address: String::new(),
-                phone: String::new(),
-                service_hours: String::new(),
-                hours: None,
-                status: "active".into(),
-            },
-            now,
-        )
-        .await?;
-    let hash = hash_device_secret(SECRET);
-    for i in 0..=kiosks {
-        let (id, kind, point) = if i == kiosks {
-            ("bench-tm".to_owned(), DeviceKind::TicketMachine, None)
+        let mode = if i == 0 {
+            WindowMode::Remote
+        } else if i % 5 == 1 {
+            WindowMode::Combined
         } else {
-            (format!("bk{i}"), DeviceKind::Kiosk, Some("bp".to_owned()))
+            WindowMode::OnSite
         };
-        store
-            .upsert_device(
-                &Device {
-                    id,
-                    centre_id: "bc".into(),
-                    extension_point_id: point,
-                    kind,
-                    name: String::new(),
-                    secret_hash: hash.clone(),
-                    active: true,
-                },
-                now,
-            )
+        let categories = CATEGORIES.iter().map(|c| (*c).to_owned()).collect();
+        s.window(&format!("w{i}"), &format!("{i}号窗口"), mode, categories)
             .await?;
     }
-    store.pool().close().await;
+    s.clerk("bench-clerk", "bench", "压测", &hash_secret(PASSWORD)?)
+        .await?;
+    s.extension_point("bp", "压测延伸点").await?;
+    let hash = hash_device_secret(SECRET);
+    for i in 0..kiosks {
+        s.device(&format!("bk{i}"), DeviceKind::Kiosk, Some("bp"), "", &hash)
+            .await?;
+    }
+    s.device("bench-tm", DeviceKind::TicketMachine, None, "", &hash)
+        .await?;
+    s.close().await;
     Ok(())
 }
 
@@ -369,38 +301,13 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
     let calls = env_usize("BENCH_CALLS", 200).min(kiosks.saturating_sub(1));
     let dir = tempfile::tempdir()?;
     seed(dir.path(), kiosks).await?;
-    let ready = dir.path().join("ready.json");
-    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--set",
-            "server.tls.self_signed=true",
-            "--set",
-            "log.filter=\"error\"",
-        ])
-        .args(["--set", &format!("store.durability={}", durability())])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-http",
-            "127.0.0.1:0",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = relay.id().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        anyhow::ensure!(Instant::now() < deadline, "relay did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)?;
-    let http = info["http"].as_str().unwrap_or_default().to_owned();
+    let mut relay = RelayCommand::new(env!("CARGO_BIN_EXE_relay"), dir.path())
+        .set("log.filter=\"error\"")
+        .set(format!("store.durability={}", durability()))
+        .start()
+        .await?;
+    let pid = relay.pid();
+    let http = relay.http().to_owned();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid).unwrap_or(0);
 
@@ -573,7 +480,7 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
     for t in kiosk_tasks {
         t.abort();
     }
-    relay.kill().await?;
+    relay.kill()?;
     Ok(RelayResult {
         op_to_all_kiosks_ms: summarize(to_all),
         op_reply_ms: summarize(replies),

@@ -9,12 +9,13 @@ mod media_support;
 mod sfu_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Client;
 use media_support::{PeerBuilder, negotiate, recv_where};
 use protocol::media::Slot;
+use relay_kit::{RelayCommand, RelayProcess};
 use serde_json::{Value, json};
 use signaling::sfu::Role;
 
@@ -29,49 +30,21 @@ fn demo(data: &Path, file: &str) -> String {
         .to_owned()
 }
 
-struct Relay {
-    child: Child,
-    http: String,
-}
-
-fn start(data: &Path) -> Relay {
-    let ready = data.join("ready.json");
-    let _ = std::fs::remove_file(&ready);
-    let child = Command::new(relay_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--set", "server.tls.self_signed=true"])
+async fn start(data: &Path) -> RelayProcess {
+    let relay = RelayCommand::new(relay_bin(), data)
         .args([
             "--set",
             "media.enabled=true",
             "--set",
             "media.udp_listen=127.0.0.1:0",
         ])
-        .args(["--set", "log.filter=\"warn\""])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-http",
-            "127.0.0.1:0",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "relay did not become ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    assert!(info["media_udp"].is_string(), "{info}");
-    Relay {
-        child,
-        http: info["http"].as_str().unwrap().to_owned(),
-    }
+        .set("log.filter=\"warn\"")
+        .start_limit(Duration::from_secs(20))
+        .start()
+        .await
+        .expect("relay did not become ready");
+    assert!(relay.ready.media_udp.is_some(), "{:?}", relay.ready);
+    relay
 }
 
 async fn login(http: &str, user: &str, password: &str) -> String {
@@ -150,8 +123,8 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     let password = demo(data, "staff-password.txt");
     let credential = demo(data, "kiosk.credential");
 
-    let relay = start(data);
-    let mut k = kiosk(&relay.http, &credential).await;
+    let mut relay = start(data).await;
+    let mut k = kiosk(relay.http(), &credential).await;
     let taken = k
         .request(json!({"type": "take_ticket", "category_id": "social-security"}))
         .await;
@@ -160,8 +133,8 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     assert_eq!(negotiate(&mut k, &mut kp).await["type"], "media_answer");
     let kp = kp.run();
     kp.set_sending(true);
-    let token = login(&relay.http, "clerk1", &password).await;
-    let mut c = console(&relay.http, &token).await;
+    let token = login(relay.http(), "clerk1", &password).await;
+    let mut c = console(relay.http(), &token).await;
     let opened = c
         .request(json!({"type": "open_window", "window_id": "window-08"}))
         .await;
@@ -185,9 +158,7 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let Relay { mut child, .. } = relay;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    relay.kill().unwrap();
     kp.close().await;
     cp.close().await;
     drop((k, c));
@@ -199,14 +170,14 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     assert_eq!(dumps.len(), 1, "the crash left the session's dump");
 
     // Restart: the kiosk and the console reconnect and offer again; the session resumes.
-    let relay = start(data);
-    let mut k = kiosk(&relay.http, &credential).await;
+    let mut relay = start(data).await;
+    let mut k = kiosk(relay.http(), &credential).await;
     let mut kp = PeerBuilder::new(2, Role::Kiosk).await;
     assert_eq!(negotiate(&mut k, &mut kp).await["type"], "media_answer");
     let kp = kp.run();
     recv_where(&mut k, "media_sending", |m| m["sending"] == true).await;
     kp.set_sending(true);
-    let mut c = console(&relay.http, &token).await;
+    let mut c = console(relay.http(), &token).await;
     let mut cp = PeerBuilder::new(12, Role::Clerk).await;
     assert_eq!(negotiate(&mut c, &mut cp).await["type"], "media_answer");
     let cp = cp.run();
@@ -223,12 +194,12 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     .await;
 
     // The crashed recording was recovered; the new one completes when the session ends.
-    let boss = login(&relay.http, "supervisor1", &password).await;
+    let boss = login(relay.http(), "supervisor1", &password).await;
     c.op(json!({"op": "start", "ticket_id": ticket})).await;
     c.op(json!({"op": "finish", "ticket_id": ticket})).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let rows = loop {
-        let rows = recordings(&relay.http, &boss).await;
+        let rows = recordings(relay.http(), &boss).await;
         if rows.len() == 2 && rows.iter().all(|r| r["state"] == "complete") {
             break rows;
         }
@@ -248,7 +219,5 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     assert!(left.is_empty(), "only sealed recordings remain: {left:?}");
     kp.close().await;
     cp.close().await;
-    let Relay { mut child, .. } = relay;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    relay.kill().unwrap();
 }

@@ -4,16 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Client;
+use relay_kit::{RelayCommand, RelayProcess};
 use serde_json::{Value, json};
-
-struct Relay {
-    child: Child,
-    http: String,
-}
 
 fn relay_bin() -> &'static str {
     env!("CARGO_BIN_EXE_relay")
@@ -33,50 +29,18 @@ fn seed(data: &Path) {
     );
 }
 
-fn start(data: &Path) -> Relay {
-    let ready = data.join("ready.json");
-    let _ = std::fs::remove_file(&ready);
-    let child = Command::new(relay_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args([
-            "--set",
-            "server.tls.self_signed=true",
-            "--set",
-            "log.filter=\"warn\"",
-        ])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-http",
-            "127.0.0.1:0",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start relay");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "relay did not become ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).expect("ready file"))
-        .expect("ready json");
-    Relay {
-        child,
-        http: info["http"].as_str().expect("http address").to_owned(),
-    }
+async fn start(data: &Path) -> RelayProcess {
+    RelayCommand::new(relay_bin(), data)
+        .set("log.filter=\"warn\"")
+        .start_limit(Duration::from_secs(20))
+        .start()
+        .await
+        .expect("relay did not become ready")
 }
 
-impl Relay {
-    fn crash(mut self) {
-        // std's kill() is SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().expect("kill");
-        self.child.wait().expect("reap");
-    }
+/// std's kill() is SIGKILL on Unix: no shutdown code runs.
+fn crash(mut relay: RelayProcess) {
+    relay.kill().expect("kill");
 }
 
 fn read(data: &Path, file: &str) -> String {
@@ -136,8 +100,8 @@ async fn acknowledged_queue_changes_survive_sigkill() {
     let kiosk_cred = read(&data, "kiosk.credential");
     let (kiosk_id, kiosk_secret) = kiosk_cred.split_once(':').expect("credential");
 
-    let relay = start(&data);
-    let http = relay.http.clone();
+    let relay = start(&data).await;
+    let http = relay.http().to_owned();
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let r = client
@@ -178,9 +142,9 @@ async fn acknowledged_queue_changes_survive_sigkill() {
         .await;
     assert_eq!(started["type"], "done");
 
-    relay.crash();
-    let relay = start(&data);
-    let http = relay.http.clone();
+    crash(relay);
+    let relay = start(&data).await;
+    let http = relay.http().to_owned();
     // The login session survived too.
     let q = queue(&http, &token).await;
     assert_eq!(ticket(&q, "E001")["state"], "waiting");
@@ -211,7 +175,7 @@ async fn acknowledged_queue_changes_survive_sigkill() {
         .await
         .expect("json");
     assert_eq!(next["number"], "E003");
-    relay.crash();
+    crash(relay);
 }
 
 #[tokio::test]
@@ -220,8 +184,8 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket() {
     let (_dir, data) = data_dir();
     let password = read(&data, "staff-password.txt");
     let machine = read(&data, "ticket-machine.credential");
-    let relay = start(&data);
-    let http = relay.http.clone();
+    let relay = start(&data).await;
+    let http = relay.http().to_owned();
 
     // Issue tickets from a task while the main test kills the relay partway through.
     let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -258,16 +222,16 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket() {
         assert!(Instant::now() < deadline, "tickets are being issued");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    relay.crash();
+    crash(relay);
     let _ = burst.await;
     let acknowledged = issued.lock().expect("lock").clone();
     assert!(acknowledged.len() >= 20);
 
-    let relay = start(&data);
-    let token = login(&relay.http, &password).await;
-    let q = queue(&relay.http, &token).await;
+    let relay = start(&data).await;
+    let token = login(relay.http(), &password).await;
+    let q = queue(relay.http(), &token).await;
     for number in &acknowledged {
         ticket(&q, number);
     }
-    relay.crash();
+    crash(relay);
 }

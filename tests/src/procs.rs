@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use relay_kit::{Ready, RelayCommand, RelayProcess, wait_ready};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -28,24 +29,6 @@ pub fn bin(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-async fn wait_ready(file: &Path, child: &mut Child, what: &str) -> Result<Value> {
-    let deadline = tokio::time::Instant::now() + START_LIMIT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(file)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-        {
-            return Ok(v);
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("{what} exited during start-up: {status}");
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{what} did not become ready within {START_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// A data directory with the demonstration centre loaded by `relay seed-demo`.
@@ -99,7 +82,7 @@ impl DemoData {
 
 /// A running relay with an HTTPS listener and an INSECURE loopback HTTP listener.
 pub struct Relay {
-    child: Child,
+    process: RelayProcess,
     pub https: String,
     pub http: String,
     /// The SFU's UDP socket, when media is on.
@@ -115,43 +98,31 @@ impl Relay {
     /// Kills the relay (SIGKILL) and starts it again with the same data and on the same
     /// addresses, as a crash followed by a restart looks to kiosks and consoles.
     pub async fn restart(mut self, data: &DemoData, extra: &[&str]) -> Result<Self> {
-        self.child.kill().await?;
+        self.process.kill()?;
         let (https, http) = (self.https.clone(), self.http.clone());
         Self::start_on(data, extra, &https, &http).await
     }
 
     async fn start_on(data: &DemoData, extra: &[&str], https: &str, http: &str) -> Result<Self> {
-        let ready = data.dir.path().join("relay-ready.json");
-        let _ = std::fs::remove_file(&ready);
         let log = data.dir.path().join("relay.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut child = Command::new(bin("relay")?)
-            .arg("--data-dir")
-            .arg(data.relay_dir())
-            .args(["--set", "server.tls.self_signed=true"])
-            .args(extra)
-            .args([
-                "serve",
-                "--listen",
-                https,
-                "--dev-http",
-                http,
-                "--ready-file",
-            ])
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()?;
-        let info = wait_ready(&ready, &mut child, "relay").await?;
+        let process = RelayCommand::new(bin("relay")?, data.relay_dir())
+            .args(extra.iter().copied())
+            .listen(https, http)
+            .ready_file(data.dir.path().join("relay-ready.json"))
+            .log_file(&log)
+            .start_limit(START_LIMIT)
+            .start()
+            .await?;
+        let Ready {
+            https,
+            http,
+            media_udp,
+        } = process.ready.clone();
         Ok(Self {
-            child,
-            https: info["https"].as_str().context("https address")?.to_owned(),
-            http: info["http"].as_str().context("http address")?.to_owned(),
-            media_udp: info["media_udp"].as_str().and_then(|a| a.parse().ok()),
+            process,
+            https,
+            http,
+            media_udp,
             log,
         })
     }
@@ -172,7 +143,7 @@ impl Relay {
 
     /// Sends a signal with kill(1): the workspace has no unsafe code for `libc::kill`.
     fn signal(&self, name: &str) -> Result<()> {
-        let pid = self.child.id().context("the relay has exited")?;
+        let pid = self.process.pid();
         let status = std::process::Command::new("kill")
             .arg(format!("-{name}"))
             .arg(pid.to_string())
@@ -185,7 +156,7 @@ impl Relay {
 
     /// Stops the relay with SIGKILL.
     pub async fn kill(mut self) -> Result<()> {
-        self.child.kill().await?;
+        self.process.kill()?;
         Ok(())
     }
 
@@ -238,7 +209,7 @@ impl Agent {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()?;
-        let info = wait_ready(&ready, &mut child, "agent").await?;
+        let info = wait_ready(&ready, "agent", START_LIMIT, || child.try_wait()).await?;
         Ok(Self {
             child,
             local: info["local"].as_str().context("local address")?.to_owned(),
