@@ -101,7 +101,8 @@ impl Client {
             received: Vec::new(),
             keyframe_requests: Vec::new(),
             seq: [1000 * id, 2000 * id, 3000 * id, 4000 * id, 5000 * id].map(|s| s % 60_000),
-            pid: [id as u16 * 100; 5],
+            // Any start will do; ids past 655 wrap, as the real picture id does.
+            pid: [(id as u16).wrapping_mul(100); 5],
             frames: [0; 5],
             ts_base: [(id as u32).wrapping_mul(0x1234_5678); 5],
             want_keyframe: [true; 5],
