@@ -8,6 +8,7 @@ pub mod card_view;
 pub mod device;
 pub mod hours;
 pub mod inspection;
+pub mod jpeg;
 pub mod media;
 pub mod pii;
 pub mod queue;
