@@ -18,13 +18,13 @@
 //!
 //! Layers: [`frame`] (bytes ↔ frames, sans-IO), [`status`] (SW3 codes), [`text`] + [`tables`] +
 //! [`id_number`] (the 256-byte text block), [`sam`] (the serial driver), [`simulator`] (the
-//! protocol-level simulator), [`mask`] (what a screen may show), [`cli`] (`agent card-reader`).
+//! protocol-level simulator), [`cli`] (`agent card-reader`). What a screen may show of a card
+//! is [`protocol::card_view`]'s rule, shared with the relay.
 
 pub mod cli;
 pub mod fixtures;
 pub mod frame;
 pub mod id_number;
-pub mod mask;
 pub mod photo;
 pub mod sam;
 pub mod simulator;
