@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::faults::{ABSENT_PORT, IdCardFault, ScannerFault};
 use super::idcard::simulator::{Fault, SamSimulator, Scenario};
-use super::idcard::{SamConfig, SamSerialReader, SystemClock};
+use super::idcard::{SamConfig, SamSerialReader};
 use super::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use super::scanner::wedge::EvdevScanner;
 use super::scanner::{self, Scanner};
@@ -25,6 +25,7 @@ use super::service::{ServiceConfig, Worker};
 use super::still::gst::V4l2StillCamera;
 use super::still::{SimulatedStillCamera, StillCamera, Subject, profile_resolutions};
 use super::workers::{IdCardWorker, ScannerWorker, ScreenWorker, SimulatedScans, StillWorker};
+use crate::clock::SystemClock;
 
 /// `[devices]` in the agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

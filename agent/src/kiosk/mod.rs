@@ -133,14 +133,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct Kiosk(Arc<Shared>);
 
-/// Local time, Unix ms.
-pub(crate) fn local_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// A new idempotency key for an evaluation: `ev-` and 32 hex digits.
 fn new_evaluation_id() -> String {
     let bytes: [u8; 16] = rand::rng().random();
@@ -219,7 +211,7 @@ impl Kiosk {
 
     /// Relay time: local time corrected by the offset the link measured.
     pub fn now_ms(&self) -> i64 {
-        local_now_ms().saturating_add(self.0.link.state().borrow().clock_offset_ms)
+        crate::clock::now_ms().saturating_add(self.0.link.state().borrow().clock_offset_ms)
     }
 
     /// The resident's answer for the awaited evaluation of `ticket_id`; returns once it is

@@ -28,6 +28,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clock::now_ms;
 use crate::config::{Credential, RelayConfig};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -683,13 +684,6 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
     let cap = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
     let ceiling = base_ms.saturating_mul(1u64 << attempt.min(20)).min(cap);
     Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling.max(1)))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

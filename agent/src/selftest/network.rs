@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::check::{Check, bi};
+use crate::clock::now_ms_f64;
 use crate::config::{Credential, RelayConfig};
 use crate::link::rtc::{ConnectionState, KioskPeer, PeerConfig};
 
@@ -335,12 +336,6 @@ pub fn timing_from(samples: &[(f64, f64)]) -> Timing {
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(f64::NAN, |s| s.1);
     Timing { rtt_ms, offset_ms }
-}
-
-fn now_ms_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// `network.rtt` and `network.clock` from a measurement.

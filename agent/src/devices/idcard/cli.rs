@@ -14,9 +14,8 @@ use protocol::card_view;
 use protocol::device::IdCard;
 
 use super::simulator::{Fault, SamSimulator, Scenario};
-use super::{
-    IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, SystemClock, fixtures,
-};
+use super::{IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, fixtures};
+use crate::clock::SystemClock;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CardReaderCommand {

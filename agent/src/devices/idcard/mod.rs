@@ -34,7 +34,7 @@ pub mod text;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::Pii;
 use protocol::device::{
@@ -139,25 +139,6 @@ pub trait IdCardReader: Send {
         options: &ReadOptions,
         progress: &mut dyn FnMut(ReadProgress),
     ) -> Result<CardRead, IdCardError>;
-}
-
-/// A time source, so card polling can run in virtual time in tests.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Instant;
-    fn sleep(&self, duration: Duration);
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-    fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
-    }
 }
 
 /// The SAM commands, for error messages and statistics.
