@@ -16,19 +16,28 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
-    let (link, bridges, link_task) =
-        control::spawn(config.relay.clone(), credential.clone(), connector.clone(), shutdown.clone());
+    let (link, bridges, link_task) = control::spawn(
+        config.relay.clone(),
+        credential.clone(),
+        connector.clone(),
+        shutdown.clone(),
+    );
     let (media, media_task) =
         crate::media_session::spawn(&config, link.clone(), bridges.media, shutdown.clone())
             .map_err(anyhow::Error::msg)
             .context("setting up media")?;
     let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
-    let (devices_task, device_handles) = crate::devices::setup::spawn_service(
-        &config,
+    let uploader = crate::devices::upload::relay_uploader(
+        &config.relay,
         &credential,
         &connector,
-        bridges.devices,
-        link.clone(),
+        std::time::Duration::from_secs(config.devices.upload_timeout_secs),
+    );
+    let (devices_task, device_handles) = crate::devices::setup::spawn_service(
+        &config.devices,
+        uploader,
+        bridges.devices.commands,
+        std::sync::Arc::new(link.clone()),
         screen.clone(),
         shutdown.clone(),
     );
@@ -68,7 +77,10 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         device_handles,
         media_probe,
     );
-    tokio::spawn(crate::selftest::daily::run(selftest.clone(), shutdown.clone()));
+    tokio::spawn(crate::selftest::daily::run(
+        selftest.clone(),
+        shutdown.clone(),
+    ));
     let technician = crate::selftest::http::Technician::new(selftest.clone());
 
     let listener = tokio::net::TcpListener::bind(config.local.listen)
@@ -89,7 +101,18 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link, screen, kiosk, media, technician }, shutdown.clone()).await?;
+    local_api::serve(
+        listener,
+        local_api::ApiState {
+            link,
+            screen,
+            kiosk,
+            media,
+            technician,
+        },
+        shutdown.clone(),
+    )
+    .await?;
     shutdown.cancel();
     selftest.withdraw();
     let _ = link_task.await;
@@ -99,7 +122,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

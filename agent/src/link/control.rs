@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
-use crate::config::{Credential, RelayConfig};
+use crate::devices::service::DeviceSink;
+use crate::link::config::{Credential, RelayConfig};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -187,6 +188,13 @@ impl Link {
     /// the same request id. False when it cannot be queued.
     pub fn send_media_offer(&self, request_id: u64, sdp: String) -> bool {
         self.media_out.try_send((request_id, sdp)).is_ok()
+    }
+}
+
+/// The device service answers the clerk through the link.
+impl DeviceSink for Link {
+    fn send(&self, message: FromDevice) -> bool {
+        self.send_device(message)
     }
 }
 
