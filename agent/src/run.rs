@@ -1,19 +1,44 @@
 //! `agent run`: the kiosk agent's main job.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{AgentConfig, Credential};
+use crate::kiosk::outbox::OutboxError;
 use crate::link::control;
 use crate::local_api;
 
+/// Why the agent could not start or stopped with an error; each names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Credential(String),
+    #[error(transparent)]
+    Tls(#[from] control::SetupError),
+    #[error("setting up media: {0}")]
+    Media(String),
+    #[error("opening the kiosk's evaluation outbox: {0}")]
+    Outbox(#[source] OutboxError),
+    #[error("binding the local API on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs the agent until SIGINT/SIGTERM. Writes the bound local address to `ready_file` once
 /// listening (for scripts and tests).
-pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
+pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> Result<(), RunError> {
+    let credential =
+        Credential::read(&config.relay.credential_file).map_err(RunError::Credential)?;
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
     let (link, bridges, link_task) = control::spawn(
@@ -24,20 +49,19 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
     );
     let (media, media_task) =
         crate::media_session::spawn(&config, link.clone(), bridges.media, shutdown.clone())
-            .map_err(anyhow::Error::msg)
-            .context("setting up media")?;
-    let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
+            .map_err(RunError::Media)?;
+    let screen = Arc::new(crate::devices::activity::KioskScreen::new());
     let uploader = crate::devices::upload::relay_uploader(
         &config.relay,
         &credential,
         &connector,
-        std::time::Duration::from_secs(config.devices.upload_timeout_secs),
+        Duration::from_secs(config.devices.upload_timeout_secs),
     );
     let (devices_task, device_handles) = crate::devices::setup::spawn_service(
         &config.devices,
         uploader,
         bridges.devices.commands,
-        std::sync::Arc::new(link.clone()),
+        Arc::new(link.clone()),
         screen.clone(),
         shutdown.clone(),
     );
@@ -50,12 +74,12 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         shutdown.clone(),
     )
     .await
-    .context("opening the kiosk's evaluation outbox")?;
+    .map_err(RunError::Outbox)?;
 
     // The self-test reads the media session's phase ("connected", …) and failed attempts;
     // none when media is off.
     let (media_status, media_on) = (media.status.clone(), config.media.enabled);
-    let media_probe: crate::selftest::MediaProbe = std::sync::Arc::new(move || {
+    let media_probe: crate::selftest::MediaProbe = Arc::new(move || {
         if !media_on {
             return None;
         }
@@ -85,7 +109,10 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
 
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
-        .with_context(|| format!("binding the local API on {}", config.local.listen))?;
+        .map_err(|source| RunError::Bind {
+            address: config.local.listen,
+            source,
+        })?;
     let local = listener.local_addr()?;
     info!(address = %local, "local API listening");
     selftest.publish(local);
