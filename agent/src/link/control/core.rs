@@ -84,6 +84,10 @@ impl Failure {
 
 /// What the driver is to do with the connection.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every transmit is a message; Connect and Close are once per connection"
+)]
 pub enum Transmit {
     /// Open a connection to the relay; report it with `handle_connected` or
     /// `handle_connect_failed`.
