@@ -117,6 +117,54 @@ pub enum Assembled {
     TooLong,
 }
 
+/// One scan being assembled, whatever the transport: bytes up to the length limit; a scan
+/// that goes over it is discarded whole (up to its end) and reported as too long.
+#[derive(Debug)]
+pub struct ScanBuffer {
+    buf: Vec<u8>,
+    max_len: usize,
+    /// The current scan went over `max_len`: discard until its end.
+    overlong: bool,
+}
+
+impl ScanBuffer {
+    pub fn new(max_len: usize) -> Self {
+        ScanBuffer {
+            buf: Vec::new(),
+            max_len,
+            overlong: false,
+        }
+    }
+
+    pub fn push(&mut self, byte: u8) {
+        if self.overlong {
+        } else if self.buf.len() >= self.max_len {
+            self.overlong = true;
+            self.buf.clear();
+        } else {
+            self.buf.push(byte);
+        }
+    }
+
+    /// Whether a scan has begun.
+    pub fn is_pending(&self) -> bool {
+        !self.buf.is_empty() || self.overlong
+    }
+
+    /// Ends the scan: its bytes, `TooLong`, or nothing when it was empty.
+    pub fn finish(&mut self) -> Option<Assembled> {
+        if std::mem::take(&mut self.overlong) {
+            self.buf.clear();
+            return Some(Assembled::TooLong);
+        }
+        if self.buf.is_empty() {
+            None
+        } else {
+            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
+        }
+    }
+}
+
 /// The sans-IO half of a transport. Input goes in through the transport's own method (bytes
 /// for [`serial::LineAssembler`], key events for [`wedge::KeyDecoder`]); a scan can also end
 /// by silence, which is what this asks about.

@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 
 use serialport::SerialPort;
 
-use super::{Assembled, Assembler, ReadLoop, Scan, Scanner, ScannerError};
+use super::{Assembled, Assembler, ReadLoop, Scan, ScanBuffer, Scanner, ScannerError};
 
 /// Splits a byte stream into scans.
 #[derive(Debug)]
 pub struct LineAssembler {
-    buf: Vec<u8>,
-    max_len: usize,
-    /// The current scan went over `max_len`: discard until its end.
-    overlong: bool,
+    scan: ScanBuffer,
     after_cr: bool,
     /// End a scan after this much silence too (scanners configured without a suffix).
     idle_end: Option<Duration>,
@@ -28,9 +25,7 @@ impl LineAssembler {
     /// Scans end at CR, LF or CR LF; with `idle_end`, also after that much silence.
     pub fn new(max_len: usize, idle_end: Option<Duration>) -> Self {
         LineAssembler {
-            buf: Vec::new(),
-            max_len,
-            overlong: false,
+            scan: ScanBuffer::new(max_len),
             after_cr: false,
             idle_end,
             last_byte: None,
@@ -50,12 +45,7 @@ impl LineAssembler {
                         out.extend(self.finish());
                     }
                 }
-                _ if self.overlong => {}
-                _ if self.buf.len() >= self.max_len => {
-                    self.overlong = true;
-                    self.buf.clear();
-                }
-                _ => self.buf.push(b),
+                _ => self.scan.push(b),
             }
         }
         if !bytes.is_empty() {
@@ -65,15 +55,7 @@ impl LineAssembler {
 
     fn finish(&mut self) -> Option<Assembled> {
         self.last_byte = None;
-        if std::mem::take(&mut self.overlong) {
-            self.buf.clear();
-            return Some(Assembled::TooLong);
-        }
-        if self.buf.is_empty() {
-            None
-        } else {
-            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
-        }
+        self.scan.finish()
     }
 }
 
@@ -89,8 +71,7 @@ impl Assembler for LineAssembler {
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
-        let pending = !self.buf.is_empty() || self.overlong;
-        match (pending, self.idle_end, self.last_byte) {
+        match (self.scan.is_pending(), self.idle_end, self.last_byte) {
             (true, Some(gap), Some(last)) => Some(last + gap),
             _ => None,
         }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use super::{Assembled, Assembler, ReadLoop, Scan, Scanner, ScannerError};
+use super::{Assembled, Assembler, ReadLoop, Scan, ScanBuffer, Scanner, ScannerError};
 
 /// Linux input key codes used here (`linux/input-event-codes.h`).
 pub mod key {
@@ -80,9 +80,7 @@ pub struct KeyEvent {
 /// Key events → scans.
 #[derive(Debug)]
 pub struct KeyDecoder {
-    buf: Vec<u8>,
-    max_len: usize,
-    overlong: bool,
+    scan: ScanBuffer,
     left_shift: bool,
     right_shift: bool,
     caps_lock: bool,
@@ -95,9 +93,7 @@ pub struct KeyDecoder {
 impl KeyDecoder {
     pub fn new(max_len: usize, idle_gap: Duration, end_on_enter: bool) -> Self {
         KeyDecoder {
-            buf: Vec::new(),
-            max_len,
-            overlong: false,
+            scan: ScanBuffer::new(max_len),
             left_shift: false,
             right_shift: false,
             caps_lock: false,
@@ -152,13 +148,7 @@ impl KeyDecoder {
         } else {
             plain
         };
-        if self.overlong {
-        } else if self.buf.len() >= self.max_len {
-            self.overlong = true;
-            self.buf.clear();
-        } else {
-            self.buf.push(c);
-        }
+        self.scan.push(c);
     }
 
     fn finish(&mut self) -> Option<Assembled> {
@@ -166,15 +156,7 @@ impl KeyDecoder {
         // Modifier state does not carry over between scans.
         self.left_shift = false;
         self.right_shift = false;
-        if std::mem::take(&mut self.overlong) {
-            self.buf.clear();
-            return Some(Assembled::TooLong);
-        }
-        if self.buf.is_empty() {
-            None
-        } else {
-            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
-        }
+        self.scan.finish()
     }
 }
 
@@ -189,7 +171,7 @@ impl Assembler for KeyDecoder {
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
-        let pending = !self.buf.is_empty() || self.overlong;
+        let pending = self.scan.is_pending();
         self.last_key.filter(|_| pending).map(|t| t + self.idle_gap)
     }
 }

@@ -104,26 +104,3 @@ pub fn profile_resolutions(profile: Option<&device_profiles::DeviceProfile>) -> 
     sizes.sort_by_key(|s| std::cmp::Reverse(u64::from(s.width) * u64::from(s.height)));
     sizes
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_frame_size() {
-        // SOI, APP0 (len 4), SOF0 for 3264x2448.
-        let jpeg = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x09,
-            0x90, 0x0C, 0xC0, 0x01, 0x01, 0x11, 0x00,
-        ];
-        assert_eq!(
-            jpeg_size(&jpeg),
-            Some(ImageSize {
-                width: 3264,
-                height: 2448
-            })
-        );
-        assert_eq!(jpeg_size(b"not a jpeg"), None);
-        assert_eq!(jpeg_size(&jpeg[..12]), None);
-    }
-}
