@@ -4,6 +4,7 @@
 //! QR scanner), dials out to the centre's relay over a TLS WebSocket, takes tickets for the
 //! resident and carries out device commands that the clerk sends through the relay.
 
+pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod kiosk;

@@ -76,9 +76,7 @@ async fn cancel(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn activity(
-    State(s): State<ApiState>,
-) -> Json<crate::devices::activity::ScreenState> {
+async fn activity(State(s): State<ApiState>) -> Json<crate::devices::activity::ScreenState> {
     Json(s.screen.current())
 }
 
@@ -105,7 +103,10 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

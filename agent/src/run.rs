@@ -1,34 +1,67 @@
 //! `agent run`: the kiosk agent's main job.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{AgentConfig, Credential};
+use crate::kiosk::outbox::OutboxError;
 use crate::link::control;
 use crate::local_api;
 
+/// Why the agent could not start or stopped with an error; each names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Credential(String),
+    #[error(transparent)]
+    Tls(#[from] control::SetupError),
+    #[error("setting up media: {0}")]
+    Media(String),
+    #[error("opening the kiosk's evaluation outbox: {0}")]
+    Outbox(#[source] OutboxError),
+    #[error("binding the local API on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs the agent until SIGINT/SIGTERM. Writes the bound local address to `ready_file` once
 /// listening (for scripts and tests).
-pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let credential = Credential::read(&config.relay.credential_file).map_err(anyhow::Error::msg)?;
+pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> Result<(), RunError> {
+    let credential =
+        Credential::read(&config.relay.credential_file).map_err(RunError::Credential)?;
     let connector = control::tls_connector(&config.relay)?;
     let shutdown = CancellationToken::new();
-    let (link, bridges, link_task) =
-        control::spawn(config.relay.clone(), credential.clone(), connector.clone(), shutdown.clone());
+    let (link, bridges, link_task) = control::spawn(
+        config.relay.clone(),
+        credential.clone(),
+        connector.clone(),
+        shutdown.clone(),
+    );
     let (media, media_task) =
         crate::media_session::spawn(&config, link.clone(), bridges.media, shutdown.clone())
-            .map_err(anyhow::Error::msg)
-            .context("setting up media")?;
-    let screen = std::sync::Arc::new(crate::devices::activity::KioskScreen::new());
-    let (devices_task, device_handles) = crate::devices::setup::spawn_service(
-        &config,
+            .map_err(RunError::Media)?;
+    let screen = Arc::new(crate::devices::activity::KioskScreen::new());
+    let uploader = crate::devices::upload::relay_uploader(
+        &config.relay,
         &credential,
         &connector,
-        bridges.devices,
-        link.clone(),
+        Duration::from_secs(config.devices.upload_timeout_secs),
+    );
+    let (devices_task, device_handles) = crate::devices::setup::spawn_service(
+        &config.devices,
+        uploader,
+        bridges.devices.commands,
+        Arc::new(link.clone()),
         screen.clone(),
         shutdown.clone(),
     );
@@ -41,12 +74,12 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         shutdown.clone(),
     )
     .await
-    .context("opening the kiosk's evaluation outbox")?;
+    .map_err(RunError::Outbox)?;
 
     // The self-test reads the media session's phase ("connected", …) and failed attempts;
     // none when media is off.
     let (media_status, media_on) = (media.status.clone(), config.media.enabled);
-    let media_probe: crate::selftest::MediaProbe = std::sync::Arc::new(move || {
+    let media_probe: crate::selftest::MediaProbe = Arc::new(move || {
         if !media_on {
             return None;
         }
@@ -68,12 +101,18 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         device_handles,
         media_probe,
     );
-    tokio::spawn(crate::selftest::daily::run(selftest.clone(), shutdown.clone()));
+    tokio::spawn(crate::selftest::daily::run(
+        selftest.clone(),
+        shutdown.clone(),
+    ));
     let technician = crate::selftest::http::Technician::new(selftest.clone());
 
     let listener = tokio::net::TcpListener::bind(config.local.listen)
         .await
-        .with_context(|| format!("binding the local API on {}", config.local.listen))?;
+        .map_err(|source| RunError::Bind {
+            address: config.local.listen,
+            source,
+        })?;
     let local = listener.local_addr()?;
     info!(address = %local, "local API listening");
     selftest.publish(local);
@@ -89,7 +128,18 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
         info!("stopping");
         signal.cancel();
     });
-    local_api::serve(listener, local_api::ApiState { link, screen, kiosk, media, technician }, shutdown.clone()).await?;
+    local_api::serve(
+        listener,
+        local_api::ApiState {
+            link,
+            screen,
+            kiosk,
+            media,
+            technician,
+        },
+        shutdown.clone(),
+    )
+    .await?;
     shutdown.cancel();
     selftest.withdraw();
     let _ = link_task.await;
@@ -99,7 +149,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> anyhow::Re
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

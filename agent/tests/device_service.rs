@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::clock::SystemClock;
 use agent::devices::activity::KioskScreen;
 use agent::devices::idcard::simulator::{Fault, SamSimulator, Scenario};
-use agent::devices::idcard::{SamConfig, SamSerialReader, SystemClock};
+use agent::devices::idcard::{SamConfig, SamSerialReader};
 use agent::devices::scanner;
 use agent::devices::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use agent::devices::service::{DeviceService, ServiceConfig, Worker};

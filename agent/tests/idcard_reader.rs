@@ -5,11 +5,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agent::clock::Clock;
 use agent::devices::idcard::simulator::{Fault, SamSimulator, Scenario};
 use agent::devices::idcard::status::Sw3;
 use agent::devices::idcard::{
-    Clock, IdCardError, IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader,
-    fixtures,
+    IdCardError, IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, fixtures,
 };
 use protocol::device::{CompletionCode, DeviceErrorCode, IdCard};
 

@@ -2,11 +2,13 @@
 //! (GB/T 35273: mask personal information on display).
 //!
 //! The relay stores the card itself encrypted and gives the console a masked [`CardView`];
-//! the full view is returned only by the audited reveal. Pure functions, no I/O.
+//! the full view is returned only by the audited reveal. The kiosk's card-reader command line
+//! prints the same view (and [`card_json`]), so the masking rule lives here alone. Pure
+//! functions, no I/O.
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::{CardDate, Gender, IdCard, ValidUntil};
+use crate::idcard::{CardDate, Gender, IdCard, ValidUntil};
 
 /// One labelled line, e.g. `姓名: 王**`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,16 +186,39 @@ pub fn card_view(card: &IdCard, masked: bool) -> CardView {
     }
 }
 
+/// The card in its wire shape (JSON) with the personal values masked as in [`card_view`], and
+/// `"masked": true`; unmasked it is exactly the wire form.
+pub fn card_json(card: &IdCard, masked: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(card).unwrap_or(serde_json::Value::Null);
+    if !masked {
+        return value;
+    }
+    if let serde_json::Value::Object(fields) = &mut value {
+        for (key, field) in fields.iter_mut() {
+            let Some(text) = field.as_str() else { continue };
+            let hidden = match key.as_str() {
+                "name" | "english_name" | "chinese_name" => mask_name(text),
+                "id_number" | "card_number" | "pass_number" => mask_number(text),
+                "address" | "issuing_authority" => mask_prefix(text, 3),
+                "birth_date" => format!("{}-**-**", text.get(..4).unwrap_or("****")),
+                _ => continue,
+            };
+            *field = serde_json::Value::String(hidden);
+        }
+        fields.insert("masked".into(), true.into());
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Pii;
-    use crate::device::{Nation, ResidentCard};
+    use crate::idcard::{Nation, ResidentCard};
 
-    #[test]
-    fn masked_view_hides_personal_values_and_plain_view_shows_them() {
+    fn resident() -> IdCard {
         let date = |y, m, d| CardDate::new(y, m, d).expect("valid");
-        let card = IdCard::Resident(ResidentCard {
+        IdCard::Resident(ResidentCard {
             name: Pii::new("王小明".into()),
             gender: Pii::new(Gender::Male),
             nation: Pii::new(Nation {
@@ -206,7 +231,12 @@ mod tests {
             issuing_authority: Pii::new("上海市公安局虚拟分局".into()),
             valid_from: Pii::new(date(2015, 6, 1)),
             valid_until: Pii::new(ValidUntil::LongTerm),
-        });
+        })
+    }
+
+    #[test]
+    fn masked_view_hides_personal_values_and_plain_view_shows_them() {
+        let card = resident();
         let masked = serde_json::to_string(&card_view(&card, true)).expect("json");
         for secret in [
             "王小明",
@@ -223,5 +253,28 @@ mod tests {
         for shown in ["王小明", "310101199003071230", "1990-03-07", "长期"] {
             assert!(plain.contains(shown), "{shown} missing");
         }
+    }
+
+    #[test]
+    fn masked_json_hides_the_same_values_and_plain_json_is_the_wire_form() {
+        let card = resident();
+        let masked = card_json(&card, true);
+        assert_eq!(masked["masked"], true);
+        assert_eq!(masked["id_number"], "310***********1230");
+        assert_eq!(masked["name"], "王**");
+        assert_eq!(masked["birth_date"], "1990-**-**");
+        let text = masked.to_string();
+        for secret in [
+            "王小明",
+            "310101199003071230",
+            "示例路",
+            "1990-03-07",
+            "虚拟分局",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let plain = card_json(&card, false);
+        assert_eq!(plain, serde_json::to_value(&card).expect("json"));
+        assert!(plain.get("masked").is_none());
     }
 }

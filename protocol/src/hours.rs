@@ -405,7 +405,10 @@ mod tests {
     fn a_day_starts_at_shanghai_midnight() {
         let day = d("2026-03-05");
         assert_eq!(shanghai(day_start(day)), (day, 0));
-        assert_eq!(shanghai(day_start(day) - 1), (d("2026-03-04"), 23 * 60 + 59));
+        assert_eq!(
+            shanghai(day_start(day) - 1),
+            (d("2026-03-04"), 23 * 60 + 59)
+        );
         assert_eq!(day_start(day), at("2026-03-05", "00:00"));
     }
 

@@ -2,9 +2,9 @@
 //! change of the protocol that every deployed kiosk and console must understand.
 
 use protocol::control::{
-    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, EvaluationLevel, ExtensionPointInfo,
-    IceServer, IssueTicketRequest, KioskEvaluation, KioskMedia, KioskTicketStatus, KioskToRelay,
-    RelayToClerk, RelayToKiosk,
+    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, EvaluationLevel, ExtensionPointInfo, IceServer,
+    IssueTicketRequest, KioskEvaluation, KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk,
+    RelayToKiosk,
 };
 use protocol::queue::{AppointmentSlot, QueueOp, TicketState};
 use serde::Serialize;

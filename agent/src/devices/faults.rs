@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn faults_need_simulated_devices() {
-        let mut devices = crate::devices::setup::DevicesConfig {
+        let mut devices = crate::devices::config::DevicesConfig {
             simulated_faults: SimulatedFaults {
                 camera: Some(CameraFault::Black),
                 ..SimulatedFaults::default()

@@ -10,6 +10,7 @@
 //! - [`faults`]: faults a simulated kiosk can be given (`[devices.simulated_faults]`).
 
 pub mod activity;
+pub mod config;
 pub mod faults;
 pub mod idcard;
 pub mod scanner;

@@ -38,12 +38,6 @@ pub trait DeviceSink: Send + Sync + 'static {
     fn send(&self, message: FromDevice) -> bool;
 }
 
-impl DeviceSink for crate::link::control::Link {
-    fn send(&self, message: FromDevice) -> bool {
-        self.send_device(message)
-    }
-}
-
 impl DeviceSink for mpsc::Sender<FromDevice> {
     fn send(&self, message: FromDevice) -> bool {
         self.try_send(message).is_ok()

@@ -6,98 +6,24 @@
 //! its profile in the kiosk profile; a device that cannot be opened is reported (without
 //! personal data) and left out, and its commands complete with `device_not_ready`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use device_profiles::{Catalog, DeviceProfile, ScannerTransport};
 use protocol::device::DeviceKind;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::config::DevicesConfig;
 use super::faults::{ABSENT_PORT, IdCardFault, ScannerFault};
 use super::idcard::simulator::{Fault, SamSimulator, Scenario};
-use super::idcard::{SamConfig, SamSerialReader, SystemClock};
+use super::idcard::{SamConfig, SamSerialReader};
 use super::scanner::serial::{SerialScanner, SimulatedSerialScanner};
 use super::scanner::wedge::EvdevScanner;
 use super::scanner::{self, Scanner};
-use super::service::{ServiceConfig, Worker};
+use super::service::Worker;
 use super::still::gst::V4l2StillCamera;
 use super::still::{SimulatedStillCamera, StillCamera, Subject, profile_resolutions};
 use super::workers::{IdCardWorker, ScannerWorker, ScreenWorker, SimulatedScans, StillWorker};
-
-/// `[devices]` in the agent configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DevicesConfig {
-    /// Run every device as an in-process simulator (CI, demo, trials without hardware).
-    pub simulated: bool,
-    /// Kiosk profile id (`device-profiles/profiles/kiosks`); defaults to `kiosk-simulated`
-    /// when `simulated`, else `kiosk-generic`.
-    pub profile: Option<String>,
-    /// A directory of extra profile files to use instead of the built-in ones.
-    pub profiles_dir: Option<PathBuf>,
-    /// Serial port of the SAM ID card reader, e.g. `/dev/ttyUSB0`.
-    pub id_card_port: Option<String>,
-    /// Serial port (USB-CDC) or `/dev/input/…` event device of the QR scanner.
-    pub scanner_port: Option<String>,
-    /// V4L2 device of the document camera (高拍仪), e.g. `/dev/video2`.
-    pub document_camera: Option<String>,
-    /// V4L2 device of the kiosk camera, for identity snapshots.
-    pub camera: Option<String>,
-    /// The longest any device command may run (seconds).
-    pub max_command_secs: u64,
-    /// Bound of one upload attempt to the relay (seconds).
-    pub upload_timeout_secs: u64,
-    /// Faults of the simulated devices (only with `simulated = true`).
-    pub simulated_faults: super::faults::SimulatedFaults,
-}
-
-impl Default for DevicesConfig {
-    fn default() -> Self {
-        DevicesConfig {
-            simulated: false,
-            profile: None,
-            profiles_dir: None,
-            id_card_port: None,
-            scanner_port: None,
-            document_camera: None,
-            camera: None,
-            max_command_secs: 120,
-            upload_timeout_secs: 60,
-            simulated_faults: super::faults::SimulatedFaults::default(),
-        }
-    }
-}
-
-impl DevicesConfig {
-    pub fn kiosk_profile(&self) -> &str {
-        self.profile.as_deref().unwrap_or(if self.simulated {
-            "kiosk-simulated"
-        } else {
-            "kiosk-generic"
-        })
-    }
-
-    pub fn service(&self) -> ServiceConfig {
-        ServiceConfig {
-            max_command: Duration::from_secs(self.max_command_secs),
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_command_secs == 0 || self.max_command_secs > 3600 {
-            return Err("devices.max_command_secs must be between 1 and 3600".into());
-        }
-        if self.upload_timeout_secs == 0 || self.upload_timeout_secs > 3600 {
-            return Err("devices.upload_timeout_secs must be between 1 and 3600".into());
-        }
-        if !self.simulated && !self.simulated_faults.is_empty() {
-            return Err("devices.simulated_faults need devices.simulated = true".into());
-        }
-        Ok(())
-    }
-}
+use crate::clock::SystemClock;
 
 /// The opened devices: workers for the service, and the simulators they talk to (kept alive
 /// as long as this value).
@@ -308,15 +234,15 @@ fn still_camera(
     camera
 }
 
-/// Opens the configured devices and runs the device service on the control link's device
-/// bridge until `shutdown`. The simulators live as long as the returned task. The second value
-/// carries the opened devices by kind once they are open (for the self-test).
+/// Opens the configured devices and runs the device service on the clerk's `commands` until
+/// `shutdown`, answering through `sink` (the control link in the agent). The simulators live as
+/// long as the returned task. The second value carries the opened devices by kind once they
+/// are open (for the self-test).
 pub fn spawn_service(
-    config: &crate::config::AgentConfig,
-    credential: &crate::config::Credential,
-    connector: &tokio_tungstenite::Connector,
-    bridge: crate::link::control::DeviceBridge,
-    link: crate::link::control::Link,
+    config: &DevicesConfig,
+    uploader: Arc<dyn super::upload::Uploader>,
+    commands: tokio::sync::mpsc::Receiver<protocol::device::ToDevice>,
+    sink: Arc<dyn super::service::DeviceSink>,
     screen: Arc<super::activity::KioskScreen>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> (
@@ -324,27 +250,8 @@ pub fn spawn_service(
     tokio::sync::watch::Receiver<Option<DeviceHandles>>,
 ) {
     let (handles_tx, handles_rx) = tokio::sync::watch::channel(None);
-    let tls = match connector {
-        tokio_tungstenite::Connector::Rustls(c) => Some(c.clone()),
-        _ => None,
-    };
-    let uploader: Arc<dyn super::upload::Uploader> = match super::upload::HttpsUploader::new(
-        &config.relay,
-        credential,
-        tls,
-        Duration::from_secs(config.devices.upload_timeout_secs),
-    ) {
-        Ok(u) => Arc::new(u),
-        Err(e) => {
-            warn!(error = %e, "uploads are off");
-            Arc::new(super::upload::MemoryUploader {
-                fail: std::sync::Mutex::new(Some(e.to_string())),
-                ..Default::default()
-            })
-        }
-    };
-    let devices_config = config.devices.clone();
-    let service_config = config.devices.service();
+    let devices_config = config.clone();
+    let service_config = config.service();
     let task = tokio::spawn(async move {
         // Opening serial ports and starting simulators blocks briefly.
         let opened = match tokio::task::spawn_blocking(move || open(&devices_config)).await {
@@ -354,12 +261,12 @@ pub fn spawn_service(
         handles_tx.send_replace(Some(opened.handles.clone()));
         let service = super::service::DeviceService::new(
             opened.workers.clone(),
-            Arc::new(link),
+            sink,
             screen,
             uploader,
             service_config,
         );
-        service.run(bridge.commands, shutdown).await;
+        service.run(commands, shutdown).await;
         handles_tx.send_replace(None);
         drop(opened);
     });

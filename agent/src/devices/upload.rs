@@ -17,7 +17,7 @@ use protocol::device::ImageSize;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Credential, RelayConfig};
+use crate::link::config::{Credential, RelayConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadKind {
@@ -207,6 +207,31 @@ impl Uploader for HttpsUploader {
             attempts: self.attempts,
             last,
         })
+    }
+}
+
+/// The kiosk's uploader: HTTPS to the relay with the control link's TLS settings; when that
+/// cannot be set up, one that fails every upload with the reason, so device commands complete
+/// with an error instead of the agent refusing to start.
+pub fn relay_uploader(
+    relay: &RelayConfig,
+    credential: &Credential,
+    connector: &tokio_tungstenite::Connector,
+    timeout: Duration,
+) -> Arc<dyn Uploader> {
+    let tls = match connector {
+        tokio_tungstenite::Connector::Rustls(c) => Some(c.clone()),
+        _ => None,
+    };
+    match HttpsUploader::new(relay, credential, tls, timeout) {
+        Ok(u) => Arc::new(u),
+        Err(e) => {
+            tracing::warn!(error = %e, "uploads are off");
+            Arc::new(MemoryUploader {
+                fail: std::sync::Mutex::new(Some(e.to_string())),
+                ..Default::default()
+            })
+        }
     }
 }
 

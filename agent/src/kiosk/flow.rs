@@ -40,7 +40,7 @@ impl Flow {
         now_ms: i64,
         timeout_ms: i64,
     ) -> Option<AwaitedEvaluation> {
-        let Some(t) = ticket else { return None };
+        let t = ticket?;
         let mut overtaken = None;
         if self
             .awaited

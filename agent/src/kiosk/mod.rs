@@ -14,6 +14,7 @@
 //! `agent/web/kiosk/media.js`) and devices (it shows what `devices::activity` publishes).
 
 pub mod assets;
+pub mod config;
 pub mod flow;
 pub mod http;
 pub mod outbox;
@@ -33,68 +34,9 @@ use tracing::{info, warn};
 use crate::devices::activity::KioskScreen;
 use crate::link::control::{KioskState, Link};
 
+pub use self::config::KioskConfig;
 use self::flow::{AwaitedEvaluation, Flow};
 use self::outbox::{Outbox, OutboxError, Recorded};
-
-/// The `[kiosk]` section of the agent's configuration: the screen's timeouts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KioskConfig {
-    /// Seconds the resident has to rate a service; then it is recorded as unrated.
-    pub evaluation_timeout_secs: u64,
-    /// Seconds without a touch after which a choice screen returns to the start.
-    pub idle_return_secs: u64,
-    /// Seconds the thank-you screen stays.
-    pub thank_you_secs: u64,
-    /// Seconds of waiting without a touch after which the screen asks "are you still here?".
-    pub presence_check_secs: u64,
-    /// Seconds to answer that question before the ticket is given up as abandoned.
-    pub presence_grace_secs: u64,
-}
-
-impl Default for KioskConfig {
-    fn default() -> Self {
-        Self {
-            evaluation_timeout_secs: 90,
-            idle_return_secs: 60,
-            thank_you_secs: 8,
-            presence_check_secs: 15 * 60,
-            presence_grace_secs: 60,
-        }
-    }
-}
-
-impl KioskConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        for (key, v, min, max) in [
-            (
-                "kiosk.evaluation_timeout_secs",
-                self.evaluation_timeout_secs,
-                5,
-                600,
-            ),
-            ("kiosk.idle_return_secs", self.idle_return_secs, 5, 600),
-            ("kiosk.thank_you_secs", self.thank_you_secs, 1, 60),
-            (
-                "kiosk.presence_check_secs",
-                self.presence_check_secs,
-                10,
-                7200,
-            ),
-            (
-                "kiosk.presence_grace_secs",
-                self.presence_grace_secs,
-                5,
-                600,
-            ),
-        ] {
-            if !(min..=max).contains(&v) {
-                return Err(format!("{key} must be between {min} and {max}"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// A tap may arrive this long after the screen's countdown ended and still count.
 const ANSWER_GRACE_MS: i64 = 3_000;
@@ -132,14 +74,6 @@ struct Shared {
 /// A handle to the kiosk screen's service.
 #[derive(Clone)]
 pub struct Kiosk(Arc<Shared>);
-
-/// Local time, Unix ms.
-pub(crate) fn local_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// A new idempotency key for an evaluation: `ev-` and 32 hex digits.
 fn new_evaluation_id() -> String {
@@ -219,7 +153,7 @@ impl Kiosk {
 
     /// Relay time: local time corrected by the offset the link measured.
     pub fn now_ms(&self) -> i64 {
-        local_now_ms().saturating_add(self.0.link.state().borrow().clock_offset_ms)
+        crate::clock::now_ms().saturating_add(self.0.link.state().borrow().clock_offset_ms)
     }
 
     /// The resident's answer for the awaited evaluation of `ticket_id`; returns once it is

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::local_now_ms as now_ms;
+use crate::clock::now_ms;
 use crate::link::control::{KioskState, Link, LinkError, LinkState};
 
 /// The outbox's file inside the agent's data directory.

@@ -15,7 +15,7 @@ use protocol::device::DeviceKind;
 use serde::{Deserialize, Serialize};
 
 use super::core::CoreConfig;
-use crate::devices::setup::DevicesConfig;
+use crate::devices::config::DevicesConfig;
 use crate::link::rtc::{MediaLinkConfig, PeerConfig};
 use crate::media::{AudioOutput, AudioSource, MediaSources, V4l2Format, VideoCodec, VideoSource};
 

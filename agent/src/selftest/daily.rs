@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::Options;
 use super::schedule::{DailySchedule, Decision, SkipReason};
 use super::service::{SelfTestService, StartError};
-use super::{Options, now_ms};
+use crate::clock::now_ms;
 
 /// The task wakes at least this often to notice wall-clock changes (NTP steps, suspend).
 const RECHECK: Duration = Duration::from_secs(60);

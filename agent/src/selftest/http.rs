@@ -26,9 +26,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::Options;
 use super::pin::{PinGuard, Sessions, verify_pin};
 use super::service::{SelfTestService, StartError};
-use super::{Options, now_ms};
+use crate::clock::now_ms;
 
 pub const COOKIE: &str = "rvw_technician";
 

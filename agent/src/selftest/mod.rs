@@ -55,6 +55,7 @@ use self::audio::AudioRig;
 use self::camera::CameraSource;
 use self::check::{Check, bi, blocking, limited, limited_many};
 use self::network::NetworkKit;
+use crate::clock::now_ms;
 use crate::devices::setup::DeviceHandles;
 
 /// The technician named on automatic records.
@@ -610,11 +611,4 @@ async fn system_checks(kit: Arc<Kit>) -> Vec<CheckResult> {
         media,
         system::check_versions(&kit.kiosk.id, &kit.profile_fingerprint()),
     ]
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

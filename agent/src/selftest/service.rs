@@ -300,7 +300,7 @@ impl SelfTestService {
                 running: true,
                 automatic: options.automatic,
                 technician: options.technician.trim().to_owned(),
-                started_ms: super::now_ms(),
+                started_ms: crate::clock::now_ms(),
                 ..RunView::default()
             };
             started = true;

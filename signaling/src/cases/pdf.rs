@@ -13,35 +13,15 @@ pub struct JpegPage<'a> {
     pub components: u8,
 }
 
-/// Width, height and component count from the JPEG's frame header.
+/// Width, height and component count of a JPEG a PDF can show as it is: grey, RGB/YCbCr or
+/// CMYK. The frame header is read by `protocol::jpeg`, the kiosk's reader as well.
 pub fn jpeg_info(bytes: &[u8]) -> Option<(u32, u32, u8)> {
-    if bytes.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut i = 2;
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1;
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
-        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            let seg = bytes.get(i + 4..i + 2 + len)?;
-            let h = u32::from(u16::from_be_bytes([*seg.get(1)?, *seg.get(2)?]));
-            let w = u32::from(u16::from_be_bytes([*seg.get(3)?, *seg.get(4)?]));
-            let c = *seg.get(5)?;
-            return (w > 0 && h > 0 && matches!(c, 1 | 3 | 4)).then_some((w, h, c));
-        }
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        i += 2 + len;
-    }
-    None
+    let header = protocol::jpeg::frame_header(bytes)?;
+    matches!(header.components, 1 | 3 | 4).then_some((
+        header.width,
+        header.height,
+        header.components,
+    ))
 }
 
 const PAGE_W: f64 = 595.0;

@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::card_view;
+use protocol::device::IdCard;
+
 use super::simulator::{Fault, SamSimulator, Scenario};
-use super::{
-    IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, SystemClock, fixtures,
-    mask,
-};
+use super::{IdCardReader, ReadOptions, ReadProgress, SamConfig, SamSerialReader, fixtures};
+use crate::clock::SystemClock;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CardReaderCommand {
@@ -109,13 +110,13 @@ fn read(args: &ReadArgs) -> ExitCode {
     let written = if args.json {
         let value = serde_json::json!({
             "sam_id": info.sam_id,
-            "card": mask::card_json(&read.card, args.show_personal),
+            "card": card_view::card_json(&read.card, !args.show_personal),
             "photo_wlt_bytes": read.photo_wlt.expose().len(),
         });
         writeln!(out, "{value}")
     } else {
         let mut text = format!("安全模块号 / SAM id: {}\n", info.sam_id);
-        for (label, value) in mask::card_lines(&read.card, args.show_personal) {
+        for (label, value) in card_lines(&read.card, args.show_personal) {
             text.push_str(&format!("{label}: {value}\n"));
         }
         text.push_str(&format!(
@@ -131,6 +132,46 @@ fn read(args: &ReadArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The card as "中文 / English" labelled lines for the terminal: the clerk's view from
+/// [`protocol::card_view`] (which does the masking), with English beside each label.
+fn card_lines(card: &IdCard, show_personal: bool) -> Vec<(String, String)> {
+    let view = card_view::card_view(card, !show_personal);
+    let card_type = match card {
+        IdCard::Resident(_) => "resident ID card",
+        IdCard::HkMacaoTaiwanPermit(_) => "HK, Macao, Taiwan residence permit",
+        IdCard::ForeignPermanentResident(_) => "foreign permanent resident ID card",
+    };
+    let mut lines = vec![(
+        "证件类型 / card type".to_owned(),
+        format!("{} / {card_type}", view.card_type),
+    )];
+    lines.extend(view.lines.into_iter().map(|line| {
+        let english = match line.label.as_str() {
+            "姓名" | "英文姓名" => "name",
+            "中文姓名" => "Chinese name",
+            "性别" => "sex",
+            "民族" => "ethnic group",
+            "国籍" => "nationality",
+            "出生" => "born",
+            "住址" => "address",
+            "公民身份号码" => "ID number",
+            "证件号码" => "card number",
+            "通行证号码" => "pass number",
+            "签发机关" => "issued by",
+            "签发次数" => "issue count",
+            "有效期限" => "valid",
+            _ => "",
+        };
+        let label = if english.is_empty() {
+            line.label
+        } else {
+            format!("{} / {english}", line.label)
+        };
+        (label, line.value)
+    }));
+    lines
 }
 
 fn simulate(args: &SimulateArgs) -> ExitCode {
@@ -173,4 +214,41 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_output_hides_every_personal_value() {
+        for card in fixtures::cards() {
+            let text = format!(
+                "{:?} {}",
+                card_lines(&card, false),
+                card_view::card_json(&card, true)
+            );
+            for secret in [
+                "310101199003071230",
+                "王小明",
+                "示例路",
+                "19900307",
+                "1990-03-07",
+                "H00000000",
+                "SAMPLE",
+                "亚历克斯",
+                "XXX310000000001",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            let plain = format!("{:?}", card_lines(&card, true));
+            assert!(!plain.contains("***"), "{plain}");
+            assert!(
+                card_lines(&card, true)
+                    .iter()
+                    .all(|(label, _)| label.contains(" / ")),
+                "every label has its English: {plain}"
+            );
+        }
+    }
 }

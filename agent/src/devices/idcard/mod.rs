@@ -18,13 +18,13 @@
 //!
 //! Layers: [`frame`] (bytes ↔ frames, sans-IO), [`status`] (SW3 codes), [`text`] + [`tables`] +
 //! [`id_number`] (the 256-byte text block), [`sam`] (the serial driver), [`simulator`] (the
-//! protocol-level simulator), [`mask`] (what a screen may show), [`cli`] (`agent card-reader`).
+//! protocol-level simulator), [`cli`] (`agent card-reader`). What a screen may show of a card
+//! is [`protocol::card_view`]'s rule, shared with the relay.
 
 pub mod cli;
 pub mod fixtures;
 pub mod frame;
 pub mod id_number;
-pub mod mask;
 pub mod photo;
 pub mod sam;
 pub mod simulator;
@@ -34,7 +34,7 @@ pub mod text;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::Pii;
 use protocol::device::{
@@ -139,25 +139,6 @@ pub trait IdCardReader: Send {
         options: &ReadOptions,
         progress: &mut dyn FnMut(ReadProgress),
     ) -> Result<CardRead, IdCardError>;
-}
-
-/// A time source, so card polling can run in virtual time in tests.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Instant;
-    fn sleep(&self, duration: Duration);
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-    fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
-    }
 }
 
 /// The SAM commands, for error messages and statistics.

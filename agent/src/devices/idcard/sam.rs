@@ -6,7 +6,7 @@
 //! discards it. A corrupt reply (bad checksum) or a
 //! missing one is retried `retries` times — all commands used here are safe to repeat — then
 //! reported. Card presence is polled no faster than the configured interval (≥ 300 ms, the
-//! readers' limit) using the injected [`Clock`], so tests can run the polling in virtual time;
+//! readers' limit) using the injected [`Clock`](crate::clock::Clock), so tests can run the polling in virtual time;
 //! the serial timeouts are real time, because they bound real I/O.
 
 use std::io::{Read, Write};
@@ -19,9 +19,9 @@ use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBit
 use super::frame::{self, FrameDecoder, FrameError, Reply};
 use super::status::Sw3;
 use super::{
-    CardRead, Clock, IdCardError, IdCardReader, ReadOptions, ReadProgress, ReaderInfo, SamCommand,
-    text,
+    CardRead, IdCardError, IdCardReader, ReadOptions, ReadProgress, ReaderInfo, SamCommand, text,
 };
+use crate::clock::Clock;
 
 /// The readers' notes: do not poll for a card more often than this.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(300);

@@ -21,10 +21,11 @@
 pub mod serial;
 pub mod wedge;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::Pii;
 use protocol::device::{ScanEncoding, ScanResult};
@@ -114,6 +115,119 @@ pub enum Assembled {
     Scan(Vec<u8>),
     /// A scan exceeded the limit and was discarded.
     TooLong,
+}
+
+/// One scan being assembled, whatever the transport: bytes up to the length limit; a scan
+/// that goes over it is discarded whole (up to its end) and reported as too long.
+#[derive(Debug)]
+pub struct ScanBuffer {
+    buf: Vec<u8>,
+    max_len: usize,
+    /// The current scan went over `max_len`: discard until its end.
+    overlong: bool,
+}
+
+impl ScanBuffer {
+    pub fn new(max_len: usize) -> Self {
+        ScanBuffer {
+            buf: Vec::new(),
+            max_len,
+            overlong: false,
+        }
+    }
+
+    pub fn push(&mut self, byte: u8) {
+        if self.overlong {
+        } else if self.buf.len() >= self.max_len {
+            self.overlong = true;
+            self.buf.clear();
+        } else {
+            self.buf.push(byte);
+        }
+    }
+
+    /// Whether a scan has begun.
+    pub fn is_pending(&self) -> bool {
+        !self.buf.is_empty() || self.overlong
+    }
+
+    /// Ends the scan: its bytes, `TooLong`, or nothing when it was empty.
+    pub fn finish(&mut self) -> Option<Assembled> {
+        if std::mem::take(&mut self.overlong) {
+            self.buf.clear();
+            return Some(Assembled::TooLong);
+        }
+        if self.buf.is_empty() {
+            None
+        } else {
+            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
+        }
+    }
+}
+
+/// The sans-IO half of a transport. Input goes in through the transport's own method (bytes
+/// for [`serial::LineAssembler`], key events for [`wedge::KeyDecoder`]); a scan can also end
+/// by silence, which is what this asks about.
+pub trait Assembler {
+    /// Ends a scan that has been silent for the idle gap.
+    fn poll_idle(&mut self, now: Instant) -> Option<Assembled>;
+    /// When [`poll_idle`](Self::poll_idle) should next be called, if a scan is pending.
+    fn idle_deadline(&self) -> Option<Instant>;
+}
+
+/// The read loop of both transports: hands out what was assembled, ends scans by silence, and
+/// otherwise waits for input, never past the caller's timeout or the next idle deadline.
+pub struct ReadLoop<A> {
+    assembler: A,
+    pending: VecDeque<Assembled>,
+    max_len: usize,
+}
+
+impl<A: Assembler> ReadLoop<A> {
+    pub fn new(assembler: A, max_len: usize) -> Self {
+        ReadLoop {
+            assembler,
+            pending: VecDeque::new(),
+            max_len,
+        }
+    }
+
+    /// The next scan within `timeout`. `read(assembler, pending, wait)` waits at most `wait`
+    /// (at least 1 ms) for input and feeds what came to the assembler, which appends finished
+    /// scans to `pending`.
+    pub fn next_scan(
+        &mut self,
+        timeout: Duration,
+        mut read: impl FnMut(&mut A, &mut VecDeque<Assembled>, Duration) -> Result<(), ScannerError>,
+    ) -> Result<Option<Scan>, ScannerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.pending.pop_front() {
+                return match a {
+                    Assembled::Scan(bytes) => Ok(Some(Scan::from_bytes(bytes))),
+                    Assembled::TooLong => Err(ScannerError::TooLong {
+                        limit: self.max_len,
+                    }),
+                };
+            }
+            let now = Instant::now();
+            if let Some(a) = self.assembler.poll_idle(now) {
+                self.pending.push_back(a);
+                continue;
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            let until = self
+                .assembler
+                .idle_deadline()
+                .map_or(deadline, |d| d.min(deadline));
+            let wait = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            read(&mut self.assembler, &mut self.pending, wait)?;
+        }
+    }
 }
 
 /// A scanner running on its own thread. Dropping it stops the thread (within one poll).

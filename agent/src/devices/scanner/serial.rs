@@ -1,6 +1,7 @@
 //! Scanners in serial mode (USB-CDC virtual COM or RS-232): bytes arrive as the scanner sends
 //! them, one scan per line. [`LineAssembler`] is the sans-IO part (bytes and time in, scans
-//! out); [`SerialScanner`] feeds it from a tty with bounded reads.
+//! out); [`SerialScanner`] feeds it from a tty with bounded reads, through the read loop both
+//! transports share ([`ReadLoop`]).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -8,15 +9,12 @@ use std::time::{Duration, Instant};
 
 use serialport::SerialPort;
 
-use super::{Assembled, Scan, Scanner, ScannerError};
+use super::{Assembled, Assembler, ReadLoop, Scan, ScanBuffer, Scanner, ScannerError};
 
 /// Splits a byte stream into scans.
 #[derive(Debug)]
 pub struct LineAssembler {
-    buf: Vec<u8>,
-    max_len: usize,
-    /// The current scan went over `max_len`: discard until its end.
-    overlong: bool,
+    scan: ScanBuffer,
     after_cr: bool,
     /// End a scan after this much silence too (scanners configured without a suffix).
     idle_end: Option<Duration>,
@@ -27,9 +25,7 @@ impl LineAssembler {
     /// Scans end at CR, LF or CR LF; with `idle_end`, also after that much silence.
     pub fn new(max_len: usize, idle_end: Option<Duration>) -> Self {
         LineAssembler {
-            buf: Vec::new(),
-            max_len,
-            overlong: false,
+            scan: ScanBuffer::new(max_len),
             after_cr: false,
             idle_end,
             last_byte: None,
@@ -49,12 +45,7 @@ impl LineAssembler {
                         out.extend(self.finish());
                     }
                 }
-                _ if self.overlong => {}
-                _ if self.buf.len() >= self.max_len => {
-                    self.overlong = true;
-                    self.buf.clear();
-                }
-                _ => self.buf.push(b),
+                _ => self.scan.push(b),
             }
         }
         if !bytes.is_empty() {
@@ -62,8 +53,14 @@ impl LineAssembler {
         }
     }
 
-    /// Ends a scan that has been silent for the idle gap.
-    pub fn poll_idle(&mut self, now: Instant) -> Option<Assembled> {
+    fn finish(&mut self) -> Option<Assembled> {
+        self.last_byte = None;
+        self.scan.finish()
+    }
+}
+
+impl Assembler for LineAssembler {
+    fn poll_idle(&mut self, now: Instant) -> Option<Assembled> {
         let gap = self.idle_end?;
         let last = self.last_byte?;
         if now.saturating_duration_since(last) >= gap {
@@ -73,25 +70,10 @@ impl LineAssembler {
         }
     }
 
-    /// When [`poll_idle`](Self::poll_idle) should next be called, if a scan is pending.
-    pub fn idle_deadline(&self) -> Option<Instant> {
-        let pending = !self.buf.is_empty() || self.overlong;
-        match (pending, self.idle_end, self.last_byte) {
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.scan.is_pending(), self.idle_end, self.last_byte) {
             (true, Some(gap), Some(last)) => Some(last + gap),
             _ => None,
-        }
-    }
-
-    fn finish(&mut self) -> Option<Assembled> {
-        self.last_byte = None;
-        if std::mem::take(&mut self.overlong) {
-            self.buf.clear();
-            return Some(Assembled::TooLong);
-        }
-        if self.buf.is_empty() {
-            None
-        } else {
-            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
         }
     }
 }
@@ -99,9 +81,7 @@ impl LineAssembler {
 /// A scanner on a serial port.
 pub struct SerialScanner {
     port: Box<dyn SerialPort>,
-    lines: LineAssembler,
-    pending: VecDeque<Assembled>,
-    max_len: usize,
+    reads: ReadLoop<LineAssembler>,
 }
 
 impl SerialScanner {
@@ -129,9 +109,7 @@ impl SerialScanner {
     ) -> Self {
         SerialScanner {
             port,
-            lines: LineAssembler::new(max_len, idle_end),
-            pending: VecDeque::new(),
-            max_len,
+            reads: ReadLoop::new(LineAssembler::new(max_len, idle_end), max_len),
         }
     }
 
@@ -152,39 +130,13 @@ impl SerialScanner {
 
 impl Scanner for SerialScanner {
     fn next_scan(&mut self, timeout: Duration) -> Result<Option<Scan>, ScannerError> {
-        let deadline = Instant::now() + timeout;
+        let port = &mut self.port;
         let mut buf = [0u8; 512];
-        loop {
-            if let Some(a) = self.pending.pop_front() {
-                return match a {
-                    Assembled::Scan(bytes) => Ok(Some(Scan::from_bytes(bytes))),
-                    Assembled::TooLong => Err(ScannerError::TooLong {
-                        limit: self.max_len,
-                    }),
-                };
-            }
-            let now = Instant::now();
-            if let Some(a) = self.lines.poll_idle(now) {
-                self.pending.push_back(a);
-                continue;
-            }
-            if now >= deadline {
-                return Ok(None);
-            }
-            let until = self
-                .lines
-                .idle_deadline()
-                .map_or(deadline, |d| d.min(deadline));
-            let wait = until
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            self.port
-                .set_timeout(wait)
+        self.reads.next_scan(timeout, |lines, pending, wait| {
+            port.set_timeout(wait)
                 .map_err(|e| ScannerError::Io(e.into()))?;
-            match self.port.read(&mut buf) {
-                Ok(n) => self
-                    .lines
-                    .push(&buf[..n], Instant::now(), &mut self.pending),
+            match port.read(&mut buf) {
+                Ok(n) => lines.push(&buf[..n], Instant::now(), pending),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -192,7 +144,8 @@ impl Scanner for SerialScanner {
                     ) => {}
                 Err(e) => return Err(ScannerError::Io(e)),
             }
-        }
+            Ok(())
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use super::{Assembled, Scan, Scanner, ScannerError};
+use super::{Assembled, Assembler, ReadLoop, Scan, ScanBuffer, Scanner, ScannerError};
 
 /// Linux input key codes used here (`linux/input-event-codes.h`).
 pub mod key {
@@ -80,9 +80,7 @@ pub struct KeyEvent {
 /// Key events → scans.
 #[derive(Debug)]
 pub struct KeyDecoder {
-    buf: Vec<u8>,
-    max_len: usize,
-    overlong: bool,
+    scan: ScanBuffer,
     left_shift: bool,
     right_shift: bool,
     caps_lock: bool,
@@ -95,9 +93,7 @@ pub struct KeyDecoder {
 impl KeyDecoder {
     pub fn new(max_len: usize, idle_gap: Duration, end_on_enter: bool) -> Self {
         KeyDecoder {
-            buf: Vec::new(),
-            max_len,
-            overlong: false,
+            scan: ScanBuffer::new(max_len),
             left_shift: false,
             right_shift: false,
             caps_lock: false,
@@ -152,17 +148,20 @@ impl KeyDecoder {
         } else {
             plain
         };
-        if self.overlong {
-        } else if self.buf.len() >= self.max_len {
-            self.overlong = true;
-            self.buf.clear();
-        } else {
-            self.buf.push(c);
-        }
+        self.scan.push(c);
     }
 
-    /// Ends a pending scan after the idle gap.
-    pub fn poll_idle(&mut self, now: Instant) -> Option<Assembled> {
+    fn finish(&mut self) -> Option<Assembled> {
+        self.last_key = None;
+        // Modifier state does not carry over between scans.
+        self.left_shift = false;
+        self.right_shift = false;
+        self.scan.finish()
+    }
+}
+
+impl Assembler for KeyDecoder {
+    fn poll_idle(&mut self, now: Instant) -> Option<Assembled> {
         let last = self.last_key?;
         if now.saturating_duration_since(last) >= self.idle_gap {
             self.finish()
@@ -171,35 +170,16 @@ impl KeyDecoder {
         }
     }
 
-    /// When [`poll_idle`](Self::poll_idle) should next be called, if a scan is pending.
-    pub fn idle_deadline(&self) -> Option<Instant> {
-        let pending = !self.buf.is_empty() || self.overlong;
+    fn idle_deadline(&self) -> Option<Instant> {
+        let pending = self.scan.is_pending();
         self.last_key.filter(|_| pending).map(|t| t + self.idle_gap)
-    }
-
-    fn finish(&mut self) -> Option<Assembled> {
-        self.last_key = None;
-        // Modifier state does not carry over between scans.
-        self.left_shift = false;
-        self.right_shift = false;
-        if std::mem::take(&mut self.overlong) {
-            self.buf.clear();
-            return Some(Assembled::TooLong);
-        }
-        if self.buf.is_empty() {
-            None
-        } else {
-            Some(Assembled::Scan(std::mem::take(&mut self.buf)))
-        }
     }
 }
 
 /// A keyboard-wedge scanner on an evdev device.
 pub struct EvdevScanner {
     device: evdev::Device,
-    keys: KeyDecoder,
-    pending: VecDeque<Assembled>,
-    max_len: usize,
+    reads: ReadLoop<KeyDecoder>,
 }
 
 impl EvdevScanner {
@@ -222,9 +202,7 @@ impl EvdevScanner {
         device.set_nonblocking(true).map_err(ScannerError::Io)?;
         Ok(EvdevScanner {
             device,
-            keys: KeyDecoder::new(max_len, idle_gap, end_on_enter),
-            pending: VecDeque::new(),
-            max_len,
+            reads: ReadLoop::new(KeyDecoder::new(max_len, idle_gap, end_on_enter), max_len),
         })
     }
 
@@ -253,68 +231,50 @@ impl EvdevScanner {
             enter,
         )
     }
+}
 
-    fn drain_events(&mut self) -> Result<(), ScannerError> {
-        match self.device.fetch_events() {
-            Ok(events) => {
-                let now = Instant::now();
-                for ev in events {
-                    if ev.event_type() == evdev::EventType::KEY {
-                        self.keys.handle(
-                            KeyEvent {
-                                code: ev.code(),
-                                value: ev.value(),
-                                at: now,
-                            },
-                            &mut self.pending,
-                        );
-                    }
+/// Feeds the key events the device has ready to the decoder.
+fn drain_events(
+    device: &mut evdev::Device,
+    keys: &mut KeyDecoder,
+    pending: &mut VecDeque<Assembled>,
+) -> Result<(), ScannerError> {
+    match device.fetch_events() {
+        Ok(events) => {
+            let now = Instant::now();
+            for ev in events {
+                if ev.event_type() == evdev::EventType::KEY {
+                    keys.handle(
+                        KeyEvent {
+                            code: ev.code(),
+                            value: ev.value(),
+                            at: now,
+                        },
+                        pending,
+                    );
                 }
-                Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(ScannerError::Io(e)),
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(ScannerError::Io(e)),
     }
 }
 
 impl Scanner for EvdevScanner {
     fn next_scan(&mut self, timeout: Duration) -> Result<Option<Scan>, ScannerError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(a) = self.pending.pop_front() {
-                return match a {
-                    Assembled::Scan(bytes) => Ok(Some(Scan::from_bytes(bytes))),
-                    Assembled::TooLong => Err(ScannerError::TooLong {
-                        limit: self.max_len,
-                    }),
-                };
-            }
-            let now = Instant::now();
-            if let Some(a) = self.keys.poll_idle(now) {
-                self.pending.push_back(a);
-                continue;
-            }
-            if now >= deadline {
-                return Ok(None);
-            }
-            let until = self
-                .keys
-                .idle_deadline()
-                .map_or(deadline, |d| d.min(deadline));
-            let wait_ms = until
-                .saturating_duration_since(now)
-                .as_millis()
-                .clamp(1, 1000) as u16;
-            let mut fds = [PollFd::new(self.device.as_fd(), PollFlags::POLLIN)];
+        let device = &mut self.device;
+        self.reads.next_scan(timeout, |keys, pending, wait| {
+            // Bounded so the pump thread sees its stop flag.
+            let wait_ms = wait.as_millis().clamp(1, 1000) as u16;
+            let mut fds = [PollFd::new(device.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(wait_ms)) {
-                Ok(0) => {}
-                Ok(_) => self.drain_events()?,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(ScannerError::Io(e.into())),
+                Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(()),
+                Ok(_) => drain_events(device, keys, pending),
+                Err(e) => Err(ScannerError::Io(e.into())),
             }
-        }
+        })
     }
 }
 

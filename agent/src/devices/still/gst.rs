@@ -11,8 +11,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use protocol::device::{ColourMode, ImageSize};
 
-use super::page::Planes;
-use super::{CaptureError, Still, StillCamera, StillRequest, jpeg_size};
+use super::{CaptureError, Planes, Still, StillCamera, StillRequest, jpeg_size};
 
 /// The longest a capture or an encode may take.
 const LIMIT: Duration = Duration::from_secs(15);

@@ -26,6 +26,15 @@ pub struct StillRequest {
     pub size: ImageSize,
 }
 
+/// A raw picture (drawn by [`page`], encoded by [`gst`]): the luma plane and, for colour, quarter-size chroma planes (I420).
+#[derive(Clone)]
+pub struct Planes {
+    pub size: ImageSize,
+    pub y: Vec<u8>,
+    /// U and V, or `None` for greyscale.
+    pub uv: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A JPEG still.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Still {
@@ -69,36 +78,13 @@ pub trait StillCamera: Send + Sync {
     }
 }
 
-/// Width and height from a JPEG's SOF marker; `None` if the bytes are not a baseline or
-/// progressive JPEG with a frame header.
+/// Width and height from a JPEG's frame header (read by [`protocol::jpeg`], which the relay
+/// uses too); `None` if the bytes are not a JPEG with a frame header.
 pub fn jpeg_size(bytes: &[u8]) -> Option<ImageSize> {
-    if bytes.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut i = 2;
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1;
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
-        let is_sof = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_sof {
-            let seg = bytes.get(i + 4..i + 2 + len)?;
-            let height = u32::from(u16::from_be_bytes([*seg.get(1)?, *seg.get(2)?]));
-            let width = u32::from(u16::from_be_bytes([*seg.get(3)?, *seg.get(4)?]));
-            return (width > 0 && height > 0).then_some(ImageSize { width, height });
-        }
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        i += 2 + len;
-    }
-    None
+    protocol::jpeg::frame_header(bytes).map(|h| ImageSize {
+        width: h.width,
+        height: h.height,
+    })
 }
 
 /// Resolutions from a profile's video spec, largest first.
@@ -117,37 +103,4 @@ pub fn profile_resolutions(profile: Option<&device_profiles::DeviceProfile>) -> 
         .unwrap_or_default();
     sizes.sort_by_key(|s| std::cmp::Reverse(u64::from(s.width) * u64::from(s.height)));
     sizes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn reads_the_frame_size() {
-        // SOI, APP0 (len 4), SOF0 for 3264x2448.
-        let jpeg = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x09,
-            0x90, 0x0C, 0xC0, 0x01, 0x01, 0x11, 0x00,
-        ];
-        assert_eq!(
-            jpeg_size(&jpeg),
-            Some(ImageSize {
-                width: 3264,
-                height: 2448
-            })
-        );
-        assert_eq!(jpeg_size(b"not a jpeg"), None);
-        assert_eq!(jpeg_size(&jpeg[..12]), None);
-    }
-
-    proptest! {
-        #[test]
-        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut b = vec![0xFF, 0xD8];
-            b.extend(bytes);
-            let _ = jpeg_size(&b);
-        }
-    }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use protocol::device::{ColourMode, ImageSize};
 
-use super::{CaptureError, Still, StillCamera, StillRequest, gst};
+use super::{CaptureError, Planes, Still, StillCamera, StillRequest, gst};
 
 /// What the simulated camera looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +19,6 @@ pub enum Subject {
     Page,
     /// A resident in front of the kiosk camera.
     Person,
-}
-
-/// A raw picture: the luma plane and, for colour, quarter-size chroma planes (I420).
-#[derive(Clone)]
-pub struct Planes {
-    pub size: ImageSize,
-    pub y: Vec<u8>,
-    /// U and V, or `None` for greyscale.
-    pub uv: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 pub struct SimulatedStillCamera {
