@@ -12,8 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{QueueSnapshot, Store, StoreError, StoreResult};
-use crate::config::Durability;
+use super::{Durability, QueueSnapshot, Store, StoreError, StoreResult};
 use crate::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, WindowRecord, format_roles,
     parse_roles, parse_window_mode, window_mode_str,
