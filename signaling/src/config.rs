@@ -24,6 +24,23 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// The case service's part of the configuration: `[privacy]` and where the store is.
+impl From<&Config> for crate::cases::CasesConfig {
+    fn from(config: &Config) -> Self {
+        Self {
+            privacy: config.privacy.clone(),
+            data_dir: config.store.data_dir.clone(),
+            durability: config.store.durability,
+        }
+    }
+}
+
+impl From<std::sync::Arc<Config>> for crate::cases::CasesConfig {
+    fn from(config: std::sync::Arc<Config>) -> Self {
+        Self::from(config.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
