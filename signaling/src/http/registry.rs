@@ -382,7 +382,7 @@ async fn change(
 ) -> Result<Response> {
     let req: ChangeRequest = parse_body(&state.registry, &body)?;
     let step = Step::Change {
-        draft: req.fields,
+        draft: Box::new(req.fields),
         reason: req.reason,
     };
     step_on(&state, &clerk, &id, req.version, step).await

@@ -23,7 +23,7 @@ use crate::store::registry::CommitError;
 pub enum Step {
     /// Amend an application, or change an active point (a new device credential either way).
     Change {
-        draft: FormDraft,
+        draft: Box<FormDraft>,
         reason: String,
     },
     /// Open the point: its kiosk's credential is issued.
