@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::queue::QueueConfig;
+/// The store defines it (it opens the database with it); the configuration names it in `[store]`.
+pub use crate::store::Durability;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -20,6 +22,23 @@ pub enum ConfigError {
     Layers(#[from] layered_config::LayerError),
     #[error("invalid setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+/// The case service's part of the configuration: `[privacy]` and where the store is.
+impl From<&Config> for crate::cases::CasesConfig {
+    fn from(config: &Config) -> Self {
+        Self {
+            privacy: config.privacy.clone(),
+            data_dir: config.store.data_dir.clone(),
+            durability: config.store.durability,
+        }
+    }
+}
+
+impl From<std::sync::Arc<Config>> for crate::cases::CasesConfig {
+    fn from(config: std::sync::Arc<Config>) -> Self {
+        Self::from(config.as_ref())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,19 +115,6 @@ impl Default for StoreConfig {
             durability: Durability::PowerLoss,
         }
     }
-}
-
-/// How far an acknowledged change is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    /// Flushed to disk before it is acknowledged (SQLite `synchronous = FULL`): survives a
-    /// crash of the relay and a power cut or kernel crash. Costs one fsync per change.
-    PowerLoss,
-    /// Written to the operating system before it is acknowledged (`synchronous = NORMAL`):
-    /// survives a crash of the relay, but the last changes may be lost if the machine itself
-    /// loses power. Faster on slow disks.
-    ProcessCrash,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,9 +335,18 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.evaluation.check().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
-        self.privacy.validate().map_err(|message| ConfigError::Invalid { key: "privacy", message })?;
-        self.alerts.check().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.evaluation
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.privacy
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "privacy",
+                message,
+            })?;
+        self.alerts
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         let s = &self.server;
         if s.listen.is_none() && s.dev_http_listen.is_none() {
             return Err(ConfigError::Invalid {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use protocol::queue::WindowMode;
 
 /// 受理中心
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Centre {
     pub id: String,
     pub name: String,
@@ -143,7 +143,7 @@ pub fn parse_window_mode(s: &str) -> Option<WindowMode> {
 }
 
 /// 事项类别
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CategoryRecord {
     pub id: String,
     pub centre_id: String,

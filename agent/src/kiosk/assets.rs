@@ -32,6 +32,12 @@ const TEXT: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web/kiosk/media.js"),
     ),
+    // The script the relay's pages share too (elements, time, requests).
+    (
+        "common.js",
+        web_common::JS_CONTENT_TYPE,
+        web_common::COMMON_JS,
+    ),
 ];
 
 macro_rules! audio {

@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,6 +27,7 @@ use futures_util::Stream;
 use protocol::control::{EVALUATION_REASONS, EvaluationLevel, is_evaluation_reason};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use web_common::{CacheControl, SecurityHeaders, security_headers};
 
 use super::{AnswerError, Kiosk, assets};
 use crate::link::control::LinkState;
@@ -42,11 +43,15 @@ pub fn routes(kiosk: Kiosk) -> Router {
         .route("/kiosk/api/view", get(current_view))
         .route("/kiosk/api/evaluation", post(evaluate))
         .route("/kiosk/api/outbox", get(outbox))
+        .layer(middleware::from_fn_with_state(
+            SECURITY_HEADERS,
+            security_headers,
+        ))
         .layer(middleware::from_fn(guard))
         .with_state(kiosk)
 }
 
-/// Only loopback hosts; security headers on every answer.
+/// Only loopback hosts (security headers are added inside, on the answers it lets through).
 async fn guard(request: Request, next: Next) -> Response {
     let host = request
         .headers()
@@ -68,25 +73,15 @@ async fn guard(request: Request, next: Next) -> Response {
     if !loopback {
         return (StatusCode::MISDIRECTED_REQUEST, "loopback only").into_response();
     }
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    next.run(request).await
 }
+
+/// The page has no inline script or style and talks to the agent only; nothing is cached.
+const SECURITY_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    deny_framing: false,
+    cache_control: CacheControl::All("no-cache"),
+};
 
 async fn page() -> Response {
     file(Path("index.html".to_owned())).await

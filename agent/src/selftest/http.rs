@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
+use web_common::{CacheControl, SecurityHeaders, security_headers};
 
 use super::Options;
 use super::pin::{PinGuard, Sessions, verify_pin};
@@ -66,6 +67,10 @@ pub fn routes(technician: Technician) -> Router {
         .route("/api/technician/login", post(login))
         .route("/api/technician/logout", post(logout))
         .route("/api/technician/run", get(view).post(start))
+        .layer(middleware::from_fn_with_state(
+            SECURITY_HEADERS,
+            security_headers,
+        ))
         .layer(middleware::from_fn(guard))
         .with_state(technician)
 }
@@ -85,7 +90,8 @@ fn is_loopback(name: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Loopback hosts only, same-origin requests only, and security headers on every answer.
+/// Loopback hosts only, same-origin requests only (security headers are added inside, on the
+/// answers it lets through).
 async fn guard(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let host = headers
@@ -100,25 +106,15 @@ async fn guard(request: Request, next: Next) -> Response {
     {
         return (StatusCode::FORBIDDEN, "cross-origin request").into_response();
     }
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    next.run(request).await
 }
+
+/// The page has no inline script or style and talks to the agent only; nothing is stored.
+const SECURITY_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    deny_framing: false,
+    cache_control: CacheControl::All("no-store"),
+};
 
 const INDEX: &str = include_str!("../../web/technician/index.html");
 const SCRIPT: &str = include_str!("../../web/technician/technician.js");
@@ -138,6 +134,12 @@ async fn asset(Path(name): Path<String>) -> Response {
         "technician.css" => {
             ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
         }
+        // The script the relay's pages share too (elements, time, requests).
+        "common.js" => (
+            [(header::CONTENT_TYPE, web_common::JS_CONTENT_TYPE)],
+            web_common::COMMON_JS,
+        )
+            .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -1,7 +1,9 @@
 // The resident's kiosk screen. One screen at a time, decided from the agent's live view
 // (server-sent events from /kiosk/events) plus a little local state: the category choice,
 // the thank-you pause, the dialogs. Everything from the relay is inserted as text.
-'use strict';
+// A module (deferred): it runs after i18n.js and media.js, whose globals it reads.
+
+import { fetchJson } from './common.js';
 
 (() => {
   const TEXT = window.KIOSK_TEXT;
@@ -287,14 +289,10 @@
 
   // --- actions -------------------------------------------------------------------------------
 
-  async function post(url, body, method = 'POST') {
-    const r = await fetch(url, {
-      method,
-      headers: body ? { 'content-type': 'application/json' } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    if (!r.ok) throw new Error(String(r.status));
-    return r;
+  // The agent answers within the link's own request timeout; this one only catches an agent
+  // that hangs.
+  function post(url, body, method = 'POST') {
+    return fetchJson(url, { method, body: body ?? undefined, timeoutMs: 60000 });
   }
 
   async function takeTicket(categoryId) {
@@ -400,8 +398,7 @@
     render();
   }, 1000);
 
-  fetch('/kiosk/api/setup')
-    .then((r) => r.json())
+  fetchJson('/kiosk/api/setup')
     .then((s) => { setup = s; applyLanguage(); })
     .catch(() => {});
   applyLanguage();

@@ -1,6 +1,10 @@
 // The technician page: PIN → start a self-test → follow it → results with remedies.
 // Everything from the agent is inserted as text, never as HTML.
 
+// Elements, Shanghai time (as the centre reads it, whatever the kiosk's own time zone) and
+// requests come from the script every page shares.
+import { el, fmtTime, request } from "./common.js";
+
 const $ = (id) => document.getElementById(id);
 
 const OUTCOME = {
@@ -15,40 +19,17 @@ let names = {};
 let following = null;
 let namesShown = false;
 
-// Times as the centre reads them, whatever the kiosk's own time zone.
-const when = (ms) => new Date(ms).toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
-
-function el(tag, className, text) {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
 function bilingual(tag, className, zh, en) {
-  const e = el(tag, className, zh);
+  const e = el(tag, { class: className || undefined, text: zh });
   if (en) {
     e.append(" ");
-    e.append(el("span", "en", en));
+    e.append(el("span", { class: "en", text: en }));
   }
   return e;
 }
 
-async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) {
-    init.headers["content-type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  let data = null;
-  try {
-    data = await response.json();
-  } catch (_) {
-    data = null;
-  }
-  return { status: response.status, data };
-}
+/** `{ status, data }` of a JSON request; status 0 when the agent cannot be reached. */
+const api = (method, path, body) => request(path, { method, body });
 
 function show(section) {
   for (const id of ["login", "start", "result"]) $(id).hidden = true;
@@ -65,9 +46,9 @@ function buildKeypad() {
     b.type = "button";
     if (key === "clear") {
       b.className = "secondary";
-      b.append("清除", el("span", "en", " Clear"));
+      b.append("清除", el("span", { class: "en", text: " Clear" }));
     } else if (key === "ok") {
-      b.append("确认", el("span", "en", " OK"));
+      b.append("确认", el("span", { class: "en", text: " OK" }));
     } else {
       b.textContent = key;
     }
@@ -149,7 +130,7 @@ function showNames(list) {
   namesShown = true;
   const box = $("names");
   for (const name of list) {
-    const b = el("button", "secondary", name);
+    const b = el("button", { class: "secondary", text: name });
     b.type = "button";
     b.addEventListener("click", () => { $("technician").value = name; });
     box.append(b);
@@ -171,7 +152,7 @@ function render(view) {
     title.append(bilingual("span", "", `正在自检 · ${view.technician}`, "Self-test running"));
   } else if (view.report) {
     const who = view.report.automatic ? "自动巡检" : view.report.technician;
-    title.append(bilingual("span", "", `上次自检 · ${who} · ${when(view.report.started_ms)}`, "Last self-test"));
+    title.append(bilingual("span", "", `上次自检 · ${who} · ${fmtTime(view.report.started_ms)}`, "Last self-test"));
   }
 
   const prompt = $("prompt");
@@ -201,8 +182,8 @@ function render(view) {
   const rank = { fail: 0, warn: 1, pass: 2, skipped: 3 };
   const sorted = [...checks].sort((a, b) => rank[a.outcome] - rank[b.outcome]);
   for (const c of sorted) {
-    const li = el("li", c.outcome);
-    const head = el("div", "head");
+    const li = el("li", { class: c.outcome });
+    const head = el("div", { class: "head" });
     const name = names[c.id] || [c.id, ""];
     head.append(bilingual("span", "name", name[0], name[1]));
     head.append(bilingual("span", "outcome", OUTCOME[c.outcome][0], OUTCOME[c.outcome][1]));
@@ -218,7 +199,7 @@ function render(view) {
     upload.append(bilingual("span", "", `巡检记录已上传（#${view.upload.receipt.id}）`, "inspection record filed"));
   } else if (view.upload && view.upload.state === "failed") {
     // The message is the agent's, Chinese and English already.
-    upload.append(el("span", "", view.upload.message));
+    upload.append(el("span", { text: view.upload.message }));
   } else if (view.report && view.running) {
     upload.append(bilingual("span", "", "正在上传巡检记录…", "filing the inspection record…"));
   }

@@ -1,8 +1,23 @@
-//! `[privacy]`: how case materials are protected and how long they are kept.
+//! `[privacy]`: how case materials are protected and how long they are kept; and
+//! [`CasesConfig`], all the case service reads of the relay's configuration.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::Durability;
+
+/// What the case service needs: its own `[privacy]` section and where the relay's store is.
+/// The relay's configuration gives it (`From<&Config>` in `crate::config`), so this module
+/// never sees the whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CasesConfig {
+    pub privacy: PrivacyConfig,
+    /// `[store] data_dir`: the database and the default master key file live there.
+    pub data_dir: PathBuf,
+    /// `[store] durability`, for the service's own connection pool.
+    pub durability: Durability,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -35,11 +35,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tracing::{error, info, warn};
 
-pub use config::PrivacyConfig;
+pub use config::{CasesConfig, PrivacyConfig};
 use crypto::{CryptoError, MasterKey, Sealed};
 
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::domain::{Clerk, Role};
 use crate::queue::Session;
 use crate::session::Switchboard;
@@ -129,7 +128,7 @@ pub struct CaseService {
 #[derive(Clone)]
 pub struct Cases {
     cell: Arc<OnceCell<Arc<CaseService>>>,
-    config: Arc<Config>,
+    config: Arc<CasesConfig>,
     clock: Arc<dyn Clock>,
 }
 
@@ -174,10 +173,10 @@ fn new_id() -> String {
 impl Cases {
     /// Creates the handle and, inside a tokio runtime, starts the service (master key, store,
     /// retention job) in the background.
-    pub fn start(config: Arc<Config>, clock: Arc<dyn Clock>) -> Self {
+    pub fn start(config: impl Into<CasesConfig>, clock: Arc<dyn Clock>) -> Self {
         let cases = Cases {
             cell: Arc::new(OnceCell::new()),
-            config,
+            config: Arc::new(config.into()),
             clock,
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -322,13 +321,13 @@ impl Cases {
 }
 
 impl CaseService {
-    async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, CaseError> {
-        let data_dir = &config.store.data_dir;
+    async fn open(config: &CasesConfig, clock: Arc<dyn Clock>) -> Result<Self, CaseError> {
+        let data_dir = &config.data_dir;
         let key_file = config.privacy.key_file_in(data_dir);
         let key = tokio::task::spawn_blocking(move || MasterKey::load_or_create(&key_file))
             .await
             .map_err(|e| CaseError::Unavailable(e.to_string()))??;
-        let store = SqliteStore::open_with(data_dir, config.store.durability).await?;
+        let store = SqliteStore::open_with(data_dir, config.durability).await?;
         info!(key = key.id(), "case materials service ready");
         Ok(CaseService {
             store: Arc::new(store),
@@ -548,7 +547,7 @@ impl CaseService {
 
 async fn retention_loop(
     weak: Weak<OnceCell<Arc<CaseService>>>,
-    config: Arc<Config>,
+    config: Arc<CasesConfig>,
     clock: Arc<dyn Clock>,
 ) {
     // Start the service now, so the master key exists from the first start.

@@ -3,6 +3,8 @@
 //!
 //! Each app lives in `signaling/web/<app>/`; its page is served at `/<app>` (the console also
 //! at `/`), and its files at `/assets/<app>/<file>`. To add a file, add one `web_file!` line.
+//! The script every page shares (`web_common::COMMON_JS`, also served by the agent) is at
+//! `/assets/shared/common.js`.
 
 use axum::extract::Path;
 use axum::http::header;
@@ -49,6 +51,7 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("ops", "registry.js", JS),
     web_file!("ops", "ops.css", CSS),
     web_file!("ops", "public.css", CSS),
+    ("shared", "common.js", JS, web_common::COMMON_JS),
 ];
 
 fn find(app: &str, name: &str) -> Option<(&'static str, &'static str)> {
@@ -60,7 +63,10 @@ fn find(app: &str, name: &str) -> Option<(&'static str, &'static str)> {
 
 fn respond(mime: &'static str, body: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()
@@ -90,12 +96,35 @@ mod tests {
 
     #[test]
     fn every_app_has_a_page_and_pages_reference_only_known_files() {
-        let apps: std::collections::BTreeSet<&str> = FILES.iter().map(|(a, ..)| *a).collect();
+        let apps: std::collections::BTreeSet<&str> = FILES
+            .iter()
+            .map(|(a, ..)| *a)
+            .filter(|a| *a != "shared")
+            .collect();
         for app in apps {
-            let (_, page) = find(app, "index.html").unwrap_or_else(|| panic!("{app} has no index.html"));
+            let (_, page) =
+                find(app, "index.html").unwrap_or_else(|| panic!("{app} has no index.html"));
             for reference in page.split(&format!("/assets/{app}/")).skip(1) {
                 let name: String = reference.chars().take_while(|c| *c != '"').collect();
-                assert!(find(app, &name).is_some(), "{app}/index.html references unknown {name}");
+                assert!(
+                    find(app, &name).is_some(),
+                    "{app}/index.html references unknown {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_script_that_imports_the_shared_module_finds_it() {
+        for (app, name, _, body) in FILES.iter().filter(|(_, n, ..)| n.ends_with(".js")) {
+            for import in body.split(" from \"").skip(1) {
+                let path: String = import.chars().take_while(|c| *c != '"').collect();
+                if let Some(file) = path.strip_prefix("/assets/shared/") {
+                    assert!(
+                        find("shared", file).is_some(),
+                        "{app}/{name} imports {path}"
+                    );
+                }
             }
         }
     }

@@ -22,12 +22,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use protocol::control::{ErrorBody, ErrorCode};
+use protocol::control::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::auth::{AuthClerk, authenticate_device};
+use super::error::ApiError;
 use super::state::AppState;
 use crate::cases::{CaseError, CaseOrigin, CaseService, kind, pdf};
 use crate::domain::{Clerk, DeviceKind, Role};
@@ -48,7 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cases/{ticket_id}/audit", get(audit))
 }
 
-/// Errors of these routes, mapped to status codes here; clients get a code and short text.
+/// Why these routes refuse; each becomes an [`ApiError`] with its own short text.
 #[derive(Debug)]
 pub enum CasesHttpError {
     Unauthenticated,
@@ -74,57 +75,44 @@ impl From<CaseError> for CasesHttpError {
     }
 }
 
-impl From<super::error::ApiError> for CasesHttpError {
-    fn from(_: super::error::ApiError) -> Self {
-        CasesHttpError::Unavailable
-    }
-}
-
-impl IntoResponse for CasesHttpError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            CasesHttpError::Unauthenticated => (
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthenticated,
-                "请先登录 / please authenticate".to_owned(),
-            ),
-            CasesHttpError::Forbidden => (
-                StatusCode::FORBIDDEN,
+/// Each refusal with its own message; the status follows in [`ApiError`]'s one mapping.
+impl From<CasesHttpError> for ApiError {
+    fn from(e: CasesHttpError) -> Self {
+        let refused = |code, message: &str| ApiError::Refused(code, message.to_owned());
+        match e {
+            CasesHttpError::Unauthenticated => {
+                refused(ErrorCode::Unauthenticated, "请先登录 / please authenticate")
+            }
+            CasesHttpError::Forbidden => refused(
                 ErrorCode::Forbidden,
-                "只能查看正在办理的号的材料 / only the clerk serving the ticket or a supervisor"
-                    .into(),
+                "只能查看正在办理的号的材料 / only the clerk serving the ticket or a supervisor",
             ),
-            CasesHttpError::NotFound => (
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "未找到 / not found".into(),
-            ),
-            CasesHttpError::NoSession => (
-                StatusCode::CONFLICT,
+            CasesHttpError::NotFound => refused(ErrorCode::NotFound, "未找到 / not found"),
+            CasesHttpError::NoSession => refused(
                 ErrorCode::InvalidState,
-                "该终端没有正在办理的号 / the kiosk is not being served".into(),
+                "该终端没有正在办理的号 / the kiosk is not being served",
             ),
-            CasesHttpError::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::LimitExceeded,
-                "文件过大 / the upload is too large".into(),
-            ),
-            CasesHttpError::Bad(m) => (
-                StatusCode::BAD_REQUEST,
+            CasesHttpError::TooLarge => {
+                ApiError::TooLarge("文件过大 / the upload is too large".into())
+            }
+            CasesHttpError::Bad(m) => ApiError::Refused(
                 ErrorCode::BadMessage,
                 format!("上传内容无效 / bad upload: {m}"),
             ),
-            CasesHttpError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Internal,
-                "材料服务暂不可用 / case materials are unavailable".into(),
-            ),
-        };
-        (status, Json(ErrorBody { code, message })).into_response()
+            CasesHttpError::Unavailable => {
+                ApiError::Unavailable("材料服务暂不可用 / case materials are unavailable".into())
+            }
+        }
     }
 }
 
-type HttpResult<T> = Result<T, CasesHttpError>;
+impl From<CaseError> for ApiError {
+    fn from(e: CaseError) -> Self {
+        CasesHttpError::from(e).into()
+    }
+}
+
+type HttpResult<T> = Result<T, ApiError>;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
@@ -173,15 +161,18 @@ async fn upload_inner(
         .trim()
         .split_once(':')
         .ok_or(CasesHttpError::Unauthenticated)?;
-    let Some(device) = authenticate_device(state, id, secret, DeviceKind::Kiosk).await? else {
+    let Some(device) = authenticate_device(state, id, secret, DeviceKind::Kiosk)
+        .await
+        .map_err(|_| CasesHttpError::Unavailable)?
+    else {
         state.metrics.auth_failure(ClientKind::Kiosk);
-        return Err(CasesHttpError::Unauthenticated);
+        return Err(CasesHttpError::Unauthenticated.into());
     };
     let item_kind = match query.kind.as_str() {
         "document" => kind::DOCUMENT,
         "snapshot" => kind::SNAPSHOT,
         "id_photo" => kind::ID_PHOTO,
-        _ => return Err(CasesHttpError::Bad("kind")),
+        _ => return Err(CasesHttpError::Bad("kind").into()),
     };
     let claimed = header_str(headers, "x-content-sha256")
         .map(str::to_ascii_lowercase)
@@ -193,11 +184,11 @@ async fn upload_inner(
         .map_err(|_| CasesHttpError::TooLarge)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if sha256 != claimed {
-        return Err(CasesHttpError::Bad("sha256 mismatch"));
+        return Err(CasesHttpError::Bad("sha256 mismatch").into());
     }
     let (mime, size) = if item_kind == kind::ID_PHOTO {
         if bytes.len() > 4096 {
-            return Err(CasesHttpError::Bad("photo size"));
+            return Err(CasesHttpError::Bad("photo size").into());
         }
         ("application/octet-stream", None)
     } else {
@@ -302,7 +293,7 @@ async fn case(
                 items: Vec::new(),
             }));
         }
-        return Err(CasesHttpError::NotFound);
+        return Err(CasesHttpError::NotFound.into());
     };
     let is_serving = serving(&state, &clerk, &ticket_id).await;
     service.may_read(&clerk, &case, is_serving)?;
@@ -406,7 +397,7 @@ async fn unverified(
 ) -> HttpResult<StatusCode> {
     let session = match state.switchboard.session(&ticket_id) {
         Some(s) if s.clerk_id == clerk.id && s.centre_id == clerk.centre_id => s,
-        _ => return Err(CasesHttpError::Forbidden),
+        _ => return Err(CasesHttpError::Forbidden.into()),
     };
     let service = state.cases.service().await?;
     let now = state.clock.now_ms();
@@ -455,7 +446,7 @@ async fn audit(
     Path(ticket_id): Path<String>,
 ) -> HttpResult<Json<Vec<AuditView>>> {
     if !clerk.has(Role::Supervisor) {
-        return Err(CasesHttpError::Forbidden);
+        return Err(CasesHttpError::Forbidden.into());
     }
     let (service, _) = readable(&state, &clerk, &ticket_id).await?;
     let log = service

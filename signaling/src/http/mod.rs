@@ -11,8 +11,8 @@ pub mod clerk_ws;
 pub mod error;
 pub mod evaluations;
 pub mod kiosk_ws;
-pub mod registry;
 pub mod recordings;
+pub mod registry;
 pub mod selftest;
 pub mod state;
 pub mod tickets;
@@ -21,9 +21,9 @@ pub mod ws;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::{self, HeaderValue};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -31,6 +31,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
+use web_common::{CacheControl, SecurityHeaders, security_headers};
 
 pub use state::AppState;
 
@@ -57,7 +58,10 @@ pub fn app(state: AppState) -> Router {
         .merge(evaluations::routes())
         .merge(selftest::routes())
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            SECURITY_HEADERS,
+            security_headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -73,27 +77,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn security_headers(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/");
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        ),
-    );
-    if is_api {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
-}
+/// The relay's pages load scripts, styles and media from the relay only; API answers are
+/// never stored (the pages' files set their own `no-cache`).
+const SECURITY_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    deny_framing: true,
+    cache_control: CacheControl::Under {
+        prefix: "/api/",
+        value: "no-store",
+    },
+};
 
 /// Listeners the caller has bound.
 pub struct Listeners {

@@ -19,12 +19,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use protocol::control::{ErrorBody, ErrorCode};
 use protocol::hours::{Date, day_start, shanghai};
 use protocol::inspection::{InspectionReceipt, InspectionReport};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -32,13 +30,11 @@ use tracing::info;
 use super::auth::{AuthClerk, AuthKiosk};
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{hash_device_secret, new_token};
 use crate::domain::{Clerk, Role};
 use crate::registry::exports::{self, Form};
-use crate::registry::fields::{FieldError, FormDraft, label};
-use crate::registry::lifecycle::{
-    Actor, Command, Counter, EventAction, LifecycleError, RegistryEvent, decide,
-};
+use crate::registry::fields::{FormDraft, label};
+use crate::registry::lifecycle::{Actor, Counter, EventAction, RegistryEvent};
+use crate::registry::service::{Application, Step, Stepped};
 use crate::registry::{Registry, Stats, alert_task, health, inspections, public, xlsx};
 use crate::store::registry::{CommitError, EventQuery, InspectionRecord, Scope};
 
@@ -48,9 +44,18 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/registry/counters", get(list).post(apply))
         .route("/api/v1/registry/counters/{id}", get(detail))
         .route("/api/v1/registry/counters/{id}/change", post(change))
-        .route("/api/v1/registry/counters/{id}/activate", post(activate))
-        .route("/api/v1/registry/counters/{id}/close", post(close))
-        .route("/api/v1/registry/counters/{id}/reissue", post(reissue))
+        .route(
+            "/api/v1/registry/counters/{id}/activate",
+            reason_step(|note| Step::Activate { note }),
+        )
+        .route(
+            "/api/v1/registry/counters/{id}/close",
+            reason_step(|reason| Step::Close { reason }),
+        )
+        .route(
+            "/api/v1/registry/counters/{id}/reissue",
+            reason_step(|reason| Step::Reissue { reason }),
+        )
         .route("/api/v1/registry/history", get(history))
         .route("/api/v1/registry/exports/{form}", get(export))
         .route("/api/v1/ops/health", get(health_view))
@@ -61,89 +66,10 @@ pub fn routes() -> Router<AppState> {
         .route("/public/extension-points", get(public_html))
 }
 
-// ---------------------------------------------------------------------------------------------
-// errors
+type Result<T> = std::result::Result<T, ApiError>;
 
-#[derive(Debug)]
-pub enum RegistryError {
-    Api(ApiError),
-    /// The form's fields, each with its problem.
-    Invalid(Vec<FieldError>),
-    Refused(StatusCode, ErrorCode, String),
-}
-
-impl From<ApiError> for RegistryError {
-    fn from(e: ApiError) -> Self {
-        RegistryError::Api(e)
-    }
-}
-
-impl From<crate::store::StoreError> for RegistryError {
-    fn from(e: crate::store::StoreError) -> Self {
-        RegistryError::Api(e.into())
-    }
-}
-
-impl From<LifecycleError> for RegistryError {
-    fn from(e: LifecycleError) -> Self {
-        let (status, code) = match &e {
-            LifecycleError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            LifecycleError::Reason(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadMessage),
-            LifecycleError::Exists(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
-            LifecycleError::WrongState { .. }
-            | LifecycleError::NothingChanged
-            | LifecycleError::DivisionFixed => (StatusCode::CONFLICT, ErrorCode::InvalidState),
-        };
-        RegistryError::Refused(status, code, e.to_string())
-    }
-}
-
-impl From<CommitError> for RegistryError {
-    fn from(e: CommitError) -> Self {
-        match e {
-            CommitError::Store(s) => s.into(),
-            CommitError::DeviceInUse(_) => RegistryError::Invalid(vec![FieldError {
-                field: "device_id".into(),
-                message: e.to_string(),
-            }]),
-            other => {
-                RegistryError::Refused(StatusCode::CONFLICT, ErrorCode::Conflict, other.to_string())
-            }
-        }
-    }
-}
-
-impl IntoResponse for RegistryError {
-    fn into_response(self) -> Response {
-        match self {
-            RegistryError::Api(e) => e.into_response(),
-            RegistryError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|f| format!("{}：{}", label(&f.field), f.message))
-                    .collect::<Vec<_>>()
-                    .join("；");
-                (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({
-                        "code": ErrorCode::BadMessage,
-                        "message": format!("表单有误，请修改后再提交 / the form has errors: {summary}"),
-                        "fields": fields,
-                    })),
-                )
-                    .into_response()
-            }
-            RegistryError::Refused(status, code, message) => {
-                (status, Json(ErrorBody { code, message })).into_response()
-            }
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, RegistryError>;
-
-fn bad(message: impl Into<String>) -> RegistryError {
-    RegistryError::Api(ApiError::BadRequest(message.into()))
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,7 +83,7 @@ const AUDIT: &[Role] = &[Role::RegistryOperator, Role::Supervisor];
 async fn scope_of(state: &AppState, clerk: &Clerk, roles: &[Role]) -> Result<Scope> {
     if !roles.iter().any(|r| clerk.has(*r)) {
         Stats::inc(&state.registry.stats.denied);
-        return Err(ApiError::Forbidden.into());
+        return Err(ApiError::Forbidden);
     }
     Ok(
         match state.registry.store.district_scope(&clerk.id).await? {
@@ -178,7 +104,7 @@ fn visible(scope: &Scope, c: &Counter) -> bool {
 async fn visible_counter(state: &AppState, scope: &Scope, id: &str) -> Result<Counter> {
     match state.registry.store.counter(id).await? {
         Some(c) if visible(scope, &c) => Ok(c),
-        _ => Err(ApiError::NotFound.into()),
+        _ => Err(ApiError::NotFound),
     }
 }
 
@@ -334,13 +260,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(registry: &Registry, body: &Bytes)
     })
 }
 
-fn validate(registry: &Registry, draft: &FormDraft) -> Result<crate::registry::fields::FormFields> {
-    draft.validate(&registry.divisions).map_err(|errors| {
-        Stats::inc(&registry.stats.invalid_forms);
-        RegistryError::Invalid(errors)
-    })
-}
-
 #[derive(Deserialize)]
 struct ApplyRequest {
     /// The extension point's id; generated when missing.
@@ -353,90 +272,23 @@ struct ApplyRequest {
     fields: FormDraft,
 }
 
-/// A centre serves its own district and street: when the centre's are in the division list,
-/// the point's must match them.
-fn centre_matches(
-    registry: &Registry,
-    centre: &crate::domain::Centre,
-    fields: &crate::registry::fields::FormFields,
-) -> Result<()> {
-    let mut errors = Vec::new();
-    if registry.divisions.is_district(&centre.district) && fields.district != centre.district {
-        errors.push(FieldError {
-            field: "district".into(),
-            message: format!(
-                "须为受理中心所在区（{}）/ must be the centre's district",
-                centre.district
-            ),
-        });
-    }
-    if registry
-        .divisions
-        .check_street(&centre.district, &centre.street)
-        .is_ok()
-        && fields.street != centre.street
-    {
-        errors.push(FieldError {
-            field: "street".into(),
-            message: format!(
-                "须为受理中心所在街镇（{}）/ must be the centre's street or town",
-                centre.street
-            ),
-        });
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Stats::inc(&registry.stats.invalid_forms);
-        Err(RegistryError::Invalid(errors))
-    }
+/// Ends a device's live kiosk connection (a step that disabled it).
+fn end_connection(state: &AppState) -> impl Fn(&str) + Sync + '_ {
+    |device| state.switchboard.disconnect_kiosk(device)
 }
 
-fn new_point_id() -> String {
-    let mut bytes = [0u8; 5];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("ep-{}", hex::encode(bytes))
-}
-
-/// Decides and stores one lifecycle step; ends the live connections it names.
-async fn step(
-    state: &AppState,
-    current: Option<&Counter>,
-    command: Command,
-    clerk: &Clerk,
-    secret: Option<String>,
-) -> Result<Response> {
-    let transition = decide(current, command, &actor(clerk), state.clock.now_ms())?;
-    if let Err(e) = state.registry.store.commit(&transition).await {
-        if matches!(e, CommitError::DeviceInUse(_) | CommitError::PointInUse(_)) {
-            Stats::inc(&state.registry.stats.invalid_forms);
-        }
-        return Err(e.into());
-    }
-    Stats::inc(&state.registry.stats.commits);
-    info!(
-        counter = %transition.counter.id,
-        action = transition.event.action.as_str(),
-        clerk = %clerk.id,
-        "registry step"
-    );
-    for device in &transition.effects.disconnect {
-        state.switchboard.disconnect_kiosk(device);
-    }
-    let credential = match (transition.credential_issued, secret) {
-        (true, Some(secret)) => Some(format!("{}:{secret}", transition.counter.fields.device_id)),
-        _ => None,
-    };
-    let status = if current.is_none() {
+/// The answer to a step: 201 for an application, 200 for a step on a counter.
+fn stepped(s: Stepped) -> Response {
+    let status = if s.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     let view = StepView {
-        counter: transition.counter.into(),
-        credential,
+        counter: s.counter.into(),
+        credential: s.credential,
     };
-    Ok((status, Json(view)).into_response())
+    (status, Json(view)).into_response()
 }
 
 async fn apply(
@@ -460,21 +312,18 @@ async fn apply(
     };
     if !allowed {
         Stats::inc(&registry.stats.denied);
-        return Err(ApiError::Forbidden.into());
+        return Err(ApiError::Forbidden);
     }
-    let fields = validate(&registry, &req.fields)?;
-    centre_matches(&registry, &centre, &fields)?;
-    let id = req
-        .id
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(new_point_id);
-    let command = Command::Apply {
-        id,
-        centre_id: centre.id,
-        fields,
+    let application = Application {
+        id: req.id,
+        centre: &centre,
+        draft: &req.fields,
     };
-    step(&state, None, command, &clerk, None).await
+    let now = state.clock.now_ms();
+    let done = registry
+        .apply(application, &actor(&clerk), now, &end_connection(&state))
+        .await?;
+    Ok(stepped(done))
 }
 
 #[derive(Deserialize)]
@@ -502,11 +351,21 @@ async fn current(state: &AppState, clerk: &Clerk, id: &str, version: i64) -> Res
     Ok(counter)
 }
 
-/// A fresh device secret and its stored digest.
-fn secret() -> (String, String) {
-    let secret = new_token();
-    let hash = hash_device_secret(&secret);
-    (secret, hash)
+/// One step on a counter the caller may change, at the version the caller saw.
+async fn step_on(
+    state: &AppState,
+    clerk: &Clerk,
+    id: &str,
+    version: i64,
+    step: Step,
+) -> Result<Response> {
+    let counter = current(state, clerk, id, version).await?;
+    let now = state.clock.now_ms();
+    let done = state
+        .registry
+        .step(&counter, step, &actor(clerk), now, &end_connection(state))
+        .await?;
+    Ok(stepped(done))
 }
 
 async fn change(
@@ -515,61 +374,25 @@ async fn change(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    let registry = state.registry.clone();
-    let req: ChangeRequest = parse_body(&registry, &body)?;
-    let counter = current(&state, &clerk, &id, req.version).await?;
-    let fields = validate(&registry, &req.fields)?;
-    let (plain, hash) = secret();
-    let command = Command::Change {
-        fields,
-        reason: req.reason,
-        new_secret_hash: hash,
-    };
-    step(&state, Some(&counter), command, &clerk, Some(plain)).await
-}
-
-async fn activate(
-    State(state): State<AppState>,
-    AuthClerk(clerk): AuthClerk,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response> {
-    let req: StepRequest = parse_body(&state.registry, &body)?;
-    let counter = current(&state, &clerk, &id, req.version).await?;
-    let (plain, hash) = secret();
-    let command = Command::Activate {
-        secret_hash: hash,
-        note: req.reason,
-    };
-    step(&state, Some(&counter), command, &clerk, Some(plain)).await
-}
-
-async fn close(
-    State(state): State<AppState>,
-    AuthClerk(clerk): AuthClerk,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response> {
-    let req: StepRequest = parse_body(&state.registry, &body)?;
-    let counter = current(&state, &clerk, &id, req.version).await?;
-    let command = Command::Close { reason: req.reason };
-    step(&state, Some(&counter), command, &clerk, None).await
-}
-
-async fn reissue(
-    State(state): State<AppState>,
-    AuthClerk(clerk): AuthClerk,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response> {
-    let req: StepRequest = parse_body(&state.registry, &body)?;
-    let counter = current(&state, &clerk, &id, req.version).await?;
-    let (plain, hash) = secret();
-    let command = Command::Reissue {
-        secret_hash: hash,
+    let req: ChangeRequest = parse_body(&state.registry, &body)?;
+    let step = Step::Change {
+        draft: Box::new(req.fields),
         reason: req.reason,
     };
-    step(&state, Some(&counter), command, &clerk, Some(plain)).await
+    step_on(&state, &clerk, &id, req.version, step).await
+}
+
+/// `POST …/{id}/activate|close|reissue` `{version, reason}`: a step that takes only a reason.
+fn reason_step(make: fn(String) -> Step) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              AuthClerk(clerk): AuthClerk,
+              Path(id): Path<String>,
+              body: Bytes| async move {
+            let req: StepRequest = parse_body(&state.registry, &body)?;
+            step_on(&state, &clerk, &id, req.version, make(req.reason)).await
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,7 +495,7 @@ async fn export(
         && d != district
     {
         Stats::inc(&registry.stats.denied);
-        return Err(ApiError::Forbidden.into());
+        return Err(ApiError::Forbidden);
     }
     let (Some(from), Some(to)) = (
         date_param(q.from.as_deref(), "from")?,
@@ -821,7 +644,7 @@ async fn upload_inspection(
 ) -> Result<Response> {
     let registry: Arc<Registry> = state.registry.clone();
     let Some(point) = device.extension_point_id.clone() else {
-        return Err(ApiError::Forbidden.into());
+        return Err(ApiError::Forbidden);
     };
     let now = state.clock.now_ms();
     let report = serde_json::from_slice::<InspectionReport>(&body)

@@ -17,7 +17,7 @@ use super::{MediaService, inc};
 use crate::clock::Clock;
 use crate::queue::Session;
 use crate::session::{ConnId, MediaRoute, Switchboard};
-use crate::sfu::{DisconnectReason, PeerId, SfuError, SfuEvent, SfuHandle};
+use crate::sfu::{DisconnectReason, PeerId, RecordSink, SfuError, SfuEvent, SfuHandle};
 
 /// Even without a wake-up, the task looks again this often (retries what failed).
 const RESCAN: Duration = Duration::from_secs(1);
@@ -272,7 +272,10 @@ impl Reconciler {
             if live.pair.is_some() {
                 continue;
             }
-            let tap = live.recording.as_ref().map(|r| r.tap.clone());
+            let tap = live
+                .recording
+                .as_ref()
+                .map(|r| Arc::new(r.tap.clone()) as Arc<dyn RecordSink>);
             match self.sfu.connect(k, c, tap).await {
                 Ok(()) => {
                     live.pair = Some((k, c));

@@ -49,7 +49,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use self::dump::{DumpHeader, RecordMeta};
 use self::mux::{MuxError, MuxedTrack};
-use crate::sfu::RecordedRtp;
+use crate::sfu::{RecordSink, RecordedRtp};
 
 /// Where and how recordings are written.
 #[derive(Debug, Clone)]
@@ -192,6 +192,12 @@ impl RecordingTap {
             return false;
         }
         true
+    }
+}
+
+impl RecordSink for RecordingTap {
+    fn record(&self, packet: &RecordedRtp) -> bool {
+        RecordingTap::record(self, packet)
     }
 }
 

@@ -3,8 +3,9 @@
 //! What it does:
 //! - keeps every remote device at an extension point with all fields of the city's three forms
 //!   (`fields`, validated by `rules` against the division list in `divisions`), through its
-//!   lifecycle application → activation → change → closure (`lifecycle`, sans-IO), with who,
-//!   when and why, and every change as before/after pairs;
+//!   lifecycle application → activation → change → closure (`lifecycle`, sans-IO; `service`
+//!   checks, decides, commits and counts one step), with who, when and why, and every change
+//!   as before/after pairs;
 //! - writes what the queue and the kiosk handshake read (`extension_points`, `devices`) in the
 //!   same transaction: a point joins the queue only when activated, where its kiosk's
 //!   credential is issued, and a closed point's kiosks are refused ([`admits_kiosks`]);
@@ -28,6 +29,7 @@ pub mod inspections;
 pub mod lifecycle;
 pub mod public;
 pub mod rules;
+pub mod service;
 pub mod xlsx;
 
 use std::sync::Arc;

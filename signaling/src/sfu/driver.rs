@@ -1,6 +1,6 @@
 //! The thin tokio driver: one task, on a thread of its own, owns the UDP socket and the
 //! [`Sfu`] core, takes commands over a bounded channel (each with a oneshot reply) and hands
-//! forwarded packets of recorded pairs to their [`RecordingTap`].
+//! forwarded packets of recorded pairs to their [`RecordSink`].
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -12,11 +12,18 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::core::{Sfu, SfuConfig, SfuEvent};
+use super::core::{RecordedRtp, Sfu, SfuConfig, SfuEvent};
 use super::metrics::{self, SfuMetrics};
 use super::peer::PeerStats;
 use super::{PeerId, Role, SfuError};
-use crate::recorder::RecordingTap;
+
+/// Where the driver hands every forwarded packet of a recorded pair. The recorder implements
+/// it (`recorder::RecordingTap`); the SFU knows nothing of files.
+pub trait RecordSink: Send + Sync + 'static {
+    /// Takes one forwarded packet; must never block the driver's thread. Returns false when
+    /// the packet was dropped (counted by the driver as `record_dropped`).
+    fn record(&self, packet: &RecordedRtp) -> bool;
+}
 
 /// How to run the driver.
 #[derive(Debug, Clone)]
@@ -62,7 +69,7 @@ enum Command {
     Connect {
         kiosk: PeerId,
         clerk: PeerId,
-        tap: Option<RecordingTap>,
+        tap: Option<Arc<dyn RecordSink>>,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
     Disconnect {
@@ -192,13 +199,13 @@ impl SfuHandle {
         self.call(|reply| Command::RemovePeer { id, reply }).await?
     }
 
-    /// Switch forwarding on between `kiosk` and `clerk`; with a tap, every forwarded packet of
-    /// the pair is also handed to the recorder.
+    /// Switch forwarding on between `kiosk` and `clerk`; with a sink, every forwarded packet
+    /// of the pair is also handed to it (the recorder).
     pub async fn connect(
         &self,
         kiosk: PeerId,
         clerk: PeerId,
-        recording: Option<RecordingTap>,
+        recording: Option<Arc<dyn RecordSink>>,
     ) -> Result<(), SfuError> {
         self.call(|reply| Command::Connect {
             kiosk,
@@ -273,7 +280,7 @@ async fn run(
     events: mpsc::Sender<SfuEvent>,
 ) {
     let mut buf = vec![0u8; 2048];
-    let mut taps: HashMap<PeerId, RecordingTap> = HashMap::new();
+    let mut taps: HashMap<PeerId, Arc<dyn RecordSink>> = HashMap::new();
     loop {
         flush(&mut core, &socket, &events, &taps).await;
         let now = Instant::now();
@@ -318,7 +325,7 @@ async fn run(
     tracing::info!("sfu driver stopped");
 }
 
-fn apply(core: &mut Sfu, cmd: Command, taps: &mut HashMap<PeerId, RecordingTap>) {
+fn apply(core: &mut Sfu, cmd: Command, taps: &mut HashMap<PeerId, Arc<dyn RecordSink>>) {
     let now = Instant::now().into_std();
     match cmd {
         Command::AddPeer {
@@ -378,7 +385,7 @@ async fn flush(
     core: &mut Sfu,
     socket: &UdpSocket,
     events: &mpsc::Sender<SfuEvent>,
-    taps: &HashMap<PeerId, RecordingTap>,
+    taps: &HashMap<PeerId, Arc<dyn RecordSink>>,
 ) {
     let m = Arc::clone(core.metrics());
     while let Some(t) = core.poll_transmit() {

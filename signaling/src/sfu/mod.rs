@@ -12,8 +12,8 @@
 //!   outgoing track so that a clerk's track stays continuous across many kiosks
 //!   ([`rewrite`]), and a video track only starts at a keyframe;
 //! - relays keyframe requests from a viewer to the source, and requests one itself on connect;
-//! - hands every forwarded packet of a recorded pair to the recorder (see
-//!   [`crate::recorder`]) through [`Sfu::poll_recorded`].
+//! - hands every forwarded packet of a recorded pair to a [`RecordSink`] (the recorder
+//!   implements it) through [`Sfu::poll_recorded`].
 //!
 //! What it deliberately does not do: signalling (the session layer carries offers/answers
 //! over its own WebSocket), TURN (coturn), bandwidth estimation or simulcast, transcoding.
@@ -41,7 +41,7 @@ mod routing;
 mod slots;
 
 pub use self::core::{RecordedRtp, Sfu, SfuConfig, SfuEvent, SfuTransmit};
-pub use self::driver::{SfuDriverConfig, SfuHandle};
+pub use self::driver::{RecordSink, SfuDriverConfig, SfuHandle};
 pub use self::error::SfuError;
 pub use self::metrics::{MetricsSnapshot, SfuMetrics};
 pub use self::peer::{DisconnectReason, PeerStats};

@@ -12,8 +12,6 @@
 use async_trait::async_trait;
 use protocol::control::EvaluationLevel;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::sqlite::SqliteStore;
 use super::{StoreError, StoreResult};
@@ -246,99 +244,187 @@ macro_rules! followup_columns {
     };
 }
 
-fn record_from(row: &SqliteRow) -> StoreResult<EvaluationRecord> {
-    let level: Option<i64> = row.try_get("level")?;
-    let level = match level {
-        None => None,
-        Some(n) => Some(
-            u8::try_from(n)
-                .ok()
-                .and_then(EvaluationLevel::from_score)
-                .ok_or_else(|| StoreError::Corrupt(format!("evaluation level {n}")))?,
-        ),
-    };
-    let reasons: String = row.try_get("reasons")?;
-    Ok(EvaluationRecord {
-        id: row.try_get("id")?,
-        ticket_id: row.try_get("ticket_id")?,
-        ticket_number: row.try_get("ticket_number")?,
-        centre_id: row.try_get("centre_id")?,
-        centre_name: row.try_get("centre_name")?,
-        category_id: row.try_get("category_id")?,
-        category_name: row.try_get("category_name")?,
-        window_id: row.try_get("window_id")?,
-        window_name: row.try_get("window_name")?,
-        clerk_id: row.try_get("clerk_id")?,
-        clerk_name: row.try_get("clerk_name")?,
-        extension_point_id: row.try_get("extension_point_id")?,
-        extension_point_name: row.try_get("extension_point_name")?,
-        device_id: row.try_get("device_id")?,
-        level,
-        reasons: reasons
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        service_started_ms: row.try_get("service_started_ms")?,
-        service_ended_ms: row.try_get("service_ended_ms")?,
-        evaluated_ms: row.try_get("evaluated_ms")?,
-        received_ms: row.try_get("received_ms")?,
-    })
+/// An `evaluations` row's record columns as stored.
+#[derive(sqlx::FromRow)]
+struct EvaluationRow {
+    id: String,
+    ticket_id: String,
+    ticket_number: String,
+    centre_id: String,
+    centre_name: String,
+    category_id: String,
+    category_name: String,
+    window_id: String,
+    window_name: String,
+    clerk_id: String,
+    clerk_name: String,
+    extension_point_id: String,
+    extension_point_name: String,
+    device_id: String,
+    level: Option<i64>,
+    /// Comma separated.
+    reasons: String,
+    service_started_ms: i64,
+    service_ended_ms: i64,
+    evaluated_ms: i64,
+    received_ms: i64,
 }
 
-fn stored_from(row: &SqliteRow) -> StoreResult<StoredEvaluation> {
-    let state: String = row.try_get("forward_state")?;
-    let attempts: i64 = row.try_get("forward_attempts")?;
-    Ok(StoredEvaluation {
-        record: record_from(row)?,
-        forwarding: Forwarding {
-            state: ForwardState::parse(&state)?,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            next_ms: row.try_get("forward_next_ms")?,
-            error: row.try_get("forward_error")?,
-            forwarded_ms: row.try_get("forwarded_ms")?,
-        },
-    })
+impl TryFrom<EvaluationRow> for EvaluationRecord {
+    type Error = StoreError;
+
+    fn try_from(r: EvaluationRow) -> StoreResult<EvaluationRecord> {
+        let level = match r.level {
+            None => None,
+            Some(n) => Some(
+                u8::try_from(n)
+                    .ok()
+                    .and_then(EvaluationLevel::from_score)
+                    .ok_or_else(|| StoreError::Corrupt(format!("evaluation level {n}")))?,
+            ),
+        };
+        Ok(EvaluationRecord {
+            id: r.id,
+            ticket_id: r.ticket_id,
+            ticket_number: r.ticket_number,
+            centre_id: r.centre_id,
+            centre_name: r.centre_name,
+            category_id: r.category_id,
+            category_name: r.category_name,
+            window_id: r.window_id,
+            window_name: r.window_name,
+            clerk_id: r.clerk_id,
+            clerk_name: r.clerk_name,
+            extension_point_id: r.extension_point_id,
+            extension_point_name: r.extension_point_name,
+            device_id: r.device_id,
+            level,
+            reasons: r
+                .reasons
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            service_started_ms: r.service_started_ms,
+            service_ended_ms: r.service_ended_ms,
+            evaluated_ms: r.evaluated_ms,
+            received_ms: r.received_ms,
+        })
+    }
 }
 
-fn followup_from(row: &SqliteRow) -> StoreResult<FollowUp> {
-    let state: String = row.try_get("state")?;
-    Ok(FollowUp {
-        evaluation_id: row.try_get("evaluation_id")?,
-        centre_id: row.try_get("centre_id")?,
-        opened_ms: row.try_get("opened_ms")?,
-        due_date: row.try_get("due_date")?,
-        due_ms: row.try_get("due_ms")?,
-        state: match state.as_str() {
-            "open" => FollowUpState::Open,
-            "closed" => FollowUpState::Closed,
-            other => return Err(StoreError::Corrupt(format!("follow-up state {other:?}"))),
-        },
-        visited_ms: row.try_get("visited_ms")?,
-        verification: row.try_get("verification")?,
-        rectification: row.try_get("rectification")?,
-        feedback: row.try_get("feedback")?,
-        closed_ms: row.try_get("closed_ms")?,
-        updated_by: row.try_get("updated_by")?,
-        updated_ms: row.try_get("updated_ms")?,
-    })
+/// An `evaluations` row: the record and its forwarding state.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    #[sqlx(flatten)]
+    record: EvaluationRow,
+    forward_state: String,
+    forward_attempts: i64,
+    forward_next_ms: i64,
+    forward_error: Option<String>,
+    forwarded_ms: Option<i64>,
 }
 
-fn session_from(row: &SqliteRow) -> StoreResult<(Session, i64)> {
-    Ok((
-        Session {
-            ticket_id: row.try_get("ticket_id")?,
-            ticket_number: row.try_get("ticket_number")?,
-            centre_id: row.try_get("centre_id")?,
-            device_id: row.try_get("device_id")?,
-            extension_point_id: row.try_get("extension_point_id")?,
-            window_id: row.try_get("window_id")?,
-            clerk_id: row.try_get("clerk_id")?,
-            category_id: row.try_get("category_id")?,
-            started_ms: row.try_get("started_ms")?,
-        },
-        row.try_get("ended_ms")?,
-    ))
+impl TryFrom<StoredRow> for StoredEvaluation {
+    type Error = StoreError;
+
+    fn try_from(r: StoredRow) -> StoreResult<StoredEvaluation> {
+        Ok(StoredEvaluation {
+            record: r.record.try_into()?,
+            forwarding: Forwarding {
+                state: ForwardState::parse(&r.forward_state)?,
+                attempts: u32::try_from(r.forward_attempts).unwrap_or(u32::MAX),
+                next_ms: r.forward_next_ms,
+                error: r.forward_error,
+                forwarded_ms: r.forwarded_ms,
+            },
+        })
+    }
+}
+
+/// An `evaluation_followups` row as stored.
+#[derive(sqlx::FromRow)]
+struct FollowUpRow {
+    evaluation_id: String,
+    centre_id: String,
+    opened_ms: i64,
+    due_date: String,
+    due_ms: i64,
+    state: String,
+    visited_ms: Option<i64>,
+    verification: String,
+    rectification: String,
+    feedback: String,
+    closed_ms: Option<i64>,
+    updated_by: Option<String>,
+    updated_ms: Option<i64>,
+}
+
+impl TryFrom<FollowUpRow> for FollowUp {
+    type Error = StoreError;
+
+    fn try_from(r: FollowUpRow) -> StoreResult<FollowUp> {
+        Ok(FollowUp {
+            state: match r.state.as_str() {
+                "open" => FollowUpState::Open,
+                "closed" => FollowUpState::Closed,
+                other => return Err(StoreError::Corrupt(format!("follow-up state {other:?}"))),
+            },
+            evaluation_id: r.evaluation_id,
+            centre_id: r.centre_id,
+            opened_ms: r.opened_ms,
+            due_date: r.due_date,
+            due_ms: r.due_ms,
+            visited_ms: r.visited_ms,
+            verification: r.verification,
+            rectification: r.rectification,
+            feedback: r.feedback,
+            closed_ms: r.closed_ms,
+            updated_by: r.updated_by,
+            updated_ms: r.updated_ms,
+        })
+    }
+}
+
+/// A follow-up joined with its evaluation (both read `centre_id`: the follow-up's).
+#[derive(sqlx::FromRow)]
+struct FollowUpWithRecordRow {
+    #[sqlx(flatten)]
+    followup: FollowUpRow,
+    #[sqlx(flatten)]
+    record: EvaluationRow,
+}
+
+/// An `evaluation_sessions` row: the session and when it ended.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    ticket_id: String,
+    ticket_number: String,
+    centre_id: String,
+    device_id: String,
+    extension_point_id: Option<String>,
+    window_id: String,
+    clerk_id: String,
+    category_id: String,
+    started_ms: i64,
+    ended_ms: i64,
+}
+
+impl From<SessionRow> for (Session, i64) {
+    fn from(r: SessionRow) -> Self {
+        let session = Session {
+            ticket_id: r.ticket_id,
+            ticket_number: r.ticket_number,
+            centre_id: r.centre_id,
+            device_id: r.device_id,
+            extension_point_id: r.extension_point_id,
+            window_id: r.window_id,
+            clerk_id: r.clerk_id,
+            category_id: r.category_id,
+            started_ms: r.started_ms,
+        };
+        (session, r.ended_ms)
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -376,11 +462,12 @@ impl EvaluationStore for SqliteStore {
     }
 
     async fn ended_session(&self, ticket_id: &str) -> StoreResult<Option<(Session, i64)>> {
-        let row = sqlx::query("SELECT * FROM evaluation_sessions WHERE ticket_id = ?")
-            .bind(ticket_id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(session_from).transpose()
+        let row: Option<SessionRow> =
+            sqlx::query_as("SELECT * FROM evaluation_sessions WHERE ticket_id = ?")
+                .bind(ticket_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(Into::into))
     }
 
     async fn forget_sessions_before(&self, ended_before_ms: i64) -> StoreResult<u64> {
@@ -392,7 +479,7 @@ impl EvaluationStore for SqliteStore {
     }
 
     async fn evaluation(&self, id: &str) -> StoreResult<Option<StoredEvaluation>> {
-        let row = sqlx::query(concat!(
+        let row: Option<StoredRow> = sqlx::query_as(concat!(
             "SELECT ",
             evaluation_columns!(),
             " FROM evaluations WHERE id = ?"
@@ -400,7 +487,7 @@ impl EvaluationStore for SqliteStore {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(stored_from).transpose()
+        row.map(StoredEvaluation::try_from).transpose()
     }
 
     async fn insert_evaluation(
@@ -477,7 +564,7 @@ impl EvaluationStore for SqliteStore {
         to_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRow> = sqlx::query_as(concat!(
             "SELECT ",
             evaluation_columns!(),
             " FROM evaluations
@@ -490,11 +577,11 @@ impl EvaluationStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(stored_from).collect()
+        rows.into_iter().map(StoredEvaluation::try_from).collect()
     }
 
     async fn due_forwards(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRow> = sqlx::query_as(concat!(
             "SELECT ",
             evaluation_columns!(),
             " FROM evaluations
@@ -505,16 +592,15 @@ impl EvaluationStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(stored_from).collect()
+        rows.into_iter().map(StoredEvaluation::try_from).collect()
     }
 
     async fn next_forward_ms(&self) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT MIN(forward_next_ms) AS next FROM evaluations WHERE forward_state = 'pending'",
         )
         .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("next")?)
+        .await?)
     }
 
     async fn forward_delivered(&self, id: &str, attempts: u32, now_ms: i64) -> StoreResult<()> {
@@ -560,7 +646,7 @@ impl EvaluationStore for SqliteStore {
         centre_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvaluation>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRow> = sqlx::query_as(concat!(
             "SELECT ",
             evaluation_columns!(),
             " FROM evaluations
@@ -571,7 +657,7 @@ impl EvaluationStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(stored_from).collect()
+        rows.into_iter().map(StoredEvaluation::try_from).collect()
     }
 
     async fn requeue_dead_letter(
@@ -599,7 +685,7 @@ impl EvaluationStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(FollowUp, EvaluationRecord)>> {
         let only_open = matches!(filter, FollowUpFilter::Open);
-        let rows = sqlx::query(concat!(
+        let rows: Vec<FollowUpWithRecordRow> = sqlx::query_as(concat!(
             "SELECT ",
             followup_columns!(),
             ", e.id, e.ticket_id, e.ticket_number,
@@ -616,8 +702,8 @@ impl EvaluationStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((followup_from(row)?, record_from(row)?)))
+        rows.into_iter()
+            .map(|r| Ok((r.followup.try_into()?, r.record.try_into()?)))
             .collect()
     }
 
@@ -652,7 +738,7 @@ impl EvaluationStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(concat!(
+        let row: FollowUpRow = sqlx::query_as(concat!(
             "SELECT ",
             followup_columns!(),
             " FROM evaluation_followups f WHERE f.evaluation_id = ?"
@@ -660,6 +746,6 @@ impl EvaluationStore for SqliteStore {
         .bind(evaluation_id)
         .fetch_one(self.pool())
         .await?;
-        Ok(Some(followup_from(&row)?))
+        Ok(Some(row.try_into()?))
     }
 }

@@ -5,8 +5,9 @@
 //! multi-node relay goes beside it, implementing the same trait with its own SQL and migrations;
 //! nothing above this module changes.
 //!
-//! Durability: a method returns only after its transaction committed (SQLite in WAL mode with
-//! `synchronous = FULL`), so anything acknowledged to a client survives a crash of the relay.
+//! Durability: a method returns only after its transaction committed (SQLite in WAL mode), so
+//! anything acknowledged to a client survives a crash of the relay; [`Durability`] says
+//! whether it also survives a power cut.
 
 pub mod cases;
 pub mod evaluations;
@@ -15,6 +16,7 @@ pub mod registry;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{CategoryRecord, Centre, Clerk, Device, ExtensionPoint, WindowRecord};
@@ -36,6 +38,19 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How far an acknowledged change is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Flushed to disk before it is acknowledged (SQLite `synchronous = FULL`): survives a
+    /// crash of the relay and a power cut or kernel crash. Costs one fsync per change.
+    PowerLoss,
+    /// Written to the operating system before it is acknowledged (`synchronous = NORMAL`):
+    /// survives a crash of the relay, but the last changes may be lost if the machine itself
+    /// loses power. Faster on slow disks.
+    ProcessCrash,
+}
 
 /// What the queue of one centre needs at start-up.
 #[derive(Debug, Default)]

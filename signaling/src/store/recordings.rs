@@ -12,8 +12,6 @@
 use async_trait::async_trait;
 use protocol::media::Slot;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::sqlite::SqliteStore;
 use super::{StoreError, StoreResult};
@@ -220,47 +218,90 @@ macro_rules! columns {
     };
 }
 
-fn row_from(r: &SqliteRow) -> StoreResult<RecordingRow> {
-    let state: String = r.try_get("state")?;
-    let tracks: String = r.try_get("tracks")?;
-    Ok(RecordingRow {
-        id: r.try_get("id")?,
-        ticket_id: r.try_get("ticket_id")?,
-        ticket_number: r.try_get("ticket_number")?,
-        centre_id: r.try_get("centre_id")?,
-        window_id: r.try_get("window_id")?,
-        clerk_id: r.try_get("clerk_id")?,
-        device_id: r.try_get("device_id")?,
-        extension_point_id: r.try_get("extension_point_id")?,
-        state: RecordingState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("recording state {state:?}")))?,
-        started_ms: r.try_get("started_ms")?,
-        ended_ms: r.try_get("ended_ms")?,
-        duration_ms: r.try_get("duration_ms")?,
-        size_bytes: r.try_get("size_bytes")?,
-        sha256: r.try_get("sha256")?,
-        file: r.try_get("file")?,
-        container: r.try_get("container")?,
-        tracks: serde_json::from_str(&tracks)
-            .map_err(|e| StoreError::Corrupt(format!("recording tracks: {e}")))?,
-        encrypted: r.try_get::<i64, _>("encrypted")? != 0,
-        torn_tail: r.try_get::<i64, _>("torn_tail")? != 0,
-        error: r.try_get("error")?,
-        purged_ms: r.try_get("purged_ms")?,
-    })
+/// A `recordings` row as stored ([`RecordingRow`] once parsed).
+#[derive(sqlx::FromRow)]
+struct StoredRecordingRow {
+    id: String,
+    ticket_id: String,
+    ticket_number: String,
+    centre_id: String,
+    window_id: String,
+    clerk_id: String,
+    device_id: String,
+    extension_point_id: Option<String>,
+    state: String,
+    started_ms: i64,
+    ended_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    size_bytes: Option<i64>,
+    sha256: Option<String>,
+    file: Option<String>,
+    container: Option<String>,
+    /// JSON.
+    tracks: String,
+    encrypted: i64,
+    torn_tail: i64,
+    error: Option<String>,
+    purged_ms: Option<i64>,
 }
 
-fn access_from(r: &SqliteRow) -> StoreResult<RecordingAccess> {
-    let action: String = r.try_get("action")?;
-    Ok(RecordingAccess {
-        at_ms: r.try_get("at_ms")?,
-        actor: r.try_get("actor")?,
-        action: AccessAction::parse(&action)
-            .ok_or_else(|| StoreError::Corrupt(format!("access action {action:?}")))?,
-        recording_id: r.try_get("recording_id")?,
-        centre_id: r.try_get("centre_id")?,
-        detail: r.try_get("detail")?,
-    })
+impl TryFrom<StoredRecordingRow> for RecordingRow {
+    type Error = StoreError;
+
+    fn try_from(r: StoredRecordingRow) -> StoreResult<RecordingRow> {
+        Ok(RecordingRow {
+            state: RecordingState::parse(&r.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("recording state {:?}", r.state)))?,
+            tracks: serde_json::from_str(&r.tracks)
+                .map_err(|e| StoreError::Corrupt(format!("recording tracks: {e}")))?,
+            id: r.id,
+            ticket_id: r.ticket_id,
+            ticket_number: r.ticket_number,
+            centre_id: r.centre_id,
+            window_id: r.window_id,
+            clerk_id: r.clerk_id,
+            device_id: r.device_id,
+            extension_point_id: r.extension_point_id,
+            started_ms: r.started_ms,
+            ended_ms: r.ended_ms,
+            duration_ms: r.duration_ms,
+            size_bytes: r.size_bytes,
+            sha256: r.sha256,
+            file: r.file,
+            container: r.container,
+            encrypted: r.encrypted != 0,
+            torn_tail: r.torn_tail != 0,
+            error: r.error,
+            purged_ms: r.purged_ms,
+        })
+    }
+}
+
+/// A `recording_access` row as stored.
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    at_ms: i64,
+    actor: String,
+    action: String,
+    recording_id: Option<String>,
+    centre_id: Option<String>,
+    detail: String,
+}
+
+impl TryFrom<AccessRow> for RecordingAccess {
+    type Error = StoreError;
+
+    fn try_from(r: AccessRow) -> StoreResult<RecordingAccess> {
+        Ok(RecordingAccess {
+            action: AccessAction::parse(&r.action)
+                .ok_or_else(|| StoreError::Corrupt(format!("access action {:?}", r.action)))?,
+            at_ms: r.at_ms,
+            actor: r.actor,
+            recording_id: r.recording_id,
+            centre_id: r.centre_id,
+            detail: r.detail,
+        })
+    }
 }
 
 async fn insert_access<'e, E>(executor: E, a: &RecordingAccess) -> StoreResult<()>
@@ -327,7 +368,7 @@ impl RecordingStore for SqliteStore {
     }
 
     async fn recording(&self, id: &str) -> StoreResult<Option<RecordingRow>> {
-        let row = sqlx::query(concat!(
+        let row: Option<StoredRecordingRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM recordings WHERE id = ?"
@@ -335,11 +376,11 @@ impl RecordingStore for SqliteStore {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(row_from).transpose()
+        row.map(RecordingRow::try_from).transpose()
     }
 
     async fn recordings(&self, q: &RecordingQuery) -> StoreResult<Vec<RecordingRow>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRecordingRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM recordings
@@ -358,18 +399,18 @@ impl RecordingStore for SqliteStore {
         .bind(i64::from(q.limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(row_from).collect()
+        rows.into_iter().map(RecordingRow::try_from).collect()
     }
 
     async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRow>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRecordingRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM recordings WHERE state = 'recording' ORDER BY started_ms"
         ))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(row_from).collect()
+        rows.into_iter().map(RecordingRow::try_from).collect()
     }
 
     async fn recordings_started_before(
@@ -377,7 +418,7 @@ impl RecordingStore for SqliteStore {
         before_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<RecordingRow>> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<StoredRecordingRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM recordings
@@ -388,7 +429,7 @@ impl RecordingStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(row_from).collect()
+        rows.into_iter().map(RecordingRow::try_from).collect()
     }
 
     async fn mark_purged(&self, id: &str, audit: &RecordingAccess) -> StoreResult<()> {
@@ -414,7 +455,7 @@ impl RecordingStore for SqliteStore {
         recording_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<RecordingAccess>> {
-        let rows = sqlx::query(
+        let rows: Vec<AccessRow> = sqlx::query_as(
             "SELECT at_ms, actor, action, recording_id, centre_id, detail FROM recording_access
              WHERE (? IS NULL OR recording_id = ?) ORDER BY id DESC LIMIT ?",
         )
@@ -423,7 +464,7 @@ impl RecordingStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(access_from).collect()
+        rows.into_iter().map(RecordingAccess::try_from).collect()
     }
 }
 

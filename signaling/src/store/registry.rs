@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use protocol::device::{DeviceKind, DeviceStatus};
 use protocol::inspection::{CheckOutcome, InspectionReport};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::sqlite::SqliteStore;
 use super::{StoreError, StoreResult};
@@ -79,8 +78,9 @@ pub struct PointRow {
 }
 
 /// An enabled kiosk of a point.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct KioskRow {
+    #[sqlx(rename = "id")]
     pub device_id: String,
     pub extension_point_id: String,
     pub centre_id: String,
@@ -178,72 +178,202 @@ fn from_wire<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| corrupt(what, e))
 }
 
-fn counter_from_row(r: &SqliteRow) -> StoreResult<Counter> {
-    let state: String = r.try_get("state")?;
-    let hours: String = r.try_get("hours_json")?;
-    Ok(Counter {
-        id: r.try_get("id")?,
-        centre_id: r.try_get("centre_id")?,
-        state: CounterState::parse(&state).ok_or_else(|| corrupt("counter state", &state))?,
-        fields: FormFields {
-            district: r.try_get("district")?,
-            street: r.try_get("street")?,
-            institution: r.try_get("institution")?,
-            address: r.try_get("address")?,
-            hours_text: r.try_get("hours_text")?,
-            hours: serde_json::from_str(&hours).map_err(|e| corrupt("counter hours", e))?,
-            phone: r.try_get("phone")?,
-            device_id: r.try_get("device_id")?,
-            device_url: r.try_get("device_url")?,
-            remarks: r.try_get("remarks")?,
-        },
-        version: r.try_get("version")?,
-        applied_ms: r.try_get("applied_ms")?,
-        activated_ms: r.try_get("activated_ms")?,
-        closed_ms: r.try_get("closed_ms")?,
-        close_reason: r.try_get("close_reason")?,
-        updated_ms: r.try_get("updated_ms")?,
-    })
+/// A `registry_counters` row as stored.
+#[derive(sqlx::FromRow)]
+struct CounterRow {
+    id: String,
+    centre_id: String,
+    state: String,
+    district: String,
+    street: String,
+    institution: String,
+    address: String,
+    hours_text: String,
+    /// JSON.
+    hours_json: String,
+    phone: String,
+    device_id: String,
+    device_url: String,
+    remarks: String,
+    version: i64,
+    applied_ms: i64,
+    activated_ms: Option<i64>,
+    closed_ms: Option<i64>,
+    close_reason: Option<String>,
+    updated_ms: i64,
 }
 
-fn event_from_row(r: &SqliteRow) -> StoreResult<RegistryEvent> {
-    let action: String = r.try_get("action")?;
-    let changes: String = r.try_get("changes")?;
-    let snapshot: String = r.try_get("snapshot")?;
-    Ok(RegistryEvent {
-        id: r.try_get("id")?,
-        counter_id: r.try_get("counter_id")?,
-        centre_id: r.try_get("centre_id")?,
-        district: r.try_get("district")?,
-        at_ms: r.try_get("at_ms")?,
-        actor: Actor {
-            id: r.try_get("actor_id")?,
-            name: r.try_get("actor_name")?,
-        },
-        action: EventAction::parse(&action).ok_or_else(|| corrupt("event action", &action))?,
-        reason: r.try_get("reason")?,
-        changes: serde_json::from_str::<Vec<FieldChange>>(&changes)
-            .map_err(|e| corrupt("event changes", e))?,
-        snapshot: serde_json::from_str(&snapshot).map_err(|e| corrupt("event snapshot", e))?,
-    })
+impl TryFrom<CounterRow> for Counter {
+    type Error = StoreError;
+
+    fn try_from(r: CounterRow) -> StoreResult<Counter> {
+        Ok(Counter {
+            state: CounterState::parse(&r.state)
+                .ok_or_else(|| corrupt("counter state", &r.state))?,
+            fields: FormFields {
+                hours: serde_json::from_str(&r.hours_json)
+                    .map_err(|e| corrupt("counter hours", e))?,
+                district: r.district,
+                street: r.street,
+                institution: r.institution,
+                address: r.address,
+                hours_text: r.hours_text,
+                phone: r.phone,
+                device_id: r.device_id,
+                device_url: r.device_url,
+                remarks: r.remarks,
+            },
+            id: r.id,
+            centre_id: r.centre_id,
+            version: r.version,
+            applied_ms: r.applied_ms,
+            activated_ms: r.activated_ms,
+            closed_ms: r.closed_ms,
+            close_reason: r.close_reason,
+            updated_ms: r.updated_ms,
+        })
+    }
 }
 
-fn inspection_from_row(r: &SqliteRow) -> StoreResult<InspectionRecord> {
-    let overall: String = r.try_get("overall")?;
-    let report: String = r.try_get("report")?;
-    Ok(InspectionRecord {
-        id: r.try_get("id")?,
-        device_id: r.try_get("device_id")?,
-        extension_point_id: r.try_get("extension_point_id")?,
-        centre_id: r.try_get("centre_id")?,
-        technician: r.try_get("technician")?,
-        automatic: r.try_get::<i64, _>("automatic")? != 0,
-        started_ms: r.try_get("started_ms")?,
-        finished_ms: r.try_get("finished_ms")?,
-        received_ms: r.try_get("received_ms")?,
-        overall: CheckOutcome::parse(&overall).ok_or_else(|| corrupt("overall", &overall))?,
-        report: serde_json::from_str(&report).map_err(|e| corrupt("inspection report", e))?,
-    })
+/// A `registry_events` row as stored.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    counter_id: String,
+    centre_id: String,
+    district: String,
+    at_ms: i64,
+    actor_id: String,
+    actor_name: String,
+    action: String,
+    reason: String,
+    /// JSON.
+    changes: String,
+    /// JSON.
+    snapshot: String,
+}
+
+impl TryFrom<EventRow> for RegistryEvent {
+    type Error = StoreError;
+
+    fn try_from(r: EventRow) -> StoreResult<RegistryEvent> {
+        Ok(RegistryEvent {
+            action: EventAction::parse(&r.action)
+                .ok_or_else(|| corrupt("event action", &r.action))?,
+            changes: serde_json::from_str::<Vec<FieldChange>>(&r.changes)
+                .map_err(|e| corrupt("event changes", e))?,
+            snapshot: serde_json::from_str(&r.snapshot)
+                .map_err(|e| corrupt("event snapshot", e))?,
+            id: r.id,
+            counter_id: r.counter_id,
+            centre_id: r.centre_id,
+            district: r.district,
+            at_ms: r.at_ms,
+            actor: Actor {
+                id: r.actor_id,
+                name: r.actor_name,
+            },
+            reason: r.reason,
+        })
+    }
+}
+
+/// An `inspections` row as stored.
+#[derive(sqlx::FromRow)]
+struct InspectionRow {
+    id: i64,
+    device_id: String,
+    extension_point_id: String,
+    centre_id: String,
+    technician: String,
+    automatic: i64,
+    started_ms: i64,
+    finished_ms: i64,
+    received_ms: i64,
+    overall: String,
+    /// JSON.
+    report: String,
+}
+
+impl TryFrom<InspectionRow> for InspectionRecord {
+    type Error = StoreError;
+
+    fn try_from(r: InspectionRow) -> StoreResult<InspectionRecord> {
+        Ok(InspectionRecord {
+            overall: CheckOutcome::parse(&r.overall)
+                .ok_or_else(|| corrupt("overall", &r.overall))?,
+            report: serde_json::from_str(&r.report).map_err(|e| corrupt("inspection report", e))?,
+            id: r.id,
+            device_id: r.device_id,
+            extension_point_id: r.extension_point_id,
+            centre_id: r.centre_id,
+            technician: r.technician,
+            automatic: r.automatic != 0,
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+            received_ms: r.received_ms,
+        })
+    }
+}
+
+/// An extension point with its centre and registry state, as the health query reads it.
+#[derive(sqlx::FromRow)]
+struct StoredPointRow {
+    id: String,
+    centre_id: String,
+    centre_name: String,
+    district: String,
+    name: String,
+    status: String,
+    service_hours: String,
+    hours_json: Option<String>,
+    registry_state: Option<String>,
+}
+
+impl TryFrom<StoredPointRow> for PointRow {
+    type Error = StoreError;
+
+    fn try_from(r: StoredPointRow) -> StoreResult<PointRow> {
+        Ok(PointRow {
+            hours: r
+                .hours_json
+                .map(|h| serde_json::from_str(&h))
+                .transpose()
+                .map_err(|e| corrupt("point hours", e))?,
+            registry_state: r.registry_state.as_deref().and_then(CounterState::parse),
+            id: r.id,
+            centre_id: r.centre_id,
+            centre_name: r.centre_name,
+            district: r.district,
+            name: r.name,
+            status: r.status,
+            service_hours: r.service_hours,
+        })
+    }
+}
+
+/// A `device_status` row as stored.
+#[derive(sqlx::FromRow)]
+struct StoredStatusRow {
+    device_id: String,
+    kind: String,
+    status: String,
+    since_ms: i64,
+    updated_ms: i64,
+}
+
+impl TryFrom<StoredStatusRow> for StatusRow {
+    type Error = StoreError;
+
+    fn try_from(r: StoredStatusRow) -> StoreResult<StatusRow> {
+        Ok(StatusRow {
+            kind: from_wire("device kind", &r.kind)?,
+            status: from_wire("device status", &r.status)?,
+            device_id: r.device_id,
+            since_ms: r.since_ms,
+            updated_ms: r.updated_ms,
+        })
+    }
 }
 
 /// `(centre id, district)` filters for a scope: bind both; a NULL matches everything.
@@ -433,16 +563,17 @@ async fn apply_effects(
 #[async_trait]
 impl RegistryStore for SqliteStore {
     async fn counter(&self, id: &str) -> StoreResult<Option<Counter>> {
-        let row = sqlx::query("SELECT * FROM registry_counters WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(counter_from_row).transpose()
+        let row: Option<CounterRow> =
+            sqlx::query_as("SELECT * FROM registry_counters WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(Counter::try_from).transpose()
     }
 
     async fn counters(&self, scope: &Scope) -> StoreResult<Vec<Counter>> {
         let (centre, district) = scope_binds(scope);
-        let rows = sqlx::query(
+        let rows: Vec<CounterRow> = sqlx::query_as(
             "SELECT * FROM registry_counters
              WHERE (?1 IS NULL OR centre_id = ?1) AND (?2 IS NULL OR district = ?2)
              ORDER BY district, street, institution, id",
@@ -451,7 +582,7 @@ impl RegistryStore for SqliteStore {
         .bind(district)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(counter_from_row).collect()
+        rows.into_iter().map(Counter::try_from).collect()
     }
 
     async fn commit(&self, t: &Transition) -> Result<i64, CommitError> {
@@ -490,7 +621,7 @@ impl RegistryStore for SqliteStore {
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        let rows = sqlx::query(
+        let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT * FROM registry_events
              WHERE (?1 IS NULL OR centre_id = ?1) AND (?2 IS NULL OR district = ?2)
                AND (?3 IS NULL OR district = ?3) AND (?4 IS NULL OR counter_id = ?4)
@@ -509,8 +640,8 @@ impl RegistryStore for SqliteStore {
         .fetch_all(self.pool())
         .await?;
         let mut events = rows
-            .iter()
-            .map(event_from_row)
+            .into_iter()
+            .map(RegistryEvent::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         events.reverse();
         Ok(events)
@@ -579,7 +710,7 @@ impl RegistryStore for SqliteStore {
 
     async fn health_data(&self, scope: &Scope) -> StoreResult<HealthData> {
         let (centre, district) = scope_binds(scope);
-        let points = sqlx::query(
+        let points = sqlx::query_as::<_, StoredPointRow>(
             "SELECT ep.id, ep.centre_id, c.name AS centre_name,
                     COALESCE(rc.district, c.district) AS district, ep.name, ep.status,
                     ep.service_hours, ep.hours_json, rc.state AS registry_state
@@ -592,27 +723,10 @@ impl RegistryStore for SqliteStore {
         .bind(&district)
         .fetch_all(self.pool())
         .await?
-        .iter()
-        .map(|r| {
-            let hours: Option<String> = r.try_get("hours_json")?;
-            let state: Option<String> = r.try_get("registry_state")?;
-            Ok(PointRow {
-                id: r.try_get("id")?,
-                centre_id: r.try_get("centre_id")?,
-                centre_name: r.try_get("centre_name")?,
-                district: r.try_get("district")?,
-                name: r.try_get("name")?,
-                status: r.try_get("status")?,
-                service_hours: r.try_get("service_hours")?,
-                hours: hours
-                    .map(|h| serde_json::from_str(&h))
-                    .transpose()
-                    .map_err(|e| corrupt("point hours", e))?,
-                registry_state: state.as_deref().and_then(CounterState::parse),
-            })
-        })
+        .into_iter()
+        .map(PointRow::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
-        let kiosks = sqlx::query(
+        let kiosks: Vec<KioskRow> = sqlx::query_as(
             "SELECT d.id, d.extension_point_id, d.centre_id, d.last_seen_ms, d.created_ms
              FROM devices d JOIN centres c ON c.id = d.centre_id
              WHERE d.kind = 'kiosk' AND d.status = 'active' AND d.extension_point_id IS NOT NULL
@@ -622,19 +736,8 @@ impl RegistryStore for SqliteStore {
         .bind(&centre)
         .bind(&district)
         .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(KioskRow {
-                device_id: r.try_get("id")?,
-                extension_point_id: r.try_get("extension_point_id")?,
-                centre_id: r.try_get("centre_id")?,
-                last_seen_ms: r.try_get("last_seen_ms")?,
-                created_ms: r.try_get("created_ms")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-        let statuses = sqlx::query(
+        .await?;
+        let statuses = sqlx::query_as::<_, StoredStatusRow>(
             "SELECT s.* FROM device_status s JOIN devices d ON d.id = s.device_id
              JOIN centres c ON c.id = d.centre_id
              WHERE d.status = 'active' AND (?1 IS NULL OR d.centre_id = ?1)
@@ -645,20 +748,10 @@ impl RegistryStore for SqliteStore {
         .bind(&district)
         .fetch_all(self.pool())
         .await?
-        .iter()
-        .map(|r| {
-            let kind: String = r.try_get("kind")?;
-            let status: String = r.try_get("status")?;
-            Ok(StatusRow {
-                device_id: r.try_get("device_id")?,
-                kind: from_wire("device kind", &kind)?,
-                status: from_wire("device status", &status)?,
-                since_ms: r.try_get("since_ms")?,
-                updated_ms: r.try_get("updated_ms")?,
-            })
-        })
+        .into_iter()
+        .map(StatusRow::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
-        let last_inspections = sqlx::query(
+        let last_inspections = sqlx::query_as::<_, InspectionRow>(
             "SELECT i.* FROM inspections i JOIN centres c ON c.id = i.centre_id
              WHERE i.id IN (SELECT MAX(id) FROM inspections GROUP BY extension_point_id)
                AND (?1 IS NULL OR i.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)",
@@ -667,8 +760,8 @@ impl RegistryStore for SqliteStore {
         .bind(&district)
         .fetch_all(self.pool())
         .await?
-        .iter()
-        .map(inspection_from_row)
+        .into_iter()
+        .map(InspectionRecord::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
         Ok(HealthData {
             points,
@@ -722,7 +815,7 @@ impl RegistryStore for SqliteStore {
 
     async fn recent_alerts(&self, scope: &Scope, since_ms: i64) -> StoreResult<Vec<Alert>> {
         let (centre, district) = scope_binds(scope);
-        let rows = sqlx::query(
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
             "SELECT a.alert, a.resolved_ms FROM health_alerts a JOIN centres c ON c.id = a.centre_id
              WHERE (a.resolved_ms IS NULL OR a.resolved_ms >= ?3)
                AND (?1 IS NULL OR a.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
@@ -733,10 +826,8 @@ impl RegistryStore for SqliteStore {
         .bind(since_ms)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.try_get("alert")?;
-                let resolved: Option<i64> = r.try_get("resolved_ms")?;
+        rows.into_iter()
+            .map(|(text, resolved)| {
                 let mut a: Alert = serde_json::from_str(&text).map_err(|e| corrupt("alert", e))?;
                 if let Some(at) = resolved {
                     a.state = AlertState::Resolved;
@@ -776,7 +867,7 @@ impl RegistryStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<InspectionRecord>> {
         let (centre, district) = scope_binds(scope);
-        let rows = sqlx::query(
+        let rows: Vec<InspectionRow> = sqlx::query_as(
             "SELECT i.* FROM inspections i JOIN centres c ON c.id = i.centre_id
              WHERE (?1 IS NULL OR i.centre_id = ?1) AND (?2 IS NULL OR c.district = ?2)
                AND (?3 IS NULL OR i.extension_point_id = ?3)
@@ -788,7 +879,7 @@ impl RegistryStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(inspection_from_row).collect()
+        rows.into_iter().map(InspectionRecord::try_from).collect()
     }
 }
 

@@ -7,13 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use protocol::queue::{AppointmentSlot, TicketChannel, TicketState};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::{QueueSnapshot, Store, StoreError, StoreResult};
-use crate::config::Durability;
+use super::{Durability, QueueSnapshot, Store, StoreError, StoreResult};
 use crate::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, WindowRecord, format_roles,
     parse_roles, parse_window_mode, window_mode_str,
@@ -82,31 +80,130 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what}: {value:?}"))
 }
 
-fn clerk_from_row(row: &SqliteRow) -> StoreResult<Clerk> {
-    let roles: String = row.try_get("roles")?;
-    Ok(Clerk {
-        id: row.try_get("id")?,
-        centre_id: row.try_get("centre_id")?,
-        username: row.try_get("username")?,
-        display_name: row.try_get("display_name")?,
-        password_hash: row.try_get("password_hash")?,
-        roles: parse_roles(&roles).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        active: row.try_get::<i64, _>("active")? != 0,
-    })
+/// A `clerks` row as stored.
+#[derive(sqlx::FromRow)]
+struct ClerkRow {
+    id: String,
+    centre_id: String,
+    username: String,
+    display_name: String,
+    password_hash: String,
+    roles: String,
+    active: i64,
 }
 
-fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    Ok(Device {
-        id: row.try_get("id")?,
-        centre_id: row.try_get("centre_id")?,
-        extension_point_id: row.try_get("extension_point_id")?,
-        kind: DeviceKind::parse(&kind).ok_or_else(|| corrupt("device kind", &kind))?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        active: status == "active",
-    })
+impl TryFrom<ClerkRow> for Clerk {
+    type Error = StoreError;
+
+    fn try_from(r: ClerkRow) -> StoreResult<Clerk> {
+        Ok(Clerk {
+            roles: parse_roles(&r.roles).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            id: r.id,
+            centre_id: r.centre_id,
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+            active: r.active != 0,
+        })
+    }
+}
+
+/// A `devices` row as stored.
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: String,
+    centre_id: String,
+    extension_point_id: Option<String>,
+    kind: String,
+    name: String,
+    secret_hash: String,
+    status: String,
+}
+
+impl TryFrom<DeviceRow> for Device {
+    type Error = StoreError;
+
+    fn try_from(r: DeviceRow) -> StoreResult<Device> {
+        Ok(Device {
+            kind: DeviceKind::parse(&r.kind).ok_or_else(|| corrupt("device kind", &r.kind))?,
+            id: r.id,
+            centre_id: r.centre_id,
+            extension_point_id: r.extension_point_id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            active: r.status == "active",
+        })
+    }
+}
+
+/// A `windows` row with its categories (`group_concat`, comma separated).
+#[derive(sqlx::FromRow)]
+struct WindowRow {
+    id: String,
+    centre_id: String,
+    name: String,
+    mode: String,
+    clerk_id: Option<String>,
+    clerk_name: Option<String>,
+    categories: Option<String>,
+}
+
+impl TryFrom<WindowRow> for WindowRecord {
+    type Error = StoreError;
+
+    fn try_from(r: WindowRow) -> StoreResult<WindowRecord> {
+        let mut category_ids: Vec<String> = r
+            .categories
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        category_ids.sort();
+        Ok(WindowRecord {
+            mode: parse_window_mode(&r.mode).ok_or_else(|| corrupt("window mode", &r.mode))?,
+            id: r.id,
+            centre_id: r.centre_id,
+            name: r.name,
+            category_ids,
+            clerk_id: r.clerk_id,
+            clerk_name: r.clerk_name,
+        })
+    }
+}
+
+/// An `extension_points` row as stored.
+#[derive(sqlx::FromRow)]
+struct ExtensionPointRow {
+    id: String,
+    centre_id: String,
+    name: String,
+    address: String,
+    phone: String,
+    service_hours: String,
+    hours_json: Option<String>,
+    status: String,
+}
+
+impl TryFrom<ExtensionPointRow> for ExtensionPoint {
+    type Error = StoreError;
+
+    fn try_from(r: ExtensionPointRow) -> StoreResult<ExtensionPoint> {
+        Ok(ExtensionPoint {
+            hours: r
+                .hours_json
+                .map(|h| serde_json::from_str(&h))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("extension point hours: {e}")))?,
+            id: r.id,
+            centre_id: r.centre_id,
+            name: r.name,
+            address: r.address,
+            phone: r.phone,
+            service_hours: r.service_hours,
+            status: r.status,
+        })
+    }
 }
 
 fn channel_str(c: TicketChannel) -> &'static str {
@@ -116,50 +213,76 @@ fn channel_str(c: TicketChannel) -> &'static str {
     }
 }
 
-fn ticket_from_row(row: &SqliteRow) -> StoreResult<Ticket> {
-    let channel: String = row.try_get("channel")?;
-    let state: String = row.try_get("state")?;
-    let end_reason: Option<String> = row.try_get("end_reason")?;
-    let start: Option<i64> = row.try_get("appointment_start")?;
-    let end: Option<i64> = row.try_get("appointment_end")?;
-    let number_seq: i64 = row.try_get("number_seq")?;
-    let seq: i64 = row.try_get("seq")?;
-    let recalls: i64 = row.try_get("recalls")?;
-    Ok(Ticket {
-        id: row.try_get("id")?,
-        centre_id: row.try_get("centre_id")?,
-        service_day: row.try_get("service_day")?,
-        number: row.try_get("number")?,
-        number_seq: u32::try_from(number_seq).map_err(|_| corrupt("number_seq", "out of range"))?,
-        channel: match channel.as_str() {
-            "on_site" => TicketChannel::OnSite,
-            "remote" => TicketChannel::Remote,
-            other => return Err(corrupt("ticket channel", other)),
-        },
-        category_id: row.try_get("category_id")?,
-        state: TicketState::parse(&state).ok_or_else(|| corrupt("ticket state", &state))?,
-        created_ms: row.try_get("created_ms")?,
-        queue_ms: row.try_get("queue_ms")?,
-        seq: u64::try_from(seq).map_err(|_| corrupt("seq", "negative"))?,
-        appointment: match (start, end) {
-            (Some(start_ms), Some(end_ms)) => Some(AppointmentSlot { start_ms, end_ms }),
-            _ => None,
-        },
-        device_id: row.try_get("device_id")?,
-        extension_point_id: row.try_get("extension_point_id")?,
-        window_id: row.try_get("window_id")?,
-        target_window_id: row.try_get("target_window_id")?,
-        clerk_id: row.try_get("clerk_id")?,
-        first_called_ms: row.try_get("first_called_ms")?,
-        called_ms: row.try_get("called_ms")?,
-        serving_ms: row.try_get("serving_ms")?,
-        finished_ms: row.try_get("finished_ms")?,
-        recalls: u32::try_from(recalls).map_err(|_| corrupt("recalls", "out of range"))?,
-        end_reason: match end_reason {
-            Some(r) => Some(EndReason::parse(&r).ok_or_else(|| corrupt("end reason", &r))?),
-            None => None,
-        },
-    })
+/// A `tickets` row as stored.
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    id: String,
+    centre_id: String,
+    service_day: i64,
+    number: String,
+    number_seq: i64,
+    channel: String,
+    category_id: String,
+    state: String,
+    created_ms: i64,
+    queue_ms: i64,
+    seq: i64,
+    appointment_start: Option<i64>,
+    appointment_end: Option<i64>,
+    device_id: Option<String>,
+    extension_point_id: Option<String>,
+    window_id: Option<String>,
+    target_window_id: Option<String>,
+    clerk_id: Option<String>,
+    first_called_ms: Option<i64>,
+    called_ms: Option<i64>,
+    serving_ms: Option<i64>,
+    finished_ms: Option<i64>,
+    recalls: i64,
+    end_reason: Option<String>,
+}
+
+impl TryFrom<TicketRow> for Ticket {
+    type Error = StoreError;
+
+    fn try_from(r: TicketRow) -> StoreResult<Ticket> {
+        Ok(Ticket {
+            id: r.id,
+            centre_id: r.centre_id,
+            service_day: r.service_day,
+            number: r.number,
+            number_seq: u32::try_from(r.number_seq)
+                .map_err(|_| corrupt("number_seq", "out of range"))?,
+            channel: match r.channel.as_str() {
+                "on_site" => TicketChannel::OnSite,
+                "remote" => TicketChannel::Remote,
+                other => return Err(corrupt("ticket channel", other)),
+            },
+            category_id: r.category_id,
+            state: TicketState::parse(&r.state).ok_or_else(|| corrupt("ticket state", &r.state))?,
+            created_ms: r.created_ms,
+            queue_ms: r.queue_ms,
+            seq: u64::try_from(r.seq).map_err(|_| corrupt("seq", "negative"))?,
+            appointment: match (r.appointment_start, r.appointment_end) {
+                (Some(start_ms), Some(end_ms)) => Some(AppointmentSlot { start_ms, end_ms }),
+                _ => None,
+            },
+            device_id: r.device_id,
+            extension_point_id: r.extension_point_id,
+            window_id: r.window_id,
+            target_window_id: r.target_window_id,
+            clerk_id: r.clerk_id,
+            first_called_ms: r.first_called_ms,
+            called_ms: r.called_ms,
+            serving_ms: r.serving_ms,
+            finished_ms: r.finished_ms,
+            recalls: u32::try_from(r.recalls).map_err(|_| corrupt("recalls", "out of range"))?,
+            end_reason: match r.end_reason {
+                Some(e) => Some(EndReason::parse(&e).ok_or_else(|| corrupt("end reason", &e))?),
+                None => None,
+            },
+        })
+    }
 }
 
 async fn upsert_ticket(tx: &mut Transaction<'_, Sqlite>, t: &Ticket) -> StoreResult<()> {
@@ -209,19 +332,11 @@ async fn upsert_ticket(tx: &mut Transaction<'_, Sqlite>, t: &Ticket) -> StoreRes
 #[async_trait]
 impl Store for SqliteStore {
     async fn centres(&self) -> StoreResult<Vec<Centre>> {
-        let rows = sqlx::query("SELECT id, name, district, street FROM centres ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Centre {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    district: r.try_get("district")?,
-                    street: r.try_get("street")?,
-                })
-            })
-            .collect()
+        Ok(
+            sqlx::query_as("SELECT id, name, district, street FROM centres ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn centre(&self, id: &str) -> StoreResult<Option<Centre>> {
@@ -245,24 +360,13 @@ impl Store for SqliteStore {
     }
 
     async fn categories(&self, centre_id: &str) -> StoreResult<Vec<CategoryRecord>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, centre_id, prefix, name, sort_order FROM service_categories
              WHERE centre_id = ? AND active = 1 ORDER BY sort_order, id",
         )
         .bind(centre_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CategoryRecord {
-                    id: r.try_get("id")?,
-                    centre_id: r.try_get("centre_id")?,
-                    prefix: r.try_get("prefix")?,
-                    name: r.try_get("name")?,
-                    sort_order: r.try_get("sort_order")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn upsert_category(&self, c: &CategoryRecord) -> StoreResult<()> {
@@ -283,7 +387,7 @@ impl Store for SqliteStore {
     }
 
     async fn windows(&self, centre_id: &str) -> StoreResult<Vec<WindowRecord>> {
-        let rows = sqlx::query(
+        let rows: Vec<WindowRow> = sqlx::query_as(
             "SELECT w.id, w.centre_id, w.name, w.mode, w.clerk_id, w.clerk_name,
                     (SELECT group_concat(category_id, ',') FROM window_categories wc
                       WHERE wc.window_id = w.id) AS categories
@@ -292,28 +396,7 @@ impl Store for SqliteStore {
         .bind(centre_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let mode: String = r.try_get("mode")?;
-                let categories: Option<String> = r.try_get("categories")?;
-                let mut category_ids: Vec<String> = categories
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                category_ids.sort();
-                Ok(WindowRecord {
-                    id: r.try_get("id")?,
-                    centre_id: r.try_get("centre_id")?,
-                    name: r.try_get("name")?,
-                    mode: parse_window_mode(&mode).ok_or_else(|| corrupt("window mode", &mode))?,
-                    category_ids,
-                    clerk_id: r.try_get("clerk_id")?,
-                    clerk_name: r.try_get("clerk_name")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(WindowRecord::try_from).collect()
     }
 
     async fn upsert_window(&self, w: &WindowRecord) -> StoreResult<()> {
@@ -344,19 +427,19 @@ impl Store for SqliteStore {
     }
 
     async fn clerk_by_username(&self, username: &str) -> StoreResult<Option<Clerk>> {
-        let row = sqlx::query("SELECT * FROM clerks WHERE username = ?")
+        let row: Option<ClerkRow> = sqlx::query_as("SELECT * FROM clerks WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(clerk_from_row).transpose()
+        row.map(Clerk::try_from).transpose()
     }
 
     async fn clerk(&self, id: &str) -> StoreResult<Option<Clerk>> {
-        let row = sqlx::query("SELECT * FROM clerks WHERE id = ?")
+        let row: Option<ClerkRow> = sqlx::query_as("SELECT * FROM clerks WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(clerk_from_row).transpose()
+        row.map(Clerk::try_from).transpose()
     }
 
     async fn upsert_clerk(&self, c: &Clerk, now_ms: i64) -> StoreResult<()> {
@@ -402,7 +485,7 @@ impl Store for SqliteStore {
     }
 
     async fn session_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>> {
-        let row = sqlx::query(
+        let row: Option<ClerkRow> = sqlx::query_as(
             "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
              WHERE s.token_hash = ? AND s.expires_ms > ? AND c.active = 1",
         )
@@ -410,7 +493,7 @@ impl Store for SqliteStore {
         .bind(now_ms)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(clerk_from_row).transpose()
+        row.map(Clerk::try_from).transpose()
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
@@ -430,27 +513,12 @@ impl Store for SqliteStore {
     }
 
     async fn extension_point(&self, id: &str) -> StoreResult<Option<ExtensionPoint>> {
-        let row = sqlx::query("SELECT * FROM extension_points WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let hours: Option<String> = r.try_get("hours_json")?;
-            Ok(ExtensionPoint {
-                id: r.try_get("id")?,
-                centre_id: r.try_get("centre_id")?,
-                name: r.try_get("name")?,
-                address: r.try_get("address")?,
-                phone: r.try_get("phone")?,
-                service_hours: r.try_get("service_hours")?,
-                hours: hours
-                    .map(|h| serde_json::from_str(&h))
-                    .transpose()
-                    .map_err(|e| StoreError::Corrupt(format!("extension point hours: {e}")))?,
-                status: r.try_get("status")?,
-            })
-        })
-        .transpose()
+        let row: Option<ExtensionPointRow> =
+            sqlx::query_as("SELECT * FROM extension_points WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(ExtensionPoint::try_from).transpose()
     }
 
     async fn upsert_extension_point(&self, p: &ExtensionPoint, now_ms: i64) -> StoreResult<()> {
@@ -483,11 +551,11 @@ impl Store for SqliteStore {
     }
 
     async fn device(&self, id: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+        let row: Option<DeviceRow> = sqlx::query_as("SELECT * FROM devices WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(device_from_row).transpose()
+        row.map(Device::try_from).transpose()
     }
 
     async fn upsert_device(&self, d: &Device, now_ms: i64) -> StoreResult<()> {
@@ -521,7 +589,7 @@ impl Store for SqliteStore {
     }
 
     async fn load_queue(&self, centre_id: &str, today: i64) -> StoreResult<QueueSnapshot> {
-        let rows = sqlx::query(
+        let rows: Vec<TicketRow> = sqlx::query_as(
             "SELECT * FROM tickets WHERE centre_id = ?
                AND (state IN ('waiting', 'called', 'serving', 'parked') OR service_day >= ?)
              ORDER BY seq",
@@ -531,26 +599,19 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         let tickets = rows
-            .iter()
-            .map(ticket_from_row)
+            .into_iter()
+            .map(Ticket::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        let window_clerks = sqlx::query(
+        let window_clerks = sqlx::query_as::<_, (String, String, Option<String>)>(
             "SELECT id, clerk_id, clerk_name FROM windows
              WHERE centre_id = ? AND clerk_id IS NOT NULL",
         )
         .bind(centre_id)
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get("id")?,
-                r.try_get("clerk_id")?,
-                r.try_get::<Option<String>, _>("clerk_name")?
-                    .unwrap_or_default(),
-            ))
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+        .into_iter()
+        .map(|(id, clerk_id, clerk_name)| (id, clerk_id, clerk_name.unwrap_or_default()))
+        .collect();
         Ok(QueueSnapshot {
             tickets,
             window_clerks,

@@ -5,6 +5,7 @@
 // requests that the relay answers by request id. All text from the relay is inserted with
 // textContent, never as HTML.
 
+import { el, fmtDuration } from "/assets/shared/common.js";
 import * as media from "./media.js";
 import * as devices from "./devices.js";
 
@@ -57,27 +58,9 @@ function message(text, kind) {
   el.className = "message" + (kind ? " " + kind : "");
 }
 
-function fmtDuration(seconds) {
-  if (seconds == null) return "—";
-  seconds = Math.max(0, Math.round(seconds));
-  const m = Math.floor(seconds / 60);
-  const s = seconds % 60;
-  return m >= 60 ? `${Math.floor(m / 60)}时${m % 60}分` : m > 0 ? `${m}分${s}秒` : `${s}秒`;
-}
+const secondsToMs = (s) => (s == null ? null : s * 1000);
 
 function serverNow() { return Date.now() + app.clockOffset; }
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c);
-  return e;
-}
 
 // ---------------------------------------------------------------------------------------------
 // login
@@ -372,7 +355,7 @@ function renderCurrent() {
   $("cur-category").textContent = app.categories.get(t.category_id)?.name ?? t.category_id;
   $("cur-state").textContent = STATE_NAMES[t.state] ?? t.state;
   $("cur-recalls").textContent = String(t.recalls);
-  $("cur-wait").textContent = fmtDuration(((t.called_ms ?? serverNow()) - t.created_ms) / 1000);
+  $("cur-wait").textContent = fmtDuration((t.called_ms ?? serverNow()) - t.created_ms);
 }
 
 function renderQueue(w) {
@@ -387,7 +370,7 @@ function renderQueue(w) {
   body.replaceChildren();
   const inHand = !!current();
   for (const t of rows) {
-    const waited = ((t.called_ms ?? serverNow()) - t.created_ms) / 1000;
+    const waited = (t.called_ms ?? serverNow()) - t.created_ms;
     const num = el("td", { class: "num", text: t.number });
     if (t.appointment) num.append(el("span", { class: "tag appt", text: "预约" }));
     const actions = el("td");
@@ -427,7 +410,7 @@ function renderStats() {
   body.replaceChildren();
   for (const s of app.stats?.windows ?? []) {
     body.append(el("tr", {}, el("td", { text: s.name }), el("td", { text: String(s.served) }),
-      el("td", { text: fmtDuration(s.avg_wait_seconds) }), el("td", { text: fmtDuration(s.avg_service_seconds) })));
+      el("td", { text: fmtDuration(secondsToMs(s.avg_wait_seconds)) }), el("td", { text: fmtDuration(secondsToMs(s.avg_service_seconds)) })));
   }
   if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "4", class: "hint", text: "今日尚无办结" })));
 }

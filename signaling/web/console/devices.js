@@ -7,6 +7,8 @@
 // the case (decrypted by the relay) and shown through blob URLs. Everything from the relay is
 // inserted as text; styling is by classes only (strict CSP).
 
+import { fetchJson, fmtClock } from "/assets/shared/common.js";
+
 const DEVICE_BASE = 1_000_000_000; // device request ids never meet the core's request ids
 const TIMEOUTS = { read: 60000, capture: 60000, scan: 60000, prompt: 120000, snapshot: 30000, status: 10000 };
 const ZOOMS = ["z1", "z2", "z3", "z4"];
@@ -181,15 +183,6 @@ function prompt(kind) {
 // ---------------------------------------------------------------------------------------------
 // results
 
-async function fetchJson(path, options = {}) {
-  const r = await fetch(path, { credentials: "same-origin", ...options });
-  if (!r.ok) {
-    const body = await r.json().catch(() => ({}));
-    throw new Error(body.message || `请求失败（${r.status}）`);
-  }
-  return r.json();
-}
-
 function showCard(view) {
   ui.card.replaceChildren();
   if (!view) return;
@@ -213,7 +206,7 @@ async function reveal(itemId) {
 
 function addScan(p) {
   const text = p?.text ?? "";
-  ui.scans.prepend(api.el("li", { text: `${new Date().toLocaleTimeString("zh-CN")}  ${text}` }));
+  ui.scans.prepend(api.el("li", { text: `${fmtClock(Date.now())}  ${text}` }));
 }
 
 async function refreshCase(showItem) {

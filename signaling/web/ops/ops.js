@@ -4,7 +4,8 @@
 // (textContent), never as HTML.
 
 import * as registry from "./registry.js";
-import { $, el, fmtTime, message, api, app, changesList, dateInput } from "./util.js";
+import { dateInput, el, fmtTime } from "/assets/shared/common.js";
+import { $, message, api, app, changesList } from "./util.js";
 
 // ---------------------------------------------------------------------------------------------
 // login and tabs

@@ -3,7 +3,8 @@
 // and the one-time display of a newly issued device credential. The relay validates every
 // field and answers with messages per field, shown beside the field.
 
-import { $, el, fmtTime, message, api, app, changesList } from "./util.js";
+import { el, fmtTime } from "/assets/shared/common.js";
+import { $, message, api, app, changesList } from "./util.js";
 
 const WEEKDAYS = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"];
 const FIELDS = {

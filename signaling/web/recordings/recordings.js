@@ -1,25 +1,11 @@
 // Recordings of served remote sessions, for supervisors (值班长). The relay audits every list,
 // view and play request; relay data is inserted as text only.
 
+import { el, fmtDuration, fmtTime, fromDateInput, request } from "/assets/shared/common.js";
+
 const $ = (id) => document.getElementById(id);
 const STATES = { recording: "录制中", complete: "已保存", failed: "失败", purged: "已删除" };
 const SLOTS = { kiosk_camera: "居民", kiosk_document: "高拍仪", kiosk_microphone: "居民声音", clerk_camera: "工作人员", clerk_microphone: "工作人员声音" };
-
-function el(tag, text) {
-  const e = document.createElement(tag);
-  if (text != null) e.textContent = text;
-  return e;
-}
-
-function fmtTime(ms) {
-  return new Date(ms).toLocaleString("zh-CN", { hour12: false });
-}
-
-function fmtDuration(ms) {
-  if (ms == null) return "—";
-  const s = Math.round(ms / 1000);
-  return `${Math.floor(s / 60)}分${s % 60}秒`;
-}
 
 function message(text) { $("rec-message").textContent = text || ""; }
 
@@ -27,28 +13,29 @@ async function load() {
   const params = new URLSearchParams();
   const day = $("rec-day").value;
   if (day) {
-    const from = new Date(`${day}T00:00:00`).getTime();
+    const from = fromDateInput(day);
     params.set("from", String(from));
     params.set("to", String(from + 86400000));
   }
   const ticket = $("rec-ticket").value.trim();
   if (ticket) params.set("ticket", ticket);
   message("正在查询…");
-  const r = await fetch(`/api/v1/recordings?${params}`, { credentials: "same-origin" });
+  const r = await request(`/api/v1/recordings?${params}`);
   if (r.status === 401) { location.href = "/"; return; }
-  const data = await r.json().catch(() => ({}));
+  const data = r.data ?? {};
   if (!r.ok) { message(data.message || "查询失败"); return; }
   const body = $("rec-body");
   body.replaceChildren();
   for (const rec of data.recordings) {
     const tr = el("tr");
-    tr.append(el("td", fmtTime(rec.started_ms)), el("td", rec.ticket_number), el("td", rec.window_id),
-      el("td", fmtDuration(rec.duration_ms)),
-      el("td", rec.tracks.map((t) => SLOTS[t.slot] ?? t.slot).join("、")),
-      el("td", STATES[rec.state] ?? rec.state));
+    tr.append(el("td", { text: fmtTime(rec.started_ms) }), el("td", { text: rec.ticket_number }),
+      el("td", { text: rec.window_id }),
+      el("td", { text: fmtDuration(rec.duration_ms) }),
+      el("td", { text: rec.tracks.map((t) => SLOTS[t.slot] ?? t.slot).join("、") }),
+      el("td", { text: STATES[rec.state] ?? rec.state }));
     const actions = el("td");
     if (rec.playable) {
-      const b = el("button", "播放");
+      const b = el("button", { text: "播放" });
       b.type = "button";
       b.addEventListener("click", () => play(rec));
       actions.append(b);

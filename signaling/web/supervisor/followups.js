@@ -1,6 +1,8 @@
 // 差评回访整改: every bad review's follow-up item, open and overdue first; a supervisor
 // records the visit (回访时间), what was verified (核实结果), the corrective action (整改措施)
 // and the feedback to the resident (反馈), and closes the item.
+import { dateTimeInput, fromDateTimeInput } from "/assets/shared/common.js";
+
 export const id = "followups";
 export const title = "差评回访";
 
@@ -17,14 +19,11 @@ let list;
 let editor;
 let showAll = false;
 
-/** "YYYY-MM-DDTHH:MM" (Shanghai) from Unix ms, for a datetime-local input. */
-const toLocalInput = (ms) => (ms == null ? "" : new Date(ms + 8 * 3600 * 1000).toISOString().slice(0, 16));
-const fromLocalInput = (s) => (s ? Date.parse(`${s}:00+08:00`) : null);
 
 function edit(item) {
   const { el } = api;
   const e = item.evaluation;
-  const visited = el("input", { type: "datetime-local", id: "fu-visited", value: toLocalInput(item.visited_ms) });
+  const visited = el("input", { type: "datetime-local", id: "fu-visited", value: dateTimeInput(item.visited_ms) });
   const area = (id, value) => { const t = el("textarea", { id, maxlength: "2000" }); t.value = value; return t; };
   const verification = area("fu-verification", item.verification);
   const rectification = area("fu-rectification", item.rectification);
@@ -34,7 +33,7 @@ function edit(item) {
     msg.textContent = "";
     try {
       await api.send("PUT", `/api/v1/supervisor/followups/${encodeURIComponent(item.evaluation_id)}`, {
-        visited_ms: fromLocalInput(visited.value),
+        visited_ms: fromDateTimeInput(visited.value),
         verification: verification.value,
         rectification: rectification.value,
         feedback: feedback.value,
