@@ -92,6 +92,8 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
             "keyframes_encoded": v.keyframes_encoded,
             "bytes_encoded": v.bytes_encoded,
             "bitrate_bps": v.bitrate_bps,
+            "width": v.width,
+            "height": v.height,
         })
     };
     let peer = &stats.peer;
