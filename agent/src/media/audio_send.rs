@@ -1,7 +1,7 @@
 //! Microphone → echo cancellation and noise suppression → Opus → encoded packets.
 //!
 //! `source → audioconvert → audioresample → S16 48 kHz mono → webrtcdsp → audioconvert →
-//! opusenc (20 ms, in-band FEC, voice) → appsink`. The echo canceller subtracts what the
+//! opusenc (20 ms, in-band FEC, DTX, voice) → appsink`. The echo canceller subtracts what the
 //! speaker played; it finds that reference through the named `webrtcechoprobe` in the
 //! [`RtpAudioPlayback`](super::RtpAudioPlayback) pipeline, which therefore has to exist first.
 
@@ -32,6 +32,10 @@ pub struct AudioSendConfig {
     pub noise_suppression: bool,
     /// Loss the Opus encoder plans FEC for, in percent.
     pub expected_loss_percent: u32,
+    /// Discontinuous transmission: during silence Opus sends a tiny comfort-noise frame
+    /// instead of full ones, which leaves the bits to video on a poor line (and costs nothing
+    /// while the resident speaks).
+    pub dtx: bool,
     /// Encoded packets held for a slow consumer before the oldest is dropped.
     pub queue_packets: usize,
 }
@@ -44,6 +48,7 @@ impl AudioSendConfig {
             echo_probe,
             noise_suppression: true,
             expected_loss_percent: 10,
+            dtx: true,
             queue_packets: 25,
         }
     }
@@ -119,7 +124,7 @@ impl AudioSendPipeline {
             "packet-loss-percentage",
             config.expected_loss_percent.min(100) as i32,
         )?;
-        set(&encoder, "dtx", false)?;
+        set(&encoder, "dtx", config.dtx)?;
         let sink = gst_app::AppSink::builder()
             .sync(false)
             .max_buffers(8)

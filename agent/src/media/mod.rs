@@ -13,6 +13,8 @@
 //! - [`RtpVideoReceiver`]: the clerk's video as RTP → jitter buffer → depacketize → decode →
 //!   raw I420 frames on a bounded channel, for the kiosk screen (how they reach its local web
 //!   page is decided elsewhere).
+//! - [`ladder`]: which resolution the camera is encoded at for a given bitrate (720p → 540p →
+//!   360p → 180p, with hysteresis), a pure decision the WebRTC link applies.
 //! - [`timecode`]: the simulated camera stamps its capture time into every frame as a binary
 //!   pattern that survives compression, and a reader recovers it from decoded frames, so that
 //!   glass-to-glass latency can be measured end to end.
@@ -35,6 +37,7 @@ mod config;
 // The self-test builds its capture pipelines from the same sources.
 pub(crate) mod elements;
 mod frames;
+pub mod ladder;
 mod pipeline;
 mod rtp_input;
 pub mod timecode;

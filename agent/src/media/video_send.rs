@@ -137,6 +137,9 @@ pub struct VideoSendStats {
     /// Frames that could not be stamped with a time code (test source only).
     pub stamp_failures: u64,
     pub bitrate_bps: u32,
+    /// The size frames are encoded at now (the resolution ladder may have lowered it).
+    pub width: u32,
+    pub height: u32,
 }
 
 #[derive(Default)]
@@ -150,12 +153,17 @@ struct Counters {
     frames_dropped: AtomicU64,
     stamp_failures: AtomicU64,
     bitrate_bps: AtomicU32,
+    width: AtomicU32,
+    height: AtomicU32,
 }
 
 /// A cheap, cloneable handle for steering a running encoder from any thread.
 #[derive(Clone)]
 pub struct VideoEncoderControl {
     encoder: gst::Element,
+    /// The raw-caps filter in front of the encoder: its caps set the encoded size.
+    raw_filter: gst::Element,
+    fps: u32,
     codec: VideoCodec,
     counters: Arc<Counters>,
     last_forced: Arc<Mutex<Option<Instant>>>,
@@ -223,6 +231,27 @@ impl VideoEncoderControl {
         self.counters.bitrate_bps.load(Ordering::Relaxed)
     }
 
+    /// Encodes at `width`×`height` from the next frame on: `videoscale` renegotiates and the
+    /// encoder restarts at the new size with a keyframe. The capture keeps its own size.
+    pub fn set_resolution(&self, width: u32, height: u32) {
+        let (width, height) = (width.max(16) & !1, height.max(16) & !1);
+        if (width, height) == self.resolution() {
+            return;
+        }
+        let caps = raw_caps(width, height, self.fps);
+        self.raw_filter.set_property("caps", &caps);
+        self.counters.width.store(width, Ordering::Relaxed);
+        self.counters.height.store(height, Ordering::Relaxed);
+    }
+
+    /// The size frames are encoded at.
+    pub fn resolution(&self) -> (u32, u32) {
+        (
+            self.counters.width.load(Ordering::Relaxed),
+            self.counters.height.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn codec(&self) -> VideoCodec {
         self.codec
     }
@@ -239,6 +268,8 @@ impl VideoEncoderControl {
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
             stamp_failures: c.stamp_failures.load(Ordering::Relaxed),
             bitrate_bps: c.bitrate_bps.load(Ordering::Relaxed),
+            width: c.width.load(Ordering::Relaxed),
+            height: c.height.load(Ordering::Relaxed),
         }
     }
 }
@@ -263,14 +294,7 @@ impl VideoSendPipeline {
             elements::video_source(&config.source, config.width, config.height, config.fps)?;
         chain.push(make("videoconvert")?);
         chain.push(make("videoscale")?);
-        let raw_caps = gst_video::VideoCapsBuilder::new()
-            .format(gst_video::VideoFormat::I420)
-            .width(config.width as i32)
-            .height(config.height as i32)
-            .framerate(gst::Fraction::new(config.fps as i32, 1))
-            .pixel_aspect_ratio(gst::Fraction::new(1, 1))
-            .build();
-        let raw_filter = capsfilter(raw_caps)?;
+        let raw_filter = capsfilter(raw_caps(config.width, config.height, config.fps))?;
         chain.push(raw_filter.clone());
         let queue = elements::leaky_queue(2)?;
         chain.push(queue.clone());
@@ -319,6 +343,8 @@ impl VideoSendPipeline {
 
         let control = VideoEncoderControl {
             encoder,
+            raw_filter: raw_filter.clone(),
+            fps: config.fps,
             codec: config.codec,
             counters: Arc::clone(&counters),
             last_forced: Arc::new(Mutex::new(None)),
@@ -328,6 +354,14 @@ impl VideoSendPipeline {
             .counters
             .bitrate_bps
             .store(config.bitrate_bps, Ordering::Relaxed);
+        control
+            .counters
+            .width
+            .store(config.width, Ordering::Relaxed);
+        control
+            .counters
+            .height
+            .store(config.height, Ordering::Relaxed);
 
         let (tx, rx) = frame_channel(config.queue_frames);
         install_frame_sink(&sink, tx, control.clone());
@@ -387,6 +421,16 @@ impl VideoSendPipeline {
     pub fn label(&self) -> &'static str {
         self.pipeline.name()
     }
+}
+
+fn raw_caps(width: u32, height: u32, fps: u32) -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format(gst_video::VideoFormat::I420)
+        .width(width.min(i32::MAX as u32) as i32)
+        .height(height.min(i32::MAX as u32) as i32)
+        .framerate(gst::Fraction::new(fps.min(i32::MAX as u32) as i32, 1))
+        .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+        .build()
 }
 
 fn vp8_encoder(config: &VideoSendConfig) -> Result<gst::Element, MediaError> {

@@ -92,6 +92,8 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
             "keyframes_encoded": v.keyframes_encoded,
             "bytes_encoded": v.bytes_encoded,
             "bitrate_bps": v.bitrate_bps,
+            "width": v.width,
+            "height": v.height,
         })
     };
     let peer = &stats.peer;
@@ -109,6 +111,12 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
         "round_trip_ms": peer.round_trip_time.map(|d| d.as_secs_f64() * 1000.0),
         "target_bitrate_bps": peer.target_bitrate_bps,
         "packets_sent": peer.outbound.iter().map(|o| o.packets_sent).sum::<u64>(),
+        "retransmitted_packets_sent": peer
+            .outbound
+            .iter()
+            .map(|o| o.retransmitted_packets_sent)
+            .sum::<u64>(),
+        "nacks_received": peer.outbound.iter().map(|o| u64::from(o.nack_count)).sum::<u64>(),
         "packets_received": peer.inbound.iter().map(|i| i.packets_received).sum::<u64>(),
         "keyframe_requests_received": peer.keyframe_requests_received,
         "keyframe_requests_sent": peer.keyframe_requests_sent,

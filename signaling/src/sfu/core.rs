@@ -892,8 +892,8 @@ fn on_event(
 
 /// A source that offered `nack` without RTX (the kiosk's webrtc-rs configuration does)
 /// retransmits the original packet on its own SSRC, which str0m accepts as the missing packet.
-/// str0m NACKs such a stream when its SSRC was declared in the offer (`a=ssrc`), but not when
-/// the stream is discovered from RTP alone (it then only NACKs with RTX); switch it on here.
+/// str0m suppresses NACK for a receive stream whose offer had no RTX, whether its SSRC was
+/// declared (`a=ssrc`) or discovered from RTP; switch it on here.
 fn enable_plain_nack(peer: &mut Peer, slot: Slot, packet: &RtpPacket) {
     peer.nack_checked[slot.index()] = Some(*packet.header.ssrc);
     let pt = packet.header.payload_type;
@@ -902,7 +902,11 @@ fn enable_plain_nack(peer: &mut Peer, slot: Slot, packet: &RtpPacket) {
         .codec_config()
         .iter()
         .find(|p| p.pt() == pt)
-        .is_some_and(|p| p.spec().codec.is_video() && p.fb_nack() && p.resend().is_none());
+        // Not conditioned on the relay's own RTX for this payload type: the relay's codec
+        // configuration keeps its RTX pairing even when the offer had none, and str0m
+        // suppresses NACK for a declared SSRC whose offer had no RTX. For a source with RTX,
+        // NACK is on already and this changes nothing.
+        .is_some_and(|p| p.spec().codec.is_video() && p.fb_nack());
     if plain_nack {
         let mut api = peer.rtc.direct_api();
         if let Some(stream) = api.stream_rx(&packet.header.ssrc) {

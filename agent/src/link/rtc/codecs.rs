@@ -20,7 +20,9 @@ pub const H264_PAYLOAD_TYPE: u8 = 102;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
-const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
+/// In-band FEC and DTX: both sides decode FEC from the next packet and tolerate the gaps DTX
+/// leaves in silence (what browsers offer too).
+const OPUS_FMTP: &str = "minptime=10;useinbandfec=1;usedtx=1";
 const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
 /// The RTP codec description of a video codec.

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use protocol::media::Slot;
@@ -17,6 +17,7 @@ use rtc::shared::marshal::Marshal;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::media::ladder::{LadderConfig, ResolutionLadder, Rung};
 use crate::media::{
     AudioPlaybackStats, AudioSendConfig, AudioSendPipeline, DecodedFrame, EncodedFrame,
     FrameReceiver, FrameSender, MediaError, MediaSources, RtpAudioPlayback, RtpVideoReceiver,
@@ -48,6 +49,9 @@ pub struct MediaLinkConfig {
     pub clerk_video_queue: usize,
     /// How often the congestion-control estimate is applied to the encoders.
     pub bitrate_interval: Duration,
+    /// Lower the camera's resolution before its frame rate when the bitrate falls
+    /// ([`crate::media::ladder`]); `None` keeps the configured size whatever the rate.
+    pub camera_ladder: Option<LadderConfig>,
     /// Which kiosk slots send from the start.
     pub camera_sending: bool,
     pub document_sending: bool,
@@ -82,6 +86,7 @@ impl MediaLinkConfig {
             clerk_audio_latency: Duration::from_millis(60),
             clerk_video_queue: 4,
             bitrate_interval: Duration::from_millis(500),
+            camera_ladder: Some(LadderConfig::default()),
             camera_sending: true,
             document_sending: false,
             microphone_sending: true,
@@ -768,15 +773,22 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
         let weak = Arc::downgrade(inner);
         let peer = Arc::clone(&peer);
         tasks.push(tokio::spawn(async move {
-            let interval = weak
+            let (interval, ladder, capture) = weak
                 .upgrade()
                 .map(|i| {
-                    i.config
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .bitrate_interval
+                    let config = i.config.lock().unwrap_or_else(PoisonError::into_inner);
+                    let capture = (config.camera.width, config.camera.height);
+                    let top = Rung::fitting(capture.1);
+                    (
+                        config.bitrate_interval,
+                        config.camera_ladder.map(|c| ResolutionLadder::new(c, top)),
+                        capture,
+                    )
                 })
-                .unwrap_or(Duration::from_millis(500));
+                .unwrap_or((Duration::from_millis(500), None, (0, 0)));
+            // The first estimate of a connection places the ladder at once; later ones move
+            // it with hysteresis.
+            let mut ladder = ladder.map(|l| (l, false));
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -795,6 +807,35 @@ async fn spawn_generation(inner: &Arc<Inner>, peer: Arc<KioskPeer>) -> Vec<JoinH
                 let sending = |i: usize| inner.sending[i].load(Ordering::Acquire);
                 let allocation =
                     allocate_bitrate(estimate, &limits, sending(0), sending(1), sending(2));
+                if let Some((ladder, placed)) = ladder.as_mut() {
+                    let rung = if *placed {
+                        ladder.update(Instant::now(), allocation.camera_bps)
+                    } else {
+                        *placed = true;
+                        Some(ladder.reset_to(allocation.camera_bps))
+                    };
+                    if let Some(rung) = rung {
+                        let (width, height) = if rung == ladder.top() {
+                            capture
+                        } else {
+                            rung.scaled(capture.0, capture.1)
+                        };
+                        let control = inner
+                            .camera
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .pipeline
+                            .control();
+                        if control.resolution() != (width, height) {
+                            tracing::info!(
+                                ?rung,
+                                camera_bps = allocation.camera_bps,
+                                "camera size"
+                            );
+                            control.set_resolution(width, height);
+                        }
+                    }
+                }
                 for (video, target) in [
                     (&inner.camera, allocation.camera_bps),
                     (&inner.document, allocation.document_bps),

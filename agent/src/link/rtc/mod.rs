@@ -4,8 +4,9 @@
 //! - [`KioskPeer`]: one `PeerConnection` that offers the five transceivers of
 //!   [`protocol::media::Slot::ORDER`] in that order (camera, document, microphone sendonly;
 //!   clerk video, clerk audio recvonly) with VP8 + H.264 and Opus, NACK, send-side congestion
-//!   control (transport-wide CC feedback into GCC, with a pacer), keyframe requests surfaced
-//!   from received PLI/FIR, an optional TURN server, ICE restart.
+//!   control (transport-wide CC feedback into our loss-tolerant estimator, `estimator`,
+//!   with a pacer), keyframe requests surfaced from received PLI/FIR, an optional TURN
+//!   server, ICE restart.
 //! - [`RtpPacketizer`]: encoded frames → RTP packets, timestamps from the capture clock.
 //! - [`MediaLink`]: the composition the control link drives — the pipelines of
 //!   [`crate::media`], a `KioskPeer`, and the tasks between them: encoded frames into the send
@@ -28,6 +29,7 @@
 mod bitrate;
 pub mod codecs;
 mod config;
+mod estimator;
 pub mod keyframe;
 mod media_link;
 mod packetizer;
@@ -36,6 +38,7 @@ mod stats;
 
 pub use bitrate::{BitrateAllocation, BitrateLimits, allocate_bitrate};
 pub use config::{IceServer, PeerConfig, TurnServer};
+pub use estimator::{DelaySignal, LossTolerantEstimator};
 pub use media_link::{CameraFrame, ClerkMedia, ClerkVideoPacket, MediaLink, MediaLinkConfig};
 pub use packetizer::{RtpPacketizer, StreamCodec, vp8_payload_is_keyframe_start};
 pub use peer::{ConnectionState, KeyframeRequest, KioskPeer, RemoteTrack, RemoteTrackRequester};

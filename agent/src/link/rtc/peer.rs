@@ -1,11 +1,11 @@
 //! The kiosk's `PeerConnection`, set up for the relay's SFU.
 //!
 //! Built once per connection attempt: codecs and interceptors (NACK, RTCP reports, TWCC
-//! feedback both ways, GCC with a pacer, the keyframe-request forwarder), then the five
-//! transceivers in the fixed order of [`Slot::ORDER`]. The send tracks are pre-packetized RTP
-//! tracks with fixed SSRCs, so the SFU can map them from the offer. Everything webrtc-rs
-//! reports through callbacks is turned into channels: connection state on a `watch`,
-//! keyframe requests and remote tracks on bounded `mpsc`s.
+//! feedback both ways, our loss-tolerant estimator with a pacer, the keyframe-request
+//! forwarder), then the five transceivers in the fixed order of [`Slot::ORDER`]. The send
+//! tracks are pre-packetized RTP tracks with fixed SSRCs, so the SFU can map them from the
+//! offer. Everything webrtc-rs reports through callbacks is turned into channels: connection
+//! state on a `watch`, keyframe requests and remote tracks on bounded `mpsc`s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use protocol::media::{MediaKind, Slot};
-use rtc::interceptor::{Gcc, PacerBuilder, Slot as ChainSlot};
+use rtc::interceptor::{PacerBuilder, Slot as ChainSlot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
@@ -44,6 +44,7 @@ use crate::media::VideoCodec;
 use super::RtcError;
 use super::codecs;
 use super::config::{PeerConfig, TurnServer};
+use super::estimator::LossTolerantEstimator;
 use super::keyframe::{KEYFRAME_FORWARDER_SLOT, KeyframeRequestForwarder};
 use super::stats::{self, PeerStats};
 
@@ -258,13 +259,11 @@ impl KioskPeer {
         let registry = configure_nack(Registry::new(), &mut media_engine);
         let registry = configure_rtcp_reports(registry);
         let limits = config.bitrate;
+        // Our estimator in webrtc-rs's congestion-control slot, in place of its GCC, whose
+        // loss half reads random loss and lost feedback as congestion (see `estimator`).
         let registry = configure_congestion_control(
             registry,
-            Gcc::new(
-                f64::from(limits.start_bps),
-                f64::from(limits.min_bps),
-                f64::from(limits.max_bps),
-            ),
+            LossTolerantEstimator::new(&limits),
             CongestionFeedback::Twcc,
             &mut media_engine,
         )
