@@ -361,7 +361,13 @@ async fn forwarding_retries_gives_up_into_a_dead_letter_and_can_be_sent_again() 
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("evaluations_dead_letters_total 1"), "{metrics}");
-    assert!(metrics.contains("evaluations_forwarded_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("evaluations_dead_letters_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("evaluations_forwarded_total 1"),
+        "{metrics}"
+    );
     relay.stop().await;
 }

@@ -35,8 +35,14 @@ const RUNS: usize = 12;
 const HOLD: Duration = Duration::from_secs(4);
 const SPY: &str = include_str!("media/spy.js");
 const TIMECODE: &str = include_str!("media/timecode.js");
-const AGENT_MEDIA: &str = "\n[media]\nsimulated = true\nudp_bind = \"127.0.0.1:0\"\nloopback_candidates = true\n";
-const RELAY_MEDIA: [&str; 4] = ["--set", "media.enabled=true", "--set", "media.udp_listen=127.0.0.1:0"];
+const AGENT_MEDIA: &str =
+    "\n[media]\nsimulated = true\nudp_bind = \"127.0.0.1:0\"\nloopback_candidates = true\n";
+const RELAY_MEDIA: [&str; 4] = [
+    "--set",
+    "media.enabled=true",
+    "--set",
+    "media.udp_listen=127.0.0.1:0",
+];
 
 /// Clicks 叫号 and resolves with the milliseconds to the kiosk camera's first decoded frame
 /// (getStats) and first presented frame (rVFC), measured in the page.
@@ -127,32 +133,46 @@ fn ticks_per_second() -> f64 {
 }
 
 async fn sign_in(page: &Page<'_>, data: &DemoData) -> Result<()> {
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
     page.fill("#login-user", "clerk1").await?;
     page.fill("#login-pass", &data.staff_password()?).await?;
     page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('window-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
+        .await?;
     page.eval(
         "[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()",
     )
     .await?;
-    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT).await?;
-    page.wait_for("document.getElementById('media-area').dataset.media === 'connected'", LIMIT)
-        .await
+    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
+        .await?;
+    page.wait_for(
+        "document.getElementById('media-area').dataset.media === 'connected'",
+        LIMIT,
+    )
+    .await
 }
 
 async fn finish(clerk: &Page<'_>) -> Result<()> {
     clerk
         .eval("(() => { const b = document.getElementById('btn-start'); if (b && !b.disabled) b.click(); return true; })()")
         .await?;
-    clerk.wait_for("!document.getElementById('btn-finish').disabled", LIMIT).await?;
+    clerk
+        .wait_for("!document.getElementById('btn-finish').disabled", LIMIT)
+        .await?;
     clerk.click("#btn-finish").await?;
     clerk
-        .wait_for("!document.getElementById('dev-identity-dialog')?.hidden", LIMIT)
+        .wait_for(
+            "!document.getElementById('dev-identity-dialog')?.hidden",
+            LIMIT,
+        )
         .await?;
     clerk.click("#dev-dialog-finish").await?;
     clerk
-        .wait_for("document.getElementById('media-area').dataset.serving === 'no'", LIMIT)
+        .wait_for(
+            "document.getElementById('media-area').dataset.serving === 'no'",
+            LIMIT,
+        )
         .await
 }
 
@@ -161,9 +181,11 @@ async fn agent_media(agent: &Agent) -> Result<Value> {
 }
 
 fn out_path() -> PathBuf {
-    std::env::var_os("RVW_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/media-kiosk.json")
-    })
+    std::env::var_os("RVW_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/media-kiosk.json")
+        })
 }
 
 #[tokio::test]
@@ -179,7 +201,10 @@ async fn kiosk_media_as_the_clerk_meets_it() -> Result<()> {
     let kiosk_browser = Browser::launch(&[]).await?;
     let kiosk = kiosk_browser.open(&agent.url("/kiosk")).await?;
     kiosk
-        .wait_for("window.kioskMedia && window.kioskMedia.stats().connection === 'connected'", LIMIT)
+        .wait_for(
+            "window.kioskMedia && window.kioskMedia.stats().connection === 'connected'",
+            LIMIT,
+        )
         .await?;
     let clerk_browser = Browser::launch(&[]).await?;
     let clerk = clerk_browser.open(&relay.https_url("/healthz")).await?;
@@ -205,9 +230,15 @@ async fn kiosk_media_as_the_clerk_meets_it() -> Result<()> {
             .await?
             .json()
             .await?;
-        let number = taken["number"].as_str().context("ticket number")?.to_owned();
+        let number = taken["number"]
+            .as_str()
+            .context("ticket number")?
+            .to_owned();
         clerk
-            .wait_for(&format!("document.querySelector('tr[data-number=\"{number}\"]')"), LIMIT)
+            .wait_for(
+                &format!("document.querySelector('tr[data-number=\"{number}\"]')"),
+                LIMIT,
+            )
             .await?;
         // The kiosk is idle again (previous call over): nothing is being sent.
         let deadline = Instant::now() + LIMIT;
@@ -232,7 +263,9 @@ async fn kiosk_media_as_the_clerk_meets_it() -> Result<()> {
         cpu_busy += cpu_seconds(pid)? - cpu0;
         cpu_wall += wall0.elapsed().as_secs_f64();
         let samples = clerk.eval("window.rvwTimecode.samples()").await?;
-        let skip_before = clerk.eval("performance.timeOrigin + performance.now()").await?;
+        let skip_before = clerk
+            .eval("performance.timeOrigin + performance.now()")
+            .await?;
         let skip_before = skip_before.as_f64().unwrap_or(0.0)
             - first_frame.elapsed().as_secs_f64() * 1000.0
             + 1000.0;
@@ -243,7 +276,11 @@ async fn kiosk_media_as_the_clerk_meets_it() -> Result<()> {
                 glass_ms.push(age);
             }
         }
-        unreadable += clerk.eval("window.rvwTimecode.unreadable").await?.as_u64().unwrap_or(0);
+        unreadable += clerk
+            .eval("window.rvwTimecode.unreadable")
+            .await?
+            .as_u64()
+            .unwrap_or(0);
         finish(&clerk).await?;
         println!(
             "run {run:>2}: first frame decoded {:>6.1} ms, presented {:>6.1} ms",
@@ -305,7 +342,10 @@ async fn kiosk_media_as_the_clerk_meets_it() -> Result<()> {
         "| agent CPU during calls (whole process) | {:.2} cores | | |",
         cpu_busy / cpu_wall.max(f64::EPSILON)
     );
-    println!("load average before {load_before}, after {load_after}; JSON: {}", path.display());
+    println!(
+        "load average before {load_before}, after {load_after}; JSON: {}",
+        path.display()
+    );
 
     clerk_browser.close().await;
     kiosk_browser.close().await;

@@ -27,36 +27,48 @@ async fn the_operations_console_follows_the_kiosk_and_files_an_application() -> 
 
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/ops")).await?;
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
     page.fill("#login-user", "operator1").await?;
     page.fill("#login-pass", &data.staff_password()?).await?;
     page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('app-view').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('app-view').hidden", LIMIT)
+        .await?;
 
     let row = format!("document.querySelector('tr[data-device=\"{KIOSK}\"]')");
-    page.wait_for(&format!("{row} && {row}.dataset.online === 'true'"), LIMIT).await?;
-    let status = page.eval(&format!("{row}.querySelector('td.online').textContent")).await?;
+    page.wait_for(&format!("{row} && {row}.dataset.online === 'true'"), LIMIT)
+        .await?;
+    let status = page
+        .eval(&format!("{row}.querySelector('td.online').textContent"))
+        .await?;
     assert_eq!(status, "在线");
     page.screenshot(&shot("ops-online.png")).await?;
 
     // 远程受理柜台维护: a new application through the form.
     page.click("#tab-registry").await?;
     page.click("#new-counter").await?;
-    page.wait_for("!document.getElementById('counter-form').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('counter-form').hidden", LIMIT)
+        .await?;
     page.eval(
         "(() => { const d = document.getElementById('f-district'); d.value = '徐汇区'; d.dispatchEvent(new Event('change'));
                   document.getElementById('f-street').value = '天平路街道'; })()",
     )
     .await?;
-    page.fill("#f-institution", "天平路街道永嘉路居委会延伸服务点").await?;
+    page.fill("#f-institution", "天平路街道永嘉路居委会延伸服务点")
+        .await?;
     page.fill("#f-address", "永嘉路100号").await?;
     page.fill("#f-phone", "010-64041234").await?;
     page.fill("#f-device-id", "kiosk-tp-01").await?;
     page.fill("#f-device-url", "http://10.11.160.170").await?;
     page.click("#counter-submit").await?;
-    page.wait_for("document.getElementById('err-phone').textContent.includes('上海固定电话')", LIMIT)
+    page.wait_for(
+        "document.getElementById('err-phone').textContent.includes('上海固定电话')",
+        LIMIT,
+    )
+    .await?;
+    let invalid = page
+        .eval("document.getElementById('f-phone').getAttribute('aria-invalid')")
         .await?;
-    let invalid = page.eval("document.getElementById('f-phone').getAttribute('aria-invalid')").await?;
     assert_eq!(invalid, "true");
     page.screenshot(&shot("ops-form-error.png")).await?;
     page.fill("#f-phone", "021-64041234").await?;
@@ -71,26 +83,40 @@ async fn the_operations_console_follows_the_kiosk_and_files_an_application() -> 
     // 开通: the credential is shown once.
     page.eval("[...document.querySelectorAll('tr[data-counter] button')].find(b => b.textContent === '开通').click()")
         .await?;
-    page.wait_for("!document.getElementById('step-form').hidden", LIMIT).await?;
+    page.wait_for("!document.getElementById('step-form').hidden", LIMIT)
+        .await?;
     page.fill("#step-reason", "市运管中心已审核").await?;
     page.click("#step-submit").await?;
-    page.wait_for("!document.getElementById('credential-box').hidden", LIMIT).await?;
-    let credential = page.eval("document.getElementById('credential-text').value").await?;
+    page.wait_for("!document.getElementById('credential-box').hidden", LIMIT)
+        .await?;
+    let credential = page
+        .eval("document.getElementById('credential-text').value")
+        .await?;
     assert!(
-        credential.as_str().is_some_and(|c| c.starts_with("kiosk-tp-01:") && c.len() > 40),
+        credential
+            .as_str()
+            .is_some_and(|c| c.starts_with("kiosk-tp-01:") && c.len() > 40),
         "{credential}"
     );
-    page.wait_for("document.querySelector('tr[data-counter]').dataset.state === 'active'", LIMIT)
-        .await?;
+    page.wait_for(
+        "document.querySelector('tr[data-counter]').dataset.state === 'active'",
+        LIMIT,
+    )
+    .await?;
     page.screenshot(&shot("ops-registry.png")).await?;
     page.click("#credential-close").await?;
 
     // The kiosk drops off: the health view shows it offline.
     page.click("#tab-health").await?;
     agent.kill().await?;
-    page.wait_for(&format!("{row} && {row}.dataset.online === 'false'"), REFRESH_LIMIT)
+    page.wait_for(
+        &format!("{row} && {row}.dataset.online === 'false'"),
+        REFRESH_LIMIT,
+    )
+    .await?;
+    let status = page
+        .eval(&format!("{row}.querySelector('td.online').textContent"))
         .await?;
-    let status = page.eval(&format!("{row}.querySelector('td.online').textContent")).await?;
     assert_eq!(status, "离线");
     page.screenshot(&shot("ops-offline.png")).await?;
 

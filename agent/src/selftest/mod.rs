@@ -25,11 +25,11 @@
 pub mod audio;
 pub mod audio_analysis;
 pub mod camera;
-pub mod document_camera;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daily;
+pub mod document_camera;
 pub mod http;
 pub mod network;
 pub mod pin;
