@@ -265,7 +265,7 @@ async fn purge_logins(state: AppState) {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = state.store.purge_sessions(state.clock.now_ms()).await {
+                if let Err(e) = state.store.purge_logins(state.clock.now_ms()).await {
                     error!(error = %e, "purging expired logins failed");
                 }
             }

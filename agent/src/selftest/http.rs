@@ -2,14 +2,14 @@
 //!
 //! - `GET /technician` the page, `/technician/assets/{file}` its script and style
 //!   (`agent/web/technician/`, compiled in);
-//! - `POST /api/technician/login` `{pin}` → a session cookie; wrong PINs are rate limited
+//! - `POST /api/technician/login` `{pin}` → a login cookie; wrong PINs are rate limited
 //!   ([`PinGuard`]) and answered 401 (429 while locked);
 //! - `POST /api/technician/logout`;
 //! - `GET /api/technician/run`: the current or last run ([`RunView`]);
 //! - `POST /api/technician/run` `{technician, with_card, with_code}` → 202 `{run_id}`, 409 when a
 //!   run is going or a resident is being served.
 //!
-//! The run routes take the page's session cookie, or `Authorization: Bearer <token>` with the
+//! The run routes take the page's login cookie, or `Authorization: Bearer <token>` with the
 //! token the agent writes to `<data_dir>/selftest.token` (0600) for `agent selftest`.
 //! Requests must name a loopback host, and a request with an `Origin` must come from the same
 //! host. The PIN is never logged.
@@ -28,18 +28,18 @@ use tracing::{info, warn};
 use web_common::{CacheControl, SecurityHeaders, security_headers};
 
 use super::Options;
-use super::pin::{PinGuard, Sessions, verify_pin};
+use super::pin::{Logins, PinGuard, verify_pin};
 use super::service::{SelfTestService, StartError};
 use crate::clock::now_ms;
 
 pub const COOKIE: &str = "rvw_technician";
 
-/// The page's state: the service, the PIN guard and the open sessions.
+/// The page's state: the service, the PIN guard and the open logins.
 #[derive(Clone)]
 pub struct Technician {
     service: SelfTestService,
     guard: Arc<Mutex<PinGuard>>,
-    sessions: Arc<Mutex<Sessions>>,
+    logins: Arc<Mutex<Logins>>,
 }
 
 impl Technician {
@@ -47,7 +47,7 @@ impl Technician {
         Technician {
             service,
             guard: Arc::new(Mutex::new(PinGuard::default())),
-            sessions: Arc::new(Mutex::new(Sessions::default())),
+            logins: Arc::new(Mutex::new(Logins::default())),
         }
     }
 
@@ -202,7 +202,7 @@ async fn login(State(t): State<Technician>, body: axum::body::Bytes) -> Response
         );
     }
     lock(&t.guard).succeeded();
-    let token = lock(&t.sessions).open(now_ms());
+    let token = lock(&t.logins).open(now_ms());
     info!("technician page: signed in");
     let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
     let mut r = StatusCode::NO_CONTENT.into_response();
@@ -212,7 +212,7 @@ async fn login(State(t): State<Technician>, body: axum::body::Bytes) -> Response
     r
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+fn login_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -233,12 +233,12 @@ fn authorised(t: &Technician, headers: &HeaderMap) -> bool {
     {
         return t.service.is_local_token(bearer.trim());
     }
-    session_token(headers).is_some_and(|token| lock(&t.sessions).touch(&token, now_ms()))
+    login_token(headers).is_some_and(|token| lock(&t.logins).touch(&token, now_ms()))
 }
 
 async fn logout(State(t): State<Technician>, headers: HeaderMap) -> Response {
-    if let Some(token) = session_token(&headers) {
-        lock(&t.sessions).close(&token);
+    if let Some(token) = login_token(&headers) {
+        lock(&t.logins).close(&token);
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(
@@ -333,7 +333,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=b; rvw_technician=abc123; c=d"),
         );
-        assert_eq!(session_token(&h).as_deref(), Some("abc123"));
+        assert_eq!(login_token(&h).as_deref(), Some("abc123"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The technician page's PIN: stored as an argon2id hash in `[selftest] pin` (made by
 //! `agent hash-pin`), never logged; wrong attempts lock the page for a growing time
-//! ([`PinGuard`], sans-IO), and a right one opens a session that lapses when idle
-//! ([`Sessions`]).
+//! ([`PinGuard`], sans-IO), and a right one opens a login that lapses when idle
+//! ([`Logins`]).
 
 use std::collections::HashMap;
 
@@ -81,14 +81,14 @@ impl PinGuard {
     }
 }
 
-/// A session lapses after this long without a request.
+/// A login lapses after this long without a request.
 pub const SESSION_IDLE_MS: i64 = 15 * 60_000;
-/// At most this many sessions at once (a kiosk has one screen).
+/// At most this many logins at once (a kiosk has one screen).
 pub const MAX_SESSIONS: usize = 4;
 
-/// Open technician sessions: the SHA-256 of each token with its expiry (sans-IO).
+/// Open technician logins: the SHA-256 of each token with its expiry (sans-IO).
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub struct Logins {
     by_hash: HashMap<[u8; 32], i64>,
 }
 
@@ -96,8 +96,8 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl Sessions {
-    /// Opens a session for a new random token and returns the token.
+impl Logins {
+    /// Opens a login for a new random token and returns the token.
     pub fn open(&mut self, now_ms: i64) -> String {
         self.by_hash.retain(|_, expires| *expires > now_ms);
         if self.by_hash.len() >= MAX_SESSIONS
@@ -115,7 +115,7 @@ impl Sessions {
         token
     }
 
-    /// Whether `token` is an open session; a valid one is extended.
+    /// Whether `token` is an open login; a valid one is extended.
     pub fn touch(&mut self, token: &str, now_ms: i64) -> bool {
         match self.by_hash.get_mut(&token_hash(token)) {
             Some(expires) if *expires > now_ms => {
@@ -173,8 +173,8 @@ mod tests {
     }
 
     #[test]
-    fn sessions_lapse_when_idle_and_are_bounded() {
-        let mut s = Sessions::default();
+    fn logins_lapse_when_idle_and_are_bounded() {
+        let mut s = Logins::default();
         let t = s.open(0);
         assert!(s.touch(&t, SESSION_IDLE_MS - 1));
         // Touching extended it.

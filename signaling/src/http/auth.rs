@@ -1,6 +1,6 @@
 //! Login, logout, and finding out who is calling.
 //!
-//! Clerks log in with a username and password and get a session token, both as an HTTP-only,
+//! Clerks log in with a username and password and get a login token, both as an HTTP-only,
 //! SameSite=Strict cookie (for the console) and in the response body (for other clients, as a
 //! bearer token). Devices present `device_id:secret` as a bearer token on HTTP, or in `hello`
 //! on their WebSocket.
@@ -92,7 +92,7 @@ pub async fn login(
     let expires_ms = now.saturating_add(ttl_ms);
     state
         .store
-        .create_session(&token_hash(&token), &clerk.id, now, expires_ms)
+        .create_login(&token_hash(&token), &clerk.id, now, expires_ms)
         .await?;
     info!(clerk = %clerk.id, "clerk logged in");
     let secure = listener.is_some_and(|Extension(l)| l.tls);
@@ -113,8 +113,8 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = session_token(&headers) {
-        state.store.delete_session(&token_hash(&token)).await?;
+    if let Some(token) = login_token(&headers) {
+        state.store.delete_login(&token_hash(&token)).await?;
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((
@@ -129,7 +129,7 @@ pub async fn me(clerk: AuthClerk) -> Json<ClerkInfo> {
 }
 
 /// The session token from the cookie or an `Authorization: Bearer` header.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+pub fn login_token(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = bearer(headers) {
         return Some(bearer);
     }
@@ -159,9 +159,9 @@ impl FromRequestParts<AppState> for AuthClerk {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = session_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        let token = login_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
         let now = state.clock.now_ms();
-        match state.store.session_clerk(&token_hash(&token), now).await? {
+        match state.store.login_clerk(&token_hash(&token), now).await? {
             Some(clerk) => Ok(AuthClerk(clerk)),
             None => {
                 state.metrics.auth_failure(ClientKind::Clerk);

@@ -76,17 +76,17 @@ pub trait Store: Send + Sync + 'static {
     async fn clerk_by_username(&self, username: &str) -> StoreResult<Option<Clerk>>;
     async fn clerk(&self, id: &str) -> StoreResult<Option<Clerk>>;
     async fn upsert_clerk(&self, clerk: &Clerk, now_ms: i64) -> StoreResult<()>;
-    async fn create_session(
+    async fn create_login(
         &self,
         token_hash: &str,
         clerk_id: &str,
         now_ms: i64,
         expires_ms: i64,
     ) -> StoreResult<()>;
-    /// The clerk behind a live session.
-    async fn session_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>>;
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
-    async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64>;
+    /// The clerk behind a live login.
+    async fn login_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>>;
+    async fn delete_login(&self, token_hash: &str) -> StoreResult<()>;
+    async fn purge_logins(&self, now_ms: i64) -> StoreResult<u64>;
 
     // --- extension points and devices ---------------------------------------------------------
     async fn extension_point(&self, id: &str) -> StoreResult<Option<ExtensionPoint>>;

@@ -464,7 +464,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_session(
+    async fn create_login(
         &self,
         token_hash: &str,
         clerk_id: &str,
@@ -484,7 +484,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn session_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>> {
+    async fn login_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>> {
         let row: Option<ClerkRow> = sqlx::query_as(
             "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
              WHERE s.token_hash = ? AND s.expires_ms > ? AND c.active = 1",
@@ -496,7 +496,7 @@ impl Store for SqliteStore {
         row.map(Clerk::try_from).transpose()
     }
 
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+    async fn delete_login(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM clerk_sessions WHERE token_hash = ?")
             .bind(token_hash)
             .execute(&self.pool)
@@ -504,7 +504,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64> {
+    async fn purge_logins(&self, now_ms: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM clerk_sessions WHERE expires_ms <= ?")
             .bind(now_ms)
             .execute(&self.pool)
