@@ -445,6 +445,7 @@ impl Sfu {
     }
 
     /// The next time `handle_timeout` must be called, if any peer exists.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut earliest = |t: Instant| {
@@ -465,14 +466,17 @@ impl Sfu {
         next
     }
 
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<SfuTransmit> {
         self.transmits.pop_front()
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
         self.events.pop_front()
     }
 
+    #[must_use]
     pub fn poll_recorded(&mut self) -> Option<RecordedRtp> {
         self.recorded.pop_front()
     }
