@@ -20,7 +20,7 @@ use str0m::media::{Direction, MediaKind};
 use tokio::sync::oneshot;
 
 use crate::peer::{Ctl, Kind, Peer, PeerReport, SendTrack};
-use crate::run::{Clips, Server, Started};
+use crate::server::{Clips, Server, Started};
 
 const PLUGIN_DIR: &str = "/usr/lib/x86_64-linux-gnu/janus";
 

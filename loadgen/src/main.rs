@@ -19,6 +19,7 @@ mod procstat;
 mod relay;
 mod report;
 mod run;
+mod server;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -29,7 +30,8 @@ use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
 
-use crate::run::{Clips, StepConfig, StepResult, Target};
+use crate::run::{StepConfig, StepResult, Target};
+use crate::server::Clips;
 
 #[derive(Parser)]
 #[command(about = "Relay load generator with a side-by-side Janus run")]

@@ -18,7 +18,7 @@ use str0m::media::{Direction, MediaKind, Mid};
 
 use crate::control::Control;
 use crate::peer::{Ctl, Kind, Peer, SendTrack};
-use crate::run::{Clips, Server, Started, keep_if_asked};
+use crate::server::{Clips, Server, Started, keep_if_asked};
 
 const PASSWORD: &str = "loadgen-password-1";
 const SECRET: &str = "loadgen-kiosk-secret";

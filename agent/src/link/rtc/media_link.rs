@@ -30,7 +30,8 @@ use super::bitrate::{allocate_bitrate, worth_changing};
 use super::codecs::{self, OPUS_PAYLOAD_TYPE};
 use super::config::{PeerConfig, TurnServer};
 use super::packetizer::{RtpPacketizer, StreamCodec};
-use super::peer::{ConnectionState, KioskPeer, RemoteTrack, RemoteTrackRequester};
+use super::peer::{KioskPeer, RemoteTrack, RemoteTrackRequester};
+use super::state::ConnectionState;
 use super::stats::LinkStats;
 
 /// Everything the media link needs.

@@ -34,6 +34,7 @@ pub mod keyframe;
 mod media_link;
 mod packetizer;
 mod peer;
+mod state;
 mod stats;
 
 pub use bitrate::{BitrateAllocation, BitrateLimits, allocate_bitrate};
@@ -41,7 +42,8 @@ pub use config::{IceServer, PeerConfig, TurnServer};
 pub use estimator::{DelaySignal, LossTolerantEstimator};
 pub use media_link::{CameraFrame, ClerkMedia, ClerkVideoPacket, MediaLink, MediaLinkConfig};
 pub use packetizer::{RtpPacketizer, StreamCodec, vp8_payload_is_keyframe_start};
-pub use peer::{ConnectionState, KeyframeRequest, KioskPeer, RemoteTrack, RemoteTrackRequester};
+pub use peer::{KeyframeRequest, KioskPeer, RemoteTrack, RemoteTrackRequester};
+pub use state::ConnectionState;
 pub use stats::{InboundStats, LinkStats, OutboundStats, PeerStats};
 
 use crate::media::MediaError;

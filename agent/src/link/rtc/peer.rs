@@ -46,33 +46,8 @@ use super::codecs;
 use super::config::{PeerConfig, TurnServer};
 use super::estimator::LossTolerantEstimator;
 use super::keyframe::{KEYFRAME_FORWARDER_SLOT, KeyframeRequestForwarder};
+use super::state::ConnectionState;
 use super::stats::{self, PeerStats};
-
-/// Our view of the connection, independent of webrtc-rs's types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionState {
-    New,
-    Connecting,
-    Connected,
-    /// Connectivity lost; ICE may still recover by itself.
-    Disconnected,
-    /// ICE gave up; needs an ICE restart or a new connection.
-    Failed,
-    Closed,
-}
-
-impl From<RTCPeerConnectionState> for ConnectionState {
-    fn from(state: RTCPeerConnectionState) -> ConnectionState {
-        match state {
-            RTCPeerConnectionState::Connecting => ConnectionState::Connecting,
-            RTCPeerConnectionState::Connected => ConnectionState::Connected,
-            RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
-            RTCPeerConnectionState::Failed => ConnectionState::Failed,
-            RTCPeerConnectionState::Closed => ConnectionState::Closed,
-            _ => ConnectionState::New,
-        }
-    }
-}
 
 /// The relay (or a browser behind it) asked for a keyframe on one of our video slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

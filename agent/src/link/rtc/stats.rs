@@ -8,7 +8,7 @@ use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry};
 
 use crate::media::{AudioPlaybackStats, AudioSendStats, VideoReceiveStats, VideoSendStats};
 
-use super::peer::ConnectionState;
+use super::state::ConnectionState;
 
 /// One outgoing RTP stream.
 #[derive(Debug, Clone, PartialEq)]
