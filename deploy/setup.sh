@@ -41,6 +41,16 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+check_lint_tools() {
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null; then
+            rustup component add rustfmt clippy || die "could not add rustfmt and clippy (rustup component add rustfmt clippy)"
+        else
+            die "rustfmt and clippy are needed for the tests (rustup component add rustfmt clippy)"
+        fi
+    fi
+}
+
 check_rust() {
     if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"
@@ -70,6 +80,12 @@ demo)
 test)
     install_packages deploy/packages-run.txt deploy/packages-test.txt
     check_rust
+    check_lint_tools
+    say "Checking formatting and lints"
+    cargo fmt --all --check \
+        || die "code is not rustfmt-clean: run 'cargo fmt --all'"
+    cargo clippy --workspace --all-targets -- -D warnings \
+        || die "clippy found problems (cargo clippy --workspace --all-targets -- -D warnings)"
     say "Building the binaries the end-to-end tests run"
     cargo build --workspace --bins
     say "Running every test"
