@@ -28,6 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use axum_server::Handle;
+// Control messages are small and each one matters at once (a clerk's click, a kiosk's status):
+// with Nagle's algorithm, a reply written right after another small message waits for the
+// client's delayed ACK (up to 40 ms on Linux).
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
@@ -107,7 +111,9 @@ pub async fn serve(state: AppState, listeners: Listeners) -> std::io::Result<()>
     if let Some((listener, tls)) = listeners.tls {
         listener.set_nonblocking(true)?;
         let app = router.clone().layer(Extension(Listener { tls: true }));
-        let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+        let server = axum_server::from_tcp_rustls(listener, tls)?
+            .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+            .handle(handle.clone());
         tasks.spawn(async move {
             server
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
@@ -118,7 +124,9 @@ pub async fn serve(state: AppState, listeners: Listeners) -> std::io::Result<()>
         warn!("INSECURE development listener: plain HTTP without TLS");
         listener.set_nonblocking(true)?;
         let app = router.layer(Extension(Listener { tls: false }));
-        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+        let server = axum_server::from_tcp(listener)?
+            .acceptor(NoDelayAcceptor::new())
+            .handle(handle.clone());
         tasks.spawn(async move {
             server
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
