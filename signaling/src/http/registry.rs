@@ -1,6 +1,9 @@
 //! Routes of the registry (远程受理柜台维护), the operations console's data, inspection uploads
 //! and the public listing of extension points.
 //!
+//! About 720 lines of thin handlers, one per route of the registry's API; the rules are in
+//! `crate::registry` (`lifecycle`, `service`).
+//!
 //! Who may do what:
 //! - `registry_operator`: apply, amend/change, activate, close, reissue credentials; read all;
 //! - `supervisor`: read the registry, its trail (who changed what) and the exports; health;

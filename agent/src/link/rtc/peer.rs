@@ -1,5 +1,9 @@
 //! The kiosk's `PeerConnection`, set up for the relay's SFU.
 //!
+//! About 750 lines: webrtc-rs's set-up (media engine, interceptors, the congestion-control slot,
+//! ICE and TURN) and its callbacks are one object's life; the estimator, codecs, keyframe
+//! forwarding, statistics and state already live beside it.
+//!
 //! Built once per connection attempt: codecs and interceptors (NACK, RTCP reports, TWCC
 //! feedback both ways, our loss-tolerant estimator with a pacer, the keyframe-request
 //! forwarder), then the five transceivers in the fixed order of [`Slot::ORDER`]. The send
