@@ -67,8 +67,6 @@ pub struct QueueUpdate {
     pub tickets: Vec<TicketView>,
     pub windows: Vec<WindowView>,
     pub stats: QueueStats,
-    /// Remote service sessions that started or ended in this step.
-    pub sessions: Vec<SessionChange>,
     pub now_ms: i64,
 }
 
@@ -434,7 +432,7 @@ impl QueueTask {
             Vec::new()
         };
         // The switchboard decides which sessions start and end, and tells its observers.
-        let sessions = self.switchboard.tickets_changed(
+        self.switchboard.tickets_changed(
             events
                 .iter()
                 .filter_map(|e| match e {
@@ -450,7 +448,6 @@ impl QueueTask {
             tickets,
             windows,
             stats: self.core.stats(),
-            sessions,
             now_ms: now,
         };
         // No receivers is fine: nobody is watching this centre right now.

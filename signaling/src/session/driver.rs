@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::core::{CloseReason, ConnId, Counters, MediaRoute, Output, SwitchboardCore};
 use super::{Observers, SessionObserver};
 use crate::clock::Clock;
-use crate::queue::{Session, SessionChange};
+use crate::queue::Session;
 
 /// Capacity of each connection's outbox. A connection whose outbox is full is too slow to
 /// read; what does not fit is dropped and counted, and its session can recover (consoles
@@ -72,11 +72,6 @@ pub struct SwitchboardCounters {
     pub dropped_to_kiosks: u64,
     pub dropped_to_consoles: u64,
     pub core: Counters,
-}
-
-struct Delivered {
-    presence: Vec<Presence>,
-    changes: Vec<SessionChange>,
 }
 
 /// See the module documentation. One per relay.
@@ -135,21 +130,21 @@ impl Switchboard {
 
     /// Feeds the core one input and delivers what it decided; returns the presence changes.
     fn drive(&self, input: impl FnOnce(&mut SwitchboardCore, i64)) -> Vec<Presence> {
-        self.deliver(input).presence
-    }
-
-    fn deliver(&self, input: impl FnOnce(&mut SwitchboardCore, i64)) -> Delivered {
         let now = self.clock.now_ms();
-        let outputs = {
+        let (outputs, deadline_moved) = {
             let mut core = lock(&self.core);
+            let due = core.poll_timeout();
             input(&mut core, now);
-            drain(&mut core)
+            (drain(&mut core), core.poll_timeout() != due)
         };
+        if deadline_moved {
+            self.deadline_changed.notify_one();
+        }
         self.dispatch(outputs)
     }
 
-    /// Delivers outputs with the core's lock released.
-    fn dispatch(&self, outputs: Vec<Output>) -> Delivered {
+    /// Delivers outputs with the core's lock released; returns the presence changes.
+    fn dispatch(&self, outputs: Vec<Output>) -> Vec<Presence> {
         let mut presence = Vec::new();
         let mut changes = Vec::new();
         let mut routes = false;
@@ -208,7 +203,7 @@ impl Switchboard {
                 }
                 drain(&mut core)
             };
-            presence.append(&mut self.dispatch(outputs).presence);
+            presence.append(&mut self.dispatch(outputs));
         }
         if let Some(observers) = self.observers.get() {
             for change in &changes {
@@ -218,8 +213,7 @@ impl Switchboard {
                 observers.media_routes_changed();
             }
         }
-        self.deadline_changed.notify_one();
-        Delivered { presence, changes }
+        presence
     }
 
     // --- connections -----------------------------------------------------------------------
@@ -255,10 +249,6 @@ impl Switchboard {
 
     pub fn kiosk_conn(&self, device_id: &str) -> Option<ConnId> {
         lock(&self.core).kiosk_conn(device_id)
-    }
-
-    pub fn is_kiosk_connected(&self, device_id: &str) -> bool {
-        self.kiosk_conn(device_id).is_some()
     }
 
     /// Every connected kiosk and its connection.
@@ -341,11 +331,10 @@ impl Switchboard {
 
     // --- sessions --------------------------------------------------------------------------
 
-    /// The queue changed tickets (see [`SwitchboardCore::tickets_changed`]); returns the
-    /// session starts and ends it caused, which observers have been told already.
-    pub fn tickets_changed(&self, changes: Vec<(String, Option<Session>)>) -> Vec<SessionChange> {
-        self.deliver(|core, now| core.tickets_changed(now, changes))
-            .changes
+    /// The queue changed tickets (see [`SwitchboardCore::tickets_changed`]); the sessions
+    /// that start and end are told to the observers before this returns.
+    pub fn tickets_changed(&self, changes: Vec<(String, Option<Session>)>) {
+        self.drive(|core, now| core.tickets_changed(now, changes));
     }
 
     /// Sessions in progress when the relay stopped resume now.
@@ -361,15 +350,6 @@ impl Switchboard {
     /// The session a kiosk is in, if any.
     pub fn session_of_device(&self, device_id: &str) -> Option<Session> {
         lock(&self.core).session_of_device(device_id).cloned()
-    }
-
-    /// Sessions served at a centre now.
-    pub fn sessions(&self, centre_id: &str) -> Vec<Session> {
-        lock(&self.core)
-            .sessions()
-            .filter(|s| s.centre_id == centre_id)
-            .cloned()
-            .collect()
     }
 
     // --- device commands -------------------------------------------------------------------
