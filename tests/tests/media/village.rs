@@ -111,6 +111,16 @@ pub struct Figures {
     /// NACKs the agent received and packets it sent again, over the window.
     pub agent_nacks: f64,
     pub agent_retransmitted: f64,
+    /// Packets those NACKs asked for.
+    pub agent_packets_nacked: f64,
+    /// The camera's frames and keyframes encoded, keyframe requests (PLI + FIR) the agent
+    /// received, and encoded frames its send queue dropped, over the window.
+    pub agent_frames_encoded: f64,
+    pub agent_keyframes: f64,
+    pub agent_keyframe_requests: f64,
+    pub agent_frames_dropped: f64,
+    /// Longest wait of a packet in the agent's pacer since the call's connection began (ms).
+    pub agent_pacer_max_wait_ms: f64,
 }
 
 impl Call {
@@ -237,6 +247,7 @@ impl Call {
         let agent_after = agent_media(&self.agent).await?;
         let agent_delta =
             |key: &str| num(&agent_after, &["link", key]) - num(&agent_before, &["link", key]);
+        let agent_path_delta = |path: &[&str]| num(&agent_after, path) - num(&agent_before, path);
         let delta = |path: &[&str]| num(&latest, path) - num(&first, path);
         let video_received = delta(&["0", "received"]);
         let video_lost = delta(&["0", "lost"]);
@@ -280,6 +291,12 @@ impl Call {
             recovered_after_s: recovered_after,
             agent_nacks: agent_delta("nacks_received"),
             agent_retransmitted: agent_delta("retransmitted_packets_sent"),
+            agent_packets_nacked: agent_delta("packets_nacked"),
+            agent_frames_encoded: agent_path_delta(&["link", "camera", "frames_encoded"]),
+            agent_keyframes: agent_path_delta(&["link", "camera", "keyframes_encoded"]),
+            agent_keyframe_requests: agent_delta("plis_received") + agent_delta("firs_received"),
+            agent_frames_dropped: agent_path_delta(&["link", "camera", "frames_dropped"]),
+            agent_pacer_max_wait_ms: num(&agent_after, &["link", "pacer", "max_wait_ms"]),
         })
     }
 
@@ -310,7 +327,9 @@ impl std::fmt::Display for Figures {
              audio concealed {:.1} %, video loss after repair {:.1} %, {:.0} kbit/s at {}x{}, \
              NACKs {:.0}, PLIs {:.0}, estimate {:?} kbit/s, camera heights {:?}, recovery {}; \
              Chromium sending: {:.1} fps at {} lines, estimate {:?} kbit/s; \
-             agent: {:.0} NACKs received, {:.0} packets sent again",
+             agent: {:.0} NACKs received for {:.0} packets, {:.0} packets sent again, \
+             camera {:.0} frames ({:.0} keyframes, {:.0} dropped before sending), \
+             {:.0} keyframe requests received, pacer wait max {:.0} ms",
             self.fps,
             self.freeze_s_per_min,
             self.longest_gap_s,
@@ -337,7 +356,13 @@ impl std::fmt::Display for Figures {
                 .map(|v| v.round())
                 .collect::<Vec<_>>(),
             self.agent_nacks,
+            self.agent_packets_nacked,
             self.agent_retransmitted,
+            self.agent_frames_encoded,
+            self.agent_keyframes,
+            self.agent_frames_dropped,
+            self.agent_keyframe_requests,
+            self.agent_pacer_max_wait_ms,
         )
     }
 }

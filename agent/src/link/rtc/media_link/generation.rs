@@ -91,7 +91,18 @@ pub(super) async fn spawn_generation(
             loop {
                 ticker.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                let Some(estimate) = peer.target_bitrate().await else {
+                let (estimate, rtt) = peer.send_state().await;
+                if let Some(rtt) = rtt {
+                    for video in [&inner.camera, &inner.document] {
+                        video
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .pipeline
+                            .control()
+                            .follow_round_trip(rtt);
+                    }
+                }
+                let Some(estimate) = estimate else {
                     continue;
                 };
                 inner.estimate.send_replace(Some(estimate));
