@@ -101,6 +101,8 @@ pub struct Figures {
     pub estimate_kbps: Vec<f64>,
     /// The camera's encoded height, one sample a second.
     pub camera_heights: Vec<u64>,
+    /// Frames the clerk decoded in each second of the window.
+    pub clerk_frames_each_second: Vec<f64>,
     /// The clerk's Chromium as a sender on its own leg: its estimate (kbit/s, a sample a
     /// second), the frames it encoded per second and at what height at the end.
     pub chromium_target_kbps: Vec<f64>,
@@ -119,6 +121,8 @@ pub struct Figures {
     pub agent_keyframes: f64,
     pub agent_keyframe_requests: f64,
     pub agent_frames_dropped: f64,
+    /// Raw frames dropped in front of the camera's encoder (it was behind: CPU).
+    pub agent_raw_frames_dropped: f64,
     /// Longest wait of a packet in the agent's pacer since the call's connection began (ms).
     pub agent_pacer_max_wait_ms: f64,
 }
@@ -195,6 +199,8 @@ impl Call {
         let mut longest = 0.0f64;
         let mut estimate = Vec::new();
         let mut heights = Vec::new();
+        let mut each_second = Vec::new();
+        let mut frames_at_last_sample = last_frames;
         let mut chromium_target = Vec::new();
         let mut next_agent_sample = Instant::now();
         let mut fired = false;
@@ -215,6 +221,11 @@ impl Call {
                 estimate.push(num(&media, &["link", "target_bitrate_bps"]) / 1000.0);
                 chromium_target.push(num(&latest, &["sent", "target"]) / 1000.0);
                 heights.push(num(&media, &["link", "camera", "height"]) as u64);
+                if estimate.len() > 1 {
+                    let frames = num(&latest, &["0", "frames"]);
+                    each_second.push(frames - frames_at_last_sample);
+                    frames_at_last_sample = frames;
+                }
                 next_agent_sample += Duration::from_secs(1);
             }
             let now_stats = clerk.eval(INBOUND).await?;
@@ -285,6 +296,7 @@ impl Call {
             ),
             estimate_kbps: estimate,
             camera_heights: heights,
+            clerk_frames_each_second: each_second,
             chromium_target_kbps: chromium_target,
             chromium_fps: delta(&["sent", "frames"]) / seconds,
             chromium_height: num(&latest, &["sent", "height"]) as u64,
@@ -296,6 +308,7 @@ impl Call {
             agent_keyframes: agent_path_delta(&["link", "camera", "keyframes_encoded"]),
             agent_keyframe_requests: agent_delta("plis_received") + agent_delta("firs_received"),
             agent_frames_dropped: agent_path_delta(&["link", "camera", "frames_dropped"]),
+            agent_raw_frames_dropped: agent_path_delta(&["link", "camera", "raw_frames_dropped"]),
             agent_pacer_max_wait_ms: num(&agent_after, &["link", "pacer", "max_wait_ms"]),
         })
     }
@@ -325,10 +338,12 @@ impl std::fmt::Display for Figures {
             f,
             "{:.1} fps, freeze {:.1} s/min (longest gap {:.2} s), glass p50/p95 {}/{} ms, \
              audio concealed {:.1} %, video loss after repair {:.1} %, {:.0} kbit/s at {}x{}, \
-             NACKs {:.0}, PLIs {:.0}, estimate {:?} kbit/s, camera heights {:?}, recovery {}; \
+             NACKs {:.0}, PLIs {:.0}, frames each second {:?}, estimate {:?} kbit/s, \
+             camera heights {:?}, recovery {}; \
              Chromium sending: {:.1} fps at {} lines, estimate {:?} kbit/s; \
              agent: {:.0} NACKs received for {:.0} packets, {:.0} packets sent again, \
-             camera {:.0} frames ({:.0} keyframes, {:.0} dropped before sending), \
+             camera {:.0} frames ({:.0} keyframes, {:.0} dropped before sending, \
+             {:.0} raw frames dropped before the encoder), \
              {:.0} keyframe requests received, pacer wait max {:.0} ms",
             self.fps,
             self.freeze_s_per_min,
@@ -342,6 +357,7 @@ impl std::fmt::Display for Figures {
             self.last_size.1,
             self.nacks,
             self.plis,
+            self.clerk_frames_each_second,
             self.estimate_kbps
                 .iter()
                 .map(|v| v.round())
@@ -361,6 +377,7 @@ impl std::fmt::Display for Figures {
             self.agent_frames_encoded,
             self.agent_keyframes,
             self.agent_frames_dropped,
+            self.agent_raw_frames_dropped,
             self.agent_keyframe_requests,
             self.agent_pacer_max_wait_ms,
         )

@@ -157,7 +157,23 @@ impl PriorityPacer {
     /// otherwise take longer than [`MAX_QUEUE_DELAY`] to drain.
     pub fn pacing_bps(&self) -> f64 {
         let steady = self.estimate_bps * PACING_FACTOR;
-        let drain = self.queued_bits / MAX_QUEUE_DELAY.as_secs_f64();
+        // What empties the queue by the time its oldest packet has waited the bound (as
+        // libwebrtc's pacer does); at least 10 ms away, so the rate stays finite.
+        let oldest = self
+            .queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|h| h.since)
+            .min();
+        let drain = match (oldest, self.last_refill) {
+            (Some(oldest), Some(now)) => {
+                let left = MAX_QUEUE_DELAY
+                    .saturating_sub(now.saturating_duration_since(oldest))
+                    .max(Duration::from_millis(10));
+                self.queued_bits / left.as_secs_f64()
+            }
+            _ => 0.0,
+        };
         steady.max(drain)
     }
 
