@@ -35,6 +35,12 @@ async fn the_clerk_sees_and_hears_the_kiosk_at_five_per_cent_loss() -> Result<()
     let down = call.path.counters(AGENT_IP, Direction::Down);
     eprintln!("5 % loss, 100 ms RTT (agent ⇄ relay): {figures}");
     eprintln!("path, agent → relay: {up:?}; relay → agent: {down:?}");
+    // Why the agent rebuilt its media connection, if it did (the counters restart then).
+    for line in call.agent.log_text().lines().filter(|l| {
+        l.contains("reconnecting") || l.contains("offering again") || l.contains("media connection")
+    }) {
+        eprintln!("agent: {line}");
+    }
     let lost_share = up.lost as f64 / (up.lost + up.forwarded).max(1) as f64;
     if !(0.03..=0.07).contains(&lost_share) {
         bail!("the path did not drop about 5 % of the agent's datagrams: {up:?}");
