@@ -103,6 +103,8 @@ pub struct Figures {
     pub camera_heights: Vec<u64>,
     /// Frames the clerk decoded in each second of the window.
     pub clerk_frames_each_second: Vec<f64>,
+    /// Frames the agent's camera encoded in each second of the window.
+    pub agent_frames_each_second: Vec<f64>,
     /// The clerk's Chromium as a sender on its own leg: its estimate (kbit/s, a sample a
     /// second), the frames it encoded per second and at what height at the end.
     pub chromium_target_kbps: Vec<f64>,
@@ -201,6 +203,8 @@ impl Call {
         let mut heights = Vec::new();
         let mut each_second = Vec::new();
         let mut frames_at_last_sample = last_frames;
+        let mut agent_each_second = Vec::new();
+        let mut encoded_at_last_sample = num(&agent_before, &["link", "camera", "frames_encoded"]);
         let mut chromium_target = Vec::new();
         let mut next_agent_sample = Instant::now();
         let mut fired = false;
@@ -221,11 +225,14 @@ impl Call {
                 estimate.push(num(&media, &["link", "target_bitrate_bps"]) / 1000.0);
                 chromium_target.push(num(&latest, &["sent", "target"]) / 1000.0);
                 heights.push(num(&media, &["link", "camera", "height"]) as u64);
+                let encoded = num(&media, &["link", "camera", "frames_encoded"]);
                 if estimate.len() > 1 {
                     let frames = num(&latest, &["0", "frames"]);
                     each_second.push(frames - frames_at_last_sample);
                     frames_at_last_sample = frames;
+                    agent_each_second.push(encoded - encoded_at_last_sample);
                 }
+                encoded_at_last_sample = encoded;
                 next_agent_sample += Duration::from_secs(1);
             }
             let now_stats = clerk.eval(INBOUND).await?;
@@ -297,6 +304,7 @@ impl Call {
             estimate_kbps: estimate,
             camera_heights: heights,
             clerk_frames_each_second: each_second,
+            agent_frames_each_second: agent_each_second,
             chromium_target_kbps: chromium_target,
             chromium_fps: delta(&["sent", "frames"]) / seconds,
             chromium_height: num(&latest, &["sent", "height"]) as u64,
@@ -338,7 +346,7 @@ impl std::fmt::Display for Figures {
             f,
             "{:.1} fps, freeze {:.1} s/min (longest gap {:.2} s), glass p50/p95 {}/{} ms, \
              audio concealed {:.1} %, video loss after repair {:.1} %, {:.0} kbit/s at {}x{}, \
-             NACKs {:.0}, PLIs {:.0}, frames each second {:?}, estimate {:?} kbit/s, \
+             NACKs {:.0}, PLIs {:.0}, frames each second {:?} (encoded {:?}), estimate {:?} kbit/s, \
              camera heights {:?}, recovery {}; \
              Chromium sending: {:.1} fps at {} lines, estimate {:?} kbit/s; \
              agent: {:.0} NACKs received for {:.0} packets, {:.0} packets sent again, \
@@ -358,6 +366,7 @@ impl std::fmt::Display for Figures {
             self.nacks,
             self.plis,
             self.clerk_frames_each_second,
+            self.agent_frames_each_second,
             self.estimate_kbps
                 .iter()
                 .map(|v| v.round())
