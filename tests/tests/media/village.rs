@@ -125,6 +125,8 @@ pub struct Figures {
     pub agent_frames_dropped: f64,
     /// Raw frames dropped in front of the camera's encoder (it was behind: CPU).
     pub agent_raw_frames_dropped: f64,
+    /// Times the agent saw feedback return after an outage (and forced keyframes).
+    pub agent_path_returns: f64,
     /// Longest wait of a packet in the agent's pacer since the call's connection began (ms).
     pub agent_pacer_max_wait_ms: f64,
 }
@@ -317,6 +319,7 @@ impl Call {
             agent_keyframe_requests: agent_delta("plis_received") + agent_delta("firs_received"),
             agent_frames_dropped: agent_path_delta(&["link", "camera", "frames_dropped"]),
             agent_raw_frames_dropped: agent_path_delta(&["link", "camera", "raw_frames_dropped"]),
+            agent_path_returns: agent_delta("path_returns"),
             agent_pacer_max_wait_ms: num(&agent_after, &["link", "pacer", "max_wait_ms"]),
         })
     }
@@ -352,7 +355,7 @@ impl std::fmt::Display for Figures {
              agent: {:.0} NACKs received for {:.0} packets, {:.0} packets sent again, \
              camera {:.0} frames ({:.0} keyframes, {:.0} dropped before sending, \
              {:.0} raw frames dropped before the encoder), \
-             {:.0} keyframe requests received, pacer wait max {:.0} ms",
+             {:.0} keyframe requests received, {:.0} path returns, pacer wait max {:.0} ms",
             self.fps,
             self.freeze_s_per_min,
             self.longest_gap_s,
@@ -388,6 +391,7 @@ impl std::fmt::Display for Figures {
             self.agent_frames_dropped,
             self.agent_raw_frames_dropped,
             self.agent_keyframe_requests,
+            self.agent_path_returns,
             self.agent_pacer_max_wait_ms,
         )
     }
