@@ -618,14 +618,6 @@ impl KioskPeer {
         stats
     }
 
-    /// The current congestion-control estimate, if feedback has produced one, and the round
-    /// trip to the relay, if ICE has measured one.
-    pub async fn send_state(&self) -> (Option<f64>, Option<std::time::Duration>) {
-        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let stats = stats::summarise(&report, *self.state.borrow(), &HashMap::new(), |_| None);
-        (stats.target_bitrate_bps, stats.round_trip_time)
-    }
-
     /// The current congestion-control estimate, if feedback has produced one.
     pub async fn target_bitrate(&self) -> Option<f64> {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
