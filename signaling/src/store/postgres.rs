@@ -14,8 +14,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 
 use super::sqlite::{ClerkRow, DeviceRow, ExtensionPointRow, TicketRow, WindowRow, channel_str};
 use super::{Durability, QueueSnapshot, Store, StoreError, StoreResult};
@@ -63,55 +63,22 @@ impl PgStore {
     }
 }
 
-async fn upsert_ticket(tx: &mut Transaction<'_, Postgres>, t: &Ticket) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO tickets (id, centre_id, service_day, number, number_seq, channel, category_id,
-            state, created_ms, queue_ms, seq, appointment_start, appointment_end, device_id,
-            extension_point_id, window_id, target_window_id, clerk_id, first_called_ms, called_ms,
-            serving_ms, finished_ms, recalls, end_reason)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)
-         ON CONFLICT(id) DO UPDATE SET
-            category_id = excluded.category_id, state = excluded.state,
-            queue_ms = excluded.queue_ms, window_id = excluded.window_id,
-            target_window_id = excluded.target_window_id, clerk_id = excluded.clerk_id,
-            first_called_ms = excluded.first_called_ms, called_ms = excluded.called_ms,
-            serving_ms = excluded.serving_ms, finished_ms = excluded.finished_ms,
-            recalls = excluded.recalls, end_reason = excluded.end_reason",
-    )
-    .bind(&t.id)
-    .bind(&t.centre_id)
-    .bind(t.service_day)
-    .bind(&t.number)
-    .bind(i64::from(t.number_seq))
-    .bind(channel_str(t.channel))
-    .bind(&t.category_id)
-    .bind(t.state.as_str())
-    .bind(t.created_ms)
-    .bind(t.queue_ms)
-    .bind(i64::try_from(t.seq).unwrap_or(i64::MAX))
-    .bind(t.appointment.map(|a| a.start_ms))
-    .bind(t.appointment.map(|a| a.end_ms))
-    .bind(&t.device_id)
-    .bind(&t.extension_point_id)
-    .bind(&t.window_id)
-    .bind(&t.target_window_id)
-    .bind(&t.clerk_id)
-    .bind(t.first_called_ms)
-    .bind(t.called_ms)
-    .bind(t.serving_ms)
-    .bind(t.finished_ms)
-    .bind(i64::from(t.recalls))
-    .bind(t.end_reason.map(EndReason::as_str))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The queue events' rows, inside the caller's transaction.
-async fn write_queue_events(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[Event],
-) -> StoreResult<()> {
+/// Writes decided queue events in one statement (so one round trip, atomic on its own): the
+/// tickets' last states upserted, one audit row per ticket event in order, and the window
+/// sign-ins, each from arrays (`unnest`). A ticket or window changed twice in a batch is
+/// written once, with its last state (PostgreSQL refuses to upsert a row twice in one
+/// statement). The audit rows' foreign keys are checked at the end of the statement, after the
+/// tickets are in.
+async fn write_queue_events<'e, E>(executor: E, events: &[Event]) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tickets: Vec<&Ticket> = Vec::new();
+    let mut windows: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    let mut ev = EventColumns::default();
     for event in events {
         match event {
             Event::Ticket {
@@ -121,19 +88,16 @@ async fn write_queue_events(
                 clerk_id,
                 window_id,
             } => {
-                upsert_ticket(tx, ticket).await?;
-                sqlx::query(
-                    "INSERT INTO ticket_events (ticket_id, at_ms, action, state, clerk_id,
-                        window_id) VALUES ($1,$2,$3,$4,$5,$6)",
-                )
-                .bind(&ticket.id)
-                .bind(at_ms)
-                .bind(action.as_str())
-                .bind(ticket.state.as_str())
-                .bind(clerk_id)
-                .bind(window_id)
-                .execute(&mut **tx)
-                .await?;
+                match tickets.iter_mut().find(|t| t.id == ticket.id) {
+                    Some(t) => *t = ticket,
+                    None => tickets.push(ticket),
+                }
+                ev.ticket_id.push(&ticket.id);
+                ev.at_ms.push(*at_ms);
+                ev.action.push(action.as_str());
+                ev.state.push(ticket.state.as_str());
+                ev.clerk_id.push(clerk_id.as_deref());
+                ev.window_id.push(window_id.as_deref());
             }
             Event::Window {
                 window_id,
@@ -141,16 +105,102 @@ async fn write_queue_events(
                 clerk_name,
                 ..
             } => {
-                sqlx::query("UPDATE windows SET clerk_id = $1, clerk_name = $2 WHERE id = $3")
-                    .bind(clerk_id)
-                    .bind(clerk_name)
-                    .bind(window_id)
-                    .execute(&mut **tx)
-                    .await?;
+                let w = (
+                    window_id.as_str(),
+                    clerk_id.as_deref(),
+                    clerk_name.as_deref(),
+                );
+                match windows
+                    .iter_mut()
+                    .find(|(id, ..)| *id == window_id.as_str())
+                {
+                    Some(old) => *old = w,
+                    None => windows.push(w),
+                }
             }
         }
     }
+    let col = |f: fn(&Ticket) -> Option<i64>| tickets.iter().map(|t| f(t)).collect::<Vec<_>>();
+    let text = |f: fn(&Ticket) -> Option<&str>| tickets.iter().map(|t| f(t)).collect::<Vec<_>>();
+    sqlx::query(
+        "WITH ticket_rows AS (
+            INSERT INTO tickets (id, centre_id, service_day, number, number_seq, channel,
+                category_id, state, created_ms, queue_ms, seq, appointment_start, appointment_end,
+                device_id, extension_point_id, window_id, target_window_id, clerk_id,
+                first_called_ms, called_ms, serving_ms, finished_ms, recalls, end_reason)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
+                $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::text[],
+                $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
+                $23::bigint[], $24::text[])
+            ON CONFLICT(id) DO UPDATE SET
+                category_id = excluded.category_id, state = excluded.state,
+                queue_ms = excluded.queue_ms, window_id = excluded.window_id,
+                target_window_id = excluded.target_window_id, clerk_id = excluded.clerk_id,
+                first_called_ms = excluded.first_called_ms, called_ms = excluded.called_ms,
+                serving_ms = excluded.serving_ms, finished_ms = excluded.finished_ms,
+                recalls = excluded.recalls, end_reason = excluded.end_reason
+            RETURNING 1
+         ), window_rows AS (
+            UPDATE windows SET clerk_id = w.clerk_id, clerk_name = w.clerk_name
+            FROM unnest($25::text[], $26::text[], $27::text[]) AS w(id, clerk_id, clerk_name)
+            WHERE windows.id = w.id
+            RETURNING 1
+         )
+         INSERT INTO ticket_events (ticket_id, at_ms, action, state, clerk_id, window_id)
+         SELECT ticket_id, at_ms, action, state, clerk_id, window_id
+         FROM unnest($28::text[], $29::bigint[], $30::text[], $31::text[], $32::text[],
+             $33::text[]) WITH ORDINALITY AS e(ticket_id, at_ms, action, state, clerk_id,
+             window_id, n)
+         ORDER BY n",
+    )
+    .bind(text(|t| Some(t.id.as_str())))
+    .bind(text(|t| Some(t.centre_id.as_str())))
+    .bind(col(|t| Some(t.service_day)))
+    .bind(text(|t| Some(t.number.as_str())))
+    .bind(col(|t| Some(i64::from(t.number_seq))))
+    .bind(text(|t| Some(channel_str(t.channel))))
+    .bind(text(|t| Some(t.category_id.as_str())))
+    .bind(text(|t| Some(t.state.as_str())))
+    .bind(col(|t| Some(t.created_ms)))
+    .bind(col(|t| Some(t.queue_ms)))
+    .bind(col(|t| Some(i64::try_from(t.seq).unwrap_or(i64::MAX))))
+    .bind(col(|t| t.appointment.map(|a| a.start_ms)))
+    .bind(col(|t| t.appointment.map(|a| a.end_ms)))
+    .bind(text(|t| t.device_id.as_deref()))
+    .bind(text(|t| t.extension_point_id.as_deref()))
+    .bind(text(|t| t.window_id.as_deref()))
+    .bind(text(|t| t.target_window_id.as_deref()))
+    .bind(text(|t| t.clerk_id.as_deref()))
+    .bind(col(|t| t.first_called_ms))
+    .bind(col(|t| t.called_ms))
+    .bind(col(|t| t.serving_ms))
+    .bind(col(|t| t.finished_ms))
+    .bind(col(|t| Some(i64::from(t.recalls))))
+    .bind(text(|t| t.end_reason.map(EndReason::as_str)))
+    .bind(windows.iter().map(|w| w.0).collect::<Vec<_>>())
+    .bind(windows.iter().map(|w| w.1).collect::<Vec<_>>())
+    .bind(windows.iter().map(|w| w.2).collect::<Vec<_>>())
+    .bind(ev.ticket_id)
+    .bind(ev.at_ms)
+    .bind(ev.action)
+    .bind(ev.state)
+    .bind(ev.clerk_id)
+    .bind(ev.window_id)
+    .execute(executor)
+    .await?;
     Ok(())
+}
+
+/// The `ticket_events` rows of a batch, column by column.
+#[derive(Default)]
+struct EventColumns<'a> {
+    ticket_id: Vec<&'a str>,
+    at_ms: Vec<i64>,
+    action: Vec<&'static str>,
+    state: Vec<&'static str>,
+    clerk_id: Vec<Option<&'a str>>,
+    window_id: Vec<Option<&'a str>>,
 }
 
 #[async_trait]
@@ -443,10 +493,8 @@ impl Store for PgStore {
     }
 
     async fn persist_queue_events(&self, events: &[Event]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        write_queue_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(())
+        // One statement: committed when it returns.
+        write_queue_events(&self.pool, events).await
     }
 }
 
@@ -542,7 +590,7 @@ impl PgStore {
                 current: current.map(|(_, e)| e),
             });
         }
-        write_queue_events(&mut tx, events).await?;
+        write_queue_events(&mut *tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
