@@ -547,6 +547,44 @@ mod tests {
     }
 
     #[test]
+    fn the_store_url_selects_postgres_and_anything_else_is_refused_clearly() {
+        let load = |url: &str| {
+            Config::load(&Sources {
+                overrides: vec![
+                    "server.tls.self_signed=true".into(),
+                    format!("store.url={}", layered_config::quote(url)),
+                ],
+                ..Sources::default()
+            })
+        };
+        let config = load("postgres://relay:s3cret@db.internal:5433/rvw").expect("postgres");
+        assert_eq!(
+            crate::relay::Stores::describe(&config.store),
+            "PostgreSQL database rvw on db.internal:5433"
+        );
+        load("postgresql://relay@localhost/rvw").expect("postgresql scheme");
+        assert!(
+            Config::default().store.url.is_none(),
+            "SQLite stays the default"
+        );
+        for (bad, why) in [
+            ("mysql://relay:s3cret@db/rvw", "only PostgreSQL"),
+            ("sqlite:///var/lib/rvw/relay.sqlite", "only PostgreSQL"),
+            (
+                "postgres://relay:s3cret@db:notaport/rvw",
+                "not a valid PostgreSQL address",
+            ),
+        ] {
+            let err = load(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("store.url") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "the password leaked: {err}");
+        }
+    }
+
+    #[test]
     fn later_layers_win() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("relay.toml");
