@@ -31,6 +31,7 @@ impl From<&Config> for crate::cases::CasesConfig {
             privacy: config.privacy.clone(),
             data_dir: config.store.data_dir.clone(),
             durability: config.store.durability,
+            url: config.store.url.clone(),
         }
     }
 }
@@ -106,6 +107,11 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// When a committed change is on stable storage.
     pub durability: Durability,
+    /// The database holding the relay's state. Unset: the embedded SQLite file in `data_dir`
+    /// (one centre or a trial). `postgres://user:password@host:port/database`: a PostgreSQL
+    /// database, which several relay nodes can share. `data_dir` still holds the TLS
+    /// certificate, the master key and the recordings.
+    pub url: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -113,7 +119,36 @@ impl Default for StoreConfig {
         Self {
             data_dir: PathBuf::from("/var/lib/rvw-relay"),
             durability: Durability::PowerLoss,
+            url: None,
         }
+    }
+}
+
+impl StoreConfig {
+    /// Checks `url` without connecting; the message never repeats a password.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(url) = &self.url else { return Ok(()) };
+        if !crate::store::postgres::is_postgres_url(url) {
+            let scheme = url.split("://").next().unwrap_or_default();
+            return Err(format!(
+                "only PostgreSQL is supported here (postgres://user:password@host:port/database), \
+                 not {scheme:?}; leave store.url unset for the embedded SQLite database"
+            ));
+        }
+        <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+            .map(|_| ())
+            .map_err(|e| {
+                let what = e.to_string();
+                match url::Url::parse(url) {
+                    Ok(u) if u.password().is_some() => {
+                        format!(
+                            "not a valid PostgreSQL address: {}",
+                            what.replace(u.password().unwrap_or_default(), "***")
+                        )
+                    }
+                    _ => format!("not a valid PostgreSQL address: {what}"),
+                }
+            })
     }
 }
 
@@ -335,6 +370,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store.check().map_err(|message| ConfigError::Invalid {
+            key: "store.url",
+            message,
+        })?;
         self.evaluation
             .check()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
@@ -505,6 +544,44 @@ mod tests {
         })
         .expect_err("unknown env key rejected");
         assert!(err.to_string().contains("datadir"), "{err}");
+    }
+
+    #[test]
+    fn the_store_url_selects_postgres_and_anything_else_is_refused_clearly() {
+        let load = |url: &str| {
+            Config::load(&Sources {
+                overrides: vec![
+                    "server.tls.self_signed=true".into(),
+                    format!("store.url={}", layered_config::quote(url)),
+                ],
+                ..Sources::default()
+            })
+        };
+        let config = load("postgres://relay:s3cret@db.internal:5433/rvw").expect("postgres");
+        assert_eq!(
+            crate::relay::Stores::describe(&config.store),
+            "PostgreSQL database rvw on db.internal:5433"
+        );
+        load("postgresql://relay@localhost/rvw").expect("postgresql scheme");
+        assert!(
+            Config::default().store.url.is_none(),
+            "SQLite stays the default"
+        );
+        for (bad, why) in [
+            ("mysql://relay:s3cret@db/rvw", "only PostgreSQL"),
+            ("sqlite:///var/lib/rvw/relay.sqlite", "only PostgreSQL"),
+            (
+                "postgres://relay:s3cret@db:notaport/rvw",
+                "not a valid PostgreSQL address",
+            ),
+        ] {
+            let err = load(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("store.url") && err.contains(why),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "the password leaked: {err}");
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@ use signaling::config::{Config, LogFormat, Sources};
 use signaling::http::Listeners;
 use signaling::relay::{Relay, Stores};
 use signaling::store::Store;
-use signaling::store::sqlite::SqliteStore;
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -128,11 +127,14 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open_with(&config.store.data_dir, config.store.durability)
+async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    Stores::open(&config.store)
         .await
-        .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
-    Ok(Arc::new(store))
+        .with_context(|| format!("opening {}", Stores::describe(&config.store)))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_stores(config).await?.main)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -184,9 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let sqlite = SqliteStore::open_with(&config.store.data_dir, config.store.durability)
-        .await
-        .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
+    let stores = open_stores(&config).await?;
     let tls_listener = match config.server.listen {
         Some(addr) => {
             let tls = signaling::tls::rustls_config(&config.server.tls, &config.store.data_dir)
@@ -203,7 +203,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     };
     let relay = Relay::start(
         config,
-        Stores::sqlite(&sqlite),
+        stores,
         Arc::new(SystemClock),
         Listeners {
             tls: tls_listener,

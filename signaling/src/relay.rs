@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::evaluation::{EvaluationDeps, Evaluations};
 use crate::http::{self, AppState, Listeners};
 use crate::media::{MediaDeps, MediaService};
@@ -33,6 +33,7 @@ use crate::registry::divisions::Divisions;
 use crate::session::{Observers, SessionObserver, Switchboard};
 use crate::store::Store;
 use crate::store::evaluations::EvaluationStore;
+use crate::store::postgres::PgStore;
 use crate::store::recordings::RecordingStore;
 use crate::store::registry::RegistryStore;
 use crate::store::sqlite::SqliteStore;
@@ -40,7 +41,8 @@ use crate::store::sqlite::SqliteStore;
 /// How often expired logins are purged from the store.
 const LOGIN_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// The stores the relay's services use; today all of them are one SQLite database.
+/// The stores the relay's services use: all of them on one database, the embedded SQLite file
+/// or PostgreSQL (`store.url`).
 #[derive(Clone)]
 pub struct Stores {
     pub main: Arc<dyn Store>,
@@ -57,6 +59,43 @@ impl Stores {
             recordings: Arc::new(store.clone()),
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
+        }
+    }
+
+    /// Every store on one PostgreSQL database.
+    pub fn postgres(store: &PgStore) -> Self {
+        Self {
+            main: Arc::new(store.clone()),
+            recordings: Arc::new(store.clone()),
+            evaluations: Arc::new(store.clone()),
+            registry: Arc::new(store.clone()),
+        }
+    }
+
+    /// Opens the database `[store]` names (PostgreSQL when `url` is set, else SQLite in
+    /// `data_dir`) and brings its schema up to date.
+    pub async fn open(config: &StoreConfig) -> Result<Self, crate::store::StoreError> {
+        Ok(match &config.url {
+            Some(url) => Self::postgres(&PgStore::connect(url, config.durability).await?),
+            None => {
+                Self::sqlite(&SqliteStore::open_with(&config.data_dir, config.durability).await?)
+            }
+        })
+    }
+
+    /// Where the state is, for messages (never the password).
+    pub fn describe(config: &StoreConfig) -> String {
+        match &config.url {
+            Some(url) => match url::Url::parse(url) {
+                Ok(u) => format!(
+                    "PostgreSQL database {} on {}:{}",
+                    u.path().trim_start_matches('/'),
+                    u.host_str().unwrap_or_default(),
+                    u.port().unwrap_or(5432)
+                ),
+                Err(_) => "PostgreSQL database".to_owned(),
+            },
+            None => format!("the store in {}", config.data_dir.display()),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Every change the relay acknowledged survives a crash: the real `relay` binary is killed with
-//! SIGKILL right after acknowledgements and restarted on the same data directory.
+//! SIGKILL right after acknowledgements and restarted on the same data directory, with the
+//! embedded SQLite store and with PostgreSQL (`store.url`, a fresh database on the test
+//! binary's private server).
 
 mod common;
 
@@ -15,13 +17,20 @@ fn relay_bin() -> &'static str {
     env!("CARGO_BIN_EXE_relay")
 }
 
-fn seed(data: &Path) {
-    let out = Command::new(relay_bin())
-        .args(["--data-dir"])
+/// `--set store.url=…` when the relay runs on PostgreSQL.
+fn store_url(url: Option<&str>) -> Option<String> {
+    url.map(|u| format!("store.url=\"{u}\""))
+}
+
+fn seed(data: &Path, url: Option<&str>) {
+    let mut cmd = Command::new(relay_bin());
+    cmd.args(["--data-dir"])
         .arg(data)
-        .args(["--set", "server.tls.self_signed=true", "seed-demo"])
-        .output()
-        .expect("run seed-demo");
+        .args(["--set", "server.tls.self_signed=true"]);
+    if let Some(set) = store_url(url) {
+        cmd.args(["--set", &set]);
+    }
+    let out = cmd.arg("seed-demo").output().expect("run seed-demo");
     assert!(
         out.status.success(),
         "{}",
@@ -29,10 +38,12 @@ fn seed(data: &Path) {
     );
 }
 
-async fn start(data: &Path) -> RelayProcess {
-    RelayCommand::new(relay_bin(), data)
-        .set("log.filter=\"warn\"")
-        .start_limit(Duration::from_secs(20))
+async fn start(data: &Path, url: Option<&str>) -> RelayProcess {
+    let mut cmd = RelayCommand::new(relay_bin(), data).set("log.filter=\"warn\"");
+    if let Some(set) = store_url(url) {
+        cmd = cmd.set(set);
+    }
+    cmd.start_limit(Duration::from_secs(20))
         .start()
         .await
         .expect("relay did not become ready")
@@ -84,23 +95,39 @@ fn ticket<'a>(q: &'a Value, number: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("ticket {number} missing after restart: {q}"))
 }
 
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
+fn data_dir(url: Option<&str>) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("relay");
-    seed(&data);
+    seed(&data, url);
     (dir, data)
+}
+
+async fn fresh_postgres() -> String {
+    signaling::store::private_postgres::PrivatePostgres::fresh_database()
+        .await
+        .expect("a private PostgreSQL server (Debian package postgresql)")
 }
 
 #[tokio::test]
 async fn acknowledged_queue_changes_survive_sigkill() {
+    queue_changes_survive_sigkill(None).await;
+}
+
+#[tokio::test]
+async fn acknowledged_queue_changes_survive_sigkill_on_postgres() {
+    let url = fresh_postgres().await;
+    queue_changes_survive_sigkill(Some(&url)).await;
+}
+
+async fn queue_changes_survive_sigkill(url: Option<&str>) {
     signaling::install_crypto_provider();
-    let (_dir, data) = data_dir();
+    let (_dir, data) = data_dir(url);
     let password = read(&data, "staff-password.txt");
     let machine = read(&data, "ticket-machine.credential");
     let kiosk_cred = read(&data, "kiosk.credential");
     let (kiosk_id, kiosk_secret) = kiosk_cred.split_once(':').expect("credential");
 
-    let relay = start(&data).await;
+    let relay = start(&data, url).await;
     let http = relay.http().to_owned();
     let client = reqwest::Client::new();
     for _ in 0..2 {
@@ -143,7 +170,7 @@ async fn acknowledged_queue_changes_survive_sigkill() {
     assert_eq!(started["type"], "done");
 
     crash(relay);
-    let relay = start(&data).await;
+    let relay = start(&data, url).await;
     let http = relay.http().to_owned();
     // The login session survived too.
     let q = queue(&http, &token).await;
@@ -180,11 +207,21 @@ async fn acknowledged_queue_changes_survive_sigkill() {
 
 #[tokio::test]
 async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket() {
+    kill_in_a_burst(None).await;
+}
+
+#[tokio::test]
+async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket_on_postgres() {
+    let url = fresh_postgres().await;
+    kill_in_a_burst(Some(&url)).await;
+}
+
+async fn kill_in_a_burst(url: Option<&str>) {
     signaling::install_crypto_provider();
-    let (_dir, data) = data_dir();
+    let (_dir, data) = data_dir(url);
     let password = read(&data, "staff-password.txt");
     let machine = read(&data, "ticket-machine.credential");
-    let relay = start(&data).await;
+    let relay = start(&data, url).await;
     let http = relay.http().to_owned();
 
     // Issue tickets from a task while the main test kills the relay partway through.
@@ -227,7 +264,7 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_acknowledged_ticket() {
     let acknowledged = issued.lock().expect("lock").clone();
     assert!(acknowledged.len() >= 20);
 
-    let relay = start(&data).await;
+    let relay = start(&data, url).await;
     let token = login(relay.http(), &password).await;
     let q = queue(relay.http(), &token).await;
     for number in &acknowledged {

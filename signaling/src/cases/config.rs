@@ -17,6 +17,8 @@ pub struct CasesConfig {
     pub data_dir: PathBuf,
     /// `[store] durability`, for the service's own connection pool.
     pub durability: Durability,
+    /// `[store] url`: the PostgreSQL database when set, else the SQLite file in `data_dir`.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

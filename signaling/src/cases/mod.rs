@@ -44,6 +44,7 @@ use crate::queue::Session;
 use crate::session::Switchboard;
 use crate::store::StoreError;
 use crate::store::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 
 /// Kinds of case item.
@@ -327,10 +328,13 @@ impl CaseService {
         let key = tokio::task::spawn_blocking(move || MasterKey::load_or_create(&key_file))
             .await
             .map_err(|e| CaseError::Unavailable(e.to_string()))??;
-        let store = SqliteStore::open_with(data_dir, config.durability).await?;
+        let store: Arc<dyn CaseStore> = match &config.url {
+            Some(url) => Arc::new(PgStore::connect(url, config.durability).await?),
+            None => Arc::new(SqliteStore::open_with(data_dir, config.durability).await?),
+        };
         info!(key = key.id(), "case materials service ready");
         Ok(CaseService {
-            store: Arc::new(store),
+            store,
             key,
             clock,
             counters: CaseCounters::default(),

@@ -7,9 +7,6 @@ use clap::Args;
 
 use super::divisions::Divisions;
 use crate::config::Config;
-use crate::store::Store;
-use crate::store::registry::RegistryStore;
-use crate::store::sqlite::SqliteStore;
 
 #[derive(Args)]
 pub struct ScopeArgs {
@@ -25,8 +22,9 @@ pub struct ScopeArgs {
 }
 
 pub async fn scope(config: &Config, a: ScopeArgs, now_ms: i64) -> anyhow::Result<()> {
-    let store = SqliteStore::open_with(&config.store.data_dir, config.store.durability).await?;
-    let clerk = store
+    let stores = crate::relay::Stores::open(&config.store).await?;
+    let clerk = stores
+        .main
         .clerk_by_username(&a.username)
         .await?
         .with_context(|| format!("no account {:?}", a.username))?;
@@ -36,13 +34,17 @@ pub async fn scope(config: &Config, a: ScopeArgs, now_ms: i64) -> anyhow::Result
             if !divisions.is_district(&d) {
                 bail!("{d:?} is not a district in the division list");
             }
-            store
+            stores
+                .registry
                 .set_district_scope(&clerk.id, Some(&d), now_ms)
                 .await?;
             println!("{} now acts for {d}", a.username);
         }
         (None, true) => {
-            store.set_district_scope(&clerk.id, None, now_ms).await?;
+            stores
+                .registry
+                .set_district_scope(&clerk.id, None, now_ms)
+                .await?;
             println!("{} acts for its own centre again", a.username);
         }
         _ => bail!("give --district or --clear"),

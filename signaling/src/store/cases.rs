@@ -1,12 +1,14 @@
 //! Storage of case materials ([`CaseStore`]), separate from the core [`super::Store`] trait:
 //! cases, their encrypted items and the append-only audit trail. The SQLite implementation is
-//! below; a PostgreSQL store would implement the same trait.
+//! below, the PostgreSQL one in `cases/postgres.rs`.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
 use super::StoreResult;
 use super::sqlite::SqliteStore;
+
+mod postgres;
 
 /// One case: a served remote ticket and how the resident's identity was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,16 +1,21 @@
 //! Persistent state of the relay.
 //!
-//! Domain code talks to the [`Store`] trait only. [`sqlite::SqliteStore`] is the embedded
-//! default (one file under the data directory, zero setup). A PostgreSQL implementation for a
-//! multi-node relay goes beside it, implementing the same trait with its own SQL and migrations;
-//! nothing above this module changes.
+//! Domain code talks to the [`Store`] trait (and the per-feature traits beside it) only.
+//! [`sqlite::SqliteStore`] is the embedded default (one file under the data directory, zero
+//! setup); [`postgres::PgStore`] implements the same traits on PostgreSQL with its own SQL and
+//! migrations, for a relay whose state must outlive one machine (`store.url`). The conformance
+//! suite (`conformance.rs`) runs the same tests against both.
 //!
-//! Durability: a method returns only after its transaction committed (SQLite in WAL mode), so
+//! Durability: a method returns only after its transaction committed, so
 //! anything acknowledged to a client survives a crash of the relay; [`Durability`] says
 //! whether it also survives a power cut.
 
 pub mod cases;
+#[cfg(test)]
+mod conformance;
 pub mod evaluations;
+pub mod postgres;
+pub mod private_postgres;
 pub mod recordings;
 pub mod registry;
 pub mod sqlite;
@@ -30,6 +35,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A queue write of a node whose lease on the centre was superseded (PostgreSQL).
+    #[error(
+        "centre {centre_id}: this node's lease (epoch {epoch}) is no longer current (now {current:?}); another node decides for the centre"
+    )]
+    Fenced {
+        centre_id: String,
+        epoch: i64,
+        current: Option<i64>,
+    },
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir {
         path: String,

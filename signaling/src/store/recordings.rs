@@ -210,6 +210,8 @@ impl RecordingStore for NoRecordings {
 }
 
 /// The columns of a full row, as a literal so queries stay `&'static str`.
+mod postgres;
+
 macro_rules! columns {
     () => {
         "id, ticket_id, ticket_number, centre_id, window_id, clerk_id, device_id,
@@ -217,10 +219,11 @@ macro_rules! columns {
          container, tracks, encrypted, torn_tail, error, purged_ms"
     };
 }
+use columns;
 
 /// A `recordings` row as stored ([`RecordingRow`] once parsed).
 #[derive(sqlx::FromRow)]
-struct StoredRecordingRow {
+pub(crate) struct StoredRecordingRow {
     id: String,
     ticket_id: String,
     ticket_number: String,
@@ -279,7 +282,7 @@ impl TryFrom<StoredRecordingRow> for RecordingRow {
 
 /// A `recording_access` row as stored.
 #[derive(sqlx::FromRow)]
-struct AccessRow {
+pub(crate) struct AccessRow {
     at_ms: i64,
     actor: String,
     action: String,
@@ -465,126 +468,5 @@ impl RecordingStore for SqliteStore {
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(RecordingAccess::try_from).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn row(id: &str, centre: &str, started_ms: i64) -> RecordingRow {
-        RecordingRow {
-            id: id.into(),
-            ticket_id: format!("t-{id}"),
-            ticket_number: "YA001".into(),
-            centre_id: centre.into(),
-            window_id: "w8".into(),
-            clerk_id: "clerk-1".into(),
-            device_id: "k1".into(),
-            extension_point_id: Some("p1".into()),
-            state: RecordingState::Recording,
-            started_ms,
-            ended_ms: None,
-            duration_ms: None,
-            size_bytes: None,
-            sha256: None,
-            file: None,
-            container: None,
-            tracks: Vec::new(),
-            encrypted: false,
-            torn_tail: false,
-            error: None,
-            purged_ms: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn rows_are_saved_completed_listed_and_purged_with_an_audit_entry() {
-        let store = SqliteStore::in_memory().await.expect("store");
-        let mut r = row("r1", "c1", 1_000);
-        store.save_recording(&r).await.expect("begin");
-        assert_eq!(store.unfinished_recordings().await.expect("q").len(), 1);
-        r.state = RecordingState::Complete;
-        r.ended_ms = Some(61_000);
-        r.size_bytes = Some(12345);
-        r.sha256 = Some("ab".repeat(32));
-        r.file = Some("r1.webm.sealed".into());
-        r.tracks = vec![TrackSummary {
-            slot: Slot::KioskCamera,
-            codec: "vp8".into(),
-            frames: 1800,
-            dropped_frames: 0,
-        }];
-        store.save_recording(&r).await.expect("finish");
-        store
-            .save_recording(&row("r2", "c2", 2_000))
-            .await
-            .expect("other centre");
-        assert_eq!(store.recording("r1").await.expect("get"), Some(r.clone()));
-        let listed = store
-            .recordings(&RecordingQuery {
-                centre_id: "c1".into(),
-                limit: 10,
-                ..RecordingQuery::default()
-            })
-            .await
-            .expect("list");
-        assert_eq!(
-            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["r1"]
-        );
-        assert_eq!(
-            store
-                .recordings_started_before(1_001, 10)
-                .await
-                .expect("due")
-                .len(),
-            1,
-            "only finished recordings are due"
-        );
-        let audit = RecordingAccess {
-            at_ms: 5_000,
-            actor: "system:retention".into(),
-            action: AccessAction::Purge,
-            recording_id: Some("r1".into()),
-            centre_id: Some("c1".into()),
-            detail: "retention 180 days".into(),
-        };
-        store.mark_purged("r1", &audit).await.expect("purge");
-        let purged = store.recording("r1").await.expect("get").expect("kept");
-        assert_eq!(purged.state, RecordingState::Purged);
-        assert_eq!(purged.file, None);
-        assert_eq!(
-            store.recording_audit(Some("r1"), 10).await.expect("audit"),
-            vec![audit]
-        );
-    }
-
-    #[tokio::test]
-    async fn the_access_trail_cannot_be_changed() {
-        let store = SqliteStore::in_memory().await.expect("store");
-        store
-            .audit_recording_access(&RecordingAccess {
-                at_ms: 1,
-                actor: "clerk-boss".into(),
-                action: AccessAction::Play,
-                recording_id: Some("r1".into()),
-                centre_id: Some("c1".into()),
-                detail: String::new(),
-            })
-            .await
-            .expect("audit");
-        assert!(
-            sqlx::query("DELETE FROM recording_access")
-                .execute(store.pool())
-                .await
-                .is_err()
-        );
-        assert!(
-            sqlx::query("UPDATE recording_access SET actor = 'x'")
-                .execute(store.pool())
-                .await
-                .is_err()
-        );
     }
 }

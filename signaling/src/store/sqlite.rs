@@ -82,7 +82,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
 
 /// A `clerks` row as stored.
 #[derive(sqlx::FromRow)]
-struct ClerkRow {
+pub(crate) struct ClerkRow {
     id: String,
     centre_id: String,
     username: String,
@@ -110,7 +110,7 @@ impl TryFrom<ClerkRow> for Clerk {
 
 /// A `devices` row as stored.
 #[derive(sqlx::FromRow)]
-struct DeviceRow {
+pub(crate) struct DeviceRow {
     id: String,
     centre_id: String,
     extension_point_id: Option<String>,
@@ -136,9 +136,10 @@ impl TryFrom<DeviceRow> for Device {
     }
 }
 
-/// A `windows` row with its categories (`group_concat`, comma separated).
+/// A `windows` row with its categories (comma separated). The row types here decode rows of
+/// both stores: the PostgreSQL schema has the same columns and types.
 #[derive(sqlx::FromRow)]
-struct WindowRow {
+pub(crate) struct WindowRow {
     id: String,
     centre_id: String,
     name: String,
@@ -174,7 +175,7 @@ impl TryFrom<WindowRow> for WindowRecord {
 
 /// An `extension_points` row as stored.
 #[derive(sqlx::FromRow)]
-struct ExtensionPointRow {
+pub(crate) struct ExtensionPointRow {
     id: String,
     centre_id: String,
     name: String,
@@ -206,7 +207,7 @@ impl TryFrom<ExtensionPointRow> for ExtensionPoint {
     }
 }
 
-fn channel_str(c: TicketChannel) -> &'static str {
+pub(crate) fn channel_str(c: TicketChannel) -> &'static str {
     match c {
         TicketChannel::OnSite => "on_site",
         TicketChannel::Remote => "remote",
@@ -215,7 +216,7 @@ fn channel_str(c: TicketChannel) -> &'static str {
 
 /// A `tickets` row as stored.
 #[derive(sqlx::FromRow)]
-struct TicketRow {
+pub(crate) struct TicketRow {
     id: String,
     centre_id: String,
     service_day: i64,

@@ -19,6 +19,8 @@ use signaling::domain::{
 use signaling::http::{AppState, Listeners};
 use signaling::relay::{Relay, Stores};
 use signaling::store::Store;
+use signaling::store::postgres::PgStore;
+use signaling::store::private_postgres::PrivatePostgres;
 use signaling::store::sqlite::SqliteStore;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,13 +30,61 @@ pub const PASSWORD: &str = "correct-horse-1";
 pub const KIOSK_SECRET: &str = "kiosk-secret-a";
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// The production relay ([`Relay::start`]) on a seeded SQLite store in a temporary directory.
-pub struct TestRelay {
+/// The production relay ([`Relay::start`]) on a seeded store: SQLite in a temporary directory
+/// (the default), or a fresh PostgreSQL database ([`TestRelay::start_on_postgres`]).
+pub struct TestRelay<S = SqliteStore> {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub store: SqliteStore,
+    pub store: S,
     pub dir: tempfile::TempDir,
     relay: Relay,
+}
+
+impl TestRelay<PgStore> {
+    /// The relay on a fresh database of the test binary's private PostgreSQL server, every
+    /// store on it (`store.url` set, as in production).
+    pub async fn start_on_postgres() -> Self {
+        let url = PrivatePostgres::fresh_database()
+            .await
+            .expect("a private PostgreSQL server (Debian package postgresql)");
+        Self::start_on_database(&url).await
+    }
+
+    /// The relay on the PostgreSQL database at `url` (seeded again: seeding is idempotent).
+    pub async fn start_on_database(url: &str) -> Self {
+        signaling::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.listen = None;
+        config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.store.data_dir = dir.path().to_path_buf();
+        config.store.url = Some(url.to_owned());
+        config.validate().expect("valid test configuration");
+        let store = PgStore::connect(url, config.store.durability)
+            .await
+            .expect("postgres store");
+        seed(&store).await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let relay = Relay::start(
+            config,
+            Stores::postgres(&store),
+            Arc::new(SystemClock),
+            Listeners {
+                tls: None,
+                dev_http: Some(listener),
+            },
+        )
+        .await
+        .expect("the relay starts");
+        Self {
+            addr,
+            state: relay.state.clone(),
+            store,
+            dir,
+            relay,
+        }
+    }
 }
 
 impl TestRelay {
@@ -75,7 +125,9 @@ impl TestRelay {
             relay,
         }
     }
+}
 
+impl<S> TestRelay<S> {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -131,7 +183,7 @@ impl TestRelay {
 /// supervisor), registrar (registry operator); extension point p1 with kiosks k1, k2 and a
 /// disabled kiosk k-off; a ticket machine tm1. Centre "c2": category civil2, window w2, clerk
 /// other, kiosk k9 at point p9.
-pub async fn seed(store: &SqliteStore) {
+pub async fn seed(store: &dyn Store) {
     let now = SystemClock.now_ms();
     for (id, name) in [("c1", "第一受理中心"), ("c2", "第二受理中心")] {
         store

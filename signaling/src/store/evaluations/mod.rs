@@ -243,4 +243,5 @@ macro_rules! followup_columns {
     };
 }
 
+mod postgres;
 mod sqlite;

@@ -11,7 +11,7 @@ use super::*;
 
 /// An `evaluations` row's record columns as stored.
 #[derive(sqlx::FromRow)]
-struct EvaluationRow {
+pub(super) struct EvaluationRow {
     id: String,
     ticket_id: String,
     ticket_number: String,
@@ -80,7 +80,7 @@ impl TryFrom<EvaluationRow> for EvaluationRecord {
 
 /// An `evaluations` row: the record and its forwarding state.
 #[derive(sqlx::FromRow)]
-struct StoredRow {
+pub(super) struct StoredRow {
     #[sqlx(flatten)]
     record: EvaluationRow,
     forward_state: String,
@@ -109,7 +109,7 @@ impl TryFrom<StoredRow> for StoredEvaluation {
 
 /// An `evaluation_followups` row as stored.
 #[derive(sqlx::FromRow)]
-struct FollowUpRow {
+pub(super) struct FollowUpRow {
     evaluation_id: String,
     centre_id: String,
     opened_ms: i64,
@@ -153,16 +153,16 @@ impl TryFrom<FollowUpRow> for FollowUp {
 
 /// A follow-up joined with its evaluation (both read `centre_id`: the follow-up's).
 #[derive(sqlx::FromRow)]
-struct FollowUpWithRecordRow {
+pub(super) struct FollowUpWithRecordRow {
     #[sqlx(flatten)]
-    followup: FollowUpRow,
+    pub(super) followup: FollowUpRow,
     #[sqlx(flatten)]
-    record: EvaluationRow,
+    pub(super) record: EvaluationRow,
 }
 
 /// An `evaluation_sessions` row: the session and when it ended.
 #[derive(sqlx::FromRow)]
-struct SessionRow {
+pub(super) struct SessionRow {
     ticket_id: String,
     ticket_number: String,
     centre_id: String,
@@ -192,7 +192,7 @@ impl From<SessionRow> for (Session, i64) {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 

@@ -165,6 +165,7 @@ pub trait RegistryStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<InspectionRecord>>;
 }
 
+mod postgres;
 mod sqlite;
 
 /// Stands in until the relay's store is attached ([`crate::http::AppState::with_registry`]):

@@ -15,7 +15,7 @@ use sqlx::{Sqlite, Transaction};
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
@@ -25,7 +25,7 @@ fn from_wire<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult
 
 /// A `registry_counters` row as stored.
 #[derive(sqlx::FromRow)]
-struct CounterRow {
+pub(super) struct CounterRow {
     id: String,
     centre_id: String,
     state: String,
@@ -82,7 +82,7 @@ impl TryFrom<CounterRow> for Counter {
 
 /// A `registry_events` row as stored.
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(super) struct EventRow {
     id: i64,
     counter_id: String,
     centre_id: String,
@@ -125,7 +125,7 @@ impl TryFrom<EventRow> for RegistryEvent {
 
 /// An `inspections` row as stored.
 #[derive(sqlx::FromRow)]
-struct InspectionRow {
+pub(super) struct InspectionRow {
     id: i64,
     device_id: String,
     extension_point_id: String,
@@ -163,7 +163,7 @@ impl TryFrom<InspectionRow> for InspectionRecord {
 
 /// An extension point with its centre and registry state, as the health query reads it.
 #[derive(sqlx::FromRow)]
-struct StoredPointRow {
+pub(super) struct StoredPointRow {
     id: String,
     centre_id: String,
     centre_name: String,
@@ -199,7 +199,7 @@ impl TryFrom<StoredPointRow> for PointRow {
 
 /// A `device_status` row as stored.
 #[derive(sqlx::FromRow)]
-struct StoredStatusRow {
+pub(super) struct StoredStatusRow {
     device_id: String,
     kind: String,
     status: String,
