@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod evaluation;
 pub mod http;
+pub mod login_guard;
 pub mod media;
 pub mod metrics;
 pub mod queue;

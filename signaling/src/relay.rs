@@ -174,7 +174,14 @@ impl Relay {
             metrics: metrics.clone(),
             clock: clock.clone(),
             shutdown: shutdown.clone(),
-            login_failures: Default::default(),
+            login_throttle: Arc::new(std::sync::Mutex::new(
+                crate::login_guard::LoginThrottle::new(config.auth.throttle_limits()),
+            )),
+            password_checks: Arc::new(crate::login_guard::PasswordChecks::new(
+                config.auth.max_concurrent_password_checks,
+                config.auth.max_waiting_password_checks,
+                PASSWORD_CHECK_WAIT,
+            )),
         };
 
         media
@@ -258,6 +265,9 @@ impl Relay {
         served
     }
 }
+
+/// How long a login may wait for a free password check before it is answered "busy".
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn purge_logins(state: AppState) {
     let mut tick = tokio::time::interval(LOGIN_PURGE_EVERY);

@@ -5,7 +5,9 @@
 //! bearer token). Devices present `device_id:secret` as a bearer token on HTTP, or in `hello`
 //! on their WebSocket.
 
-use axum::extract::{FromRequestParts, State};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
@@ -13,13 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::control::ClerkInfo;
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::{decoy_hash, new_token, token_hash, verify_device_secret, verify_secret};
 use crate::domain::{Clerk, Device, DeviceKind};
+use crate::login_guard::{ChecksBusy, LoginAttempt, Refusal};
 use crate::metrics::ClientKind;
+use crate::store::NewLogin;
 
 pub const SESSION_COOKIE: &str = "rvw_session";
 
@@ -51,50 +55,125 @@ pub fn clerk_info(c: &Clerk) -> ClerkInfo {
     }
 }
 
+/// The address a request came from, as the relay's listener saw it (no proxy headers are
+/// trusted). Unknown (unspecified) for requests that did not come through a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(SourceAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// The throttle's key for a username: case folded and bounded, so neither case variants nor
+/// a megabyte of name make a new or large entry.
+fn throttle_key(username: &str) -> String {
+    username
+        .chars()
+        .take(64)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Locked(wait) => ApiError::LockedOut {
+            minutes: wait.as_secs().div_ceil(60).max(1),
+        },
+        Refusal::InFlight => ApiError::TooManyAttempts,
+        Refusal::Busy => ApiError::Busy,
+    }
+}
+
+/// Checks a staff password. The attempt is reserved with the throttle *before* the slow
+/// check, so guesses sent together cannot pass the limit; the check runs with one of a few
+/// permits of its own; an unknown or disabled username is checked against a decoy hash so
+/// it costs (and takes) the same as a known one.
 pub async fn login(
     State(state): State<AppState>,
     listener: Option<Extension<Listener>>,
+    SourceAddress(source): SourceAddress,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let now = state.clock.now_ms();
     let username = req.username.trim().to_owned();
-    let limit = state.config.auth.max_login_failures_per_minute;
-    let failures = state
-        .login_failures
-        .lock()
-        .map(|mut w| w.count(&username, now))
-        .unwrap_or(0);
-    if failures >= limit {
-        state.metrics.auth_failure(ClientKind::Clerk);
-        return Err(ApiError::TooManyAttempts);
-    }
-    let clerk = state.store.clerk_by_username(&username).await?;
+    let attempt = match LoginAttempt::reserve(
+        &state.login_throttle,
+        &throttle_key(&username),
+        source,
+    ) {
+        Ok(a) => a,
+        Err(refusal) => {
+            state.metrics.auth_failure(ClientKind::Clerk);
+            warn!(username = ?username, %source, ?refusal, "login refused before the password check");
+            return Err(refused(refusal));
+        }
+    };
+    let clerk = match state.store.clerk_by_username(&username).await {
+        Ok(c) => c,
+        Err(e) => {
+            attempt.released();
+            return Err(e.into());
+        }
+    };
     let hash = clerk
         .as_ref()
         .filter(|c| c.active)
         .map_or_else(|| decoy_hash().to_owned(), |c| c.password_hash.clone());
     let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
+    let ok = match state
+        .password_checks
+        .run(move || verify_secret(&password, &hash))
         .await
-        .unwrap_or(false);
+    {
+        Ok(ok) => ok,
+        Err(ChecksBusy) => {
+            attempt.released();
+            warn!(username = ?username, %source, "login refused: password checks busy");
+            return Err(ApiError::Busy);
+        }
+    };
     let clerk = match clerk {
-        Some(c) if ok && c.active => c,
+        Some(c) if ok && c.active => {
+            attempt.succeeded();
+            c
+        }
         _ => {
-            if let Ok(mut w) = state.login_failures.lock() {
-                w.add(&username, now);
-            }
+            let outcome = attempt.failed();
             state.metrics.auth_failure(ClientKind::Clerk);
+            warn!(
+                username = ?username,
+                %source,
+                username_locked = outcome.username_locked,
+                address_locked = outcome.address_locked,
+                "login failed"
+            );
             return Err(ApiError::BadLogin);
         }
     };
+    let now = state.clock.now_ms();
     let token = new_token();
     let ttl_ms = i64::try_from(state.config.auth.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX);
     let expires_ms = now.saturating_add(ttl_ms);
+    let source_text = source.to_string();
     state
         .store
-        .create_login(&token_hash(&token), &clerk.id, now, expires_ms)
+        .create_login(&NewLogin {
+            token_hash: &token_hash(&token),
+            clerk_id: &clerk.id,
+            now_ms: now,
+            expires_ms,
+            source_address: &source_text,
+        })
         .await?;
-    info!(clerk = %clerk.id, "clerk logged in");
+    info!(clerk = %clerk.id, username = ?clerk.username, %source, "clerk logged in");
     let secure = listener.is_some_and(|Extension(l)| l.tls);
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -152,6 +231,11 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// How long a login may go unused, in milliseconds.
+pub fn idle_ms(auth: &crate::config::AuthConfig) -> i64 {
+    i64::try_from(auth.session_idle_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX)
+}
+
 /// A logged-in clerk (any role).
 pub struct AuthClerk(pub Clerk);
 
@@ -161,7 +245,12 @@ impl FromRequestParts<AppState> for AuthClerk {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = login_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
         let now = state.clock.now_ms();
-        match state.store.login_clerk(&token_hash(&token), now).await? {
+        let idle_ms = idle_ms(&state.config.auth);
+        match state
+            .store
+            .login_clerk(&token_hash(&token), now, idle_ms)
+            .await?
+        {
             Some(clerk) => Ok(AuthClerk(clerk)),
             None => {
                 state.metrics.auth_failure(ClientKind::Clerk);

@@ -14,6 +14,7 @@ pub mod kiosk_ws;
 pub mod recordings;
 pub mod registry;
 pub mod selftest;
+pub mod staff;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(registry::routes())
         .merge(evaluations::routes())
         .merge(selftest::routes())
+        .merge(staff::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             SECURITY_HEADERS,

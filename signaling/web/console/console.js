@@ -121,6 +121,14 @@ function connect() {
     setLink("off");
     for (const [, p] of app.pending) p.reject(new Error("连接已断开"));
     app.pending.clear();
+    if (ev.code === 4001) {
+      // The relay ended this login (logout elsewhere, password change, account disabled,
+      // timeout): say so and ask for a new login instead of reconnecting.
+      app.centre = null;
+      $("login-error").textContent = ev.reason || "登录已结束，请重新登录";
+      show("login-view");
+      return;
+    }
     if (ev.code === 1008 && !app.centre) {
       // Refused before welcome: the login is no longer valid.
       show("login-view");
