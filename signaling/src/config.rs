@@ -57,6 +57,7 @@ pub struct Config {
     pub evaluation: crate::evaluation::config::EvaluationSection,
     pub registry: crate::registry::config::RegistrySection,
     pub alerts: crate::registry::config::AlertsSection,
+    pub audit: crate::audit::syslog::AuditSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -422,6 +423,9 @@ impl Config {
                 message,
             })?;
         self.alerts
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.audit
             .check()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         let s = &self.server;

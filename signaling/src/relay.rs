@@ -47,6 +47,8 @@ pub struct Stores {
     pub recordings: Arc<dyn RecordingStore>,
     pub evaluations: Arc<dyn EvaluationStore>,
     pub registry: Arc<dyn RegistryStore>,
+    /// The database the audit trail is kept in ([`crate::audit`]).
+    pub audit: sqlx::SqlitePool,
 }
 
 impl Stores {
@@ -57,6 +59,7 @@ impl Stores {
             recordings: Arc::new(store.clone()),
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
+            audit: store.pool().clone(),
         }
     }
 }
@@ -69,6 +72,8 @@ pub enum StartError {
     Media(#[from] crate::media::MediaError),
     #[error("starting the 好差评 service: {0}")]
     Evaluations(#[from] crate::evaluation::StartError),
+    #[error("starting the audit trail: {0}")]
+    Audit(String),
     #[error("preparing the listeners: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -160,7 +165,9 @@ impl Relay {
             registry.clone(),
         )));
 
+        let audit = crate::audit::Trail::new(stores.audit.clone(), clock.clone());
         let state = AppState {
+            audit: audit.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             config: config.clone(),
             store: stores.main.clone(),
@@ -206,6 +213,34 @@ impl Relay {
         tasks.spawn(switchboard.run_deadlines(shutdown.clone()));
         crate::registry::alert_task::spawn(&state, &tasks);
         tasks.spawn(purge_logins(state.clone()));
+        if let Some(target) = config.audit.syslog.as_deref() {
+            let target = crate::audit::syslog::Target::parse(target)
+                .map_err(|e| StartError::Audit(format!("audit.syslog: {e}")))?;
+            let counters = Arc::new(crate::audit::syslog::ShipCounters::default());
+            let c = counters.clone();
+            metrics.register_collector(SnapshotCounters::new("audit shipping", move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                vec![
+                    (
+                        "audit_rows_shipped",
+                        "Audit trail rows sent to syslog",
+                        c.shipped.load(Relaxed),
+                    ),
+                    (
+                        "audit_ship_failures",
+                        "Failed attempts to send audit trail rows to syslog (retried)",
+                        c.failures.load(Relaxed),
+                    ),
+                ]
+            }));
+            tasks.spawn(crate::audit::syslog::run(
+                audit,
+                target,
+                Duration::from_millis(config.audit.ship_every_ms),
+                counters,
+                shutdown.clone(),
+            ));
+        }
 
         let addresses = Addresses {
             https: listeners

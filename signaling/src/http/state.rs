@@ -34,6 +34,8 @@ pub struct AppState {
     /// 远程受理柜台维护, kiosk health and inspection records.
     pub registry: Arc<crate::registry::Registry>,
     pub metrics: Arc<Metrics>,
+    /// The hash-chained audit trail: record logins, administrative actions and reveals here.
+    pub audit: crate::audit::Trail,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,

@@ -304,10 +304,8 @@ impl TryFrom<AccessRow> for RecordingAccess {
     }
 }
 
-async fn insert_access<'e, E>(executor: E, a: &RecordingAccess) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
+/// Writes the access row and its audit-trail row; `conn` must be in a transaction.
+async fn insert_access(conn: &mut sqlx::SqliteConnection, a: &RecordingAccess) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO recording_access (at_ms, actor, action, recording_id, centre_id, detail)
          VALUES (?,?,?,?,?,?)",
@@ -318,7 +316,29 @@ where
     .bind(&a.recording_id)
     .bind(&a.centre_id)
     .bind(&a.detail)
-    .execute(executor)
+    .execute(&mut *conn)
+    .await?;
+    let subject = match (&a.recording_id, &a.centre_id) {
+        (Some(r), _) => format!("recording:{r}"),
+        (None, Some(c)) => format!("centre:{c}"),
+        (None, None) => String::new(),
+    };
+    let actor = if a.actor.contains(':') {
+        a.actor.clone()
+    } else {
+        format!("clerk:{}", a.actor)
+    };
+    crate::audit::append(
+        conn,
+        &crate::audit::Entry::new(
+            a.at_ms,
+            &format!("{}.{}", crate::audit::kind::RECORDING, a.action.as_str()),
+            &actor,
+            None,
+            &subject,
+            &a.detail,
+        ),
+    )
     .await?;
     Ok(())
 }
@@ -441,13 +461,16 @@ impl RecordingStore for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_access(&mut *tx, audit).await?;
+        insert_access(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn audit_recording_access(&self, access: &RecordingAccess) -> StoreResult<()> {
-        insert_access(self.pool(), access).await
+        let mut tx = self.pool().begin().await?;
+        insert_access(&mut tx, access).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn recording_audit(
