@@ -17,6 +17,7 @@ pub mod http;
 pub mod login_guard;
 pub mod media;
 pub mod metrics;
+pub mod password_policy;
 pub mod queue;
 pub mod recorder;
 pub mod registry;

@@ -357,6 +357,16 @@ impl PasswordChecks {
     where
         F: FnOnce() -> bool + Send + 'static,
     {
+        Ok(self.run_value(check).await?.unwrap_or(false))
+    }
+
+    /// Runs `work` (argon2 hashing or checking) on a blocking thread once a permit is free;
+    /// `None` if the work panicked.
+    pub async fn run_value<F, T>(&self, work: F) -> Result<Option<T>, ChecksBusy>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -373,12 +383,12 @@ impl PasswordChecks {
         let task = tokio::task::spawn_blocking(move || {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            let ok = check();
+            let value = work();
             running.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
-            ok
+            value
         });
-        Ok(task.await.unwrap_or(false))
+        Ok(task.await.ok())
     }
 
     /// Checks running now.

@@ -65,7 +65,8 @@ enum Command {
     AddCategory(admin::CategoryArgs),
     /// Create or update a window (窗口) of a centre.
     AddWindow(admin::WindowArgs),
-    /// Create or update a staff account; the password is read from RELAY_PASSWORD or stdin.
+    /// Create or update a staff account; the password is read from --password-file or asked
+    /// for on standard input, and must be changed at first login.
     AddClerk(admin::ClerkArgs),
     /// Create or update an extension point (延伸点).
     AddExtensionPoint(admin::ExtensionPointArgs),

@@ -19,7 +19,6 @@ fn relay(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .args(["--set", "server.tls.self_signed=true"])
         .args(args)
-        .env("RELAY_PASSWORD", "correct horse battery staple")
         .output()
         .expect("run relay")
 }
@@ -182,6 +181,9 @@ async fn an_inserted_row_is_reported() {
 #[tokio::test]
 async fn cli_administration_is_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let password_file = dir.path().join("new-password");
+    std::fs::write(&password_file, "correct horse battery staple\n").expect("password file");
+    let password_file = password_file.to_str().expect("utf-8 path");
     let out = relay(
         dir.path(),
         &["add-centre", "--id", "c1", "--name", "徐汇区中心"],
@@ -203,6 +205,8 @@ async fn cli_administration_is_recorded() {
             "Sup",
             "--roles",
             "supervisor",
+            "--password-file",
+            password_file,
         ],
     );
     assert!(

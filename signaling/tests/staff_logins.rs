@@ -289,11 +289,7 @@ async fn a_staff_member_sees_and_ends_their_own_sessions() {
         .await
         .expect("delete");
     assert_eq!(r.status(), 200);
-    let me = |token: String| {
-        http.get(relay.url("/api/v1/me"))
-            .bearer_auth(token)
-            .send()
-    };
+    let me = |token: String| http.get(relay.url("/api/v1/me")).bearer_auth(token).send();
     assert_eq!(me(laptop).await.expect("me").status(), 401);
     assert_eq!(me(desk).await.expect("me").status(), 200);
     relay.stop().await;
@@ -335,5 +331,104 @@ async fn an_idle_login_expires() {
             .expect("store")
             .is_none()
     );
+    relay.stop().await;
+}
+
+async fn change_password(relay: &TestRelay, token: &str, current: &str, new: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(relay.url("/api/v1/password"))
+        .bearer_auth(token)
+        .json(&json!({"current_password": current, "new_password": new}))
+        .send()
+        .await
+        .expect("password change");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A password set by an administrator (a new account, a reset) works only to choose a new one;
+/// a weak or common new password is refused with a message the clerk understands.
+#[tokio::test]
+async fn a_password_set_by_someone_else_must_be_changed_first() {
+    use signaling::store::Store;
+    let relay = TestRelay::start().await;
+    relay
+        .store
+        .require_password_change("id-clerk-a")
+        .await
+        .expect("store");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(relay.url("/api/v1/login"))
+        .json(&login_body("clerk-a", PASSWORD))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["must_change_password"], true);
+    let token = body["token"].as_str().expect("token").to_owned();
+    // The login opens nothing else: not the API, not the console.
+    let me = http
+        .get(relay.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 401);
+    assert!(
+        Client::try_connect(&relay.ws_url("/ws/clerk"), Some(&token), None)
+            .await
+            .is_err()
+    );
+    let (status, body) = change_password(&relay, &token, PASSWORD, "short").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("12"),
+        "{body}"
+    );
+    let (status, body) = change_password(&relay, &token, PASSWORD, "Password1234").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("常见"),
+        "{body}"
+    );
+    let (status, _) = change_password(&relay, &token, "wrong-current-pw", "tide-lantern-42").await;
+    assert_eq!(status, 401);
+    let (status, _) = change_password(&relay, &token, PASSWORD, "tide-lantern-42").await;
+    assert_eq!(status, 200);
+    // The old login has ended; the new password logs in fully.
+    assert_eq!(
+        http.get(relay.url("/api/v1/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("me")
+            .status(),
+        401
+    );
+    let body: Value = http
+        .post(relay.url("/api/v1/login"))
+        .json(&login_body("clerk-a", "tide-lantern-42"))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["must_change_password"], false);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn changing_the_password_closes_every_open_console() {
+    let relay = TestRelay::start().await;
+    let mut console = relay.clerk("clerk-a").await;
+    let other_device = relay.login("clerk-a").await;
+    let (status, _) = change_password(&relay, &other_device, PASSWORD, "tide-lantern-42").await;
+    assert_eq!(status, 200);
+    let (code, reason) = close_frame(&mut console).await;
+    assert_eq!(code, 4001);
+    assert!(reason.contains("改密"), "{reason}");
     relay.stop().await;
 }

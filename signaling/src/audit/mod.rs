@@ -38,6 +38,9 @@ pub mod kind {
     pub const LOGIN_OK: &str = "login.ok";
     pub const LOGIN_FAILED: &str = "login.failed";
     pub const LOGOUT: &str = "logout";
+    /// A staff member ended one of their own sessions.
+    pub const SESSION_ENDED: &str = "session.ended";
+    pub const PASSWORD_CHANGED: &str = "password.changed";
     pub const CASE: &str = "case";
     pub const RECORDING: &str = "recording";
     pub const REGISTRY: &str = "registry";

@@ -15,14 +15,18 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::control::ClerkInfo;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{decoy_hash, new_token, token_hash, verify_device_secret, verify_secret};
+use crate::audit::kind;
+use crate::auth::{
+    decoy_hash, hash_secret, new_token, token_hash, verify_device_secret, verify_secret,
+};
 use crate::domain::{Clerk, Device, DeviceKind};
 use crate::login_guard::{ChecksBusy, LoginAttempt, Refusal};
 use crate::metrics::ClientKind;
+use crate::password_policy;
 use crate::store::NewLogin;
 
 pub const SESSION_COOKIE: &str = "rvw_session";
@@ -44,6 +48,9 @@ pub struct LoginResponse {
     pub token: String,
     pub expires_ms: i64,
     pub clerk: ClerkInfo,
+    /// The password was set by someone else: this login may only change it
+    /// (`POST /api/v1/password`).
+    pub must_change_password: bool,
 }
 
 pub fn clerk_info(c: &Clerk) -> ClerkInfo {
@@ -112,7 +119,9 @@ pub async fn login(
         Ok(a) => a,
         Err(refusal) => {
             state.metrics.auth_failure(ClientKind::Clerk);
-            warn!(username = ?username, %source, ?refusal, "login refused before the password check");
+            // Not audited one by one: refusals cost nothing and would let a flood fill the
+            // trail. The failures that led to a lockout are audited.
+            debug!(username = ?username, %source, ?refusal, "login refused before the password check");
             return Err(refused(refusal));
         }
     };
@@ -155,6 +164,21 @@ pub async fn login(
                 address_locked = outcome.address_locked,
                 "login failed"
             );
+            let detail = match (outcome.username_locked, outcome.address_locked) {
+                (true, true) => "wrong password; username and address locked out",
+                (true, false) => "wrong password; username locked out",
+                (false, true) => "wrong password; address locked out",
+                (false, false) => "wrong password or unknown user",
+            };
+            audit(
+                &state,
+                kind::LOGIN_FAILED,
+                &username,
+                Some(source),
+                &format!("clerk:{username}"),
+                detail,
+            )
+            .await;
             return Err(ApiError::BadLogin);
         }
     };
@@ -163,6 +187,7 @@ pub async fn login(
     let ttl_ms = i64::try_from(state.config.auth.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX);
     let expires_ms = now.saturating_add(ttl_ms);
     let source_text = source.to_string();
+    let must_change_password = state.store.must_change_password(&clerk.id).await?;
     state
         .store
         .create_login(&NewLogin {
@@ -171,9 +196,19 @@ pub async fn login(
             now_ms: now,
             expires_ms,
             source_address: &source_text,
+            password_change_only: must_change_password,
         })
         .await?;
     info!(clerk = %clerk.id, username = ?clerk.username, %source, "clerk logged in");
+    audit(
+        &state,
+        kind::LOGIN_OK,
+        &format!("clerk:{}", clerk.id),
+        Some(source),
+        &format!("clerk:{}", clerk.username),
+        "",
+    )
+    .await;
     let secure = listener.is_some_and(|Extension(l)| l.tls);
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -184,16 +219,138 @@ pub async fn login(
         token,
         expires_ms,
         clerk: clerk_info(&clerk),
+        must_change_password,
     };
     Ok(([(SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// A staff member changes their own password (required after a password someone else set).
+/// The current password is checked like a login (throttled, bounded); the new one must pass
+/// [`crate::password_policy`]. Every login of the clerk ends, this one included: the console
+/// asks for a login with the new password.
+pub async fn change_password(
+    State(state): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    headers: HeaderMap,
+    Json(req): Json<PasswordChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = login_token(&headers).ok_or(ApiError::Unauthenticated)?;
+    let clerk = state
+        .store
+        .password_change_login(
+            &token_hash(&token),
+            state.clock.now_ms(),
+            idle_ms(&state.config.auth),
+        )
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    password_policy::check(&req.new_password, &clerk.username)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if req.new_password == req.current_password {
+        return Err(ApiError::BadRequest(
+            "新密码不能与当前密码相同 / the new password must differ from the current one".into(),
+        ));
+    }
+    let attempt = LoginAttempt::reserve(
+        &state.login_throttle,
+        &throttle_key(&clerk.username),
+        source,
+    )
+    .map_err(refused)?;
+    let (current, stored) = (req.current_password, clerk.password_hash.clone());
+    let Ok(ok) = state
+        .password_checks
+        .run(move || verify_secret(&current, &stored))
+        .await
+    else {
+        attempt.released();
+        return Err(ApiError::Busy);
+    };
+    if !ok {
+        attempt.failed();
+        state.metrics.auth_failure(ClientKind::Clerk);
+        audit(
+            &state,
+            kind::LOGIN_FAILED,
+            &format!("clerk:{}", clerk.id),
+            Some(source),
+            &format!("clerk:{}", clerk.username),
+            "wrong current password when changing it",
+        )
+        .await;
+        return Err(ApiError::BadLogin);
+    }
+    attempt.succeeded();
+    let new = req.new_password;
+    let hashed = state
+        .password_checks
+        .run_value(move || hash_secret(&new).ok())
+        .await
+        .map_err(|_| ApiError::Busy)?
+        .flatten()
+        .ok_or_else(|| ApiError::Internal("password hashing failed".into()))?;
+    state.store.set_own_password(&clerk.id, &hashed).await?;
+    info!(clerk = %clerk.id, %source, "password changed; every login of the clerk ended");
+    audit(
+        &state,
+        kind::PASSWORD_CHANGED,
+        &format!("clerk:{}", clerk.id),
+        Some(source),
+        &format!("clerk:{}", clerk.username),
+        "every session ended",
+    )
+    .await;
+    Ok(Json(serde_json::json!({"ok": true, "relogin": true})))
+}
+
+/// Writes one row of the audit trail; a failure to write is logged as an error (the action
+/// itself has already happened and is not undone).
+pub async fn audit(
+    state: &AppState,
+    kind: &str,
+    actor: &str,
+    source: Option<IpAddr>,
+    subject: &str,
+    detail: &str,
+) {
+    if let Err(e) = state
+        .audit
+        .record(kind, actor, source, subject, detail)
+        .await
+    {
+        error!(error = %e, kind, "could not write the audit trail");
+    }
+}
+
 pub async fn logout(
     State(state): State<AppState>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(token) = login_token(&headers) {
-        state.store.delete_login(&token_hash(&token)).await?;
+        let hash = token_hash(&token);
+        let who = state
+            .store
+            .login_clerk(&hash, state.clock.now_ms(), idle_ms(&state.config.auth))
+            .await?;
+        state.store.delete_login(&hash).await?;
+        if let Some(clerk) = who {
+            audit(
+                &state,
+                kind::LOGOUT,
+                &format!("clerk:{}", clerk.id),
+                Some(source),
+                &format!("clerk:{}", clerk.username),
+                "",
+            )
+            .await;
+        }
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((

@@ -50,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{app}/{file}", get(assets::file))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/password", post(auth::change_password))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/queue", get(tickets::queue))
         .route("/api/v1/tickets", post(tickets::issue))

@@ -9,10 +9,11 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tracing::info;
 
-use super::auth::{AuthClerk, idle_ms, login_token};
+use super::auth::{AuthClerk, SourceAddress, audit, idle_ms, login_token};
 use super::error::ApiError;
 use super::evaluations::AuthSupervisor;
 use super::state::AppState;
+use crate::audit::kind;
 use crate::auth::token_hash;
 use crate::domain::Role;
 use crate::store::LoginRecord;
@@ -57,12 +58,22 @@ async fn my_sessions(
 async fn end_my_session(
     State(state): State<AppState>,
     AuthClerk(clerk): AuthClerk,
+    SourceAddress(source): SourceAddress,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.store.delete_clerk_login(&clerk.id, &id).await? {
         return Err(ApiError::NotFound);
     }
     info!(clerk = %clerk.id, "staff member ended one of their sessions");
+    audit(
+        &state,
+        kind::SESSION_ENDED,
+        &format!("clerk:{}", clerk.id),
+        Some(source),
+        &format!("clerk:{}", clerk.username),
+        "ended one of their own sessions",
+    )
+    .await;
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -71,6 +82,7 @@ async fn end_my_session(
 async fn disable_clerk(
     State(state): State<AppState>,
     AuthSupervisor(supervisor): AuthSupervisor,
+    SourceAddress(source): SourceAddress,
     Path(username): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(mut target) = state.store.clerk_by_username(&username).await? else {
@@ -94,5 +106,14 @@ async fn disable_clerk(
         sessions_ended = ended,
         "supervisor disabled a staff account"
     );
+    audit(
+        &state,
+        kind::ADMIN,
+        &format!("clerk:{}", supervisor.id),
+        Some(source),
+        &format!("clerk:{}", target.username),
+        &format!("account disabled; {ended} sessions ended"),
+    )
+    .await;
     Ok(Json(serde_json::json!({"ok": true})))
 }

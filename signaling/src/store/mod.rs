@@ -70,6 +70,8 @@ pub struct NewLogin<'a> {
     pub expires_ms: i64,
     /// The address the login came from, as the relay saw it.
     pub source_address: &'a str,
+    /// The login may only change the password (one set by someone else).
+    pub password_change_only: bool,
 }
 
 /// A live login as its owner sees it in their list of sessions.
@@ -109,6 +111,19 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         idle_ms: i64,
     ) -> StoreResult<Option<Clerk>>;
+    /// Like [`Store::login_clerk`], but also finds logins that may only change the password.
+    async fn password_change_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>>;
+    /// Whether the clerk must change their password before doing anything else.
+    async fn must_change_password(&self, clerk_id: &str) -> StoreResult<bool>;
+    /// Marks a password as set by someone else: it must be changed at the next login.
+    async fn require_password_change(&self, clerk_id: &str) -> StoreResult<()>;
+    /// Sets a password the clerk chose, clears the change requirement and ends every login.
+    async fn set_own_password(&self, clerk_id: &str, password_hash: &str) -> StoreResult<()>;
     async fn delete_login(&self, token_hash: &str) -> StoreResult<()>;
     /// A clerk's live logins, newest first.
     async fn clerk_logins(

@@ -332,6 +332,43 @@ async fn upsert_ticket(tx: &mut Transaction<'_, Sqlite>, t: &Ticket) -> StoreRes
     Ok(())
 }
 
+impl SqliteStore {
+    /// The clerk behind a live login (see [`Store::login_clerk`]); `change_only` also accepts
+    /// logins that may only change the password.
+    async fn live_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        change_only: bool,
+    ) -> StoreResult<Option<Clerk>> {
+        let idle_cutoff = now_ms.saturating_sub(idle_ms);
+        let row: Option<ClerkRow> = sqlx::query_as(
+            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
+             WHERE s.token_hash = ? AND s.expires_ms > ? AND s.last_seen_ms > ?
+               AND c.active = 1 AND (s.password_change_only = 0 OR ?)",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .bind(idle_cutoff)
+        .bind(change_only)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query(
+                "UPDATE clerk_sessions SET last_seen_ms = ?
+                 WHERE token_hash = ? AND last_seen_ms < ?",
+            )
+            .bind(now_ms)
+            .bind(token_hash)
+            .bind(now_ms.saturating_sub(LAST_SEEN_GRANULARITY_MS))
+            .execute(&self.pool)
+            .await?;
+        }
+        row.map(Clerk::try_from).transpose()
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn centres(&self) -> StoreResult<Vec<Centre>> {
@@ -483,7 +520,7 @@ impl Store for SqliteStore {
     async fn create_login(&self, login: &NewLogin<'_>) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO clerk_sessions (token_hash, clerk_id, created_ms, expires_ms,
-                last_seen_ms, source_address) VALUES (?,?,?,?,?,?)",
+                last_seen_ms, source_address, password_change_only) VALUES (?,?,?,?,?,?,?)",
         )
         .bind(login.token_hash)
         .bind(login.clerk_id)
@@ -491,6 +528,7 @@ impl Store for SqliteStore {
         .bind(login.expires_ms)
         .bind(login.now_ms)
         .bind(login.source_address)
+        .bind(i64::from(login.password_change_only))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -502,29 +540,48 @@ impl Store for SqliteStore {
         now_ms: i64,
         idle_ms: i64,
     ) -> StoreResult<Option<Clerk>> {
-        let idle_cutoff = now_ms.saturating_sub(idle_ms);
-        let row: Option<ClerkRow> = sqlx::query_as(
-            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
-             WHERE s.token_hash = ? AND s.expires_ms > ? AND s.last_seen_ms > ?
-               AND c.active = 1",
-        )
-        .bind(token_hash)
-        .bind(now_ms)
-        .bind(idle_cutoff)
-        .fetch_optional(&self.pool)
-        .await?;
-        if row.is_some() {
-            sqlx::query(
-                "UPDATE clerk_sessions SET last_seen_ms = ?
-                 WHERE token_hash = ? AND last_seen_ms < ?",
-            )
-            .bind(now_ms)
-            .bind(token_hash)
-            .bind(now_ms.saturating_sub(LAST_SEEN_GRANULARITY_MS))
+        self.live_login(token_hash, now_ms, idle_ms, false).await
+    }
+
+    async fn password_change_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>> {
+        self.live_login(token_hash, now_ms, idle_ms, true).await
+    }
+
+    async fn must_change_password(&self, clerk_id: &str) -> StoreResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT must_change_password FROM clerks WHERE id = ?")
+                .bind(clerk_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some_and(|(m,)| m != 0))
+    }
+
+    async fn require_password_change(&self, clerk_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE clerks SET must_change_password = 1 WHERE id = ?")
+            .bind(clerk_id)
             .execute(&self.pool)
             .await?;
-        }
-        row.map(Clerk::try_from).transpose()
+        Ok(())
+    }
+
+    async fn set_own_password(&self, clerk_id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE clerks SET password_hash = ?, must_change_password = 0 WHERE id = ?")
+            .bind(password_hash)
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = ?")
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_login(&self, token_hash: &str) -> StoreResult<()> {
