@@ -83,7 +83,14 @@ async fn one_address_guessing_across_accounts_is_locked_out() {
     let attacker = reqwest::Client::new();
     let mut statuses = Vec::new();
     for i in 0..12 {
-        statuses.push(post_login(&attacker, &relay, &login_body(&format!("user{i}"), "x")).await);
+        statuses.push(
+            post_login(
+                &attacker,
+                &relay,
+                &login_body(&format!("user{i}"), "guess-Zq9"),
+            )
+            .await,
+        );
     }
     assert_eq!(statuses[..8], [401; 8], "{statuses:?}");
     assert_eq!(statuses[8..], [429; 4], "{statuses:?}");
@@ -95,6 +102,26 @@ async fn one_address_guessing_across_accounts_is_locked_out() {
     assert_eq!(
         post_login(&colleague, &relay, &login_body("clerk-a", PASSWORD)).await,
         200
+    );
+    // Each failure that reached the password check is in the audit trail with its source
+    // address, never with the password; refusals are not (a flood must not fill the trail).
+    let rows = relay.state.audit.last(100).await.expect("audit trail");
+    let failed: Vec<_> = rows.iter().filter(|r| r.kind == "login.failed").collect();
+    assert_eq!(failed.len(), 8, "{rows:?}");
+    assert!(failed.iter().all(|r| r.source == "127.0.0.1"));
+    assert!(
+        failed
+            .last()
+            .is_some_and(|r| r.detail.contains("address locked")),
+        "{failed:?}"
+    );
+    let ok: Vec<_> = rows.iter().filter(|r| r.kind == "login.ok").collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].source, "127.0.0.2");
+    assert!(
+        !rows
+            .iter()
+            .any(|r| format!("{r:?}").contains("guess-Zq9") || format!("{r:?}").contains(PASSWORD))
     );
     relay.stop().await;
 }
