@@ -40,6 +40,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
+    /// Connections that have not authenticated yet, per source address.
+    pub pending: Arc<super::pending::PendingSlots>,
     /// Cancelled when the relay shuts down: long-lived connections close politely.
     pub shutdown: CancellationToken,
     pub(crate) login_failures: Arc<Mutex<RateWindow>>,
