@@ -72,6 +72,12 @@ pub struct ServerConfig {
     pub dev_http_listen: Option<SocketAddr>,
     /// Seconds to let open connections finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// A separate plain-HTTP listener that serves only `/metrics`, for a scraper on the relay
+    /// host (e.g. `127.0.0.1:9464`). Unset: no such listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token that lets a scraper read `/metrics` on the main listener
+    /// (`Authorization: Bearer …`, at least 16 characters). Unset: `/metrics` there answers 404.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +88,8 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             dev_http_listen: None,
             shutdown_grace_secs: 10,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -161,6 +169,11 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Seconds a client has to complete `hello`.
     pub handshake_timeout_secs: u64,
+    /// Connections not yet authenticated (a kiosk before its `hello`) one source address may
+    /// hold at once (IPv6: per /64). Kiosks behind one NAT share it.
+    pub max_pending_per_source: u32,
+    /// Connections not yet authenticated, from all addresses together.
+    pub max_pending_connections: usize,
     /// Seconds without any frame after which a connection is considered dead.
     pub idle_timeout_secs: u64,
     /// Bad messages tolerated per minute before the connection is closed.
@@ -174,7 +187,9 @@ impl Default for LimitsConfig {
         Self {
             max_frame_bytes: protocol::control::MAX_FRAME_BYTES,
             max_connections: 5000,
-            handshake_timeout_secs: 10,
+            handshake_timeout_secs: 3,
+            max_pending_per_source: 32,
+            max_pending_connections: 512,
             idle_timeout_secs: 60,
             max_bad_messages_per_minute: 20,
             max_body_bytes: 1024 * 1024,
@@ -444,6 +459,12 @@ impl Config {
                 });
             }
         }
+        if s.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics_token",
+                message: "use at least 16 random characters".into(),
+            });
+        }
         if let Some(addr) = s.dev_http_listen
             && !addr.ip().is_loopback()
         {
@@ -458,6 +479,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "limits.max_frame_bytes",
                 message: "must be between 1 KiB and 16 MiB".into(),
+            });
+        }
+        if self.limits.max_pending_per_source == 0 || self.limits.max_pending_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_pending_connections",
+                message: "pending-connection limits must be at least 1".into(),
+            });
+        }
+        if self.limits.handshake_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.handshake_timeout_secs",
+                message: "must be at least 1".into(),
             });
         }
         if self.limits.max_connections == 0 {

@@ -342,11 +342,15 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     if let Some(a) = a.http {
         warn!(address = %a, "listening (INSECURE plain HTTP, development only)");
     }
+    if let Some(a) = a.metrics {
+        info!(address = %a, "serving /metrics");
+    }
     if let Some(path) = ready_file {
         let ready = serde_json::json!({
             "https": a.https.map(|a| a.to_string()),
             "http": a.http.map(|a| a.to_string()),
             "media_udp": a.media_udp.map(|a| a.to_string()),
+            "metrics": a.metrics.map(|a| a.to_string()),
             "pid": std::process::id(),
         });
         let tmp = path.with_extension("tmp");

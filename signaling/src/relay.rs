@@ -87,6 +87,8 @@ pub struct Addresses {
     pub http: Option<SocketAddr>,
     /// The SFU's UDP socket, when media is enabled.
     pub media_udp: Option<SocketAddr>,
+    /// The separate `/metrics` listener (`server.metrics_listen`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running relay. See the module documentation.
@@ -169,6 +171,10 @@ impl Relay {
         let state = AppState {
             audit: audit.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            pending: http::pending::PendingSlots::new(
+                config.limits.max_pending_per_source,
+                config.limits.max_pending_connections,
+            ),
             config: config.clone(),
             store: stores.main.clone(),
             hub,
@@ -254,7 +260,19 @@ impl Relay {
                 .map(std::net::TcpListener::local_addr)
                 .transpose()?,
             media_udp: media.sfu().map(|s| s.local_addr()),
+            metrics: None,
         };
+        let mut addresses = addresses;
+        if let Some(addr) = config.server.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            addresses.metrics = Some(listener.local_addr()?);
+            let state = state.clone();
+            tasks.spawn(async move {
+                if let Err(e) = http::serve_metrics(state, listener).await {
+                    error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let server = tokio::spawn(http::serve(state.clone(), listeners));
         Ok(Relay {
             state,

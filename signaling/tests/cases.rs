@@ -233,12 +233,7 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     assert_eq!(pdf.windows(10).filter(|w| w == b"/DCTDecode").count(), 2);
 
     // Operators see the uploads and the refusals on /metrics.
-    let metrics = reqwest::get(s.relay.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.relay.metrics().await;
     let counter = |name: &str| -> u64 {
         metrics
             .lines()

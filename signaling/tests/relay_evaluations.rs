@@ -405,12 +405,7 @@ async fn forwarding_retries_gives_up_into_a_dead_letter_and_can_be_sent_again() 
     assert_eq!(count.load(Ordering::SeqCst), 3);
     let (_, letters) = get(&relay, &boss, "/api/v1/supervisor/dead-letters").await;
     assert_eq!(letters.as_array().map(Vec::len), Some(0));
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("evaluations_dead_letters_total 1"),
         "{metrics}"

@@ -39,6 +39,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
+    /// Connections that have not authenticated yet, per source address.
+    pub pending: Arc<super::pending::PendingSlots>,
     /// Cancelled when the relay shuts down: long-lived connections close politely.
     pub shutdown: CancellationToken,
     /// Failed staff logins per username and source address.
