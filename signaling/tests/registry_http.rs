@@ -364,14 +364,7 @@ async fn every_field_problem_is_answered_beside_its_field() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["fields"][0]["field"], "device_id");
     // Refusals are counted.
-    let metrics = http()
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("relay_registry_invalid_forms_total 4"),
         "{metrics}"
@@ -525,14 +518,7 @@ async fn roles_and_centres_limit_who_sees_and_changes_what() {
     assert_eq!(r.status(), 403);
 
     // Denials are counted.
-    let metrics = http()
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(metrics.contains("relay_registry_denied_total"), "{metrics}");
     relay.stop().await;
 }

@@ -11,9 +11,11 @@ pub mod clerk_ws;
 pub mod error;
 pub mod evaluations;
 pub mod kiosk_ws;
+pub mod pending;
 pub mod recordings;
 pub mod registry;
 pub mod selftest;
+pub mod staff;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -49,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{app}/{file}", get(assets::file))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/password", post(auth::change_password))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/queue", get(tickets::queue))
         .route("/api/v1/tickets", post(tickets::issue))
@@ -61,16 +64,65 @@ pub fn app(state: AppState) -> Router {
         .merge(registry::routes())
         .merge(evaluations::routes())
         .merge(selftest::routes())
+        .merge(staff::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             SECURITY_HEADERS,
             security_headers,
         ))
+        .layer(middleware::map_response(strict_transport_security))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// HSTS on every answer: browsers that reached the relay over HTTPS keep to HTTPS for a year
+/// (RFC 6797; they ignore the header on the plain development listener).
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        header::HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
+/// Serves only `/metrics`, without authentication, on `listener` (the separate listener of
+/// `server.metrics_listen`, meant for loopback) until `state.shutdown`.
+pub async fn serve_metrics(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { render_metrics(&state) }),
+        )
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// `/metrics` on the main listener: only with the configured bearer token, otherwise as if it
+/// did not exist (queue lengths and failure counts are not for the internet).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match (&state.config.server.metrics_token, presented) {
+        (Some(token), Some(presented)) => {
+            crate::auth::verify_device_secret(presented, &crate::auth::hash_device_secret(token))
+        }
+        _ => false,
+    };
+    if !allowed {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    render_metrics(&state)
+}
+
+fn render_metrics(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,

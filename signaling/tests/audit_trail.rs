@@ -1,0 +1,329 @@
+//! The audit trail against someone with write access to the database: rows edited, deleted or
+//! inserted directly in SQLite (triggers dropped first, as such an attacker would) are found by
+//! `relay audit verify`, which names the first broken row. Administrative commands of the CLI
+//! leave rows, and the trail is shipped to syslog as JSON lines.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use signaling::audit::{Row, Trail};
+use signaling::clock::SystemClock;
+use signaling::store::sqlite::SqliteStore;
+use sqlx::sqlite::SqlitePool;
+
+fn relay(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--set", "server.tls.self_signed=true"])
+        .args(args)
+        .output()
+        .expect("run relay")
+}
+
+fn verify(data: &Path) -> (bool, String) {
+    let out = relay(data, &["audit", "verify"]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Five rows written through the trail, the way the relay writes them.
+async fn seeded() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).await.expect("open");
+    let trail = Trail::new(store.pool().clone(), Arc::new(SystemClock));
+    for i in 1..=5 {
+        trail
+            .record(
+                "case.revealed",
+                &format!("clerk:c{i}"),
+                Some([203, 0, 113, i].into()),
+                &format!("ticket:t{i}"),
+                "",
+            )
+            .await
+            .expect("record");
+    }
+    (dir, store)
+}
+
+async fn drop_triggers(pool: &SqlitePool) {
+    for drop in [
+        "DROP TRIGGER audit_log_no_update",
+        "DROP TRIGGER audit_log_no_delete",
+    ] {
+        sqlx::query(drop).execute(pool).await.expect("drop trigger");
+    }
+}
+
+#[tokio::test]
+async fn an_untouched_trail_verifies() {
+    let (dir, store) = seeded().await;
+    store.pool().close().await;
+    let (ok, out) = verify(dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("sound: 5 rows"), "{out}");
+}
+
+#[tokio::test]
+async fn the_triggers_refuse_edits_through_sql() {
+    let (_dir, store) = seeded().await;
+    assert!(
+        sqlx::query("UPDATE audit_log SET actor = 'x' WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_edited_row_is_reported() {
+    let (dir, store) = seeded().await;
+    drop_triggers(store.pool()).await;
+    sqlx::query("UPDATE audit_log SET actor = 'clerk:someone-else' WHERE seq = 3")
+        .execute(store.pool())
+        .await
+        .expect("edit");
+    store.pool().close().await;
+    let (ok, out) = verify(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN at row 3"), "{out}");
+    assert!(out.contains("edited"), "{out}");
+}
+
+#[tokio::test]
+async fn an_edited_row_with_its_hash_recomputed_breaks_the_next_row() {
+    let (dir, store) = seeded().await;
+    drop_triggers(store.pool()).await;
+    let row: (String, i64) = sqlx::query_as("SELECT prev_hash, at_ms FROM audit_log WHERE seq = 3")
+        .fetch_one(store.pool())
+        .await
+        .expect("row");
+    let forged = signaling::audit::chain::row_hash(
+        &row.0,
+        3,
+        row.1,
+        "case.revealed",
+        "clerk:someone-else",
+        "203.0.113.3",
+        "ticket:t3",
+        "",
+    );
+    sqlx::query("UPDATE audit_log SET actor = 'clerk:someone-else', hash = ? WHERE seq = 3")
+        .bind(forged)
+        .execute(store.pool())
+        .await
+        .expect("edit");
+    store.pool().close().await;
+    let (ok, out) = verify(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN at row 4"), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_row_is_reported() {
+    let (dir, store) = seeded().await;
+    drop_triggers(store.pool()).await;
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(store.pool())
+        .await
+        .expect("delete");
+    store.pool().close().await;
+    let (ok, out) = verify(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN at row 3"), "{out}");
+}
+
+#[tokio::test]
+async fn an_inserted_row_is_reported() {
+    let (dir, store) = seeded().await;
+    drop_triggers(store.pool()).await;
+    // Make room after row 2 and slip in a row that chains correctly onto row 2.
+    for seq in (3..=5).rev() {
+        sqlx::query("UPDATE audit_log SET seq = seq + 1 WHERE seq = ?")
+            .bind(seq)
+            .execute(store.pool())
+            .await
+            .expect("shift");
+    }
+    let prev: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = 2")
+        .fetch_one(store.pool())
+        .await
+        .expect("prev");
+    let hash =
+        signaling::audit::chain::row_hash(&prev, 3, 1, "login.ok", "clerk:ghost", "", "", "");
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at_ms, kind, actor, source, subject, detail, prev_hash, hash)
+         VALUES (3, 1, 'login.ok', 'clerk:ghost', '', '', '', ?, ?)",
+    )
+    .bind(&prev)
+    .bind(&hash)
+    .execute(store.pool())
+    .await
+    .expect("insert");
+    store.pool().close().await;
+    let (ok, out) = verify(dir.path());
+    assert!(!ok, "{out}");
+    // The inserted row itself chains; the row after it no longer does.
+    assert!(out.contains("BROKEN at row 4"), "{out}");
+}
+
+#[tokio::test]
+async fn cli_administration_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password_file = dir.path().join("new-password");
+    std::fs::write(&password_file, "correct horse battery staple\n").expect("password file");
+    let password_file = password_file.to_str().expect("utf-8 path");
+    let out = relay(
+        dir.path(),
+        &["add-centre", "--id", "c1", "--name", "徐汇区中心"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = relay(
+        dir.path(),
+        &[
+            "add-clerk",
+            "--centre",
+            "c1",
+            "--username",
+            "sup1",
+            "--name",
+            "Sup",
+            "--roles",
+            "supervisor",
+            "--password-file",
+            password_file,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A refused command is recorded as failed.
+    let out = relay(
+        dir.path(),
+        &[
+            "add-clerk",
+            "--centre",
+            "nowhere",
+            "--username",
+            "x",
+            "--name",
+            "X",
+        ],
+    );
+    assert!(!out.status.success());
+
+    let out = relay(dir.path(), &["audit", "show", "--last", "10"]);
+    assert!(out.status.success());
+    let rows: Vec<Row> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let summary: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.kind.as_str(),
+                r.subject.as_str(),
+                r.detail.starts_with("ok"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("admin.add_centre", "centre:c1", true),
+            ("admin.add_clerk", "clerk:sup1", true),
+            ("admin.add_clerk", "clerk:x", false),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.actor.starts_with("cli:")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("correct horse"), "no password in the trail");
+    assert!(verify(dir.path()).0);
+}
+
+#[tokio::test]
+async fn rows_are_shipped_to_syslog_as_json_lines() {
+    let (dir, store) = seeded().await;
+    let collector = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = format!("udp://{}", collector.local_addr().expect("addr"));
+    let trail = Trail::new(store.pool().clone(), Arc::new(SystemClock));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let counters = Arc::new(signaling::audit::syslog::ShipCounters::default());
+    let task = tokio::spawn(signaling::audit::syslog::run(
+        trail.clone(),
+        signaling::audit::syslog::Target::parse(&target).expect("target"),
+        Duration::from_millis(20),
+        counters.clone(),
+        shutdown.clone(),
+    ));
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while got.len() < 6 {
+        if got.len() == 5 {
+            trail
+                .record(
+                    "login.failed",
+                    "clerk9",
+                    Some([198, 51, 100, 7].into()),
+                    "",
+                    "",
+                )
+                .await
+                .expect("record");
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), collector.recv(&mut buf))
+            .await
+            .expect("a syslog datagram within 5 s")
+            .expect("recv");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("<85>1 "), "{text}");
+        let json = text.split_once(" - audit - ").expect("structured").1;
+        let row: Row = serde_json::from_str(json).expect("json");
+        got.push(row);
+    }
+    shutdown.cancel();
+    task.await.expect("join");
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(got[5].source, "198.51.100.7");
+    // The shipped copy carries the chain: it can be checked on the collecting host.
+    let mut v = signaling::audit::Verifier::default();
+    for r in &got {
+        v.check(r).expect("shipped rows chain");
+    }
+    // Rows cut off the end of the trail are noticed against the shipping record.
+    assert!(trail.verify().await.expect("verify").is_sound());
+    sqlx::query("DROP TRIGGER audit_log_no_delete")
+        .execute(store.pool())
+        .await
+        .expect("drop");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 6")
+        .execute(store.pool())
+        .await
+        .expect("delete");
+    let report = trail.verify().await.expect("verify");
+    assert_eq!(report.missing_shipped, Some(6));
+    drop(dir);
+}
