@@ -327,3 +327,139 @@ async fn rows_are_shipped_to_syslog_as_json_lines() {
     assert_eq!(report.missing_shipped, Some(6));
     drop(dir);
 }
+
+/// The relay's CLI on a PostgreSQL database (`store.url`): administration is recorded in the
+/// trail there, `audit verify` checks it, and an edit made after disabling the triggers (as the
+/// table's owner could) is reported with the first broken row.
+#[tokio::test]
+async fn on_postgres_the_cli_records_and_verify_finds_an_edit() {
+    let url = signaling::store::private_postgres::PrivatePostgres::fresh_database()
+        .await
+        .expect("a private PostgreSQL server (Debian package postgresql)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set_url = format!("store.url=\"{url}\"");
+    let on_pg = |args: &[&str]| {
+        let mut all = vec!["--set", set_url.as_str()];
+        all.extend_from_slice(args);
+        relay(dir.path(), &all)
+    };
+    for id in ["c1", "c2"] {
+        let out = on_pg(&["add-centre", "--id", id, "--name", "徐汇区中心"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = on_pg(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("sound: 2 rows"), "{text}");
+    let out = on_pg(&["audit", "show", "--last", "5"]);
+    let rows: Vec<Row> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.seq, r.kind.as_str(), r.subject.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, "admin.add_centre", "centre:c1"),
+            (2, "admin.add_centre", "centre:c2")
+        ]
+    );
+    // Nothing is written to the SQLite file in the data directory.
+    assert!(!dir.path().join(signaling::store::sqlite::DB_FILE).exists());
+
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    assert!(
+        sqlx::query("UPDATE audit_log SET actor = 'cli:someone-else' WHERE seq = 1")
+            .execute(&pool)
+            .await
+            .is_err(),
+        "the trigger refuses edits"
+    );
+    sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        .execute(&pool)
+        .await
+        .expect("disable the triggers");
+    sqlx::query("UPDATE audit_log SET actor = 'cli:someone-else' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .expect("edit");
+    pool.close().await;
+    let out = on_pg(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("BROKEN at row 1"), "{text}");
+    assert!(text.contains("edited"), "{text}");
+}
+
+/// Shipping to syslog from a trail kept in PostgreSQL, and the shipping record there.
+#[tokio::test]
+async fn on_postgres_rows_are_shipped_to_syslog() {
+    let url = signaling::store::private_postgres::PrivatePostgres::fresh_database()
+        .await
+        .expect("a private PostgreSQL server (Debian package postgresql)");
+    let store =
+        signaling::store::postgres::PgStore::connect(&url, signaling::store::Durability::PowerLoss)
+            .await
+            .expect("store");
+    let trail = Trail::new(store.pool().clone(), Arc::new(SystemClock));
+    for i in 1..=3 {
+        trail
+            .record("login.ok", &format!("clerk:c{i}"), None, "", "")
+            .await
+            .expect("record");
+    }
+    let collector = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = format!("udp://{}", collector.local_addr().expect("addr"));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let counters = Arc::new(signaling::audit::syslog::ShipCounters::default());
+    let task = tokio::spawn(signaling::audit::syslog::run(
+        trail.clone(),
+        signaling::audit::syslog::Target::parse(&target).expect("target"),
+        Duration::from_millis(20),
+        counters.clone(),
+        shutdown.clone(),
+    ));
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while got.len() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(5), collector.recv(&mut buf))
+            .await
+            .expect("a syslog datagram within 5 s")
+            .expect("recv");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let json = text.split_once(" - audit - ").expect("structured").1;
+        got.push(serde_json::from_str::<Row>(json).expect("json"));
+    }
+    // The shipping record is written after the send; wait for it, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while trail.shipped_seq().await.expect("shipped") != Some(3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "shipping record not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    task.await.expect("join");
+    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(got, trail.last(10).await.expect("rows"));
+    sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        .execute(store.pool())
+        .await
+        .expect("disable");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(store.pool())
+        .await
+        .expect("cut");
+    assert_eq!(
+        trail.verify().await.expect("verify").missing_shipped,
+        Some(3)
+    );
+}
