@@ -3,7 +3,7 @@
 // the thank-you pause, the dialogs. Everything from the relay is inserted as text.
 // A module (deferred): it runs after i18n.js and media.js, whose globals it reads.
 
-import { fetchJson } from './common.js';
+import { fetchJson, fmtClock } from './common.js';
 
 (() => {
   const TEXT = window.KIOSK_TEXT;
@@ -78,6 +78,28 @@ import { fetchJson } from './common.js';
     return lang === 'zh' ? `${m}月${d}日 ${wd} ${time}` : `${wd} ${d}/${m} ${time}`;
   }
 
+  // "10:30", Shanghai time, for an expected return.
+  const clock = (ms) => fmtClock(ms).slice(0, 5);
+
+  // The pause that ends first among categories with no open window, or null.
+  function earliestPause(list) {
+    return list.map((s) => s.paused).filter(Boolean)
+      .reduce((a, p) => (!a || p.until_ms < a.until_ms ? p : a), null);
+  }
+
+  function backText(pause) {
+    if (!pause) return '';
+    return pause.until_ms <= view.now_ms ? t('staff.back.overdue') : `${t('staff.back')} ${clock(pause.until_ms)}`;
+  }
+
+  // The categories a window could serve now; all of them while the relay has not said.
+  function offeredCategories() {
+    const cats = (view && view.categories) || [];
+    if (!view || !Array.isArray(view.staffing)) return cats;
+    const open = new Set(view.staffing.filter((s) => s.open > 0).map((s) => s.category_id));
+    return cats.filter((c) => open.has(c.id));
+  }
+
   const set = (id, text) => { const el = $(id); if (el.textContent !== text) el.textContent = text; };
 
   // --- which screen --------------------------------------------------------------------------
@@ -99,7 +121,7 @@ import { fetchJson } from './common.js';
     }
     if (local.ended && local.ended.until > now) return 'ended';
     if (view.hours && view.hours.open === false) return 'closed';
-    if (local.choosing) return 'categories';
+    if (local.choosing && offeredCategories().length > 0) return 'categories';
     return 'idle';
   }
 
@@ -133,6 +155,7 @@ import { fetchJson } from './common.js';
     set('centre-name', view && view.centre ? view.centre.name : '');
     $('lang-toggle').textContent = t('lang.toggle');
     set('idle-hours', hoursText(point));
+    if (current === 'idle') renderIdle(point);
     if (current === 'categories') renderCategories();
     if (current === 'waiting') renderWaiting();
     if (current === 'called') {
@@ -150,9 +173,23 @@ import { fetchJson } from './common.js';
     renderPrompt();
   }
 
+  // No open window for any category: no button that leads nowhere, but the plain reason and,
+  // when the windows are only paused, when they are expected back.
+  function renderIdle(point) {
+    const unstaffed = Array.isArray(view && view.staffing) && view.link === 'online'
+      && offeredCategories().length === 0 && ((view.categories || []).length > 0);
+    $('btn-start').hidden = unstaffed;
+    $('idle-unstaffed').hidden = !unstaffed;
+    if (!unstaffed) return;
+    const pause = earliestPause(view.staffing);
+    set('idle-unstaffed-title', pause ? t('staff.paused.title') : t('staff.none.title'));
+    set('idle-unstaffed-back', backText(pause));
+    set('idle-unstaffed-phone', point && point.phone ? point.phone : '');
+  }
+
   function renderCategories() {
     const list = $('category-list');
-    const cats = (view && view.categories) || [];
+    const cats = offeredCategories();
     const key = cats.map((c) => c.id).join('|') + lang;
     if (list.dataset.key !== key) {
       list.dataset.key = key;
@@ -189,6 +226,15 @@ import { fetchJson } from './common.js';
     }
     set('waiting-ahead', ahead);
     set('waiting-eta', eta);
+    // The windows that could serve this ticket are paused or closed: say so, not "please wait".
+    const a = ticket.state === 'waiting' ? ticket.availability : null;
+    const stopped = !!a && a.open === 0;
+    $('waiting-pause').hidden = !stopped;
+    if (stopped) {
+      set('waiting-pause-title', a.paused ? t('staff.paused.title') : t('waiting.closed.title'));
+      set('waiting-pause-body', a.paused ? backText(a.paused) : t('waiting.closed.body'));
+      if (!a.paused) set('waiting-eta', '');
+    }
   }
 
   function renderSession() {

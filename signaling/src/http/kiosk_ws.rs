@@ -72,6 +72,8 @@ struct Kiosk {
     point: ExtensionPoint,
     queue: QueueHandle,
     status: watch::Receiver<Option<KioskTicketStatus>>,
+    /// Which categories a remote window could serve now; sent after `welcome` and on change.
+    staffing: watch::Receiver<std::sync::Arc<Vec<protocol::control::CategoryStaffing>>>,
     last_touch: Instant,
 }
 
@@ -215,6 +217,11 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
             .await;
         return None;
     };
+    let Ok(mut staffing) = queue.watch_staffing().await else {
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
+        return None;
+    };
     // One live connection per device: the newest wins (the switchboard closes the older), so
     // a kiosk that reconnects after a network change is not locked out by its own half-dead
     // old connection.
@@ -244,7 +251,8 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
         ice_servers: state.media.ice_servers(&device.id, state.clock.now_ms()),
     };
     info!(agent_version = %agent_version, "kiosk hello");
-    if !conn.send(&welcome).await {
+    let categories = staffing.borrow_and_update().as_ref().clone();
+    if !conn.send(&welcome).await || !conn.send(&RelayToKiosk::Staffing { categories }).await {
         state.switchboard.close_kiosk(&device.id, conn_id);
         return None;
     }
@@ -254,6 +262,7 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
         point,
         queue,
         status,
+        staffing,
         last_touch: Instant::now(),
     })
 }
@@ -288,6 +297,15 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
             },
             Some(message) = kiosk.line.outbox.recv() => {
                 if !conn.send(&message).await {
+                    return;
+                }
+            }
+            changed = kiosk.staffing.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let categories = kiosk.staffing.borrow_and_update().as_ref().clone();
+                if !conn.send(&RelayToKiosk::Staffing { categories }).await {
                     return;
                 }
             }

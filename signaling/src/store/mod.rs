@@ -14,6 +14,7 @@ pub mod evaluations;
 pub mod recordings;
 pub mod registry;
 pub mod sqlite;
+mod window_pause;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,8 @@ pub struct QueueSnapshot {
     pub tickets: Vec<Ticket>,
     /// The window sign-ins that were live: (window, clerk, clerk name).
     pub window_clerks: Vec<(String, String, String)>,
+    /// The pauses of those windows (暂停服务).
+    pub window_pauses: Vec<(String, protocol::queue::WindowPause)>,
 }
 
 #[async_trait]

@@ -1,0 +1,215 @@
+//! The kiosk follows the centre's staffing, end to end: a real relay and a real agent on
+//! loopback, the kiosk page in headless Chromium, a clerk speaking the console protocol.
+//!
+//! - with no remote window open, the start screen offers no ticket and says so plainly, with
+//!   the point's phone number;
+//! - with the only window paused (会议, 30 minutes) the start screen shows "窗口暂停服务" and
+//!   when it is expected back;
+//! - a resident already waiting sees the pause sign with the expected return, and an estimate
+//!   that counts the pause; after the clerk resumes the sign goes and the estimate is the
+//!   ordinary one; when the clerk signs out, the resident is told the window closed.
+//!
+//! Screens for each state go to `docs/screens/` (portrait, and landscape for the waiting ones).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e::clerk::Clerk;
+use e2e::{Agent, Browser, DemoData, Page, Relay};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn screens_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screens")
+}
+
+async fn shot(page: &Page<'_>, name: &str) -> Result<()> {
+    page.eval("document.fonts.ready.then(() => true)").await?;
+    page.screenshot(&screens_dir().join(format!("{name}.png")))
+        .await
+}
+
+async fn both(page: &Page<'_>, name: &str) -> Result<()> {
+    shot(page, name).await?;
+    page.viewport(1920, 1080).await?;
+    shot(page, &format!("{name}-landscape")).await?;
+    page.viewport(1080, 1920).await
+}
+
+async fn text(page: &Page<'_>, id: &str) -> Result<String> {
+    Ok(page
+        .eval(&format!("document.getElementById('{id}').textContent"))
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Shanghai wall-clock "HH:MM" of a Unix ms instant (UTC+8, no daylight saving).
+fn shanghai_hhmm(ms: i64) -> String {
+    let secs = (ms / 1000 + 8 * 3600).rem_euclid(86_400);
+    format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
+async fn kiosk_view(agent: &Agent) -> Result<Value> {
+    Ok(reqwest::get(agent.url("/kiosk/api/view"))
+        .await?
+        .json()
+        .await?)
+}
+
+#[tokio::test]
+async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_pause() -> Result<()> {
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let agent = Agent::start(&data, &relay).await?;
+    agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&agent.url("/kiosk")).await?;
+    page.viewport(1080, 1920).await?;
+    page.wait_for("document.body.dataset.screen === 'idle'", LIMIT)
+        .await?;
+
+    // Nobody at a remote window: no ticket button, a plain sentence and the phone number.
+    page.wait_for("!document.getElementById('idle-unstaffed').hidden", LIMIT)
+        .await?;
+    assert_eq!(
+        page.eval("document.getElementById('btn-start').offsetParent === null")
+            .await?,
+        json!(true),
+        "no ticket is offered"
+    );
+    assert_eq!(
+        text(&page, "idle-unstaffed-title").await?,
+        "现在没有开放的远程窗口"
+    );
+    let phone = kiosk_view(&agent).await?["extension_point"]["phone"]
+        .as_str()
+        .context("phone")?
+        .to_owned();
+    assert!(!phone.is_empty());
+    assert_eq!(text(&page, "idle-unstaffed-phone").await?, phone);
+    both(&page, "kiosk-12-no-window").await?;
+
+    // The clerk signs in: tickets are offered.
+    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
+    page.wait_for(
+        "document.getElementById('btn-start').offsetParent !== null",
+        LIMIT,
+    )
+    .await?;
+
+    // The clerk goes to a meeting for 30 minutes: the start screen shows the pause sign.
+    clerk
+        .op(json!({ "op": "pause_window", "reason": "meeting", "minutes": 30 }))
+        .await?;
+    page.wait_for(
+        "document.getElementById('idle-unstaffed-title').textContent === '窗口暂停服务'",
+        LIMIT,
+    )
+    .await?;
+    let view = kiosk_view(&agent).await?;
+    let staffing = view["staffing"].as_array().context("staffing")?;
+    assert!(staffing.iter().all(|s| s["open"] == 0));
+    let until = staffing[0]["paused"]["until_ms"]
+        .as_i64()
+        .context("expected return")?;
+    let now = view["now_ms"].as_i64().context("now")?;
+    assert!(
+        (29 * 60_000..=30 * 60_000).contains(&(until - now)),
+        "expected back in 30 minutes, got {} ms",
+        until - now
+    );
+    assert_eq!(
+        text(&page, "idle-unstaffed-back").await?,
+        format!("预计恢复时间 {}", shanghai_hhmm(until))
+    );
+    shot(&page, "kiosk-13-paused").await?;
+
+    // A paused window calls nothing.
+    let refused = clerk.op(json!({ "op": "call_next" })).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("窗口暂停服务中")),
+        "{refused:?}"
+    );
+
+    // Back from the meeting; a resident takes a ticket.
+    clerk.op(json!({ "op": "resume_window" })).await?;
+    page.wait_for(
+        "document.getElementById('btn-start').offsetParent !== null",
+        LIMIT,
+    )
+    .await?;
+    page.click("#btn-start").await?;
+    page.wait_for(
+        "document.querySelector('[data-category=\"social-security\"]')",
+        LIMIT,
+    )
+    .await?;
+    page.click("[data-category=\"social-security\"]").await?;
+    page.wait_for("document.body.dataset.screen === 'waiting'", LIMIT)
+        .await?;
+    page.wait_for("document.getElementById('waiting-pause').hidden", LIMIT)
+        .await?;
+    let ordinary_eta = text(&page, "waiting-eta").await?;
+
+    // The clerk pauses again while the resident waits: the sign, the return, a longer wait.
+    clerk
+        .op(json!({ "op": "pause_window", "reason": "away", "minutes": 15 }))
+        .await?;
+    page.wait_for("!document.getElementById('waiting-pause').hidden", LIMIT)
+        .await?;
+    let status = agent
+        .wait_status(LIMIT, |s| s["ticket"]["availability"]["open"] == 0)
+        .await?;
+    let paused = &status["ticket"]["availability"]["paused"];
+    assert_eq!(paused["reason"], "away");
+    let until = paused["until_ms"].as_i64().context("until")?;
+    assert_eq!(text(&page, "waiting-pause-title").await?, "窗口暂停服务");
+    assert_eq!(
+        text(&page, "waiting-pause-body").await?,
+        format!("预计恢复时间 {}", shanghai_hhmm(until))
+    );
+    let eta = status["ticket"]["eta_seconds"].as_u64().context("eta")?;
+    assert!(
+        (14 * 60..=15 * 60).contains(&eta),
+        "the first in line waits for the return: {eta} s"
+    );
+    assert_eq!(text(&page, "waiting-eta").await?, "预计等候约 15 分钟");
+    both(&page, "kiosk-14-waiting-paused").await?;
+
+    // Resumed: the sign goes, the estimate is the ordinary one again.
+    clerk.op(json!({ "op": "resume_window" })).await?;
+    page.wait_for("document.getElementById('waiting-pause').hidden", LIMIT)
+        .await?;
+    assert_eq!(text(&page, "waiting-eta").await?, ordinary_eta);
+
+    // The clerk signs out: the resident is told, keeps the number, and may give up.
+    clerk.request(json!({ "type": "close_window" })).await?;
+    page.wait_for(
+        "document.getElementById('waiting-pause-title').textContent === '为您办理的窗口已关闭'",
+        LIMIT,
+    )
+    .await?;
+    assert_eq!(
+        page.eval("document.getElementById('waiting-pause').hidden")
+            .await?,
+        json!(false)
+    );
+    let status = agent
+        .wait_status(LIMIT, |s| s["ticket"]["availability"]["open"] == 0)
+        .await?;
+    assert_eq!(status["ticket"]["eta_seconds"], Value::Null);
+    assert_eq!(status["ticket"]["state"], "waiting");
+    both(&page, "kiosk-15-waiting-closed").await?;
+
+    browser.close().await;
+    agent.kill().await?;
+    relay.kill().await?;
+    Ok(())
+}
