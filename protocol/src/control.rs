@@ -340,6 +340,27 @@ pub struct KioskTicketStatus {
     /// relays that do not know.
     #[serde(default)]
     pub availability: Option<Availability>,
+    /// Once called: who serves the resident (岗位、照片、工号 shown as the standard asks).
+    /// Boxed: most statuses carry none, and the status travels inside other enums.
+    #[serde(default)]
+    pub serving_clerk: Option<Box<ServingClerk>>,
+}
+
+/// The clerk serving a kiosk's ticket, as the resident sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingClerk {
+    /// The staff record's id (not shown).
+    pub id: String,
+    pub name: String,
+    /// 岗位; empty when not set.
+    #[serde(default)]
+    pub post: String,
+    /// 工号; empty when not set.
+    #[serde(default)]
+    pub staff_number: String,
+    /// The photo as a `data:` URL (JPEG or PNG, at most 64 KiB before encoding).
+    #[serde(default)]
+    pub photo: Option<String>,
 }
 
 /// Whether a window that could serve a ticket (or a category) can call now.

@@ -31,6 +31,7 @@ fn status() -> KioskTicketStatus {
         window_name: Some("8号远程虚拟窗口".into()),
         recalls: 1,
         availability: None,
+        serving_clerk: None,
     }
 }
 
@@ -108,7 +109,7 @@ fn relay_to_kiosk() {
     golden(
         &RelayToKiosk::TicketStatus { ticket: status() },
         r#"{"type":"ticket_status","ticket":{"ticket_id":"c1-20780-7","number":"YA007","category_name":"社会保障",
-            "state":"called","ahead":null,"eta_seconds":null,"window_name":"8号远程虚拟窗口","recalls":1,"availability":null}}"#,
+            "state":"called","ahead":null,"eta_seconds":null,"window_name":"8号远程虚拟窗口","recalls":1,"availability":null,"serving_clerk":null}}"#,
     );
     golden(
         &RelayToKiosk::Staffing {

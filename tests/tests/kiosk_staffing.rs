@@ -213,3 +213,153 @@ async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_paus
     relay.kill().await?;
     Ok(())
 }
+
+/// A real 12×16 PNG (a blue-grey block), small enough to embed.
+const PORTRAIT_PNG: [u8; 78] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 12, 0, 0, 0, 16, 8, 2,
+    0, 0, 0, 173, 3, 9, 80, 0, 0, 0, 21, 73, 68, 65, 84, 120, 156, 99, 208, 136, 90, 64, 16, 49,
+    140, 42, 26, 85, 68, 156, 34, 0, 51, 5, 217, 129, 108, 20, 193, 243, 0, 0, 0, 0, 73, 69, 78,
+    68, 174, 66, 96, 130,
+];
+
+async fn put(
+    relay: &Relay,
+    token: &str,
+    path: &str,
+    body: reqwest::Body,
+    json: bool,
+) -> Result<reqwest::Response> {
+    let mut r = reqwest::Client::new()
+        .put(format!("http://{}{path}", relay.http))
+        .bearer_auth(token)
+        .body(body);
+    if json {
+        r = r.header("content-type", "application/json");
+    }
+    Ok(r.send().await?)
+}
+
+#[tokio::test]
+async fn the_resident_sees_the_name_post_staff_number_and_photo_of_the_clerk() -> Result<()> {
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let agent = Agent::start(&data, &relay).await?;
+    agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let password = data.staff_password()?;
+    let me = e2e::clerk::login(&relay, "clerk1", &password).await?;
+    let colleague = e2e::clerk::login(&relay, "clerk2", &password).await?;
+    let supervisor = e2e::clerk::login(&relay, "supervisor1", &password).await?;
+    let card = |post: &str, number: &str| {
+        reqwest::Body::from(json!({ "post": post, "staff_number": number }).to_string())
+    };
+
+    // Bad uploads are refused with a reason; nobody changes a colleague's card.
+    let gif = put(
+        &relay,
+        &me,
+        "/api/v1/staff/clerk-clerk1/photo",
+        b"GIF89a....".to_vec().into(),
+        false,
+    )
+    .await?;
+    assert_eq!(gif.status(), 400);
+    assert!(gif.text().await?.contains("JPEG 或 PNG"));
+    let mut big = PORTRAIT_PNG.to_vec();
+    big.resize(65 * 1024, 0);
+    let too_big = put(
+        &relay,
+        &me,
+        "/api/v1/staff/clerk-clerk1/photo",
+        big.into(),
+        false,
+    )
+    .await?;
+    assert_eq!(too_big.status(), 413);
+    let other = put(
+        &relay,
+        &colleague,
+        "/api/v1/staff/clerk-clerk1/card",
+        card("x", "1"),
+        true,
+    )
+    .await?;
+    assert_eq!(other.status(), 403);
+    let bad_number = put(
+        &relay,
+        &me,
+        "/api/v1/staff/clerk-clerk1/card",
+        card("受理员", "工号 1"),
+        true,
+    )
+    .await?;
+    assert_eq!(bad_number.status(), 400);
+
+    // The clerk uploads a photo; the supervisor sets post and staff number.
+    let ok = put(
+        &relay,
+        &me,
+        "/api/v1/staff/clerk-clerk1/photo",
+        PORTRAIT_PNG.to_vec().into(),
+        false,
+    )
+    .await?;
+    assert_eq!(ok.status(), 200, "{}", ok.text().await?);
+    let ok = put(
+        &relay,
+        &supervisor,
+        "/api/v1/staff/clerk-clerk1/card",
+        card("综合窗口受理员", "SH-0815"),
+        true,
+    )
+    .await?;
+    assert_eq!(ok.status(), 200);
+
+    // A resident's ticket is called: the kiosk shows who serves them.
+    let mut clerk = Clerk::connect(&relay, "clerk1", &password).await?;
+    clerk.open_window("window-08").await?;
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&agent.url("/kiosk")).await?;
+    page.viewport(1080, 1920).await?;
+    page.wait_for(
+        "document.getElementById('btn-start').offsetParent !== null",
+        LIMIT,
+    )
+    .await?;
+    page.click("#btn-start").await?;
+    page.wait_for(
+        "document.querySelector('[data-category=\"general\"]')",
+        LIMIT,
+    )
+    .await?;
+    page.click("[data-category=\"general\"]").await?;
+    page.wait_for("document.body.dataset.screen === 'waiting'", LIMIT)
+        .await?;
+    let called = clerk.op(json!({ "op": "call_next" })).await?;
+    page.wait_for("document.body.dataset.screen === 'called'", LIMIT)
+        .await?;
+    page.wait_for("!document.getElementById('called-clerk').hidden", LIMIT)
+        .await?;
+    let shown = page
+        .eval("(() => { const c = document.getElementById('called-clerk'); const img = c.querySelector('img'); return [c.querySelector('.clerk-name').textContent, c.querySelector('.clerk-post').textContent, c.querySelector('.clerk-number').textContent, !img.hidden && img.complete && img.naturalWidth]; })()")
+        .await?;
+    assert_eq!(
+        shown,
+        json!(["王敏（示范）", "综合窗口受理员", "工号 SH-0815", 12])
+    );
+    shot(&page, "kiosk-16-called-clerk").await?;
+
+    // In session the card stays beside the video.
+    let ticket_id = called["id"].as_str().context("ticket id")?;
+    clerk
+        .op(json!({ "op": "start", "ticket_id": ticket_id }))
+        .await?;
+    page.wait_for("document.body.dataset.screen === 'session'", LIMIT)
+        .await?;
+    page.wait_for("!document.getElementById('session-clerk').hidden && document.querySelector('#session-clerk .clerk-number').textContent === '工号 SH-0815'", LIMIT)
+        .await?;
+
+    browser.close().await;
+    agent.kill().await?;
+    relay.kill().await?;
+    Ok(())
+}

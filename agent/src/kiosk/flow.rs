@@ -112,6 +112,7 @@ mod tests {
             window_name: window.map(str::to_owned),
             recalls: 0,
             availability: None,
+            serving_clerk: None,
         }
     }
 

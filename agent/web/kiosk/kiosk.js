@@ -161,6 +161,7 @@ import { fetchJson, fmtClock } from './common.js';
     if (current === 'called') {
       set('called-number', view.ticket.number);
       set('called-window', view.ticket.window_name || '');
+      renderClerk($('called-clerk'), view.ticket.serving_clerk);
     }
     if (current === 'session') renderSession();
     if (current === 'evaluation') renderEvaluation();
@@ -237,8 +238,25 @@ import { fetchJson, fmtClock } from './common.js';
     }
   }
 
+  // Who serves the resident: name, post, staff number and photo (岗位、照片、工号).
+  function renderClerk(card, clerk) {
+    card.hidden = !clerk;
+    if (!clerk) return;
+    const put = (cls, text) => { const el = card.querySelector(cls); if (el.textContent !== text) el.textContent = text; };
+    put('.clerk-name', clerk.name || '');
+    put('.clerk-post', clerk.post || '');
+    put('.clerk-number', clerk.staff_number ? `${t('clerk.number')} ${clerk.staff_number}` : '');
+    const img = card.querySelector('.clerk-photo');
+    const src = typeof clerk.photo === 'string' && clerk.photo.startsWith('data:image/') ? clerk.photo : '';
+    img.hidden = !src;
+    img.alt = `${t('clerk.photo')} ${clerk.name || ''}`.trim();
+    if (src && img.getAttribute('src') !== src) img.setAttribute('src', src);
+    if (!src) img.removeAttribute('src');
+  }
+
   function renderSession() {
     set('session-window', view.ticket.window_name || '');
+    renderClerk($('session-clerk'), view.ticket.serving_clerk);
     const list = $('device-activity');
     const acts = (view.devices && view.devices.activities) || [];
     const key = JSON.stringify(acts) + lang;

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::control::{Availability, CategoryStaffing, KioskTicketStatus};
-use protocol::queue::{CategoryView, QueueStats, TicketChannel, TicketView, WindowView};
+use protocol::control::{Availability, CategoryStaffing, KioskTicketStatus, ServingClerk};
+use protocol::queue::{
+    CategoryView, QueueStats, TicketChannel, TicketState, TicketView, WindowView,
+};
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, error, info_span};
 
@@ -567,6 +569,24 @@ impl QueueTask {
                 open: e.open,
                 paused: e.paused,
             }),
+            // The relay's kiosk connection adds post, number and photo from the staff record.
+            serving_clerk: match t.state {
+                TicketState::Called | TicketState::Serving => t
+                    .window_id
+                    .as_ref()
+                    .and_then(|w| self.core.window(w))
+                    .filter(|w| w.clerk_id.is_some() && w.clerk_id == t.clerk_id)
+                    .and_then(|w| {
+                        Some(Box::new(ServingClerk {
+                            id: w.clerk_id.clone()?,
+                            name: w.clerk_name.clone().unwrap_or_default(),
+                            post: String::new(),
+                            staff_number: String::new(),
+                            photo: None,
+                        }))
+                    }),
+                _ => None,
+            },
             window_name: t
                 .window_id
                 .as_ref()

@@ -14,6 +14,7 @@ pub mod evaluations;
 pub mod recordings;
 pub mod registry;
 pub mod sqlite;
+pub mod staff_profile;
 mod window_pause;
 
 use async_trait::async_trait;

@@ -55,6 +55,7 @@ fn ticket(id: &str, state: TicketState) -> KioskTicketStatus {
         window_name: None,
         recalls: 0,
         availability: None,
+        serving_clerk: None,
     }
 }
 
