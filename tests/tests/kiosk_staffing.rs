@@ -357,6 +357,108 @@ async fn the_resident_sees_the_name_post_staff_number_and_photo_of_the_clerk() -
         .await?;
     page.wait_for("!document.getElementById('session-clerk').hidden && document.querySelector('#session-clerk .clerk-number').textContent === '工号 SH-0815'", LIMIT)
         .await?;
+    // The "工作人员" label lies over the clerk's picture in one line, not in a vertical strip.
+    let label = page
+        .eval("(() => { const r = document.querySelector('#clerk-video > .video-label').getBoundingClientRect(); return r.width > r.height * 2; })()")
+        .await?;
+    assert_eq!(label, json!(true), "the clerk's label is squeezed");
+
+    browser.close().await;
+    agent.kill().await?;
+    relay.kill().await?;
+    Ok(())
+}
+
+/// Every visible button on the page is at least 15 mm (56.7 CSS px) both ways.
+async fn small_targets(page: &Page<'_>) -> Result<Value> {
+    page.eval("[...document.querySelectorAll('button')].filter((b) => b.offsetParent !== null).map((b) => [b.id || b.textContent, b.getBoundingClientRect()]).filter(([, r]) => r.width < 56.6 || r.height < 56.6).map(([n, r]) => `${n} ${r.width}x${r.height}`)")
+        .await
+}
+
+#[tokio::test]
+async fn large_text_high_contrast_and_volume_last_for_one_ticket() -> Result<()> {
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let agent = Agent::start(&data, &relay).await?;
+    agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&agent.url("/kiosk")).await?;
+    page.viewport(1080, 1920).await?;
+    page.wait_for(
+        "document.getElementById('btn-start').offsetParent !== null",
+        LIMIT,
+    )
+    .await?;
+    assert_eq!(
+        small_targets(&page).await?,
+        json!([]),
+        "touch targets on the start screen"
+    );
+    let root = "parseFloat(getComputedStyle(document.documentElement).fontSize)";
+    let normal = page.eval(root).await?.as_f64().context("root size")?;
+    let ticket_px = "parseFloat(getComputedStyle(document.getElementById('btn-start')).fontSize)";
+    let normal_button = page.eval(ticket_px).await?.as_f64().context("button")?;
+
+    page.click("#text-toggle").await?;
+    page.click("#contrast-toggle").await?;
+    let large = page.eval(root).await?.as_f64().context("root size")?;
+    assert!(large >= 1.5 * normal, "large text {large}px vs {normal}px");
+    let large_button = page.eval(ticket_px).await?.as_f64().context("button")?;
+    assert!(large_button >= 1.5 * normal_button, "buttons scale too");
+    assert_eq!(
+        page.eval("getComputedStyle(document.body).backgroundColor")
+            .await?,
+        json!("rgb(0, 0, 0)")
+    );
+    assert_eq!(text(&page, "volume-level").await?, "音量 4");
+    page.click("#volume-up").await?;
+    assert_eq!(text(&page, "volume-level").await?, "音量 5");
+    page.click("#volume-up").await?;
+    assert_eq!(
+        text(&page, "volume-level").await?,
+        "音量 5",
+        "at most full volume"
+    );
+    for _ in 0..6 {
+        page.click("#volume-down").await?;
+    }
+    assert_eq!(text(&page, "volume-level").await?, "音量 1", "never silent");
+    assert_eq!(
+        small_targets(&page).await?,
+        json!([]),
+        "touch targets in large text"
+    );
+    shot(&page, "kiosk-17-large-contrast").await?;
+
+    // The settings stay with the resident while they wait…
+    page.click("#btn-start").await?;
+    page.wait_for(
+        "document.querySelector('[data-category=\"general\"]')",
+        LIMIT,
+    )
+    .await?;
+    page.click("[data-category=\"general\"]").await?;
+    page.wait_for("document.body.dataset.screen === 'waiting'", LIMIT)
+        .await?;
+    assert!(page.eval(root).await?.as_f64().context("root")? >= 1.5 * normal);
+    assert_eq!(
+        small_targets(&page).await?,
+        json!([]),
+        "touch targets while waiting"
+    );
+    both(&page, "kiosk-18-waiting-large-contrast").await?;
+    // …and end with their ticket.
+    page.click("#btn-cancel").await?;
+    page.wait_for("!document.getElementById('dialog-cancel').hidden", LIMIT)
+        .await?;
+    page.click("#btn-cancel-yes").await?;
+    page.wait_for("document.body.dataset.screen === 'idle'", LIMIT)
+        .await?;
+    page.wait_for("!document.documentElement.classList.contains('text-large') && !document.documentElement.classList.contains('contrast')", LIMIT)
+        .await?;
+    assert_eq!(text(&page, "volume-level").await?, "音量 4");
 
     browser.close().await;
     agent.kill().await?;

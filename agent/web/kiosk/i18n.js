@@ -4,6 +4,11 @@
 window.KIOSK_TEXT = {
   zh: {
     'lang.toggle': 'English',
+    'a11y.text': '大字',
+    'a11y.contrast': '高对比',
+    'a11y.quieter': '声音小一点',
+    'a11y.louder': '声音大一点',
+    'a11y.volume': '音量',
     'notice.recording': '本次服务全程录音录像',
     'idle.title': '远程办事',
     'idle.lead': '在这里通过视频办理社区事务',
@@ -83,6 +88,11 @@ window.KIOSK_TEXT = {
     'minutes': '分钟',
   },
   en: {
+    'a11y.text': 'Large text',
+    'a11y.contrast': 'High contrast',
+    'a11y.quieter': 'Quieter',
+    'a11y.louder': 'Louder',
+    'a11y.volume': 'Volume',
     'lang.toggle': '中文',
     'notice.recording': 'This service is recorded (audio and video)',
     'idle.title': 'Remote service',

@@ -27,7 +27,28 @@ import { fetchJson, fmtClock } from './common.js';
     reasons: new Set(),
     saving: false,
     lastTicket: null,         // the ticket seen in the previous view
+    largeText: false,         // 大字 (1.5×) and 高对比: for this resident's ticket only
+    contrast: false,
+    volume: 0.8,              // voice prompts, 0.2 to 1
   };
+
+  // Large text and high contrast are classes on <html>: every size is in rem, so one root
+  // size scales every screen.
+  function applyDisplay() {
+    document.documentElement.classList.toggle('text-large', local.largeText);
+    document.documentElement.classList.toggle('contrast', local.contrast);
+    $('text-toggle').setAttribute('aria-pressed', String(local.largeText));
+    $('contrast-toggle').setAttribute('aria-pressed', String(local.contrast));
+    set('volume-level', `${t('a11y.volume')} ${Math.round(local.volume * 5)}`);
+    if (playing) playing.volume = local.volume;
+  }
+
+  function resetDisplay() {
+    local.largeText = false;
+    local.contrast = false;
+    local.volume = 0.8;
+    applyDisplay();
+  }
 
   const t = (key) => (TEXT[lang] && TEXT[lang][key] !== undefined ? TEXT[lang][key] : TEXT.zh[key]);
 
@@ -38,6 +59,10 @@ import { fetchJson, fmtClock } from './common.js';
     document.querySelectorAll('[data-i18n]').forEach((el) => {
       el.textContent = t(el.dataset.i18n);
     });
+    document.querySelectorAll('[data-i18n-label]').forEach((el) => {
+      el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+    });
+    applyDisplay();
     renderReasons();
     render();
   }
@@ -47,6 +72,7 @@ import { fetchJson, fmtClock } from './common.js';
     try {
       if (playing) playing.pause();
       playing = new Audio(`/kiosk/audio/${name}.${lang}.ogg`);
+      playing.volume = local.volume;
       playing.play().catch(() => {});
     } catch (_) { /* no sound is no reason to stop */ }
   }
@@ -138,6 +164,7 @@ import { fetchJson, fmtClock } from './common.js';
     if (name === 'idle' && was && was !== 'connecting' && was !== 'categories') {
       // The next resident starts in Chinese.
       if (lang !== 'zh') { lang = 'zh'; applyLanguage(); }
+      resetDisplay();
     }
     if (name === 'evaluation') { local.level = null; local.reasons.clear(); local.saving = false; set('evaluation-status', ''); }
     const sounds = { waiting: 'taken', called: 'called', evaluation: 'evaluate', thanks: 'thanks' };
@@ -415,6 +442,15 @@ import { fetchJson, fmtClock } from './common.js';
       return;
     }
     if (target.id === 'lang-toggle') { lang = lang === 'zh' ? 'en' : 'zh'; applyLanguage(); return; }
+    if (target.id === 'text-toggle') { local.largeText = !local.largeText; applyDisplay(); return; }
+    if (target.id === 'contrast-toggle') { local.contrast = !local.contrast; applyDisplay(); return; }
+    if (target.id === 'volume-up' || target.id === 'volume-down') {
+      const step = target.id === 'volume-up' ? 0.2 : -0.2;
+      local.volume = Math.round(Math.min(1, Math.max(0.2, local.volume + step)) * 10) / 10;
+      applyDisplay();
+      speak('welcome');
+      return;
+    }
     if (target.id === 'btn-start') { local.choosing = true; local.taking = false; set('categories-status', ''); render(); return; }
     if (target.id === 'btn-categories-back') { local.choosing = false; render(); return; }
     if (target.dataset.category) { takeTicket(target.dataset.category); return; }
