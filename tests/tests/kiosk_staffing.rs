@@ -53,6 +53,29 @@ fn shanghai_hhmm(ms: i64) -> String {
     format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
 }
 
+/// Runs axe-core (npm, installed into `tests/a11y` by `deploy/setup.sh test`) on the screen
+/// shown now and fails on any serious or critical violation.
+async fn axe(page: &Page<'_>, screen: &str) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("a11y/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "axe-core is missing at {}: run `npm ci --prefix tests/a11y` (deploy/setup.sh test does)",
+            path.display()
+        )
+    })?;
+    if page.eval("typeof window.axe === 'object'").await? != json!(true) {
+        page.eval(&source).await?;
+    }
+    let found = page
+        .eval("axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`))")
+        .await?;
+    anyhow::ensure!(
+        found == json!([]),
+        "serious accessibility problems on the {screen} screen: {found}"
+    );
+    Ok(())
+}
+
 async fn kiosk_view(agent: &Agent) -> Result<Value> {
     Ok(reqwest::get(agent.url("/kiosk/api/view"))
         .await?
@@ -92,6 +115,7 @@ async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_paus
     assert!(!phone.is_empty());
     assert_eq!(text(&page, "idle-unstaffed-phone").await?, phone);
     both(&page, "kiosk-12-no-window").await?;
+    axe(&page, "no open window").await?;
 
     // The clerk signs in: tickets are offered.
     let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
@@ -128,6 +152,7 @@ async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_paus
         format!("预计恢复时间 {}", shanghai_hhmm(until))
     );
     shot(&page, "kiosk-13-paused").await?;
+    axe(&page, "paused (start)").await?;
 
     // A paused window calls nothing.
     let refused = clerk.op(json!({ "op": "call_next" })).await;
@@ -182,6 +207,7 @@ async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_paus
     );
     assert_eq!(text(&page, "waiting-eta").await?, "预计等候约 15 分钟");
     both(&page, "kiosk-14-waiting-paused").await?;
+    axe(&page, "waiting, window paused").await?;
 
     // Resumed: the sign goes, the estimate is the ordinary one again.
     clerk.op(json!({ "op": "resume_window" })).await?;
@@ -207,6 +233,7 @@ async fn the_kiosk_offers_tickets_only_while_a_window_is_open_and_shows_its_paus
     assert_eq!(status["ticket"]["eta_seconds"], Value::Null);
     assert_eq!(status["ticket"]["state"], "waiting");
     both(&page, "kiosk-15-waiting-closed").await?;
+    axe(&page, "waiting, window closed").await?;
 
     browser.close().await;
     agent.kill().await?;
@@ -347,6 +374,7 @@ async fn the_resident_sees_the_name_post_staff_number_and_photo_of_the_clerk() -
         json!(["王敏（示范）", "综合窗口受理员", "工号 SH-0815", 12])
     );
     shot(&page, "kiosk-16-called-clerk").await?;
+    axe(&page, "called").await?;
 
     // In session the card stays beside the video.
     let ticket_id = called["id"].as_str().context("ticket id")?;
@@ -362,6 +390,7 @@ async fn the_resident_sees_the_name_post_staff_number_and_photo_of_the_clerk() -
         .eval("(() => { const r = document.querySelector('#clerk-video > .video-label').getBoundingClientRect(); return r.width > r.height * 2; })()")
         .await?;
     assert_eq!(label, json!(true), "the clerk's label is squeezed");
+    axe(&page, "in session").await?;
 
     browser.close().await;
     agent.kill().await?;
@@ -396,6 +425,19 @@ async fn large_text_high_contrast_and_volume_last_for_one_ticket() -> Result<()>
         json!([]),
         "touch targets on the start screen"
     );
+    axe(&page, "start").await?;
+    // The check does find problems: a button without a name is a critical one.
+    page.eval("(() => { const b = document.createElement('button'); b.id = 'probe'; document.querySelector('main').append(b); return true; })()")
+        .await?;
+    let probe = axe(&page, "start with a nameless button").await;
+    assert!(
+        probe
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("button-name")),
+        "{probe:?}"
+    );
+    page.eval("(() => { document.getElementById('probe').remove(); return true; })()")
+        .await?;
     let root = "parseFloat(getComputedStyle(document.documentElement).fontSize)";
     let normal = page.eval(root).await?.as_f64().context("root size")?;
     let ticket_px = "parseFloat(getComputedStyle(document.getElementById('btn-start')).fontSize)";
@@ -431,6 +473,7 @@ async fn large_text_high_contrast_and_volume_last_for_one_ticket() -> Result<()>
         "touch targets in large text"
     );
     shot(&page, "kiosk-17-large-contrast").await?;
+    axe(&page, "start, large text and high contrast").await?;
 
     // The settings stay with the resident while they wait…
     page.click("#btn-start").await?;
@@ -449,6 +492,7 @@ async fn large_text_high_contrast_and_volume_last_for_one_ticket() -> Result<()>
         "touch targets while waiting"
     );
     both(&page, "kiosk-18-waiting-large-contrast").await?;
+    axe(&page, "waiting, large text and high contrast").await?;
     // …and end with their ticket.
     page.click("#btn-cancel").await?;
     page.wait_for("!document.getElementById('dialog-cancel').hidden", LIMIT)
