@@ -49,6 +49,8 @@ pub struct Stores {
     pub recordings: Arc<dyn RecordingStore>,
     pub evaluations: Arc<dyn EvaluationStore>,
     pub registry: Arc<dyn RegistryStore>,
+    /// Staff profiles (岗位、工号、照片) shown to residents.
+    pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
 }
 
 impl Stores {
@@ -59,6 +61,7 @@ impl Stores {
             recordings: Arc::new(store.clone()),
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
+            staff: Arc::new(store.clone()),
         }
     }
 
@@ -210,6 +213,7 @@ impl Relay {
             cases,
             evaluations: evaluations.clone(),
             registry,
+            staff: stores.staff.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
             shutdown: shutdown.clone(),

@@ -14,6 +14,7 @@ pub mod kiosk_ws;
 pub mod recordings;
 pub mod registry;
 pub mod selftest;
+pub mod staff;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .merge(cases::routes())
         .merge(registry::routes())
         .merge(evaluations::routes())
+        .merge(staff::routes())
         .merge(selftest::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
