@@ -6,7 +6,8 @@
 //! lines for the same reason). Pieces with no state of their own are already apart: `rewrite`,
 //! `keyframe`, `slots`, `routing`, `peer`, `metrics`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,6 +156,11 @@ pub struct Sfu {
     work: VecDeque<Work>,
     /// Reused for "which peers are due" so timeouts allocate nothing.
     scratch_ids: Vec<PeerId>,
+    /// When each peer's str0m instance wants its next timeout, and when an unconnected peer's
+    /// connect timeout expires: a timeout wakes only the peers that are due, instead of a walk
+    /// over every peer per wake-up. Entries are lazy: one whose peer rescheduled (see
+    /// `Peer::scheduled`) or left is skipped when it comes up.
+    deadlines: BinaryHeap<Reverse<(Instant, PeerId)>>,
     /// Source streams with a keyframe request in flight (entries whose request was answered
     /// are removed on the next timeout).
     keyframe_waits: Vec<(PeerId, Slot)>,
@@ -178,6 +184,7 @@ impl Sfu {
             recorded: VecDeque::with_capacity(64),
             work: VecDeque::with_capacity(16),
             scratch_ids: Vec::new(),
+            deadlines: BinaryHeap::new(),
             keyframe_waits: Vec::new(),
             scratch_waits: Vec::new(),
             maybe_dead: false,
@@ -215,6 +222,8 @@ impl Sfu {
             }
         };
         let (peer, answer) = peer;
+        self.deadlines
+            .push(Reverse((now + self.config.connect_timeout, id)));
         self.peers.insert(id, peer);
         metrics::set(&self.metrics.peers, self.peers.len() as u64);
         self.drain(id, now);
@@ -420,12 +429,15 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.scratch_ids);
         due.clear();
-        // One walk over the peers: str0m timers due, and connect timeouts.
         let connect_timeout = self.config.connect_timeout;
-        for peer in self.peers.values_mut() {
-            if peer.next_timeout <= now {
-                due.push(peer.id);
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
             }
+            self.deadlines.pop();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
             if !peer.connected && !peer.dead && now >= peer.added_at + connect_timeout {
                 peer.dead = true;
                 self.maybe_dead = true;
@@ -433,6 +445,17 @@ impl Sfu {
                     peer: peer.id,
                     reason: DisconnectReason::ConnectTimeout,
                 });
+            }
+            if peer.scheduled != Some(at) {
+                continue;
+            }
+            peer.scheduled = None;
+            if peer.next_timeout <= now {
+                due.push(id);
+            } else {
+                // Woken early (the deadline moved later since): wait for the real one.
+                peer.scheduled = Some(peer.next_timeout);
+                self.deadlines.push(Reverse((peer.next_timeout, id)));
             }
         }
         for id in due.drain(..) {
@@ -457,11 +480,8 @@ impl Sfu {
         let mut earliest = |t: Instant| {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
-        for peer in self.peers.values() {
-            earliest(peer.next_timeout);
-            if !peer.connected {
-                earliest(peer.added_at + self.config.connect_timeout);
-            }
+        if let Some(Reverse((at, _))) = self.deadlines.peek() {
+            earliest(*at);
         }
         for (source, slot) in &self.keyframe_waits {
             if let Some(at) = self.keyframe_retry_at(*source, *slot) {
@@ -643,11 +663,14 @@ impl Sfu {
             work,
             metrics: m,
             maybe_dead,
+            deadlines,
+            config,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
             return;
         };
+        let was_connected = peer.connected;
         loop {
             if !peer.rtc.is_alive() {
                 mark_closed(peer, events, m);
@@ -666,7 +689,18 @@ impl Sfu {
             };
             match output {
                 Output::Timeout(t) => {
-                    peer.next_timeout = t.max(now);
+                    let next = t.max(now);
+                    peer.next_timeout = next;
+                    if peer.scheduled.is_none_or(|s| next < s) {
+                        peer.scheduled = Some(next);
+                        deadlines.push(Reverse((next, id)));
+                    }
+                    if was_connected && !peer.connected && !peer.dead {
+                        // Lost ICE: its connect limit applies again (add_peer queued the
+                        // first check).
+                        let limit = (peer.added_at + config.connect_timeout).max(now);
+                        deadlines.push(Reverse((limit, id)));
+                    }
                     return;
                 }
                 Output::Transmit(t) => {

@@ -128,6 +128,8 @@ pub(crate) struct Peer {
     /// Removed or failed; swept after the current operation.
     pub dead: bool,
     pub next_timeout: Instant,
+    /// The earliest entry this peer has in the core's deadline heap (`None`: none pending).
+    pub scheduled: Option<Instant>,
     pub sinks: [SinkTrack; 5],
     /// Source side: the keyframe request state of each slot, shared by every consumer.
     pub keyframe: [KeyframeAsk; 5],
@@ -152,6 +154,7 @@ impl Peer {
             connected: false,
             dead: false,
             next_timeout: now,
+            scheduled: None,
             sinks: Slot::ORDER.map(SinkTrack::new),
             keyframe: [KeyframeAsk::default(); 5],
             last_rtp_at: [None; 5],
