@@ -81,6 +81,9 @@ test)
     install_packages deploy/packages-run.txt deploy/packages-test.txt
     check_rust
     check_lint_tools
+    say "Installing axe-core for the kiosk accessibility check (tests/a11y)"
+    npm ci --prefix tests/a11y --no-audit --no-fund \
+        || die "could not install axe-core from the npm registry (npm ci --prefix tests/a11y)"
     say "Checking formatting and lints"
     cargo fmt --all --check \
         || die "code is not rustfmt-clean: run 'cargo fmt --all'"

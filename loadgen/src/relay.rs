@@ -50,7 +50,11 @@ pub async fn start(
         .set(format!("media.udp_listen={}", SocketAddr::new(ctl.ip, 0)))
         .set(format!("media.max_peers={}", 2 * n + 16))
         .set(format!("recording.enabled={record}"))
-        .set("log.filter=\"warn\"")
+        .set(format!(
+            "log.filter=\"{}\"",
+            // e.g. "warn,signaling::media=info,relay::sfu::join=debug" to trace joins.
+            std::env::var("LOADGEN_RELAY_LOG").unwrap_or_else(|_| "warn".into())
+        ))
         .set(format!("server.metrics_token=\"{METRICS_TOKEN}\""))
         .set(format!("limits.max_connections={}", 4 * n + 100))
         .log_file(dir.path().join("relay.log"))

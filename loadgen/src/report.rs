@@ -86,7 +86,7 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
     let _ = writeln!(s, "{header}\n");
     let _ = writeln!(
         s,
-        "| N | rec | server | server CPU (cores) | forwarded pkt/s | µs CPU / fwd pkt | loss % | delay p50 / p99 ms | keyframe after join p50 / max ms | RSS MiB | gen cores / lag p99 ms | machine busy % | load 1m before → after | pass |"
+        "| N | rec | server | server CPU (cores) | forwarded pkt/s | µs CPU / fwd pkt | loss % | delay p50 / p99 ms | keyframe after join p50 / p95 / max ms | RSS MiB | gen cores / lag p99 ms | machine busy % | load 1m before → after | pass |"
     );
     let _ = writeln!(
         s,
@@ -102,7 +102,7 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} ({}/{}) | {} | {} / {} | {} | {} → {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} / {} ({}/{}) | {} | {} / {} | {} | {} → {} | {} |",
             if r.attempt > 1 {
                 format!("{} (attempt {})", r.sessions, r.attempt)
             } else {
@@ -117,6 +117,7 @@ pub fn markdown(results: &[StepResult], header: &str) -> String {
             f(r.delay_ms_p50, 2),
             f(r.delay_ms_p99, 2),
             f(r.keyframe_delay_ms_p50, 0),
+            f(r.keyframe_delay_ms_p95, 0),
             f(r.keyframe_delay_ms_max, 0),
             r.keyframes_seen,
             r.keyframes_expected,

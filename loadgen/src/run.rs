@@ -61,6 +61,7 @@ pub struct StepResult {
     pub delay_ms_p99: f64,
     pub delay_ms_max: f64,
     pub keyframe_delay_ms_p50: f64,
+    pub keyframe_delay_ms_p95: f64,
     pub keyframe_delay_ms_max: f64,
     /// Received video streams that saw their first keyframe after the join, of those expected.
     pub keyframes_seen: usize,
@@ -98,6 +99,7 @@ impl StepResult {
             delay_ms_p99: f64::NAN,
             delay_ms_max: f64::NAN,
             keyframe_delay_ms_p50: f64::NAN,
+            keyframe_delay_ms_p95: f64::NAN,
             keyframe_delay_ms_max: f64::NAN,
             keyframes_seen: 0,
             keyframes_expected: 0,
@@ -284,6 +286,7 @@ pub async fn step(
         delay_ms_p99: delay_p99,
         delay_ms_max: delays.last().map_or(f64::NAN, |d| f64::from(*d) / 1000.0),
         keyframe_delay_ms_p50: percentile_ms(&kf, 0.5),
+        keyframe_delay_ms_p95: percentile_ms(&kf, 0.95),
         keyframe_delay_ms_max: kf.last().map_or(f64::NAN, |d| f64::from(*d) / 1000.0),
         keyframes_seen: kf.len(),
         keyframes_expected: 2 * sessions,

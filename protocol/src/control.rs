@@ -166,6 +166,11 @@ pub enum RelayToKiosk {
     TicketStatus {
         ticket: KioskTicketStatus,
     },
+    /// Pushed after `welcome` and whenever it changes: which categories a remote window could
+    /// serve now (windows signed in, paused or closed).
+    Staffing {
+        categories: Vec<CategoryStaffing>,
+    },
     /// A device command or cancel from the clerk serving this kiosk's ticket. The relay
     /// assigns the request ids on this leg, unique per kiosk connection.
     Device {
@@ -331,6 +336,49 @@ pub struct KioskTicketStatus {
     /// The window that called the ticket, once called.
     pub window_name: Option<String>,
     pub recalls: u32,
+    /// While waiting: whether a window that could serve the ticket can call now. Absent from
+    /// relays that do not know.
+    #[serde(default)]
+    pub availability: Option<Availability>,
+    /// Once called: who serves the resident (岗位、照片、工号 shown as the standard asks).
+    /// Boxed: most statuses carry none, and the status travels inside other enums.
+    #[serde(default)]
+    pub serving_clerk: Option<Box<ServingClerk>>,
+}
+
+/// The clerk serving a kiosk's ticket, as the resident sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingClerk {
+    /// The staff record's id (not shown).
+    pub id: String,
+    pub name: String,
+    /// 岗位; empty when not set.
+    #[serde(default)]
+    pub post: String,
+    /// 工号; empty when not set.
+    #[serde(default)]
+    pub staff_number: String,
+    /// The photo as a `data:` URL (JPEG or PNG, at most 64 KiB before encoding).
+    #[serde(default)]
+    pub photo: Option<String>,
+}
+
+/// Whether a window that could serve a ticket (or a category) can call now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    /// Windows signed in, with the clerk's console connected, not paused.
+    pub open: u32,
+    /// When none is open but some are paused (窗口暂停服务): the pause that ends first.
+    pub paused: Option<crate::queue::WindowPause>,
+}
+
+/// One service category's remote windows right now, for the kiosk's choice screen: a kiosk
+/// offers only categories with an open window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryStaffing {
+    pub category_id: String,
+    #[serde(flatten)]
+    pub availability: Availability,
 }
 
 // ---------------------------------------------------------------------------------------------

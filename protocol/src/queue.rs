@@ -157,7 +157,61 @@ pub struct WindowView {
     /// False when the clerk's console is disconnected (the window is kept for them).
     pub clerk_connected: bool,
     pub current_ticket_id: Option<String>,
+    /// Set while the clerk has paused the window (暂停服务); it calls nothing meanwhile.
+    #[serde(default)]
+    pub pause: Option<WindowPause>,
 }
+
+/// Why a clerk stepped away from their window (离岗须有明显的暂停标识).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// 暂离
+    Away,
+    /// 会议
+    Meeting,
+    /// 培训
+    Training,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Away => "away",
+            PauseReason::Meeting => "meeting",
+            PauseReason::Training => "training",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "away" => Some(PauseReason::Away),
+            "meeting" => Some(PauseReason::Meeting),
+            "training" => Some(PauseReason::Training),
+            _ => None,
+        }
+    }
+
+    /// The word on the pause sign.
+    pub fn label(self) -> &'static str {
+        match self {
+            PauseReason::Away => "暂离",
+            PauseReason::Meeting => "会议",
+            PauseReason::Training => "培训",
+        }
+    }
+}
+
+/// A window's pause: since when, why, and when the clerk expects to be back (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowPause {
+    pub reason: PauseReason,
+    pub since_ms: i64,
+    pub until_ms: i64,
+}
+
+/// The longest pause a clerk may announce, in minutes (a half working day).
+pub const MAX_PAUSE_MINUTES: u32 = 240;
 
 /// Operations a clerk performs at their window. Every operation on a particular ticket names
 /// it, so that a click made on a stale screen cannot act on a different ticket.
@@ -191,6 +245,11 @@ pub enum QueueOp {
     ReturnToQueue { ticket_id: String },
     /// Cancel a ticket that is waiting, called or parked.
     Cancel { ticket_id: String },
+    /// Pause the window (暂停服务) for `minutes` (1 to [`MAX_PAUSE_MINUTES`]); it calls nothing
+    /// until resumed, and residents waiting for it see the pause sign with the expected return.
+    PauseWindow { reason: PauseReason, minutes: u32 },
+    /// End the window's pause: it calls again.
+    ResumeWindow,
 }
 
 impl QueueOp {
@@ -207,6 +266,8 @@ impl QueueOp {
             QueueOp::Resume { .. } => "resume",
             QueueOp::ReturnToQueue { .. } => "return_to_queue",
             QueueOp::Cancel { .. } => "cancel",
+            QueueOp::PauseWindow { .. } => "pause_window",
+            QueueOp::ResumeWindow => "resume_window",
         }
     }
 }

@@ -2,11 +2,11 @@
 //! change of the protocol that every deployed kiosk and console must understand.
 
 use protocol::control::{
-    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, EvaluationLevel, ExtensionPointInfo, IceServer,
-    IssueTicketRequest, KioskEvaluation, KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk,
-    RelayToKiosk,
+    Availability, CategoryStaffing, CentreInfo, ClerkToRelay, ErrorBody, ErrorCode,
+    EvaluationLevel, ExtensionPointInfo, IceServer, IssueTicketRequest, KioskEvaluation,
+    KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk, RelayToKiosk,
 };
-use protocol::queue::{AppointmentSlot, QueueOp, TicketState};
+use protocol::queue::{AppointmentSlot, PauseReason, QueueOp, TicketState, WindowPause};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -30,6 +30,8 @@ fn status() -> KioskTicketStatus {
         eta_seconds: None,
         window_name: Some("8号远程虚拟窗口".into()),
         recalls: 1,
+        availability: None,
+        serving_clerk: None,
     }
 }
 
@@ -107,7 +109,34 @@ fn relay_to_kiosk() {
     golden(
         &RelayToKiosk::TicketStatus { ticket: status() },
         r#"{"type":"ticket_status","ticket":{"ticket_id":"c1-20780-7","number":"YA007","category_name":"社会保障",
-            "state":"called","ahead":null,"eta_seconds":null,"window_name":"8号远程虚拟窗口","recalls":1}}"#,
+            "state":"called","ahead":null,"eta_seconds":null,"window_name":"8号远程虚拟窗口","recalls":1,"availability":null,"serving_clerk":null}}"#,
+    );
+    golden(
+        &RelayToKiosk::Staffing {
+            categories: vec![
+                CategoryStaffing {
+                    category_id: "social-security".into(),
+                    availability: Availability {
+                        open: 0,
+                        paused: Some(WindowPause {
+                            reason: PauseReason::Meeting,
+                            since_ms: 1_795_000_000_000,
+                            until_ms: 1_795_001_800_000,
+                        }),
+                    },
+                },
+                CategoryStaffing {
+                    category_id: "civil".into(),
+                    availability: Availability {
+                        open: 2,
+                        paused: None,
+                    },
+                },
+            ],
+        },
+        r#"{"type":"staffing","categories":[
+            {"category_id":"social-security","open":0,"paused":{"reason":"meeting","since_ms":1795000000000,"until_ms":1795001800000}},
+            {"category_id":"civil","open":2,"paused":null}]}"#,
     );
     golden(
         &RelayToKiosk::MediaSending { sending: true },
@@ -166,6 +195,23 @@ fn clerk_to_relay() {
             },
         },
         r#"{"type":"queue","request_id":4,"op":{"op":"return_to_queue","ticket_id":"t1"}}"#,
+    );
+    golden(
+        &ClerkToRelay::Queue {
+            request_id: 5,
+            op: QueueOp::PauseWindow {
+                reason: PauseReason::Away,
+                minutes: 15,
+            },
+        },
+        r#"{"type":"queue","request_id":5,"op":{"op":"pause_window","reason":"away","minutes":15}}"#,
+    );
+    golden(
+        &ClerkToRelay::Queue {
+            request_id: 6,
+            op: QueueOp::ResumeWindow,
+        },
+        r#"{"type":"queue","request_id":6,"op":{"op":"resume_window"}}"#,
     );
     golden(&ClerkToRelay::Ping { seq: 5 }, r#"{"type":"ping","seq":5}"#);
 }

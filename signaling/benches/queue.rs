@@ -90,6 +90,7 @@ fn core_centre(windows: usize) -> QueueCore {
             clerk_name: None,
             clerk_connected: false,
             current: None,
+            pause: None,
         })
         .collect();
     QueueCore::new("bench", QueueConfig::default(), categories, windows)

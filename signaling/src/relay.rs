@@ -51,6 +51,8 @@ pub struct Stores {
     pub registry: Arc<dyn RegistryStore>,
     /// The database the audit trail is kept in ([`crate::audit`]).
     pub audit: crate::audit::Db,
+    /// Staff profiles (岗位、工号、照片) shown to residents.
+    pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
 }
 
 impl Stores {
@@ -62,6 +64,7 @@ impl Stores {
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
             audit: store.pool().clone().into(),
+            staff: Arc::new(store.clone()),
         }
     }
 
@@ -73,6 +76,7 @@ impl Stores {
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
             audit: store.pool().clone().into(),
+            staff: Arc::new(store.clone()),
         }
     }
 
@@ -229,6 +233,7 @@ impl Relay {
             cases,
             evaluations: evaluations.clone(),
             registry,
+            staff: stores.staff.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
             shutdown: shutdown.clone(),

@@ -275,6 +275,7 @@ fn centre_core() -> QueueCore {
             clerk_name: None,
             clerk_connected: false,
             current: None,
+            pause: None,
         }],
     )
 }

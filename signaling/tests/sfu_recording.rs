@@ -388,3 +388,62 @@ async fn an_h264_session_is_recorded_as_matroska_and_decodes() {
         .unwrap();
     assert!(status.success(), "decoding the H.264 recording failed");
 }
+
+/// One recorded Opus packet as the SFU hands it over.
+fn opus_packet(seq: u64, arrival: std::time::Instant) -> signaling::sfu::RecordedRtp {
+    signaling::sfu::RecordedRtp {
+        kiosk: PeerId(1),
+        clerk: PeerId(11),
+        slot: Slot::KioskMicrophone,
+        codec: signaling::sfu::MediaCodec::Opus,
+        pt: 111,
+        ssrc: 0x1234,
+        seq,
+        rtp_ts: (seq * 960) as u32,
+        marker: false,
+        arrival,
+        payload: std::sync::Arc::from(vec![0xf8u8, 0xff, 0xfe, seq as u8].as_slice()),
+    }
+}
+
+#[tokio::test]
+async fn packets_fed_before_the_dump_is_open_are_written_and_a_failed_open_is_reported() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let tmp = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start(RecorderConfig::new(tmp.path())).unwrap();
+    let start = std::time::Instant::now();
+
+    // The tap is fed at once, before the writer has answered the open.
+    let (tap, opening) = recorder
+        .open("ticket-open", start, SystemTime::now())
+        .await
+        .unwrap();
+    for seq in 0..50 {
+        assert!(tap.record(&opus_packet(seq, start + Duration::from_millis(20 * seq))));
+    }
+    opening.outcome().await.expect("the dump was created");
+    let _ = recorder.finish(tap).await;
+    let m = recorder.metrics();
+    assert_eq!(m.packets_written.load(Relaxed), 50);
+
+    // A dump that already exists: the open fails later, and the tap's packets go nowhere.
+    std::fs::write(tmp.path().join("ticket-dup.rtpdump"), b"left over").unwrap();
+    let (tap, opening) = recorder
+        .open("ticket-dup", start, SystemTime::now())
+        .await
+        .unwrap();
+    let _ = tap.record(&opus_packet(0, start));
+    assert!(matches!(
+        opening.outcome().await,
+        Err(signaling::recorder::RecorderError::AlreadyExists)
+    ));
+    assert!(matches!(
+        recorder.finish(tap).await,
+        Err(signaling::recorder::RecorderError::NotOpen)
+    ));
+    assert_eq!(m.packets_written.load(Relaxed), 50);
+    assert_eq!(
+        std::fs::read(tmp.path().join("ticket-dup.rtpdump")).unwrap(),
+        b"left over"
+    );
+}

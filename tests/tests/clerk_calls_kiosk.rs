@@ -65,6 +65,32 @@ async fn a_clerk_in_the_browser_calls_the_kiosks_ticket() -> anyhow::Result<()> 
     page.screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-queue.png"))
         .await?;
 
+    // The clerk steps into a meeting: the window shows it is paused, calls nothing, and the
+    // waiting kiosk hears why; back, the window calls again.
+    page.click("#pause-window").await?;
+    page.eval(
+        "(() => { document.getElementById('pause-reason').value = 'meeting'; return true; })()",
+    )
+    .await?;
+    page.click("#pause-form button[type=submit]").await?;
+    page.wait_for(
+        "!document.getElementById('pause-banner').hidden && document.getElementById('pause-text').textContent.includes('会议') && document.getElementById('btn-next').disabled",
+        LIMIT,
+    )
+    .await?;
+    let status = agent
+        .wait_status(LIMIT, |s| {
+            s["ticket"]["availability"]["paused"]["reason"] == "meeting"
+        })
+        .await?;
+    assert_eq!(status["ticket"]["availability"]["open"], 0);
+    page.click("#resume-window").await?;
+    page.wait_for(
+        "document.getElementById('pause-banner').hidden && !document.getElementById('btn-next').disabled",
+        LIMIT,
+    )
+    .await?;
+
     page.click("#btn-next").await?;
     page.wait_for(
         &format!("document.getElementById('cur-number').textContent === '{number}'"),

@@ -107,6 +107,9 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     let relay = start_relay(&data, &hcp).await?;
     let agent = Agent::start(&data, &relay).await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    // The remote window is open: the kiosk offers tickets only while one is.
+    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
 
     let browser = Browser::launch(&["--autoplay-policy=no-user-gesture-required"]).await?;
     let page = browser.open(&agent.url("/kiosk")).await?;
@@ -117,6 +120,8 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
         LIMIT,
     )
     .await?;
+    page.wait_for("!document.getElementById('btn-start').hidden", LIMIT)
+        .await?;
     let body_px: f64 = page
         .eval("parseFloat(getComputedStyle(document.body).fontSize)")
         .await?
@@ -166,8 +171,6 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     page.viewport(1080, 1920).await?;
 
     // The clerk calls the ticket.
-    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
-    clerk.open_window("window-08").await?;
     let called = clerk.op(json!({ "op": "call_next" })).await?;
     let ticket_id = called["id"].as_str().context("ticket id")?.to_owned();
     assert_eq!(called["number"], "YA001");
@@ -560,10 +563,14 @@ async fn inactivity_returns_to_the_start_and_abandoned_tickets_are_cancelled() -
     )
     .await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&agent.url("/kiosk")).await?;
     page.viewport(1080, 1920).await?;
     on_screen(&page, "idle").await?;
+    page.wait_for("!document.getElementById('btn-start').hidden", LIMIT)
+        .await?;
 
     // Someone opens the services and walks away: back to the start.
     page.click("#btn-start").await?;

@@ -111,6 +111,8 @@ mod tests {
             eta_seconds: None,
             window_name: window.map(str::to_owned),
             recalls: 0,
+            availability: None,
+            serving_clerk: None,
         }
     }
 

@@ -121,6 +121,8 @@ struct View {
     centre: Option<protocol::control::CentreInfo>,
     extension_point: Option<protocol::control::ExtensionPointInfo>,
     categories: Vec<protocol::queue::CategoryView>,
+    /// Which categories a remote window could serve now (`None`: the relay has not said).
+    staffing: Option<Vec<protocol::control::CategoryStaffing>>,
     ticket: Option<protocol::control::KioskTicketStatus>,
     hours: HoursView,
     evaluation: Option<super::flow::AwaitedEvaluation>,
@@ -154,6 +156,7 @@ fn view(kiosk: &Kiosk) -> View {
             state.categories
         },
         extension_point,
+        staffing: state.staffing,
         ticket: state.ticket,
         hours,
         evaluation: kiosk.awaited(),

@@ -3,7 +3,7 @@
 // the thank-you pause, the dialogs. Everything from the relay is inserted as text.
 // A module (deferred): it runs after i18n.js and media.js, whose globals it reads.
 
-import { fetchJson } from './common.js';
+import { fetchJson, fmtClock } from './common.js';
 
 (() => {
   const TEXT = window.KIOSK_TEXT;
@@ -27,7 +27,28 @@ import { fetchJson } from './common.js';
     reasons: new Set(),
     saving: false,
     lastTicket: null,         // the ticket seen in the previous view
+    largeText: false,         // 大字 (1.5×) and 高对比: for this resident's ticket only
+    contrast: false,
+    volume: 0.8,              // voice prompts, 0.2 to 1
   };
+
+  // Large text and high contrast are classes on <html>: every size is in rem, so one root
+  // size scales every screen.
+  function applyDisplay() {
+    document.documentElement.classList.toggle('text-large', local.largeText);
+    document.documentElement.classList.toggle('contrast', local.contrast);
+    $('text-toggle').setAttribute('aria-pressed', String(local.largeText));
+    $('contrast-toggle').setAttribute('aria-pressed', String(local.contrast));
+    set('volume-level', `${t('a11y.volume')} ${Math.round(local.volume * 5)}`);
+    if (playing) playing.volume = local.volume;
+  }
+
+  function resetDisplay() {
+    local.largeText = false;
+    local.contrast = false;
+    local.volume = 0.8;
+    applyDisplay();
+  }
 
   const t = (key) => (TEXT[lang] && TEXT[lang][key] !== undefined ? TEXT[lang][key] : TEXT.zh[key]);
 
@@ -38,6 +59,10 @@ import { fetchJson } from './common.js';
     document.querySelectorAll('[data-i18n]').forEach((el) => {
       el.textContent = t(el.dataset.i18n);
     });
+    document.querySelectorAll('[data-i18n-label]').forEach((el) => {
+      el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+    });
+    applyDisplay();
     renderReasons();
     render();
   }
@@ -47,6 +72,7 @@ import { fetchJson } from './common.js';
     try {
       if (playing) playing.pause();
       playing = new Audio(`/kiosk/audio/${name}.${lang}.ogg`);
+      playing.volume = local.volume;
       playing.play().catch(() => {});
     } catch (_) { /* no sound is no reason to stop */ }
   }
@@ -78,6 +104,28 @@ import { fetchJson } from './common.js';
     return lang === 'zh' ? `${m}月${d}日 ${wd} ${time}` : `${wd} ${d}/${m} ${time}`;
   }
 
+  // "10:30", Shanghai time, for an expected return.
+  const clock = (ms) => fmtClock(ms).slice(0, 5);
+
+  // The pause that ends first among categories with no open window, or null.
+  function earliestPause(list) {
+    return list.map((s) => s.paused).filter(Boolean)
+      .reduce((a, p) => (!a || p.until_ms < a.until_ms ? p : a), null);
+  }
+
+  function backText(pause) {
+    if (!pause) return '';
+    return pause.until_ms <= view.now_ms ? t('staff.back.overdue') : `${t('staff.back')} ${clock(pause.until_ms)}`;
+  }
+
+  // The categories a window could serve now; all of them while the relay has not said.
+  function offeredCategories() {
+    const cats = (view && view.categories) || [];
+    if (!view || !Array.isArray(view.staffing)) return cats;
+    const open = new Set(view.staffing.filter((s) => s.open > 0).map((s) => s.category_id));
+    return cats.filter((c) => open.has(c.id));
+  }
+
   const set = (id, text) => { const el = $(id); if (el.textContent !== text) el.textContent = text; };
 
   // --- which screen --------------------------------------------------------------------------
@@ -99,7 +147,7 @@ import { fetchJson } from './common.js';
     }
     if (local.ended && local.ended.until > now) return 'ended';
     if (view.hours && view.hours.open === false) return 'closed';
-    if (local.choosing) return 'categories';
+    if (local.choosing && offeredCategories().length > 0) return 'categories';
     return 'idle';
   }
 
@@ -116,6 +164,7 @@ import { fetchJson } from './common.js';
     if (name === 'idle' && was && was !== 'connecting' && was !== 'categories') {
       // The next resident starts in Chinese.
       if (lang !== 'zh') { lang = 'zh'; applyLanguage(); }
+      resetDisplay();
     }
     if (name === 'evaluation') { local.level = null; local.reasons.clear(); local.saving = false; set('evaluation-status', ''); }
     const sounds = { waiting: 'taken', called: 'called', evaluation: 'evaluate', thanks: 'thanks' };
@@ -133,11 +182,13 @@ import { fetchJson } from './common.js';
     set('centre-name', view && view.centre ? view.centre.name : '');
     $('lang-toggle').textContent = t('lang.toggle');
     set('idle-hours', hoursText(point));
+    if (current === 'idle') renderIdle(point);
     if (current === 'categories') renderCategories();
     if (current === 'waiting') renderWaiting();
     if (current === 'called') {
       set('called-number', view.ticket.number);
       set('called-window', view.ticket.window_name || '');
+      renderClerk($('called-clerk'), view.ticket.serving_clerk);
     }
     if (current === 'session') renderSession();
     if (current === 'evaluation') renderEvaluation();
@@ -150,9 +201,23 @@ import { fetchJson } from './common.js';
     renderPrompt();
   }
 
+  // No open window for any category: no button that leads nowhere, but the plain reason and,
+  // when the windows are only paused, when they are expected back.
+  function renderIdle(point) {
+    const unstaffed = Array.isArray(view && view.staffing) && view.link === 'online'
+      && offeredCategories().length === 0 && ((view.categories || []).length > 0);
+    $('btn-start').hidden = unstaffed;
+    $('idle-unstaffed').hidden = !unstaffed;
+    if (!unstaffed) return;
+    const pause = earliestPause(view.staffing);
+    set('idle-unstaffed-title', pause ? t('staff.paused.title') : t('staff.none.title'));
+    set('idle-unstaffed-back', backText(pause));
+    set('idle-unstaffed-phone', point && point.phone ? point.phone : '');
+  }
+
   function renderCategories() {
     const list = $('category-list');
-    const cats = (view && view.categories) || [];
+    const cats = offeredCategories();
     const key = cats.map((c) => c.id).join('|') + lang;
     if (list.dataset.key !== key) {
       list.dataset.key = key;
@@ -189,10 +254,36 @@ import { fetchJson } from './common.js';
     }
     set('waiting-ahead', ahead);
     set('waiting-eta', eta);
+    // The windows that could serve this ticket are paused or closed: say so, not "please wait".
+    const a = ticket.state === 'waiting' ? ticket.availability : null;
+    const stopped = !!a && a.open === 0;
+    $('waiting-pause').hidden = !stopped;
+    if (stopped) {
+      set('waiting-pause-title', a.paused ? t('staff.paused.title') : t('waiting.closed.title'));
+      set('waiting-pause-body', a.paused ? backText(a.paused) : t('waiting.closed.body'));
+      if (!a.paused) set('waiting-eta', '');
+    }
+  }
+
+  // Who serves the resident: name, post, staff number and photo (岗位、照片、工号).
+  function renderClerk(card, clerk) {
+    card.hidden = !clerk;
+    if (!clerk) return;
+    const put = (cls, text) => { const el = card.querySelector(cls); if (el.textContent !== text) el.textContent = text; };
+    put('.clerk-name', clerk.name || '');
+    put('.clerk-post', clerk.post || '');
+    put('.clerk-number', clerk.staff_number ? `${t('clerk.number')} ${clerk.staff_number}` : '');
+    const img = card.querySelector('.clerk-photo');
+    const src = typeof clerk.photo === 'string' && clerk.photo.startsWith('data:image/') ? clerk.photo : '';
+    img.hidden = !src;
+    img.alt = `${t('clerk.photo')} ${clerk.name || ''}`.trim();
+    if (src && img.getAttribute('src') !== src) img.setAttribute('src', src);
+    if (!src) img.removeAttribute('src');
   }
 
   function renderSession() {
     set('session-window', view.ticket.window_name || '');
+    renderClerk($('session-clerk'), view.ticket.serving_clerk);
     const list = $('device-activity');
     const acts = (view.devices && view.devices.activities) || [];
     const key = JSON.stringify(acts) + lang;
@@ -351,6 +442,15 @@ import { fetchJson } from './common.js';
       return;
     }
     if (target.id === 'lang-toggle') { lang = lang === 'zh' ? 'en' : 'zh'; applyLanguage(); return; }
+    if (target.id === 'text-toggle') { local.largeText = !local.largeText; applyDisplay(); return; }
+    if (target.id === 'contrast-toggle') { local.contrast = !local.contrast; applyDisplay(); return; }
+    if (target.id === 'volume-up' || target.id === 'volume-down') {
+      const step = target.id === 'volume-up' ? 0.2 : -0.2;
+      local.volume = Math.round(Math.min(1, Math.max(0.2, local.volume + step)) * 10) / 10;
+      applyDisplay();
+      speak('welcome');
+      return;
+    }
     if (target.id === 'btn-start') { local.choosing = true; local.taking = false; set('categories-status', ''); render(); return; }
     if (target.id === 'btn-categories-back') { local.choosing = false; render(); return; }
     if (target.dataset.category) { takeTicket(target.dataset.category); return; }

@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use protocol::control::{
     CentreInfo, ErrorBody, ErrorCode, ExtensionPointInfo, KioskTicketStatus, KioskToRelay,
-    RelayToKiosk, negotiate_version,
+    RelayToKiosk, ServingClerk, negotiate_version,
 };
 use protocol::queue::TicketChannel;
 use tokio::sync::watch;
@@ -75,7 +75,50 @@ struct Kiosk {
     point: ExtensionPoint,
     queue: QueueHandle,
     status: watch::Receiver<Option<KioskTicketStatus>>,
+    /// Which categories a remote window could serve now; sent after `welcome` and on change.
+    staffing: watch::Receiver<std::sync::Arc<Vec<protocol::control::CategoryStaffing>>>,
+    /// The serving clerk's card as last read from the staff record.
+    clerk_card: Option<ServingClerk>,
     last_touch: Instant,
+}
+
+/// Adds the serving clerk's post, staff number and photo from their staff record, read once
+/// per clerk. A store failure leaves the name only (and is read again next time).
+async fn with_clerk_card(
+    state: &AppState,
+    cache: &mut Option<ServingClerk>,
+    mut ticket: KioskTicketStatus,
+) -> KioskTicketStatus {
+    let Some(clerk) = ticket.serving_clerk.take() else {
+        return ticket;
+    };
+    if let Some(card) = cache
+        .as_ref()
+        .filter(|c| c.id == clerk.id && c.name == clerk.name)
+    {
+        ticket.serving_clerk = Some(Box::new(card.clone()));
+        return ticket;
+    }
+    let mut card = *clerk;
+    match state.staff.staff_profile(&card.id).await {
+        Ok(profile) => {
+            if let Some(p) = profile {
+                use base64::Engine as _;
+                card.post = p.post;
+                card.staff_number = p.staff_number;
+                card.photo = p.photo.map(|(kind, bytes)| {
+                    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    format!("data:{};base64,{data}", kind.mime())
+                });
+            }
+            *cache = Some(card.clone());
+        }
+        Err(e) => {
+            warn!(error = %e, "staff profile not read; the kiosk shows the clerk's name only")
+        }
+    }
+    ticket.serving_clerk = Some(Box::new(card));
+    ticket
 }
 
 async fn run_connection(
@@ -227,6 +270,11 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
             .await;
         return None;
     };
+    let Ok(mut staffing) = queue.watch_staffing().await else {
+        conn.close(close_code::TRY_AGAIN_LATER, "queue unavailable")
+            .await;
+        return None;
+    };
     // One live connection per device: the newest wins (the switchboard closes the older), so
     // a kiosk that reconnects after a network change is not locked out by its own half-dead
     // old connection.
@@ -235,6 +283,12 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
         .store
         .touch_device(&device.id, state.clock.now_ms())
         .await;
+    let welcome_ticket = status.borrow_and_update().clone();
+    let mut clerk_card = None;
+    let ticket = match welcome_ticket {
+        Some(t) => Some(with_clerk_card(state, &mut clerk_card, t).await),
+        None => None,
+    };
     let welcome = RelayToKiosk::Welcome {
         protocol_version: version,
         device_id: device.id.clone(),
@@ -250,13 +304,14 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
             name: centre.name,
         },
         categories: view.categories,
-        ticket: status.borrow_and_update().clone(),
+        ticket,
         server_time_ms: state.clock.now_ms(),
         heartbeat_interval_ms: u64::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(15_000),
         ice_servers: state.media.ice_servers(&device.id, state.clock.now_ms()),
     };
     info!(agent_version = ?agent_version, "kiosk hello");
-    if !conn.send(&welcome).await {
+    let categories = staffing.borrow_and_update().as_ref().clone();
+    if !conn.send(&welcome).await || !conn.send(&RelayToKiosk::Staffing { categories }).await {
         state.switchboard.close_kiosk(&device.id, conn_id);
         return None;
     }
@@ -266,6 +321,8 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
         point,
         queue,
         status,
+        staffing,
+        clerk_card,
         last_touch: Instant::now(),
     })
 }
@@ -303,15 +360,25 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
                     return;
                 }
             }
+            changed = kiosk.staffing.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let categories = kiosk.staffing.borrow_and_update().as_ref().clone();
+                if !conn.send(&RelayToKiosk::Staffing { categories }).await {
+                    return;
+                }
+            }
             changed = kiosk.status.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let status = kiosk.status.borrow_and_update().clone();
-                if let Some(ticket) = status
-                    && !conn.send(&RelayToKiosk::TicketStatus { ticket }).await
-                {
-                    return;
+                if let Some(ticket) = status {
+                    let ticket = with_clerk_card(state, &mut kiosk.clerk_card, ticket).await;
+                    if !conn.send(&RelayToKiosk::TicketStatus { ticket }).await {
+                        return;
+                    }
                 }
             }
         }

@@ -16,6 +16,7 @@ pub mod recordings;
 pub mod registry;
 pub mod selftest;
 pub mod staff;
+pub mod staff_profile;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -63,8 +64,9 @@ pub fn app(state: AppState) -> Router {
         .merge(cases::routes())
         .merge(registry::routes())
         .merge(evaluations::routes())
-        .merge(selftest::routes())
         .merge(staff::routes())
+        .merge(selftest::routes())
+        .merge(staff_profile::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             SECURITY_HEADERS,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub evaluations: Arc<crate::evaluation::Evaluations>,
     /// 远程受理柜台维护, kiosk health and inspection records.
     pub registry: Arc<crate::registry::Registry>,
+    /// Staff profiles (岗位、工号、照片) shown to residents.
+    pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
     pub metrics: Arc<Metrics>,
     /// The hash-chained audit trail: record logins, administrative actions and reveals here.
     pub audit: crate::audit::Trail,

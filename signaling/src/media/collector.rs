@@ -103,6 +103,18 @@ impl Collector for MediaCollector {
         )?;
         counter(
             &mut e,
+            "sfu_keyframe_retries",
+            "Keyframe requests repeated because no keyframe answered the last one",
+            &s.keyframe_retries,
+        )?;
+        counter(
+            &mut e,
+            "sfu_keyframe_requests_coalesced",
+            "Keyframe asks joined to a request already in flight",
+            &s.keyframe_requests_coalesced,
+        )?;
+        counter(
+            &mut e,
             "sfu_nacks_from_viewers",
             "NACKs received from viewers",
             &s.nacks_from_viewers,

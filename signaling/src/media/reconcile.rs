@@ -183,8 +183,14 @@ impl Reconciler {
         // Sessions that started.
         for s in desired.values() {
             if !self.live.contains_key(&s.ticket_id) {
+                let t0 = std::time::Instant::now();
                 let recording = self.archive.begin(s, self.clock.now_ms()).await;
-                info!(ticket = %s.ticket_number, recorded = recording.is_some(), "media session begins");
+                info!(
+                    ticket = %s.ticket_number,
+                    recorded = recording.is_some(),
+                    begin_ms = t0.elapsed().as_millis() as u64,
+                    "media session begins"
+                );
                 self.live.insert(
                     s.ticket_id.clone(),
                     Live {

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use protocol::queue::{
-    AppointmentSlot, CategoryView, QueueOp, REMOTE_PREFIX, TicketChannel, TicketState, WindowMode,
-    WindowView,
+    AppointmentSlot, CategoryView, MAX_PAUSE_MINUTES, QueueOp, REMOTE_PREFIX, TicketChannel,
+    TicketState, WindowMode, WindowPause, WindowView,
 };
 
 use super::error::QueueError;
@@ -73,6 +73,8 @@ pub struct Window {
     pub clerk_connected: bool,
     /// The ticket called or being served here; derived from tickets, never persisted.
     pub current: Option<String>,
+    /// 暂停服务: set by the clerk, cleared when they resume, sign out or sign in again.
+    pub pause: Option<WindowPause>,
 }
 
 impl Window {
@@ -96,7 +98,13 @@ impl Window {
             clerk_name: self.clerk_name.clone(),
             clerk_connected: self.clerk_connected,
             current_ticket_id: self.current.clone(),
+            pause: self.pause,
         }
+    }
+
+    /// Signed in, the clerk's console connected, and not paused: it can call now.
+    pub fn is_open(&self) -> bool {
+        self.clerk_id.is_some() && self.clerk_connected && self.pause.is_none()
     }
 }
 
@@ -190,11 +198,12 @@ pub enum Event {
         clerk_id: Option<String>,
         clerk_name: Option<String>,
         clerk_connected: bool,
+        pause: Option<WindowPause>,
     },
 }
 
 use self::stats::Accumulator;
-pub use self::stats::Estimate;
+pub use self::stats::{Estimate, Staffing};
 
 /// The unified call queue of one centre.
 #[derive(Debug)]
@@ -357,6 +366,7 @@ impl QueueCore {
                     clerk_id: w.clerk_id.clone(),
                     clerk_name: w.clerk_name.clone(),
                     clerk_connected: *connected,
+                    pause: w.pause,
                 })
                 .into_iter()
                 .collect()),
@@ -493,6 +503,7 @@ impl QueueCore {
             clerk_id: Some(clerk_id.to_owned()),
             clerk_name: Some(clerk_name.to_owned()),
             clerk_connected: true,
+            pause: None,
         });
         Ok(events)
     }
@@ -512,6 +523,9 @@ impl QueueCore {
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
                 }
+                if window.pause.is_some() {
+                    return Err(QueueError::WindowPaused);
+                }
                 let ticket = self
                     .next_for(window, now_ms)
                     .ok_or(QueueError::QueueEmpty)?;
@@ -530,6 +544,9 @@ impl QueueCore {
                 }
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
+                }
+                if window.pause.is_some() {
+                    return Err(QueueError::WindowPaused);
                 }
                 Ok(vec![event(
                     self.called(ticket, window, clerk_id, now_ms),
@@ -628,6 +645,9 @@ impl QueueCore {
                 if window.current.is_some() {
                     return Err(QueueError::TicketInHand);
                 }
+                if window.pause.is_some() {
+                    return Err(QueueError::WindowPaused);
+                }
                 t.state = TicketState::Called;
                 t.called_ms = Some(now_ms);
                 t.clerk_id = Some(clerk_id.to_owned());
@@ -662,6 +682,31 @@ impl QueueCore {
                     EndReason::ClerkCancelled,
                 );
                 Ok(vec![event(t, Action::Cancelled)])
+            }
+            QueueOp::PauseWindow { reason, minutes } => {
+                // A resident called or being served is never left at a paused window: finish,
+                // park or hand the ticket on first.
+                if window.current.is_some() {
+                    return Err(QueueError::TicketInHand);
+                }
+                if *minutes == 0 || *minutes > MAX_PAUSE_MINUTES {
+                    return Err(QueueError::BadPause);
+                }
+                let since_ms = window.pause.map_or(now_ms, |p| p.since_ms);
+                Ok(vec![window_event(
+                    window,
+                    Some(WindowPause {
+                        reason: *reason,
+                        since_ms,
+                        until_ms: now_ms + i64::from(*minutes) * 60_000,
+                    }),
+                )])
+            }
+            QueueOp::ResumeWindow => {
+                if window.pause.is_none() {
+                    return Err(QueueError::NotPaused);
+                }
+                Ok(vec![window_event(window, None)])
             }
         }
     }
@@ -789,11 +834,13 @@ impl QueueCore {
                     clerk_id,
                     clerk_name,
                     clerk_connected,
+                    pause,
                 } => {
                     if let Some(w) = self.windows.get_mut(window_id) {
                         w.clerk_id.clone_from(clerk_id);
                         w.clerk_name.clone_from(clerk_name);
                         w.clerk_connected = *clerk_connected;
+                        w.pause = *pause;
                     }
                 }
             }
@@ -807,6 +854,15 @@ impl QueueCore {
             w.clerk_id = Some(clerk_id.to_owned());
             w.clerk_name = Some(clerk_name.to_owned());
             w.clerk_connected = false;
+        }
+    }
+
+    /// Restores a signed-in window's pause read back from the store.
+    pub fn restore_window_pause(&mut self, window_id: &str, pause: WindowPause) {
+        if let Some(w) = self.windows.get_mut(window_id)
+            && w.clerk_id.is_some()
+        {
+            w.pause = Some(pause);
         }
     }
 
@@ -889,6 +945,18 @@ fn release(window: &Window) -> Event {
         clerk_id: None,
         clerk_name: None,
         clerk_connected: false,
+        pause: None,
+    }
+}
+
+/// The window as it is, with `pause` set or cleared.
+fn window_event(window: &Window, pause: Option<WindowPause>) -> Event {
+    Event::Window {
+        window_id: window.id.clone(),
+        clerk_id: window.clerk_id.clone(),
+        clerk_name: window.clerk_name.clone(),
+        clerk_connected: window.clerk_connected,
+        pause,
     }
 }
 

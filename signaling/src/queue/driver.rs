@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::control::KioskTicketStatus;
-use protocol::queue::{CategoryView, QueueStats, TicketChannel, TicketView, WindowView};
+use protocol::control::{Availability, CategoryStaffing, KioskTicketStatus, ServingClerk};
+use protocol::queue::{
+    CategoryView, QueueStats, TicketChannel, TicketState, TicketView, WindowView,
+};
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, error, info_span};
 
-use super::core::{Category, Command, Event, QueueConfig, QueueCore, Window};
+use super::core::{Category, Command, Estimate, Event, QueueConfig, QueueCore, Window};
 use super::error::QueueError;
 use super::ticket::{Ticket, service_day};
 use crate::clock::Clock;
@@ -113,6 +115,9 @@ enum Request {
         device_id: String,
         reply: Reply<watch::Receiver<Option<KioskTicketStatus>>>,
     },
+    WatchStaffing {
+        reply: Reply<watch::Receiver<Arc<Vec<CategoryStaffing>>>>,
+    },
 }
 
 /// A cheap, cloneable handle to one centre's queue task.
@@ -173,6 +178,14 @@ impl QueueHandle {
         self.ask(|reply| Request::WatchDevice { device_id, reply })
             .await
     }
+
+    /// Which categories a remote window could serve now; changes whenever a window opens,
+    /// closes, pauses or resumes, or its clerk's console comes or goes.
+    pub async fn watch_staffing(
+        &self,
+    ) -> Result<watch::Receiver<Arc<Vec<CategoryStaffing>>>, OpError> {
+        self.ask(|reply| Request::WatchStaffing { reply }).await
+    }
 }
 
 /// Starts and finds the queue task of each centre.
@@ -214,7 +227,9 @@ impl QueueHub {
         let core = self.load(centre_id).await?;
         let (tx, rx) = mpsc::channel(REQUEST_BACKLOG);
         let (updates, _) = broadcast::channel(UPDATE_BACKLOG);
+        let (staffing, _) = watch::channel(Arc::new(staffing_of(&core)));
         let task = QueueTask {
+            staffing,
             core,
             store: self.store.clone(),
             clock: self.clock.clone(),
@@ -265,6 +280,7 @@ impl QueueHub {
                 clerk_name: None,
                 clerk_connected: false,
                 current: None,
+                pause: None,
             })
             .collect();
         let mut core = QueueCore::new(centre_id, self.config.clone(), categories, windows);
@@ -272,6 +288,9 @@ impl QueueHub {
         let snapshot = self.store.load_queue(centre_id, today).await?;
         for (window, clerk, name) in &snapshot.window_clerks {
             core.restore_window_clerk(window, clerk, name);
+        }
+        for (window, pause) in &snapshot.window_pauses {
+            core.restore_window_pause(window, *pause);
         }
         for ticket in snapshot.tickets {
             core.restore_ticket(ticket);
@@ -290,6 +309,8 @@ struct QueueTask {
     devices: HashMap<String, watch::Sender<Option<KioskTicketStatus>>>,
     /// The status each device was last sent, to push only changes.
     sent: HashMap<String, Option<KioskTicketStatus>>,
+    /// Which categories a remote window could serve now, for every kiosk of the centre.
+    staffing: watch::Sender<Arc<Vec<CategoryStaffing>>>,
 }
 
 impl QueueTask {
@@ -373,6 +394,9 @@ impl QueueTask {
             Request::Window { window_id, reply } => {
                 let _ = reply.send(self.core.window(&window_id).map(Window::view));
             }
+            Request::WatchStaffing { reply } => {
+                let _ = reply.send(self.staffing.subscribe());
+            }
             Request::WatchDevice { device_id, reply } => {
                 let status = self.device_status(&device_id);
                 let tx = self
@@ -452,6 +476,16 @@ impl QueueTask {
         };
         // No receivers is fine: nobody is watching this centre right now.
         let _ = self.updates.send(Arc::new(update));
+        if windows_changed {
+            let staffing = staffing_of(&self.core);
+            self.staffing.send_if_modified(|old| {
+                let changed = **old != staffing;
+                if changed {
+                    *old = Arc::new(staffing);
+                }
+                changed
+            });
+        }
         self.push_device_statuses(events, now);
         self.publish_gauges();
     }
@@ -465,7 +499,7 @@ impl QueueTask {
                 && let Some(device) = &ticket.device_id
                 && let Some(tx) = self.devices.get(device)
             {
-                let status = Some(self.status_of(ticket, None, None));
+                let status = Some(self.status_of(ticket, None));
                 tx.send_replace(status.clone());
                 self.sent.insert(device.clone(), status);
             }
@@ -481,7 +515,7 @@ impl QueueTask {
         let mut changed = Vec::new();
         for (t, e) in self.core.estimates_where(now, watched) {
             let Some(device) = &t.device_id else { continue };
-            let status = Some(self.status_of(t, Some(e.ahead), e.eta_seconds));
+            let status = Some(self.status_of(t, Some(e)));
             if self.sent.get(device) != Some(&status) {
                 changed.push((device.clone(), status));
             }
@@ -494,7 +528,7 @@ impl QueueTask {
             if t.state == protocol::queue::TicketState::Waiting {
                 continue;
             }
-            let status = Some(self.status_of(t, None, None));
+            let status = Some(self.status_of(t, None));
             if self.sent.get(device) != Some(&status) {
                 changed.push((device.clone(), status));
             }
@@ -514,10 +548,11 @@ impl QueueTask {
             .estimates_where(self.clock.now_ms(), |w| w.id == t.id)
             .first()
             .map(|(_, e)| *e);
-        Some(self.status_of(t, e.map(|e| e.ahead), e.and_then(|e| e.eta_seconds)))
+        Some(self.status_of(t, e))
     }
 
-    fn status_of(&self, t: &Ticket, ahead: Option<u32>, eta: Option<u32>) -> KioskTicketStatus {
+    /// The kiosk's view of `t`; `estimate` for a waiting ticket.
+    fn status_of(&self, t: &Ticket, estimate: Option<Estimate>) -> KioskTicketStatus {
         let category_name = self
             .core
             .category(&t.category_id)
@@ -528,8 +563,30 @@ impl QueueTask {
             number: t.number.clone(),
             category_name,
             state: t.state,
-            ahead,
-            eta_seconds: eta,
+            ahead: estimate.map(|e| e.ahead),
+            eta_seconds: estimate.and_then(|e| e.eta_seconds),
+            availability: estimate.map(|e| Availability {
+                open: e.open,
+                paused: e.paused,
+            }),
+            // The relay's kiosk connection adds post, number and photo from the staff record.
+            serving_clerk: match t.state {
+                TicketState::Called | TicketState::Serving => t
+                    .window_id
+                    .as_ref()
+                    .and_then(|w| self.core.window(w))
+                    .filter(|w| w.clerk_id.is_some() && w.clerk_id == t.clerk_id)
+                    .and_then(|w| {
+                        Some(Box::new(ServingClerk {
+                            id: w.clerk_id.clone()?,
+                            name: w.clerk_name.clone().unwrap_or_default(),
+                            post: String::new(),
+                            staff_number: String::new(),
+                            photo: None,
+                        }))
+                    }),
+                _ => None,
+            },
             window_name: t
                 .window_id
                 .as_ref()
@@ -568,6 +625,19 @@ impl QueueTask {
 }
 
 /// The session a ticket is in, if it is a remote ticket called or served at a window.
+fn staffing_of(core: &QueueCore) -> Vec<CategoryStaffing> {
+    core.remote_staffing()
+        .into_iter()
+        .map(|(id, s)| CategoryStaffing {
+            category_id: id.to_owned(),
+            availability: Availability {
+                open: s.open,
+                paused: s.paused,
+            },
+        })
+        .collect()
+}
+
 fn session_of(t: &Ticket, now: i64) -> Option<Session> {
     use protocol::queue::TicketState;
     if !matches!(t.state, TicketState::Called | TicketState::Serving) {

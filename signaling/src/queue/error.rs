@@ -35,6 +35,12 @@ pub enum QueueError {
     NotYourTicket,
     #[error("预约时段无效 / the appointment slot is invalid")]
     BadAppointment,
+    #[error("窗口暂停服务中，请先恢复服务 / the window is paused: resume it first")]
+    WindowPaused,
+    #[error("窗口没有暂停 / the window is not paused")]
+    NotPaused,
+    #[error("暂停时长应为 1 到 240 分钟 / a pause lasts 1 to 240 minutes")]
+    BadPause,
 }
 
 impl QueueError {
@@ -47,13 +53,15 @@ impl QueueError {
             | QueueError::TicketInHand
             | QueueError::NotAtThisWindow
             | QueueError::InvalidState(_)
-            | QueueError::DeviceHasTicket => ErrorCode::InvalidState,
+            | QueueError::DeviceHasTicket
+            | QueueError::WindowPaused
+            | QueueError::NotPaused => ErrorCode::InvalidState,
             QueueError::WindowTaken => ErrorCode::Conflict,
             QueueError::NotEligible => ErrorCode::NotEligible,
             QueueError::QueueEmpty => ErrorCode::QueueEmpty,
             QueueError::QueueFull => ErrorCode::LimitExceeded,
             QueueError::NotYourTicket => ErrorCode::Forbidden,
-            QueueError::BadAppointment => ErrorCode::BadMessage,
+            QueueError::BadAppointment | QueueError::BadPause => ErrorCode::BadMessage,
         }
     }
 

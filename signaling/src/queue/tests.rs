@@ -25,6 +25,7 @@ fn window(id: &str, mode: WindowMode, cats: &[&str]) -> Window {
         clerk_name: None,
         clerk_connected: false,
         current: None,
+        pause: None,
     }
 }
 
@@ -784,6 +785,8 @@ fn restoring_tickets_rebuilds_counters_and_order() {
     );
 }
 
+mod pause;
+
 mod properties {
     use proptest::prelude::*;
 
@@ -799,7 +802,7 @@ mod properties {
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             (any::<bool>(), any::<bool>()).prop_map(|(r, c)| Step::Issue(r, c)),
-            (0..3usize, 0..11u8, 0..64usize).prop_map(|(w, o, t)| Step::Op(w, o, t)),
+            (0..3usize, 0..13u8, 0..64usize).prop_map(|(w, o, t)| Step::Op(w, o, t)),
             (0..(10 * MIN)).prop_map(Step::Tick),
         ]
     }
@@ -839,12 +842,24 @@ mod properties {
                             7 => QueueOp::Park { ticket_id },
                             8 => QueueOp::Resume { ticket_id },
                             9 => QueueOp::ReturnToQueue { ticket_id },
+                            10 => QueueOp::PauseWindow { reason: protocol::queue::PauseReason::Away, minutes: 10 },
+                            11 => QueueOp::ResumeWindow,
                             _ => QueueOp::Cancel { ticket_id },
                         };
                         let cmd = Command::Op { clerk_id: clerk.into(), op };
                         let version = q.version();
+                        let paused: Vec<String> = q.windows().into_iter()
+                            .filter(|w| w.pause.is_some()).map(|w| w.id).collect();
                         match q.decide(now, &cmd) {
-                            Ok(events) => q.apply(&events),
+                            Ok(events) => {
+                                // A paused window calls nothing.
+                                for e in &events {
+                                    if let Event::Ticket { action: Action::Called | Action::Resumed, window_id: Some(w), .. } = e {
+                                        prop_assert!(!paused.contains(w), "paused window {} called", w);
+                                    }
+                                }
+                                q.apply(&events);
+                            }
                             Err(_) => prop_assert_eq!(q.version(), version),
                         }
                     }

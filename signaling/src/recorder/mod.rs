@@ -155,6 +155,23 @@ pub struct Recorder {
     mux_permit: Arc<Semaphore>,
 }
 
+/// The writer thread's answer to [`Recorder::open`], still to come.
+#[derive(Debug)]
+pub struct Opening {
+    answer: oneshot::Receiver<Result<PathBuf, RecorderError>>,
+    limit: Duration,
+}
+
+impl Opening {
+    /// Whether the dump file was created (bounded by the recorder's command timeout).
+    pub async fn outcome(self) -> Result<PathBuf, RecorderError> {
+        tokio::time::timeout(self.limit, self.answer)
+            .await
+            .map_err(|_| RecorderError::Timeout)?
+            .map_err(|_| RecorderError::Stopped)?
+    }
+}
+
 /// Given to the SFU for one connected pair; hands forwarded packets to the writer.
 #[derive(Clone)]
 pub struct RecordingTap {
@@ -273,6 +290,22 @@ impl Recorder {
         now: Instant,
         wallclock: SystemTime,
     ) -> Result<RecordingTap, RecorderError> {
+        let (tap, opened) = self.open(session_id, now, wallclock).await?;
+        opened.outcome().await?;
+        Ok(tap)
+    }
+
+    /// Like [`Recorder::begin`] but without waiting for the writer thread to create the file:
+    /// the tap can feed packets at once (the writer takes them after the open, in order), and
+    /// [`Opening::outcome`] says later whether the file was created (if not, the tap's packets
+    /// are dropped and counted, and `finish` reports the recording as not open). A session's
+    /// media is paired without waiting for a file system that other sessions keep busy.
+    pub async fn open(
+        &self,
+        session_id: &str,
+        now: Instant,
+        wallclock: SystemTime,
+    ) -> Result<(RecordingTap, Opening), RecorderError> {
         if !valid_session_id(session_id) {
             return Err(RecorderError::InvalidSessionId);
         }
@@ -285,17 +318,28 @@ impl Recorder {
             session_id: session_id.to_string(),
         };
         let (reply, answer) = oneshot::channel();
-        self.call(Msg::Begin { key, header, reply }, answer).await?;
+        tokio::time::timeout(
+            self.config.command_timeout,
+            self.tx.send(Msg::Begin { key, header, reply }),
+        )
+        .await
+        .map_err(|_| RecorderError::Timeout)?
+        .map_err(|_| RecorderError::Stopped)?;
         self.metrics
             .recordings_started
             .fetch_add(1, Ordering::Relaxed);
-        Ok(RecordingTap {
+        let tap = RecordingTap {
             key,
             session_id: Arc::from(session_id),
             start: now,
             tx: self.tx.clone(),
             metrics: Arc::clone(&self.metrics),
-        })
+        };
+        let opening = Opening {
+            answer,
+            limit: self.config.command_timeout,
+        };
+        Ok((tap, opening))
     }
 
     /// Close the dump (after the SFU stopped feeding the tap), mux it, delete the dump and

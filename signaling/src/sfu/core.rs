@@ -6,7 +6,8 @@
 //! lines for the same reason). Pieces with no state of their own are already apart: `rewrite`,
 //! `keyframe`, `slots`, `routing`, `peer`, `metrics`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,10 +36,12 @@ pub struct SfuConfig {
     pub max_peers: usize,
     /// A peer whose ICE/DTLS is not up this long after `add_peer` is dropped.
     pub connect_timeout: Duration,
-    /// While a connected video track waits for its first keyframe, the request is repeated
-    /// this often.
-    pub keyframe_retry: Duration,
-    /// Keyframe requests relayed from a viewer are passed on at most this often per track.
+    /// A keyframe request still unanswered is repeated every `max(2 × RTT, keyframe_retry_min)`
+    /// of its source, at most `keyframe_retry_max` apart. Browser senders ignore a request
+    /// within 300 ms of the last one they honoured, so a repeat is what rescues a swallowed one.
+    pub keyframe_retry_min: Duration,
+    pub keyframe_retry_max: Duration,
+    /// A new keyframe request (not a repeat) goes to a source at most this often per stream.
     pub keyframe_min_interval: Duration,
     /// How many forwarded packets may wait in `poll_recorded` before new ones are dropped.
     pub record_queue: usize,
@@ -58,7 +61,8 @@ impl SfuConfig {
             candidate,
             max_peers: 512,
             connect_timeout: Duration::from_secs(30),
-            keyframe_retry: Duration::from_millis(1000),
+            keyframe_retry_min: Duration::from_millis(200),
+            keyframe_retry_max: Duration::from_millis(1000),
             keyframe_min_interval: Duration::from_millis(300),
             record_queue: 4096,
             stats_interval: Duration::from_secs(1),
@@ -92,6 +96,15 @@ pub enum SfuEvent {
     /// A keyframe was requested from `source` for `slot` (relayed from its viewer, or on
     /// connect).
     KeyframeRequested { source: PeerId, slot: Slot },
+}
+
+/// Who asked for a keyframe (they differ only in throttling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// A pairing started: the viewer's track waits for its first keyframe. Not throttled.
+    Pairing,
+    /// The viewer sent PLI/FIR, or its waiting track saw a delta frame.
+    Viewer,
 }
 
 /// One forwarded packet of a recorded pair, as received from its source (original SSRC,
@@ -143,6 +156,15 @@ pub struct Sfu {
     work: VecDeque<Work>,
     /// Reused for "which peers are due" so timeouts allocate nothing.
     scratch_ids: Vec<PeerId>,
+    /// When each peer's str0m instance wants its next timeout, and when an unconnected peer's
+    /// connect timeout expires: a timeout wakes only the peers that are due, instead of a walk
+    /// over every peer per wake-up. Entries are lazy: one whose peer rescheduled (see
+    /// `Peer::scheduled`) or left is skipped when it comes up.
+    deadlines: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// Source streams with a keyframe request in flight (entries whose request was answered
+    /// are removed on the next timeout).
+    keyframe_waits: Vec<(PeerId, Slot)>,
+    scratch_waits: Vec<(PeerId, Slot)>,
     /// Set when a peer may have died since the last [`Sfu::sweep`]; the sweep, which walks
     /// every peer, is skipped otherwise (it followed every datagram).
     maybe_dead: bool,
@@ -162,6 +184,9 @@ impl Sfu {
             recorded: VecDeque::with_capacity(64),
             work: VecDeque::with_capacity(16),
             scratch_ids: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            keyframe_waits: Vec::new(),
+            scratch_waits: Vec::new(),
             maybe_dead: false,
         }
     }
@@ -197,6 +222,8 @@ impl Sfu {
             }
         };
         let (peer, answer) = peer;
+        self.deadlines
+            .push(Reverse((now + self.config.connect_timeout, id)));
         self.peers.insert(id, peer);
         metrics::set(&self.metrics.peers, self.peers.len() as u64);
         self.drain(id, now);
@@ -300,7 +327,7 @@ impl Sfu {
                 let role = peer.role;
                 for slot in Slot::ORDER {
                     if !role.sends(slot) {
-                        peer.sinks[slot.index()].new_source(slot);
+                        peer.sinks[slot.index()].new_source(slot, now);
                     }
                 }
             }
@@ -308,7 +335,7 @@ impl Sfu {
         for (source, role) in [(kiosk, Role::Kiosk), (clerk, Role::Clerk)] {
             for slot in Slot::ORDER {
                 if role.sends(slot) && slot.kind() == protocol::media::MediaKind::Video {
-                    self.request_keyframe(source, slot, KeyframeRequestKind::Pli, now, true);
+                    self.ask_keyframe(source, slot, KeyframeRequestKind::Pli, Ask::Pairing, now);
                 }
             }
         }
@@ -402,12 +429,15 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = std::mem::take(&mut self.scratch_ids);
         due.clear();
-        // One walk over the peers: str0m timers due, and connect timeouts.
         let connect_timeout = self.config.connect_timeout;
-        for peer in self.peers.values_mut() {
-            if peer.next_timeout <= now {
-                due.push(peer.id);
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
             }
+            self.deadlines.pop();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
             if !peer.connected && !peer.dead && now >= peer.added_at + connect_timeout {
                 peer.dead = true;
                 self.maybe_dead = true;
@@ -415,6 +445,17 @@ impl Sfu {
                     peer: peer.id,
                     reason: DisconnectReason::ConnectTimeout,
                 });
+            }
+            if peer.scheduled != Some(at) {
+                continue;
+            }
+            peer.scheduled = None;
+            if peer.next_timeout <= now {
+                due.push(id);
+            } else {
+                // Woken early (the deadline moved later since): wait for the real one.
+                peer.scheduled = Some(peer.next_timeout);
+                self.deadlines.push(Reverse((peer.next_timeout, id)));
             }
         }
         for id in due.drain(..) {
@@ -427,19 +468,7 @@ impl Sfu {
             self.drain(id, now);
         }
         self.scratch_ids = due;
-        for (source, slot) in self.keyframe_retries_due(now) {
-            let sending = self
-                .peers
-                .get(&source)
-                .and_then(|p| p.last_rtp_at[slot.index()]);
-            if sending.is_some_and(|t| now < t + SOURCE_IDLE) {
-                self.request_keyframe(source, slot, KeyframeRequestKind::Pli, now, true);
-            } else if let Some(p) = self.peers.get_mut(&source) {
-                // The source sends nothing on this slot (e.g. an unused document camera):
-                // no request, just look again after the retry interval.
-                p.keyframe_requested_at[slot.index()] = Some(now);
-            }
-        }
+        self.retry_keyframes(now);
         self.run_work(now);
         self.sweep();
     }
@@ -451,16 +480,12 @@ impl Sfu {
         let mut earliest = |t: Instant| {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
-        for peer in self.peers.values() {
-            earliest(peer.next_timeout);
-            if !peer.connected {
-                earliest(peer.added_at + self.config.connect_timeout);
-            }
+        if let Some(Reverse((at, _))) = self.deadlines.peek() {
+            earliest(*at);
         }
-        for (_, _, at) in self.waiting_keyframe_tracks() {
-            // A track that never had a request is asked on the next peer timeout anyway.
-            if let Some(at) = at {
-                earliest(at + self.config.keyframe_retry);
+        for (source, slot) in &self.keyframe_waits {
+            if let Some(at) = self.keyframe_retry_at(*source, *slot) {
+                earliest(at);
             }
         }
         next
@@ -495,53 +520,110 @@ impl Sfu {
         Ok(())
     }
 
-    /// (source, slot, last request) for every connected video track still waiting for its
-    /// first keyframe.
-    fn waiting_keyframe_tracks(&self) -> impl Iterator<Item = (PeerId, Slot, Option<Instant>)> {
-        // Called for every driver wake-up: the viewer's own flags are checked before any
-        // table lookup, so a peer with nothing waiting costs five booleans.
-        self.peers
-            .values()
-            .filter(|viewer| viewer.sinks.iter().any(|s| s.waiting_keyframe))
-            .flat_map(move |viewer| {
-                let source = self.pairing.partner(viewer.id);
-                Slot::ORDER.into_iter().filter_map(move |slot| {
-                    let source = source?;
-                    if viewer.role.sends(slot) || !viewer.sinks[slot.index()].waiting_keyframe {
-                        return None;
-                    }
-                    let src = self.peers.get(&source)?;
-                    Some((source, slot, src.keyframe_requested_at[slot.index()]))
-                })
-            })
+    /// When the keyframe request in flight on `source`'s `slot` is due to be repeated.
+    fn keyframe_retry_at(&self, source: PeerId, slot: Slot) -> Option<Instant> {
+        let peer = self.peers.get(&source)?;
+        let ask = peer.keyframe[slot.index()];
+        if !ask.in_flight {
+            return None;
+        }
+        let rtt = peer.stats.rtt.unwrap_or_default();
+        let every = (2 * rtt)
+            .max(self.config.keyframe_retry_min)
+            .min(self.config.keyframe_retry_max);
+        Some(ask.last_sent? + every)
     }
 
-    fn keyframe_retries_due(&self, now: Instant) -> Vec<(PeerId, Slot)> {
-        // Collecting into an empty Vec does not allocate.
-        self.waiting_keyframe_tracks()
-            .filter(|(_, _, at)| at.is_none_or(|t| now >= t + self.config.keyframe_retry))
-            .map(|(s, slot, _)| (s, slot))
-            .collect()
+    /// Repeat every keyframe request that is still unanswered after its retry interval; give
+    /// up on a source that stopped sending on that slot or lost its partner (a waiting track
+    /// asks again when its packets arrive).
+    fn retry_keyframes(&mut self, now: Instant) {
+        if self.keyframe_waits.is_empty() {
+            return;
+        }
+        let mut waits = std::mem::take(&mut self.scratch_waits);
+        waits.clear();
+        waits.append(&mut self.keyframe_waits);
+        for (source, slot) in waits.drain(..) {
+            let Some(at) = self.keyframe_retry_at(source, slot) else {
+                continue; // answered, or the source is gone
+            };
+            if now < at {
+                self.keyframe_waits.push((source, slot));
+                continue;
+            }
+            let paired = self.pairing.partner(source).is_some();
+            let Some(peer) = self.peers.get_mut(&source) else {
+                continue;
+            };
+            let sending = peer.last_rtp_at[slot.index()].is_some_and(|t| now < t + SOURCE_IDLE);
+            if !paired || !sending {
+                peer.keyframe[slot.index()].in_flight = false;
+                continue;
+            }
+            if self.send_keyframe_request(source, slot, KeyframeRequestKind::Pli, now) {
+                metrics::inc(&self.metrics.keyframe_retries);
+                self.keyframe_waits.push((source, slot));
+            } else if let Some(peer) = self.peers.get_mut(&source) {
+                peer.keyframe[slot.index()].in_flight = false;
+            }
+        }
+        self.scratch_waits = waits;
     }
 
-    /// Ask `source` for a keyframe on `slot`. Throttled unless `force`.
-    fn request_keyframe(
+    /// Ask `source` for a keyframe on `slot`. One request per source stream is in flight at a
+    /// time: an ask while one is unanswered joins it (the keyframe that answers it serves every
+    /// consumer), and a new request follows the last one no sooner than
+    /// `keyframe_min_interval` unless a pairing asks.
+    fn ask_keyframe(
+        &mut self,
+        source: PeerId,
+        slot: Slot,
+        kind: KeyframeRequestKind,
+        ask: Ask,
+        now: Instant,
+    ) {
+        let min_interval = self.config.keyframe_min_interval;
+        let viewer = self.pairing.partner(source);
+        let Some(peer) = self.peers.get_mut(&source) else {
+            return;
+        };
+        let state = peer.keyframe[slot.index()];
+        let throttled =
+            ask != Ask::Pairing && state.last_sent.is_some_and(|t| now < t + min_interval);
+        if state.in_flight || throttled {
+            metrics::inc(&self.metrics.keyframe_requests_coalesced);
+            if let Some(trace) = viewer
+                .and_then(|v| self.peers.get_mut(&v))
+                .and_then(|v| v.sinks[slot.index()].join.as_mut())
+            {
+                trace.coalesced += 1;
+            }
+            return;
+        }
+        if self.send_keyframe_request(source, slot, kind, now) {
+            if let Some(peer) = self.peers.get_mut(&source) {
+                peer.keyframe[slot.index()].in_flight = true;
+            }
+            if !self.keyframe_waits.contains(&(source, slot)) {
+                self.keyframe_waits.push((source, slot));
+            }
+        }
+    }
+
+    /// Send one keyframe request to `source` on `slot`; false when nothing was received on that
+    /// slot yet (there is no stream to ask; the first packets make the waiting track ask).
+    fn send_keyframe_request(
         &mut self,
         source: PeerId,
         slot: Slot,
         kind: KeyframeRequestKind,
         now: Instant,
-        force: bool,
-    ) {
-        let min_interval = self.config.keyframe_min_interval;
+    ) -> bool {
+        let viewer = self.pairing.partner(source);
         let Some(peer) = self.peers.get_mut(&source) else {
-            return;
+            return false;
         };
-        let last = &mut peer.keyframe_requested_at[slot.index()];
-        if !force && last.is_some_and(|t| now < t + min_interval) {
-            return;
-        }
-        *last = Some(now);
         let kind = if kind == KeyframeRequestKind::Fir
             && !peer.rtc.codec_config().iter().any(|p| p.fb_fir())
         {
@@ -552,15 +634,23 @@ impl Sfu {
         let mid = peer.mids.mid(slot);
         let mut api = peer.rtc.direct_api();
         let Some(stream) = api.stream_rx_by_mid(mid, None) else {
-            // Nothing received on that slot yet; the retry timer asks again.
-            return;
+            return false;
         };
         stream.request_keyframe(kind);
+        peer.keyframe[slot.index()].last_sent = Some(now);
         peer.stats.keyframe_requests_to_peer += 1;
         metrics::inc(&self.metrics.keyframe_requests);
         self.events
             .push_back(SfuEvent::KeyframeRequested { source, slot });
+        if let Some(trace) = viewer
+            .and_then(|v| self.peers.get_mut(&v))
+            .and_then(|v| v.sinks[slot.index()].join.as_mut())
+        {
+            trace.first_request.get_or_insert(now);
+            trace.requests += 1;
+        }
         self.drain(source, now);
+        true
     }
 
     /// Poll one peer's str0m instance until it returns a timeout: queue transmits, turn events
@@ -573,11 +663,14 @@ impl Sfu {
             work,
             metrics: m,
             maybe_dead,
+            deadlines,
+            config,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
             return;
         };
+        let was_connected = peer.connected;
         loop {
             if !peer.rtc.is_alive() {
                 mark_closed(peer, events, m);
@@ -596,7 +689,18 @@ impl Sfu {
             };
             match output {
                 Output::Timeout(t) => {
-                    peer.next_timeout = t.max(now);
+                    let next = t.max(now);
+                    peer.next_timeout = next;
+                    if peer.scheduled.is_none_or(|s| next < s) {
+                        peer.scheduled = Some(next);
+                        deadlines.push(Reverse((next, id)));
+                    }
+                    if was_connected && !peer.connected && !peer.dead {
+                        // Lost ICE: its connect limit applies again (add_peer queued the
+                        // first check).
+                        let limit = (peer.added_at + config.connect_timeout).max(now);
+                        deadlines.push(Reverse((limit, id)));
+                    }
                     return;
                 }
                 Output::Transmit(t) => {
@@ -624,7 +728,7 @@ impl Sfu {
                     let Some(source) = self.pairing.partner(viewer) else {
                         continue;
                     };
-                    self.request_keyframe(source, slot, kind, now, false);
+                    self.ask_keyframe(source, slot, kind, Ask::Viewer, now);
                 }
             }
         }
@@ -670,12 +774,45 @@ impl Sfu {
         if codec.is_video() && track.rewriter.starts_segment(key, in_seq) {
             track.waiting_keyframe = true;
         }
-        if track.waiting_keyframe {
-            if !starts_keyframe(codec, &packet.payload) {
-                metrics::inc(&m.rtp_dropped_waiting_keyframe);
-                return;
+        let ask = &mut src.keyframe[slot.index()];
+        if track.waiting_keyframe || ask.in_flight {
+            let key_start = starts_keyframe(codec, &packet.payload);
+            if key_start {
+                // Answers the request in flight, whoever asked.
+                ask.in_flight = false;
             }
-            track.waiting_keyframe = false;
+            if track.waiting_keyframe {
+                if !key_start {
+                    metrics::inc(&m.rtp_dropped_waiting_keyframe);
+                    let min_interval = self.config.keyframe_min_interval;
+                    if !ask.in_flight && ask.last_sent.is_none_or(|t| now >= t + min_interval) {
+                        // Nothing asked lately (the source just started sending on this slot,
+                        // or its stream changed): ask now, throttled.
+                        self.work.push_back(Work::Keyframe {
+                            viewer: sink_id,
+                            slot,
+                            kind: KeyframeRequestKind::Pli,
+                        });
+                    }
+                    return;
+                }
+                track.waiting_keyframe = false;
+                if let Some(j) = track.join.take() {
+                    let ms = |t: Instant| t.saturating_duration_since(j.paired_at).as_millis();
+                    tracing::debug!(
+                        target: "relay::sfu::join",
+                        viewer = %sink_id,
+                        source = %source,
+                        ?slot,
+                        first_request_ms = j.first_request.map(ms),
+                        requests = j.requests,
+                        coalesced = j.coalesced,
+                        key_in_ms = ms(packet.timestamp),
+                        key_out_ms = ms(now),
+                        "first keyframe after pairing"
+                    );
+                }
+            }
         }
         let (seq, ts, new_segment) =
             match track

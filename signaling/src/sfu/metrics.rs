@@ -23,6 +23,10 @@ pub struct SfuMetrics {
     pub rtp_dropped_other: AtomicU64,
     /// Keyframe requests sent to sources (relayed from viewers or made on connect).
     pub keyframe_requests: AtomicU64,
+    /// Of those, repeats of a request no keyframe had answered yet.
+    pub keyframe_retries: AtomicU64,
+    /// Asks for a keyframe not sent because one was already in flight (or had just been sent).
+    pub keyframe_requests_coalesced: AtomicU64,
     /// NACKs received from viewers, as reported by str0m's periodic stats (cumulative).
     pub nacks_from_viewers: AtomicU64,
     /// NACKs sent to sources, as reported by str0m's periodic stats (cumulative).
@@ -59,6 +63,8 @@ pub struct MetricsSnapshot {
     pub rtp_dropped_waiting_keyframe: u64,
     pub rtp_dropped_other: u64,
     pub keyframe_requests: u64,
+    pub keyframe_retries: u64,
+    pub keyframe_requests_coalesced: u64,
     pub nacks_from_viewers: u64,
     pub nacks_to_sources: u64,
     pub plis_from_viewers: u64,
@@ -98,6 +104,8 @@ impl SfuMetrics {
             rtp_dropped_waiting_keyframe: g(&self.rtp_dropped_waiting_keyframe),
             rtp_dropped_other: g(&self.rtp_dropped_other),
             keyframe_requests: g(&self.keyframe_requests),
+            keyframe_retries: g(&self.keyframe_retries),
+            keyframe_requests_coalesced: g(&self.keyframe_requests_coalesced),
             nacks_from_viewers: g(&self.nacks_from_viewers),
             nacks_to_sources: g(&self.nacks_to_sources),
             plis_from_viewers: g(&self.plis_from_viewers),

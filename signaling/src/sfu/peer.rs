@@ -59,6 +59,21 @@ pub(crate) struct SinkTrack {
     /// Last source PT seen and the viewer's PT it maps to (`None` when the viewer did not
     /// negotiate that codec).
     pub pt_map: Option<(Pt, Option<(Pt, MediaCodec)>)>,
+    /// From the pairing until this track's first keyframe went out: what the viewer waited
+    /// for (logged once, at debug level, under `relay::sfu::join`).
+    pub join: Option<JoinTrace>,
+}
+
+/// Timestamps of one viewer track's start after a pairing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinTrace {
+    pub paired_at: Instant,
+    /// First keyframe request sent to the source after the pairing.
+    pub first_request: Option<Instant>,
+    /// Requests sent to the source while this track waited.
+    pub requests: u32,
+    /// Requests for this track that were not sent (one was already in flight).
+    pub coalesced: u32,
 }
 
 impl SinkTrack {
@@ -72,15 +87,34 @@ impl SinkTrack {
             vp8: Vp8Rewriter::default(),
             waiting_keyframe: slot.kind() == SlotKind::Video,
             pt_map: None,
+            join: None,
         }
     }
 
     /// A new source is about to feed this track.
-    pub fn new_source(&mut self, slot: Slot) {
+    pub fn new_source(&mut self, slot: Slot, now: Instant) {
         self.rewriter.end_segment();
         self.waiting_keyframe = slot.kind() == SlotKind::Video;
         self.pt_map = None;
+        self.join = self.waiting_keyframe.then_some(JoinTrace {
+            paired_at: now,
+            first_request: None,
+            requests: 0,
+            coalesced: 0,
+        });
     }
+}
+
+/// One source stream's keyframe request: at most one in flight, whoever asked for it (the
+/// viewer's track waiting after a pairing, the viewer's own PLI/FIR, and with it the recording,
+/// which records what the viewer is sent).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyframeAsk {
+    /// When a request was last sent to the source.
+    pub last_sent: Option<Instant>,
+    /// Sent, and no keyframe from the source since: further asks join this one, and it is
+    /// repeated every `max(2 × RTT, minimum)` until a keyframe arrives.
+    pub in_flight: bool,
 }
 
 pub(crate) struct Peer {
@@ -94,9 +128,11 @@ pub(crate) struct Peer {
     /// Removed or failed; swept after the current operation.
     pub dead: bool,
     pub next_timeout: Instant,
+    /// The earliest entry this peer has in the core's deadline heap (`None`: none pending).
+    pub scheduled: Option<Instant>,
     pub sinks: [SinkTrack; 5],
-    /// Source side: when a keyframe was last requested per slot (throttling).
-    pub keyframe_requested_at: [Option<Instant>; 5],
+    /// Source side: the keyframe request state of each slot, shared by every consumer.
+    pub keyframe: [KeyframeAsk; 5],
     /// Source side: arrival of the last RTP packet per slot.
     pub last_rtp_at: [Option<Instant>; 5],
     /// Source side: the SSRC whose NACK setting was last checked per slot.
@@ -118,8 +154,9 @@ impl Peer {
             connected: false,
             dead: false,
             next_timeout: now,
+            scheduled: None,
             sinks: Slot::ORDER.map(SinkTrack::new),
-            keyframe_requested_at: [None; 5],
+            keyframe: [KeyframeAsk::default(); 5],
             last_rtp_at: [None; 5],
             nack_checked: [None; 5],
             stats: PeerStats {

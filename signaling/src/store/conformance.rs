@@ -13,7 +13,7 @@ use protocol::control::EvaluationLevel;
 use protocol::device::{DeviceKind as PartKind, DeviceStatus};
 use protocol::inspection::{CheckOutcome, InspectionReport};
 use protocol::media::Slot;
-use protocol::queue::{QueueOp, TicketChannel, TicketState, WindowMode};
+use protocol::queue::{PauseReason, QueueOp, TicketChannel, TicketState, WindowMode, WindowPause};
 
 use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
 use super::evaluations::{
@@ -28,6 +28,7 @@ use super::recordings::{
 };
 use super::registry::{CommitError, EventQuery, InspectionRecord, RegistryStore, Scope};
 use super::sqlite::SqliteStore;
+use super::staff_profile::{PhotoType, StaffProfileStore};
 use super::{Durability, LoginRecord, NewLogin, Store};
 use crate::audit::{Break, Trail};
 use crate::clock::{Clock, ManualClock};
@@ -47,6 +48,7 @@ pub(crate) struct Backend {
     pub evaluations: Arc<dyn EvaluationStore>,
     pub registry: Arc<dyn RegistryStore>,
     pub cases: Arc<dyn CaseStore>,
+    pub staff: Arc<dyn StaffProfileStore>,
     raw: Raw,
 }
 
@@ -132,6 +134,7 @@ pub(crate) async fn open_sqlite() -> Backend {
         evaluations: Arc::new(s.clone()),
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
+        staff: Arc::new(s.clone()),
         raw: Raw::Sqlite(s.pool().clone()),
     }
 }
@@ -149,6 +152,7 @@ pub(crate) async fn open_postgres() -> Backend {
         evaluations: Arc::new(s.clone()),
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
+        staff: Arc::new(s.clone()),
         raw: Raw::Postgres(s.pool().clone()),
     }
 }
@@ -566,6 +570,7 @@ fn queue_core() -> QueueCore {
             clerk_name: None,
             clerk_connected: false,
             current: None,
+            pause: None,
         }],
     )
 }
@@ -1704,6 +1709,121 @@ async fn concurrent_appends_keep_one_chain(b: Backend) {
     assert_eq!(report.sound_rows, (TASKS * EACH) as u64);
 }
 
+fn window_event(clerk: Option<&str>, pause: Option<WindowPause>) -> Event {
+    Event::Window {
+        window_id: "w1".into(),
+        clerk_id: clerk.map(Into::into),
+        clerk_name: clerk.map(|c| format!("窗口 {c}")),
+        clerk_connected: true,
+        pause,
+    }
+}
+
+/// A window's pause (暂停服务) is written with the queue's events and read back with the queue;
+/// a later event in the same batch wins; resuming or signing out clears it.
+async fn window_pauses_survive_a_reload(b: Backend) {
+    seed(&b).await;
+    let m = &b.main;
+    let pause = WindowPause {
+        reason: PauseReason::Meeting,
+        since_ms: T0,
+        until_ms: T0 + 30 * 60_000,
+    };
+    m.persist_queue_events(&[window_event(Some("k1"), Some(pause))])
+        .await
+        .expect("pause");
+    let snapshot = m.load_queue("c1", DAY).await.expect("load");
+    assert_eq!(snapshot.window_pauses, vec![("w1".to_owned(), pause)]);
+    let later = WindowPause {
+        reason: PauseReason::Training,
+        since_ms: T0,
+        until_ms: T0 + 60 * 60_000,
+    };
+    m.persist_queue_events(&[
+        window_event(Some("k1"), None),
+        window_event(Some("k1"), Some(later)),
+    ])
+    .await
+    .expect("batch");
+    assert_eq!(
+        m.load_queue("c1", DAY).await.expect("load").window_pauses,
+        vec![("w1".to_owned(), later)]
+    );
+    m.persist_queue_events(&[window_event(Some("k1"), None)])
+        .await
+        .expect("resume");
+    assert!(
+        m.load_queue("c1", DAY)
+            .await
+            .expect("load")
+            .window_pauses
+            .is_empty()
+    );
+    m.persist_queue_events(&[window_event(Some("k1"), Some(pause))])
+        .await
+        .expect("pause");
+    m.persist_queue_events(&[window_event(None, Some(pause))])
+        .await
+        .expect("sign out");
+    assert!(
+        m.load_queue("c1", DAY)
+            .await
+            .expect("load")
+            .window_pauses
+            .is_empty(),
+        "a window nobody is signed in to shows no pause"
+    );
+    assert!(
+        b.execute("UPDATE windows SET pause_reason = 'lunch' WHERE id = 'w1'")
+            .await
+            .is_err(),
+        "only the known reasons are stored"
+    );
+}
+
+/// Staff profiles (岗位、工号、照片): card and photo set separately keep each other, every byte
+/// of the photo survives, and a profile for someone who is not staff is refused.
+async fn staff_profiles_keep_card_and_photo(b: Backend) {
+    seed(&b).await;
+    let staff = &b.staff;
+    assert_eq!(staff.staff_profile("k1").await.expect("read"), None);
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    jpeg.extend(0..=255u8);
+    staff
+        .set_staff_photo("k1", PhotoType::Jpeg, &jpeg, "k1", T0)
+        .await
+        .expect("photo");
+    staff
+        .set_staff_card("k1", "综合窗口受理员", "SH0815", "sup", T0 + 10)
+        .await
+        .expect("card");
+    let p = staff
+        .staff_profile("k1")
+        .await
+        .expect("read")
+        .expect("profile");
+    assert_eq!(
+        (p.post.as_str(), p.staff_number.as_str()),
+        ("综合窗口受理员", "SH0815")
+    );
+    assert_eq!(p.photo, Some((PhotoType::Jpeg, jpeg)));
+    assert_eq!(p.updated_ms, T0 + 10);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    staff
+        .set_staff_photo("k1", PhotoType::Png, &png, "sup", T0 + 20)
+        .await
+        .expect("new photo");
+    let p = staff.staff_profile("k1").await.expect("read").expect("p");
+    assert_eq!(p.post, "综合窗口受理员");
+    assert_eq!(p.photo, Some((PhotoType::Png, png)));
+    assert!(
+        staff
+            .set_staff_card("nobody", "x", "y", "sup", T0)
+            .await
+            .is_err()
+    );
+}
+
 /// Instantiates every listed test once per back end.
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
@@ -1741,6 +1861,8 @@ conformance!(
     kiosk_health_alerts_and_inspections,
     the_audit_trail_is_one_chain_and_tampering_is_found,
     concurrent_appends_keep_one_chain,
+    window_pauses_survive_a_reload,
+    staff_profiles_keep_card_and_photo,
 );
 
 /// Centre leases and fencing exist on PostgreSQL only (several nodes share it).
@@ -1763,6 +1885,7 @@ mod fencing_on_postgres {
             evaluations: Arc::new(s.clone()),
             registry: Arc::new(s.clone()),
             cases: Arc::new(s.clone()),
+            staff: Arc::new(s.clone()),
             raw: Raw::Postgres(s.pool().clone()),
         };
         seed(&b).await;

@@ -19,6 +19,8 @@ pub mod private_postgres;
 pub mod recordings;
 pub mod registry;
 pub mod sqlite;
+pub mod staff_profile;
+mod window_pause;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,8 @@ pub struct QueueSnapshot {
     pub tickets: Vec<Ticket>,
     /// The window sign-ins that were live: (window, clerk, clerk name).
     pub window_clerks: Vec<(String, String, String)>,
+    /// The pauses of those windows (暂停服务).
+    pub window_pauses: Vec<(String, protocol::queue::WindowPause)>,
 }
 
 /// A login being created.

@@ -114,7 +114,13 @@ where
         return Ok(());
     }
     let mut tickets: Vec<&Ticket> = Vec::new();
-    let mut windows: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    type WindowChange<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a protocol::queue::WindowPause>,
+    );
+    let mut windows: Vec<WindowChange> = Vec::new();
     let mut ev = EventColumns::default();
     for event in events {
         match event {
@@ -140,12 +146,14 @@ where
                 window_id,
                 clerk_id,
                 clerk_name,
+                pause,
                 ..
             } => {
                 let w = (
                     window_id.as_str(),
                     clerk_id.as_deref(),
                     clerk_name.as_deref(),
+                    pause.as_ref(),
                 );
                 match windows
                     .iter_mut()
@@ -179,8 +187,12 @@ where
                 recalls = excluded.recalls, end_reason = excluded.end_reason
             RETURNING 1
          ), window_rows AS (
-            UPDATE windows SET clerk_id = w.clerk_id, clerk_name = w.clerk_name
-            FROM unnest($25::text[], $26::text[], $27::text[]) AS w(id, clerk_id, clerk_name)
+            UPDATE windows SET clerk_id = w.clerk_id, clerk_name = w.clerk_name,
+                pause_reason = w.pause_reason, pause_since_ms = w.pause_since_ms,
+                pause_until_ms = w.pause_until_ms
+            FROM unnest($25::text[], $26::text[], $27::text[], $34::text[], $35::bigint[],
+                $36::bigint[]) AS w(id, clerk_id, clerk_name, pause_reason, pause_since_ms,
+                pause_until_ms)
             WHERE windows.id = w.id
             RETURNING 1
          )
@@ -224,6 +236,24 @@ where
     .bind(ev.state)
     .bind(ev.clerk_id)
     .bind(ev.window_id)
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.reason.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.since_ms))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.until_ms))
+            .collect::<Vec<_>>(),
+    )
     .execute(executor)
     .await?;
     Ok(())
@@ -619,9 +649,11 @@ impl Store for PgStore {
         .into_iter()
         .map(|(id, clerk_id, clerk_name)| (id, clerk_id, clerk_name.unwrap_or_default()))
         .collect();
+        let window_pauses = super::window_pause::load_pg(&self.pool, centre_id).await?;
         Ok(QueueSnapshot {
             tickets,
             window_clerks,
+            window_pauses,
         })
     }
 

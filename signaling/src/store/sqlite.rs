@@ -748,9 +748,11 @@ impl Store for SqliteStore {
         .into_iter()
         .map(|(id, clerk_id, clerk_name)| (id, clerk_id, clerk_name.unwrap_or_default()))
         .collect();
+        let window_pauses = super::window_pause::load(&self.pool, centre_id).await?;
         Ok(QueueSnapshot {
             tickets,
             window_clerks,
+            window_pauses,
         })
     }
 
@@ -783,6 +785,7 @@ impl Store for SqliteStore {
                     window_id,
                     clerk_id,
                     clerk_name,
+                    pause,
                     ..
                 } => {
                     sqlx::query("UPDATE windows SET clerk_id = ?, clerk_name = ? WHERE id = ?")
@@ -791,6 +794,7 @@ impl Store for SqliteStore {
                         .bind(window_id)
                         .execute(&mut *tx)
                         .await?;
+                    super::window_pause::save(&mut tx, window_id, pause.as_ref()).await?;
                 }
             }
         }

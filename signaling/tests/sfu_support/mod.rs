@@ -42,6 +42,11 @@ pub struct Client {
     pub connected: bool,
     pub received: Vec<Got>,
     pub keyframe_requests: Vec<(Slot, KeyframeRequestKind)>,
+    /// When each keyframe request arrived (virtual time), per slot.
+    pub keyframe_request_times: Vec<(Slot, Instant)>,
+    /// Requests still to be ignored per slot, as a browser sender ignores one within 300 ms
+    /// of the last it honoured.
+    pub swallow_keyframe_requests: [u32; 5],
     /// Per-slot send state: next seq, RTP time, VP8 picture id.
     seq: [u64; 5],
     pid: [u16; 5],
@@ -100,6 +105,8 @@ impl Client {
             connected: false,
             received: Vec::new(),
             keyframe_requests: Vec::new(),
+            keyframe_request_times: Vec::new(),
+            swallow_keyframe_requests: [0; 5],
             seq: [1000 * id, 2000 * id, 3000 * id, 4000 * id, 5000 * id].map(|s| s % 60_000),
             // Any start will do; ids past 655 wrap, as the real picture id does.
             pid: [(id as u16).wrapping_mul(100); 5],
@@ -339,7 +346,13 @@ impl Client {
                     Event::KeyframeRequest(r) => {
                         if let Some(slot) = self.slot_of(r.mid) {
                             self.keyframe_requests.push((slot, r.kind));
-                            self.want_keyframe[slot.index()] = true;
+                            self.keyframe_request_times.push((slot, now));
+                            let swallow = &mut self.swallow_keyframe_requests[slot.index()];
+                            if *swallow > 0 {
+                                *swallow -= 1;
+                            } else {
+                                self.want_keyframe[slot.index()] = true;
+                            }
                         }
                     }
                     _ => {}

@@ -5,7 +5,7 @@
 // requests that the relay answers by request id. All text from the relay is inserted with
 // textContent, never as HTML.
 
-import { el, fmtDuration } from "/assets/shared/common.js";
+import { el, fmtClock, fmtDuration } from "/assets/shared/common.js";
 import * as media from "./media.js";
 import * as devices from "./devices.js";
 
@@ -347,6 +347,26 @@ $("transfer-form").addEventListener("submit", (ev) => {
   op({ op: "transfer", ticket_id: t.id, category_id, window_id }, (r) => `${r.number} 已转移`);
 });
 
+// 暂停服务: the window calls nothing; residents waiting for it see the pause sign.
+const PAUSE_NAMES = { away: "暂离", meeting: "会议", training: "培训" };
+$("pause-window").addEventListener("click", () => { $("pause-form").hidden = false; $("pause-reason").focus(); });
+$("pause-cancel").addEventListener("click", () => { $("pause-form").hidden = true; });
+$("pause-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  $("pause-form").hidden = true;
+  const reason = $("pause-reason").value;
+  op({ op: "pause_window", reason, minutes: Number($("pause-minutes").value) }, () => `窗口已暂停服务（${PAUSE_NAMES[reason]}）`);
+});
+$("resume-window").addEventListener("click", () => op({ op: "resume_window" }, () => "窗口已恢复服务"));
+
+function renderPause(w) {
+  const p = w && w.pause;
+  $("pause-banner").hidden = !p;
+  $("pause-window").hidden = !!p;
+  if (p) $("pause-text").textContent = `暂停服务中（${PAUSE_NAMES[p.reason] ?? p.reason}），预计 ${fmtClock(p.until_ms).slice(0, 5)} 恢复`;
+  $("btn-next").disabled = $("btn-next").disabled || !!p;
+}
+
 $("only-mine").addEventListener("change", () => render());
 
 // ---------------------------------------------------------------------------------------------
@@ -368,6 +388,7 @@ function render() {
   const w = app.windows.get(app.windowId);
   $("window-name").textContent = w ? `${w.name} · ${MODE_NAMES[w.mode]}` : "";
   renderCurrent();
+  renderPause(w);
   renderQueue(w);
   renderParked();
   renderStats();

@@ -219,6 +219,7 @@ impl ControlCore {
                 centre: None,
                 extension_point: None,
                 categories: Vec::new(),
+                staffing: None,
                 ticket: None,
                 clock_offset_ms: 0,
             },
@@ -533,6 +534,10 @@ impl ControlCore {
                     debug!(ticket = %ticket.number, state = ?ticket.state, window = %window, "ticket status");
                 }
                 self.set_ticket(ticket);
+            }
+            RelayToKiosk::Staffing { categories } => {
+                self.state.staffing = Some(categories);
+                self.state_changed = true;
             }
             RelayToKiosk::TicketTaken { request_id, ticket } => {
                 self.set_ticket(ticket.clone());

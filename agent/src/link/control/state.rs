@@ -2,7 +2,9 @@
 //! the errors of its requests, and the signals for the media connection. Plain data; the
 //! [`super::core`] produces it.
 
-use protocol::control::{CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskTicketStatus};
+use protocol::control::{
+    CategoryStaffing, CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskTicketStatus,
+};
 use protocol::queue::CategoryView;
 use serde::Serialize;
 
@@ -27,6 +29,9 @@ pub struct KioskState {
     pub centre: Option<CentreInfo>,
     pub extension_point: Option<ExtensionPointInfo>,
     pub categories: Vec<CategoryView>,
+    /// Which categories a remote window could serve now; `None` until the relay says (a relay
+    /// that never does leaves every category offered).
+    pub staffing: Option<Vec<CategoryStaffing>>,
     /// The kiosk's ticket; after it ends, its final state stays until a new one is taken.
     pub ticket: Option<KioskTicketStatus>,
     /// Relay time minus local time, from the last welcome or heartbeat answer.

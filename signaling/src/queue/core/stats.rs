@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use protocol::queue::{QueueStats, TicketChannel, TicketView};
+use protocol::queue::{QueueStats, TicketChannel, TicketView, WindowPause};
 use rustc_hash::FxHashMap;
 
 use super::{QueueCore, channel_index};
@@ -27,6 +27,19 @@ pub(super) struct Accumulator {
 pub struct Estimate {
     pub ahead: u32,
     pub eta_seconds: Option<u32>,
+    /// Windows that could take the ticket and can call now.
+    pub open: u32,
+    /// When none can call now but some are paused: the pause that ends first.
+    pub paused: Option<WindowPause>,
+}
+
+/// Which windows could serve a category's remote tickets right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staffing {
+    /// Signed in, console connected, not paused.
+    pub open: u32,
+    /// The paused ones' pause that ends first.
+    pub paused: Option<WindowPause>,
 }
 
 impl QueueCore {
@@ -112,7 +125,8 @@ impl QueueCore {
         wanted: impl Fn(&Ticket) -> bool,
     ) -> Vec<(&Ticket, Estimate)> {
         let mut ahead: FxHashMap<(bool, &str), u32> = FxHashMap::default();
-        let mut windows_for: FxHashMap<(bool, &str, TicketChannel), u32> = FxHashMap::default();
+        let mut windows_for: FxHashMap<(bool, &str, TicketChannel), Staffing> =
+            FxHashMap::default();
         let mut out = Vec::new();
         for t in self.call_order(now_ms) {
             let group = match &t.target_window_id {
@@ -125,29 +139,80 @@ impl QueueCore {
             if !wanted(t) {
                 continue;
             }
-            let open = *windows_for
+            let staffing = *windows_for
                 .entry((group.0, group.1, t.channel))
-                .or_insert_with(|| {
-                    let count = self
-                        .windows
-                        .values()
-                        .filter(|w| w.clerk_connected && w.may_take(t))
-                        .count();
-                    u32::try_from(count).unwrap_or(u32::MAX)
-                });
-            let eta_seconds = (open > 0).then(|| {
-                let per = u64::from(self.service_estimate(&t.category_id));
-                u32::try_from(u64::from(position) * per / u64::from(open)).unwrap_or(u32::MAX)
-            });
+                .or_insert_with(|| self.staffing_for(|w| w.may_take(t)));
+            let per = u64::from(self.service_estimate(&t.category_id));
+            let share = |windows: u32| {
+                u32::try_from(u64::from(position) * per / u64::from(windows)).unwrap_or(u32::MAX)
+            };
+            // Paused windows are counted from the moment the first of them is expected back,
+            // as if only they served; an open window makes the pauses irrelevant.
+            let eta_seconds = if staffing.open > 0 {
+                Some(share(staffing.open))
+            } else {
+                staffing.paused.map(|p| {
+                    let back = u32::try_from(((p.until_ms - now_ms).max(0) + 999) / 1000)
+                        .unwrap_or(u32::MAX);
+                    back.saturating_add(share(self.paused_count(|w| w.may_take(t)).max(1)))
+                })
+            };
             out.push((
                 t,
                 Estimate {
                     ahead: position,
                     eta_seconds,
+                    open: staffing.open,
+                    paused: if staffing.open > 0 {
+                        None
+                    } else {
+                        staffing.paused
+                    },
                 },
             ));
         }
         out
+    }
+
+    /// Open windows among those `serves` accepts, and the earliest-ending pause among them.
+    fn staffing_for(&self, serves: impl Fn(&super::Window) -> bool) -> Staffing {
+        let mut open = 0u32;
+        let mut paused: Option<WindowPause> = None;
+        for w in self.windows.values().filter(|w| serves(w)) {
+            if w.is_open() {
+                open = open.saturating_add(1);
+            } else if w.clerk_id.is_some()
+                && w.clerk_connected
+                && let Some(p) = w.pause
+                && paused.is_none_or(|q| p.until_ms < q.until_ms)
+            {
+                paused = Some(p);
+            }
+        }
+        Staffing { open, paused }
+    }
+
+    fn paused_count(&self, serves: impl Fn(&super::Window) -> bool) -> u32 {
+        let n = self
+            .windows
+            .values()
+            .filter(|w| serves(w) && w.clerk_connected && w.clerk_id.is_some() && w.pause.is_some())
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// For each category, in their configured order, which windows could take a remote ticket
+    /// of it now: what a kiosk may offer (only categories with an open window).
+    pub fn remote_staffing(&self) -> Vec<(&str, Staffing)> {
+        self.categories
+            .iter()
+            .map(|c| {
+                let staffing = self.staffing_for(|w| {
+                    w.mode.admits(TicketChannel::Remote) && w.category_ids.contains(&c.id)
+                });
+                (c.id.as_str(), staffing)
+            })
+            .collect()
     }
 
     /// Every live ticket, with positions and estimates for the waiting ones.

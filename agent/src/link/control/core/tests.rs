@@ -54,6 +54,8 @@ fn ticket(id: &str, state: TicketState) -> KioskTicketStatus {
         eta_seconds: Some(120),
         window_name: None,
         recalls: 0,
+        availability: None,
+        serving_clerk: None,
     }
 }
 
