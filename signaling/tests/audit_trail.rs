@@ -463,3 +463,82 @@ async fn on_postgres_rows_are_shipped_to_syslog() {
         Some(3)
     );
 }
+
+/// Appends through `Trail::record` from `writers` tasks at once, `each` per task; the time
+/// taken, after checking the chain is whole.
+async fn timed_appends(trail: &Trail, writers: usize, each: usize) -> Duration {
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let trail = trail.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    trail
+                        .record(
+                            "login.ok",
+                            &format!("clerk:w{w}"),
+                            None,
+                            &format!("n{i}"),
+                            "",
+                        )
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(300), t)
+            .await
+            .expect("appends finish")
+            .expect("task");
+    }
+    let took = started.elapsed();
+    let report = trail.verify().await.expect("verify");
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.sound_rows, (writers * each) as u64);
+    took
+}
+
+/// Benchmark: audit appends per second from 8 concurrent writers, on PostgreSQL (fsync on,
+/// the advisory lock serialising the chain) and on the SQLite file store (BEGIN IMMEDIATE).
+/// `cargo test --workspace --test audit_trail -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test --workspace --test audit_trail -- --ignored --nocapture"]
+async fn append_rate_with_concurrent_writers() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 250;
+    let server = signaling::store::private_postgres::PrivatePostgres::start(
+        signaling::store::private_postgres::ServerOptions { fsync: true },
+    )
+    .expect("postgres");
+    let url = server.create_database().await.expect("database");
+    let pg =
+        signaling::store::postgres::PgStore::connect(&url, signaling::store::Durability::PowerLoss)
+            .await
+            .expect("store");
+    let took = timed_appends(
+        &Trail::new(pg.pool().clone(), Arc::new(SystemClock)),
+        WRITERS,
+        EACH,
+    )
+    .await;
+    println!(
+        "PostgreSQL (fsync on): {} appends from {WRITERS} writers in {took:?}: {:.0}/s",
+        WRITERS * EACH,
+        (WRITERS * EACH) as f64 / took.as_secs_f64()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStore::open(dir.path()).await.expect("sqlite");
+    let took = timed_appends(
+        &Trail::new(sqlite.pool().clone(), Arc::new(SystemClock)),
+        WRITERS,
+        EACH,
+    )
+    .await;
+    println!(
+        "SQLite (durability power_loss): {} appends from {WRITERS} writers in {took:?}: {:.0}/s",
+        WRITERS * EACH,
+        (WRITERS * EACH) as f64 / took.as_secs_f64()
+    );
+}
