@@ -85,7 +85,22 @@ async fn same_site_writes(request: axum::extract::Request, next: middleware::Nex
         return next.run(request).await;
     }
     let headers = request.headers();
-    if clerk_ws::check_same_origin(headers).is_err() {
+    // HTTP/2 carries the host as the request's authority, not as a `Host` header.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    let foreign = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(&host)
+        });
+    if foreign {
+        tracing::debug!(origin = ?headers.get(header::ORIGIN), host = ?host, "cross-site write refused");
         return error::ApiError::Refused(
             protocol::control::ErrorCode::Forbidden,
             "跨站请求被拒绝 / cross-site request refused".into(),
