@@ -168,3 +168,50 @@ async fn silent_sockets_from_one_address_cannot_take_every_slot() {
     );
     relay.stop().await;
 }
+
+/// A sibling host of the same site passes `SameSite=Strict`: its page can post a `text/plain`
+/// form (or a body with no type) to close a counter, or post with no body at all to reveal an
+/// ID card. Writes now need JSON (or the uploads' own types) and no foreign `Origin`.
+#[tokio::test]
+async fn cross_site_writes_are_refused() {
+    let relay = TestRelay::start().await;
+    let token = relay.login("registrar").await;
+    let client = reqwest::Client::new();
+    let host = relay.addr.to_string();
+    let close = relay.url("/api/v1/registry/counters/p1/close");
+    let form = client
+        .post(&close)
+        .header("cookie", format!("rvw_session={token}"))
+        .header("content-type", "text/plain")
+        .body(r#"{"version":1,"reason":"x"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(form.status(), 415);
+    let untyped = client
+        .post(&close)
+        .bearer_auth(&token)
+        .body(r#"{"version":1,"reason":"x"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(untyped.status(), 415);
+    let foreign = client
+        .post(relay.url("/api/v1/cases/t1/items/i1/reveal"))
+        .bearer_auth(&token)
+        .header("origin", "https://sibling.example.gov.cn")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(foreign.status(), 403);
+    // The relay's own pages: JSON, same origin.
+    let own = client
+        .post(relay.url("/api/v1/login"))
+        .header("origin", format!("http://{host}"))
+        .json(&json!({"username": "registrar", "password": common::PASSWORD}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(own.status(), 200);
+    relay.stop().await;
+}

@@ -72,9 +72,79 @@ pub fn app(state: AppState) -> Router {
             SECURITY_HEADERS,
             security_headers,
         ))
+        .layer(middleware::from_fn(same_site_writes))
         .layer(middleware::map_response(strict_transport_security))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Cross-site request forgery, beyond `SameSite=Strict` (which a sibling host of the same
+/// site passes): a request that changes something is refused when its `Origin` is another
+/// host (403), or when its body comes as a type an HTML form or a no-CORS `fetch` can send
+/// without asking (form encodings, `text/plain`, or no type at all: 415). The relay's pages,
+/// kiosks, ticket machines and scripts send JSON, images or `application/octet-stream`.
+async fn same_site_writes(request: axum::extract::Request, next: middleware::Next) -> Response {
+    use axum::http::{Method, StatusCode};
+    let method = request.method();
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    // HTTP/2 carries the host as the request's authority, not as a `Host` header.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    let foreign = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(&host)
+        });
+    if foreign {
+        tracing::debug!(origin = ?headers.get(header::ORIGIN), host = ?host, "cross-site write refused");
+        return error::ApiError::Refused(
+            protocol::control::ErrorCode::Forbidden,
+            "跨站请求被拒绝 / cross-site request refused".into(),
+        )
+        .into_response();
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() != "0");
+    let form_like = match content_type.as_deref() {
+        Some("application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain") => true,
+        None => {
+            (has_body && headers.contains_key(header::CONTENT_LENGTH))
+                || headers.contains_key(header::TRANSFER_ENCODING)
+        }
+        Some(_) => false,
+    };
+    if form_like {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            axum::Json(serde_json::json!({
+                "code": "bad_message",
+                "message": "请以 JSON 提交 / send the request as JSON (content-type: application/json)",
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// HSTS on every answer: browsers that reached the relay over HTTPS keep to HTTPS for a year
