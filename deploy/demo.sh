@@ -93,7 +93,8 @@ cat <<INFO
 
   Clerk console:   http://127.0.0.1:$HTTP_PORT/        (INSECURE development listener, this machine only)
                    https://<this-host>:$HTTPS_PORT/    (self-signed certificate: accept the warning)
-  Login:           clerk1  /  $PASSWORD     (also clerk2, supervisor1; same password)
+  Login:           clerk1  /  $PASSWORD     (also clerk2, supervisor1; same password;
+                   demo accounts are not asked to change it; five wrong tries lock an account for 15 min)
   Window:          choose "8号远程虚拟窗口" and press 叫下一位 to call the kiosk's ticket.
 
   Kiosk screen:    http://127.0.0.1:$AGENT_PORT/kiosk   (what the resident sees)

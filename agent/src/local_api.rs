@@ -39,6 +39,9 @@ pub fn router(state: ApiState) -> Router {
         .merge(kiosk)
         .merge(media)
         .merge(technician)
+        // Every route, the kiosk's own API included, answers loopback hosts only (DNS
+        // rebinding: a browser on the kiosk reaching 127.0.0.1 under a foreign name).
+        .layer(axum::middleware::from_fn(crate::kiosk::http::guard))
 }
 
 async fn status(State(s): State<ApiState>) -> Json<KioskState> {

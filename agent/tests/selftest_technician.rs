@@ -113,6 +113,31 @@ async fn the_page_takes_a_pin_runs_a_self_test_and_shows_its_result() {
     assert_eq!(r.status(), 429, "locked even for the right PIN");
     assert!(r.headers().get("retry-after").is_some());
 
+    // --- guesses sent together do not walk past the limit ---------------------------------------
+    let racy = serve(Technician::new(service.clone())).await;
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let request = client
+                .post(format!("{racy}/api/technician/login"))
+                .json(&json!({ "pin": format!("{:06}", 100_000 + i) }));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked,
+        agent::selftest::pin::FREE_ATTEMPTS as usize,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+
     // --- the page's whole path on a fresh page (its own PIN guard) -----------------------------
     let base = serve(Technician::new(service.clone())).await;
     let run_url = format!("{base}/api/technician/run");

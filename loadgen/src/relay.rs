@@ -55,6 +55,7 @@ pub async fn start(
             // e.g. "warn,signaling::media=info,relay::sfu::join=debug" to trace joins.
             std::env::var("LOADGEN_RELAY_LOG").unwrap_or_else(|_| "warn".into())
         ))
+        .set(format!("server.metrics_token=\"{METRICS_TOKEN}\""))
         .set(format!("limits.max_connections={}", 4 * n + 100))
         .log_file(dir.path().join("relay.log"))
         .start()
@@ -204,8 +205,19 @@ async fn peer(
 }
 
 /// The relay's own count of forwarded RTP packets.
+/// The bearer token the load generator's relay is started with, to read `/metrics`.
+pub const METRICS_TOKEN: &str = "loadgen-metrics-scraper";
+
 pub async fn forwarded_counter(metrics_url: &str) -> Option<u64> {
-    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    let text = reqwest::Client::new()
+        .get(metrics_url)
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("relay_sfu_rtp_forwarded_total "))
         .and_then(|v| v.trim().parse().ok())

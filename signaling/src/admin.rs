@@ -73,6 +73,10 @@ pub struct ClerkArgs {
     /// Disable the account instead.
     #[arg(long)]
     pub disable: bool,
+    /// Read the new password from this file (first line) instead of asking for it. Keep the
+    /// file private and delete it afterwards. The staff member must change it at first login.
+    #[arg(long)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -200,9 +204,19 @@ pub async fn add_window(store: &dyn Store, a: WindowArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn read_password() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("RELAY_PASSWORD") {
-        return Ok(p);
+/// The password for an account: from `--password-file`, or one line on standard input (a
+/// prompt on a terminal). Never from the environment, which other processes of the same user
+/// and crash reports can read.
+fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    if std::env::var_os("RELAY_PASSWORD").is_some() {
+        bail!(
+            "RELAY_PASSWORD is no longer read: pass --password-file FILE or type the password when asked"
+        );
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
     }
     eprintln!("password (one line on standard input):");
     let mut line = String::new();
@@ -223,10 +237,8 @@ pub async fn add_clerk(store: &dyn Store, a: ClerkArgs, now: i64) -> anyhow::Res
             .map(|c| c.password_hash.clone())
             .unwrap_or_default()
     } else {
-        let password = read_password()?;
-        if password.chars().count() < 8 {
-            bail!("the password must have at least 8 characters");
-        }
+        let password = read_password(a.password_file.as_deref())?;
+        crate::password_policy::check(&password, &a.username)?;
         hash_secret(&password)?
     };
     let clerk = Clerk {
@@ -239,6 +251,10 @@ pub async fn add_clerk(store: &dyn Store, a: ClerkArgs, now: i64) -> anyhow::Res
         active: !a.disable,
     };
     store.upsert_clerk(&clerk, now).await?;
+    if !a.disable {
+        // Someone other than the staff member chose this password.
+        store.require_password_change(&clerk.id).await?;
+    }
     println!("account {} saved", a.username);
     Ok(())
 }

@@ -58,6 +58,7 @@ pub struct Config {
     pub evaluation: crate::evaluation::config::EvaluationSection,
     pub registry: crate::registry::config::RegistrySection,
     pub alerts: crate::registry::config::AlertsSection,
+    pub audit: crate::audit::syslog::AuditSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,12 @@ pub struct ServerConfig {
     pub dev_http_listen: Option<SocketAddr>,
     /// Seconds to let open connections finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// A separate plain-HTTP listener that serves only `/metrics`, for a scraper on the relay
+    /// host (e.g. `127.0.0.1:9464`). Unset: no such listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token that lets a scraper read `/metrics` on the main listener
+    /// (`Authorization: Bearer …`, at least 16 characters). Unset: `/metrics` there answers 404.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +89,8 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             dev_http_listen: None,
             shutdown_grace_secs: 10,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -195,6 +204,11 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Seconds a client has to complete `hello`.
     pub handshake_timeout_secs: u64,
+    /// Connections not yet authenticated (a kiosk before its `hello`) one source address may
+    /// hold at once (IPv6: per /64). Kiosks behind one NAT share it.
+    pub max_pending_per_source: u32,
+    /// Connections not yet authenticated, from all addresses together.
+    pub max_pending_connections: usize,
     /// Seconds without any frame after which a connection is considered dead.
     pub idle_timeout_secs: u64,
     /// Bad messages tolerated per minute before the connection is closed.
@@ -208,7 +222,9 @@ impl Default for LimitsConfig {
         Self {
             max_frame_bytes: protocol::control::MAX_FRAME_BYTES,
             max_connections: 5000,
-            handshake_timeout_secs: 10,
+            handshake_timeout_secs: 3,
+            max_pending_per_source: 32,
+            max_pending_connections: 512,
             idle_timeout_secs: 60,
             max_bad_messages_per_minute: 20,
             max_body_bytes: 1024 * 1024,
@@ -219,18 +235,95 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// How long a clerk's login lasts, in hours.
+    /// A login's absolute lifetime, in hours, however busy it is.
     pub session_ttl_hours: u64,
-    /// Failed logins per username and minute before further attempts are refused.
-    pub max_login_failures_per_minute: u32,
+    /// A login ends after this many minutes without a request or an open console.
+    pub session_idle_minutes: u64,
+    /// Failed logins of one username within `failure_window_secs` before it is locked out.
+    pub max_failures_per_username: u32,
+    /// Failed logins from one source address (an IPv6 /64) within the window before it is
+    /// locked out.
+    pub max_failures_per_address: u32,
+    pub failure_window_secs: u64,
+    /// How long a lockout lasts.
+    pub lockout_secs: u64,
+    /// Password checks (argon2, about 19 MiB each) that may run at once.
+    pub max_concurrent_password_checks: usize,
+    /// Logins that may wait for a password check; more are answered "busy" at once.
+    pub max_waiting_password_checks: usize,
+    /// How often an open console checks that its login is still valid, in milliseconds.
+    pub console_session_check_ms: u64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             session_ttl_hours: 12,
-            max_login_failures_per_minute: 5,
+            session_idle_minutes: 30,
+            max_failures_per_username: 5,
+            max_failures_per_address: 20,
+            failure_window_secs: 15 * 60,
+            lockout_secs: 15 * 60,
+            max_concurrent_password_checks: 2,
+            max_waiting_password_checks: 32,
+            console_session_check_ms: 1000,
         }
+    }
+}
+
+impl AuthConfig {
+    pub fn throttle_limits(&self) -> crate::login_guard::ThrottleLimits {
+        crate::login_guard::ThrottleLimits {
+            per_username: self.max_failures_per_username,
+            per_address: self.max_failures_per_address,
+            window: std::time::Duration::from_secs(self.failure_window_secs),
+            lockout: std::time::Duration::from_secs(self.lockout_secs),
+            max_entries: 50_000,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.session_ttl_hours == 0 || self.session_ttl_hours > 24 * 7 {
+            return invalid("auth.session_ttl_hours", "must be between 1 and 168");
+        }
+        if self.session_idle_minutes == 0 || self.session_idle_minutes > self.session_ttl_hours * 60
+        {
+            return invalid(
+                "auth.session_idle_minutes",
+                "must be at least 1 and at most the session lifetime",
+            );
+        }
+        if self.max_failures_per_username == 0 || self.max_failures_per_address == 0 {
+            return invalid(
+                "auth.max_failures_per_username",
+                "limits must be at least 1",
+            );
+        }
+        if self.failure_window_secs == 0 || self.lockout_secs == 0 {
+            return invalid(
+                "auth.lockout_secs",
+                "the window and the lockout must be at least 1 s",
+            );
+        }
+        if self.max_concurrent_password_checks == 0 || self.max_concurrent_password_checks > 64 {
+            return invalid(
+                "auth.max_concurrent_password_checks",
+                "must be between 1 and 64",
+            );
+        }
+        if !(100..=60_000).contains(&self.console_session_check_ms) {
+            return invalid(
+                "auth.console_session_check_ms",
+                "must be between 100 and 60000",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -386,6 +479,9 @@ impl Config {
         self.alerts
             .check()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.audit
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         let s = &self.server;
         if s.listen.is_none() && s.dev_http_listen.is_none() {
             return Err(ConfigError::Invalid {
@@ -401,6 +497,12 @@ impl Config {
                     message: "set either cert_file and key_file, or self_signed = true".into(),
                 });
             }
+        }
+        if s.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics_token",
+                message: "use at least 16 random characters".into(),
+            });
         }
         if let Some(addr) = s.dev_http_listen
             && !addr.ip().is_loopback()
@@ -418,18 +520,25 @@ impl Config {
                 message: "must be between 1 KiB and 16 MiB".into(),
             });
         }
+        if self.limits.max_pending_per_source == 0 || self.limits.max_pending_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_pending_connections",
+                message: "pending-connection limits must be at least 1".into(),
+            });
+        }
+        if self.limits.handshake_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.handshake_timeout_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid {
                 key: "limits.max_connections",
                 message: "must be at least 1".into(),
             });
         }
-        if self.auth.session_ttl_hours == 0 || self.auth.session_ttl_hours > 24 * 7 {
-            return Err(ConfigError::Invalid {
-                key: "auth.session_ttl_hours",
-                message: "must be between 1 and 168".into(),
-            });
-        }
+        self.auth.validate()?;
         if self.queue.no_show_after_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "queue.no_show_after_secs",

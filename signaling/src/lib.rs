@@ -6,6 +6,7 @@
 //! time (`queue`, `sfu`), wrapped by a thin tokio driver; `http` is the axum surface.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod clock;
@@ -13,8 +14,10 @@ pub mod config;
 pub mod domain;
 pub mod evaluation;
 pub mod http;
+pub mod login_guard;
 pub mod media;
 pub mod metrics;
+pub mod password_policy;
 pub mod queue;
 pub mod recorder;
 pub mod registry;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use signaling::admin;
+use signaling::audit::Trail;
 use signaling::clock::{Clock, SystemClock};
 use signaling::config::{Config, LogFormat, Sources};
 use signaling::http::Listeners;
@@ -63,7 +64,8 @@ enum Command {
     AddCategory(admin::CategoryArgs),
     /// Create or update a window (窗口) of a centre.
     AddWindow(admin::WindowArgs),
-    /// Create or update a staff account; the password is read from RELAY_PASSWORD or stdin.
+    /// Create or update a staff account; the password is read from --password-file or asked
+    /// for on standard input, and must be changed at first login.
     AddClerk(admin::ClerkArgs),
     /// Create or update an extension point (延伸点).
     AddExtensionPoint(admin::ExtensionPointArgs),
@@ -73,6 +75,70 @@ enum Command {
     SeedDemo(admin::DemoArgs),
     /// Let a staff account act for a whole district in the registry (or clear it).
     RegistryScope(signaling::registry::cli::ScopeArgs),
+    /// The audit trail: check its hash chain, or show its last rows.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; report the first broken row (exit status 1 if there is one).
+    Verify,
+    /// Print the last rows as JSON lines.
+    Show {
+        #[arg(long, default_value_t = 50)]
+        last: u32,
+    },
+}
+
+/// How an administrative command is written to the audit trail: (kind, subject, detail).
+/// Never the password or a device credential (they are not arguments).
+fn admin_event(command: &Command) -> Option<(&'static str, String, String)> {
+    Some(match command {
+        Command::AddCentre(a) => (
+            "admin.add_centre",
+            format!("centre:{}", a.id),
+            String::new(),
+        ),
+        Command::AddCategory(a) => (
+            "admin.add_category",
+            format!("centre:{}/category:{}", a.centre, a.id),
+            String::new(),
+        ),
+        Command::AddWindow(a) => (
+            "admin.add_window",
+            format!("centre:{}/window:{}", a.centre, a.id),
+            format!("mode={}", a.mode),
+        ),
+        Command::AddClerk(a) => (
+            "admin.add_clerk",
+            format!("clerk:{}", a.username),
+            format!(
+                "centre={} roles={} disable={}",
+                a.centre, a.roles, a.disable
+            ),
+        ),
+        Command::AddExtensionPoint(a) => (
+            "admin.add_extension_point",
+            format!("centre:{}/extension_point:{}", a.centre, a.id),
+            String::new(),
+        ),
+        Command::EnrollDevice(a) => (
+            "admin.enroll_device",
+            format!("centre:{}/device:{}", a.centre, a.id),
+            format!("kind={}", a.kind),
+        ),
+        Command::SeedDemo(_) => ("admin.seed_demo", String::new(), String::new()),
+        Command::RegistryScope(a) => (
+            "admin.registry_scope",
+            format!("clerk:{}", a.username),
+            match (&a.district, a.clear) {
+                (Some(d), _) => format!("district={d}"),
+                (None, _) => "cleared".to_string(),
+            },
+        ),
+        Command::Serve { .. } | Command::CheckConfig | Command::Audit(_) => return None,
+    })
 }
 
 fn main() -> ExitCode {
@@ -133,8 +199,43 @@ async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         .with_context(|| format!("opening {}", Stores::describe(&config.store)))
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(open_stores(config).await?.main)
+/// The audit trail kept in the same database (SQLite or PostgreSQL) as the stores.
+fn trail_of(stores: &Stores) -> Trail {
+    stores.trail(Arc::new(SystemClock))
+}
+
+async fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    let trail = trail_of(&open_stores(config).await?);
+    match command {
+        AuditCommand::Verify => {
+            let report = trail.verify().await?;
+            if let Some((seq, why)) = &report.first_broken {
+                println!(
+                    "BROKEN at row {seq}: {why}\n{} rows before it are sound (head {})",
+                    report.sound_rows, report.head
+                );
+                std::process::exit(1);
+            }
+            if let Some(shipped) = report.missing_shipped {
+                println!(
+                    "BROKEN: rows up to {shipped} were shipped to syslog but the trail ends after {} rows: rows were cut off the end",
+                    report.sound_rows
+                );
+                std::process::exit(1);
+            }
+            println!(
+                "audit trail sound: {} rows, head {}",
+                report.sound_rows, report.head
+            );
+            Ok(())
+        }
+        AuditCommand::Show { last } => {
+            for row in trail.last(last).await? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -163,15 +264,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
-        Command::RegistryScope(a) => {
+        Command::Audit(c) => {
             let config = load_config(&cli.config, Vec::new())?;
-            signaling::registry::cli::scope(&config, a, SystemClock.now_ms()).await
+            audit(&config, c).await
         }
         other => {
             let config = load_config(&cli.config, Vec::new())?;
-            let store = open_store(&config).await?;
+            let stores = open_stores(&config).await?;
+            let trail = trail_of(&stores);
+            let store: Arc<dyn Store> = stores.main.clone();
+            let event = admin_event(&other);
             let now = SystemClock.now_ms();
-            match other {
+            let result = match other {
                 Command::AddCentre(a) => admin::add_centre(&*store, a, now).await,
                 Command::AddCategory(a) => admin::add_category(&*store, a).await,
                 Command::AddWindow(a) => admin::add_window(&*store, a).await,
@@ -179,10 +283,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::AddExtensionPoint(a) => admin::add_extension_point(&*store, a, now).await,
                 Command::EnrollDevice(a) => admin::enroll_device(&*store, a, now).await,
                 Command::SeedDemo(a) => admin::seed_demo(&*store, &config, a, now).await,
-                Command::Serve { .. } | Command::CheckConfig | Command::RegistryScope(_) => Ok(()),
+                Command::RegistryScope(a) => signaling::registry::cli::scope(&config, a, now).await,
+                Command::Serve { .. } | Command::CheckConfig | Command::Audit(_) => Ok(()),
+            };
+            if let Some((kind, subject, detail)) = event {
+                let outcome = if result.is_ok() { "ok" } else { "failed" };
+                let detail = if detail.is_empty() {
+                    outcome.to_string()
+                } else {
+                    format!("{outcome} {detail}")
+                };
+                trail
+                    .record(kind, &audit_actor(), None, &subject, &detail)
+                    .await
+                    .context("writing the audit trail")?;
             }
+            result
         }
     }
+}
+
+fn audit_actor() -> String {
+    signaling::audit::cli_actor()
 }
 
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -218,11 +340,15 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     if let Some(a) = a.http {
         warn!(address = %a, "listening (INSECURE plain HTTP, development only)");
     }
+    if let Some(a) = a.metrics {
+        info!(address = %a, "serving /metrics");
+    }
     if let Some(path) = ready_file {
         let ready = serde_json::json!({
             "https": a.https.map(|a| a.to_string()),
             "http": a.http.map(|a| a.to_string()),
             "media_udp": a.media_udp.map(|a| a.to_string()),
+            "metrics": a.metrics.map(|a| a.to_string()),
             "pid": std::process::id(),
         });
         let tmp = path.with_extension("tmp");

@@ -86,6 +86,9 @@ pub struct Metrics {
     ticket_wait_seconds: Family<Labels, Histogram>,
     pub store_errors: Counter,
     pub kiosk_updates_dropped: Counter<u64, AtomicU64>,
+    /// WebSocket upgrades refused because their address held its pending (unauthenticated)
+    /// slots, or all were taken.
+    pub pending_refused: Counter<u64, AtomicU64>,
     /// Collectors registered after start-up (the media service's SFU and recorder counters).
     late: std::sync::Mutex<Registry>,
 }
@@ -167,7 +170,14 @@ impl Metrics {
             "Kiosk status updates replaced by a newer one before they were sent",
             kiosk_updates_dropped.clone(),
         );
+        let pending_refused = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "pending_refused",
+            "Connections refused before authentication: their address, or everyone, held too many unauthenticated ones",
+            pending_refused.clone(),
+        );
         Self {
+            pending_refused,
             registry,
             connections,
             connections_total,
@@ -222,6 +232,10 @@ impl Metrics {
         self.protocol_errors
             .get_or_create(&vec![("kind", kind.as_str().to_owned()), ("code", code)])
             .inc();
+    }
+
+    pub fn pending_refused(&self) {
+        self.pending_refused.inc();
     }
 
     pub fn auth_failure(&self, kind: ClientKind) {

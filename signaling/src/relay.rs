@@ -49,6 +49,8 @@ pub struct Stores {
     pub recordings: Arc<dyn RecordingStore>,
     pub evaluations: Arc<dyn EvaluationStore>,
     pub registry: Arc<dyn RegistryStore>,
+    /// The database the audit trail is kept in ([`crate::audit`]).
+    pub audit: crate::audit::Db,
     /// Staff profiles (岗位、工号、照片) shown to residents.
     pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
 }
@@ -61,6 +63,7 @@ impl Stores {
             recordings: Arc::new(store.clone()),
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
+            audit: store.pool().clone().into(),
             staff: Arc::new(store.clone()),
         }
     }
@@ -72,7 +75,14 @@ impl Stores {
             recordings: Arc::new(store.clone()),
             evaluations: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
+            audit: store.pool().clone().into(),
+            staff: Arc::new(store.clone()),
         }
+    }
+
+    /// The audit trail kept in the same database as the stores.
+    pub fn trail(&self, clock: Arc<dyn Clock>) -> crate::audit::Trail {
+        crate::audit::Trail::new(self.audit.clone(), clock)
     }
 
     /// Opens the database `[store]` names (PostgreSQL when `url` is set, else SQLite in
@@ -111,6 +121,8 @@ pub enum StartError {
     Media(#[from] crate::media::MediaError),
     #[error("starting the 好差评 service: {0}")]
     Evaluations(#[from] crate::evaluation::StartError),
+    #[error("starting the audit trail: {0}")]
+    Audit(String),
     #[error("preparing the listeners: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -124,6 +136,8 @@ pub struct Addresses {
     pub http: Option<SocketAddr>,
     /// The SFU's UDP socket, when media is enabled.
     pub media_udp: Option<SocketAddr>,
+    /// The separate `/metrics` listener (`server.metrics_listen`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running relay. See the module documentation.
@@ -202,8 +216,14 @@ impl Relay {
             registry.clone(),
         )));
 
+        let audit = stores.trail(clock.clone());
         let state = AppState {
+            audit: audit.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            pending: http::pending::PendingSlots::new(
+                config.limits.max_pending_per_source,
+                config.limits.max_pending_connections,
+            ),
             config: config.clone(),
             store: stores.main.clone(),
             hub,
@@ -217,7 +237,14 @@ impl Relay {
             metrics: metrics.clone(),
             clock: clock.clone(),
             shutdown: shutdown.clone(),
-            login_failures: Default::default(),
+            login_throttle: Arc::new(std::sync::Mutex::new(
+                crate::login_guard::LoginThrottle::new(config.auth.throttle_limits()),
+            )),
+            password_checks: Arc::new(crate::login_guard::PasswordChecks::new(
+                config.auth.max_concurrent_password_checks,
+                config.auth.max_waiting_password_checks,
+                PASSWORD_CHECK_WAIT,
+            )),
         };
 
         media
@@ -242,6 +269,34 @@ impl Relay {
         tasks.spawn(switchboard.run_deadlines(shutdown.clone()));
         crate::registry::alert_task::spawn(&state, &tasks);
         tasks.spawn(purge_logins(state.clone()));
+        if let Some(target) = config.audit.syslog.as_deref() {
+            let target = crate::audit::syslog::Target::parse(target)
+                .map_err(|e| StartError::Audit(format!("audit.syslog: {e}")))?;
+            let counters = Arc::new(crate::audit::syslog::ShipCounters::default());
+            let c = counters.clone();
+            metrics.register_collector(SnapshotCounters::new("audit shipping", move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                vec![
+                    (
+                        "audit_rows_shipped",
+                        "Audit trail rows sent to syslog",
+                        c.shipped.load(Relaxed),
+                    ),
+                    (
+                        "audit_ship_failures",
+                        "Failed attempts to send audit trail rows to syslog (retried)",
+                        c.failures.load(Relaxed),
+                    ),
+                ]
+            }));
+            tasks.spawn(crate::audit::syslog::run(
+                audit,
+                target,
+                Duration::from_millis(config.audit.ship_every_ms),
+                counters,
+                shutdown.clone(),
+            ));
+        }
 
         let addresses = Addresses {
             https: listeners
@@ -255,7 +310,19 @@ impl Relay {
                 .map(std::net::TcpListener::local_addr)
                 .transpose()?,
             media_udp: media.sfu().map(|s| s.local_addr()),
+            metrics: None,
         };
+        let mut addresses = addresses;
+        if let Some(addr) = config.server.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            addresses.metrics = Some(listener.local_addr()?);
+            let state = state.clone();
+            tasks.spawn(async move {
+                if let Err(e) = http::serve_metrics(state, listener).await {
+                    error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let server = tokio::spawn(http::serve(state.clone(), listeners));
         Ok(Relay {
             state,
@@ -301,6 +368,9 @@ impl Relay {
         served
     }
 }
+
+/// How long a login may wait for a free password check before it is answered "busy".
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn purge_logins(state: AppState) {
     let mut tick = tokio::time::interval(LOGIN_PURGE_EVERY);

@@ -233,12 +233,7 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     assert_eq!(pdf.windows(10).filter(|w| w == b"/DCTDecode").count(), 2);
 
     // Operators see the uploads and the refusals on /metrics.
-    let metrics = reqwest::get(s.relay.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.relay.metrics().await;
     let counter = |name: &str| -> u64 {
         metrics
             .lines()
@@ -343,6 +338,24 @@ async fn an_id_card_read_reaches_the_console_masked_and_is_revealed_with_an_audi
         .collect();
     assert!(actions.contains(&("stored", "id-clerk-a")), "{actions:?}");
     assert!(actions.contains(&("revealed", "id-clerk-a")), "{actions:?}");
+    // The reveal is in the relay's hash-chained trail too, by ids only.
+    let trail = s.relay.state.audit.last(100).await.expect("trail");
+    assert!(
+        trail.iter().any(|r| r.kind == "case.revealed"
+            && r.actor == "clerk:id-clerk-a"
+            && r.subject == format!("ticket:{}/item:{item}", s.ticket_id)),
+        "{trail:#?}"
+    );
+    assert!(!format!("{trail:?}").contains("310101199003071230"));
+    assert!(
+        s.relay
+            .state
+            .audit
+            .verify()
+            .await
+            .expect("verify")
+            .is_sound()
+    );
     assert_eq!(
         get(
             &s.relay,

@@ -171,12 +171,7 @@ async fn calling_connects_media_and_finishing_stores_the_recording() {
     );
 
     // The SFU's and the recorder's counters are on /metrics.
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     for name in [
         "relay_sfu_rtp_forwarded_total",
         "relay_recorder_recordings_muxed_total 1",
@@ -310,12 +305,7 @@ async fn bad_offers_are_refused_and_counted_without_harm() {
         negotiate(&mut registrar, &mut rp).await["code"],
         "forbidden"
     );
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("relay_sfu_offers_refused_total 2"),
         "{metrics}"

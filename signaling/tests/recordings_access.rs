@@ -216,6 +216,18 @@ async fn only_supervisors_of_the_centre_see_and_play_recordings_and_every_access
             |a| a.action == AccessAction::Denied && a.recording_id.as_deref() == Some("rec-c2")
         )
     );
+    // Each access is a row of the relay's hash-chained trail as well.
+    let chained = relay.state.audit.last(500).await.expect("trail");
+    assert_eq!(
+        chained
+            .iter()
+            .filter(|r| r.kind == "recording.play"
+                && r.actor == "clerk:id-boss"
+                && r.subject == "recording:rec-c1")
+            .count(),
+        4,
+        "{chained:#?}"
+    );
     // Supervisors can read a recording's trail (and that reading is itself audited).
     let log: Value = get(
         &relay,

@@ -119,14 +119,7 @@ async fn a_failing_device_is_alerted_retried_and_cleared() {
     assert_eq!(cleared["key"], "device_failed:k1:id_card_reader");
     assert_eq!(cleared["state"], "resolved");
 
-    let metrics = reqwest::Client::new()
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("relay_health_alerts_raised_total 1"),
         "{metrics}"

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use signaling::auth::hash_secret;
 use signaling::clock::{Clock, SystemClock};
 use signaling::domain::{Clerk, Role};
+use signaling::store::Store;
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
@@ -364,14 +365,7 @@ async fn every_field_problem_is_answered_beside_its_field() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["fields"][0]["field"], "device_id");
     // Refusals are counted.
-    let metrics = http()
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("relay_registry_invalid_forms_total 4"),
         "{metrics}"
@@ -525,14 +519,7 @@ async fn roles_and_centres_limit_who_sees_and_changes_what() {
     assert_eq!(r.status(), 403);
 
     // Denials are counted.
-    let metrics = http()
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(metrics.contains("relay_registry_denied_total"), "{metrics}");
     relay.stop().await;
 }
@@ -976,5 +963,56 @@ async fn health_shows_connection_device_status_and_inspections() {
             .as_i64()
             .is_some()
     );
+    relay.stop().await;
+}
+
+/// A centre in 徐汇区 files an application, then amends the pending point's district to
+/// 黄浦区: the amendment gets the application's district check, so the point cannot slip into
+/// another district's scope before activation.
+#[tokio::test]
+async fn amending_a_pending_application_keeps_the_centres_district() {
+    let relay = TestRelay::start().await;
+    relay
+        .store
+        .upsert_centre(
+            &signaling::domain::Centre {
+                id: "c-xh".into(),
+                name: "徐汇区天平路街道社区事务受理服务中心".into(),
+                district: "徐汇区".into(),
+                street: "天平路街道".into(),
+            },
+            SystemClock.now_ms(),
+        )
+        .await
+        .expect("centre");
+    account(&relay, "op-xh", "c-xh", vec![Role::RegistryOperator]).await;
+    let op = relay.login("op-xh").await;
+    let mut body = form("kiosk-xh-01");
+    body["id"] = json!("xh-01");
+    let (status, applied) = post(&relay, Some(&op), "/api/v1/registry/counters", body).await;
+    assert_eq!(status, 201, "{applied}");
+    let mut amended = form("kiosk-xh-01");
+    amended["district"] = json!("黄浦区");
+    amended["street"] = json!("外滩街道");
+    amended["institution"] = json!("外滩街道中山东一路居委会延伸服务点");
+    amended["version"] = applied["counter"]["version"].clone();
+    amended["reason"] = json!("改区");
+    let (status, answer) = post(
+        &relay,
+        Some(&op),
+        "/api/v1/registry/counters/xh-01/change",
+        amended,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let fields: Vec<&str> = answer["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"district"), "{answer}");
+    let (_, detail) = get(&relay, Some(&op), "/api/v1/registry/counters/xh-01").await;
+    assert_eq!(detail["counter"]["fields"]["district"], "徐汇区");
     relay.stop().await;
 }

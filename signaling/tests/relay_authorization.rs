@@ -207,7 +207,7 @@ async fn a_window_held_by_a_connected_clerk_cannot_be_taken() {
 
 #[tokio::test]
 async fn wrong_passwords_are_refused_and_then_rate_limited() {
-    let relay = TestRelay::start_with(|c| c.auth.max_login_failures_per_minute = 3).await;
+    let relay = TestRelay::start_with(|c| c.auth.max_failures_per_username = 3).await;
     let client = reqwest::Client::new();
     let attempt = |password: &'static str| {
         client

@@ -199,6 +199,56 @@ async fn an_evaluation_is_bound_to_its_session_and_stored_once() {
     let (_, open) = get(&relay, &boss, "/api/v1/supervisor/followups").await;
     assert_eq!(open.as_array().map(Vec::len), Some(0));
 
+    // A closed follow-up is final: rewriting its findings is refused and changes nothing.
+    let (status, body) = put(
+        &relay,
+        &boss,
+        path,
+        json!({"visited_ms": now, "verification": "不属实", "rectification": "", "feedback": "", "close": false}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, all) = get(&relay, &boss, "/api/v1/supervisor/followups?state=all").await;
+    assert_eq!(all[0]["verification"], "属实", "{all}");
+    assert!(
+        sqlx::query("UPDATE evaluation_followups SET verification = 'x'")
+            .execute(relay.store.pool())
+            .await
+            .is_err(),
+        "the database refuses it too"
+    );
+    // The queue's record of the served ticket is append-only as well.
+    for edit in [
+        "UPDATE ticket_events SET clerk_id = 'someone-else'",
+        "DELETE FROM ticket_events",
+    ] {
+        assert!(
+            sqlx::query(edit).execute(relay.store.pool()).await.is_err(),
+            "{edit}"
+        );
+    }
+    // Every saved version is kept, and the trail records who closed it.
+    let history: Vec<(String, String)> = sqlx::query_as(
+        "SELECT state, verification FROM evaluation_followup_history WHERE evaluation_id = 'ev-1' ORDER BY id",
+    )
+    .fetch_all(relay.store.pool())
+    .await
+    .expect("history");
+    assert_eq!(history, vec![("closed".to_string(), "属实".to_string())]);
+    let trail: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT kind, actor, subject FROM audit_log WHERE kind LIKE 'evaluation.%'")
+            .fetch_all(relay.store.pool())
+            .await
+            .expect("trail");
+    assert_eq!(
+        trail,
+        vec![(
+            "evaluation.followup.closed".to_string(),
+            "clerk:id-boss".to_string(),
+            "evaluation:ev-1".to_string()
+        )]
+    );
+
     let (_, stats) = get(&relay, &boss, "/api/v1/supervisor/evaluations/stats").await;
     assert_eq!(stats["total"]["evaluations"], 1);
     assert_eq!(stats["total"]["bad"], 1);
@@ -355,12 +405,7 @@ async fn forwarding_retries_gives_up_into_a_dead_letter_and_can_be_sent_again() 
     assert_eq!(count.load(Ordering::SeqCst), 3);
     let (_, letters) = get(&relay, &boss, "/api/v1/supervisor/dead-letters").await;
     assert_eq!(letters.as_array().map(Vec::len), Some(0));
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("evaluations_dead_letters_total 1"),
         "{metrics}"

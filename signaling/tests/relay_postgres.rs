@@ -137,6 +137,113 @@ async fn a_ticket_is_taken_called_served_and_evaluated_on_postgres() {
 }
 
 /// The URL of the database a relay runs on (its name, on the shared private server).
+/// Staff logins on PostgreSQL: a failed login reaches the audit trail with its source address
+/// and never the password; a staff member lists and ends their own sessions; a password set by
+/// someone else must be changed first, and changing it ends every login. The trail in the
+/// database verifies afterwards.
+#[tokio::test]
+async fn staff_sessions_and_the_audit_trail_on_postgres() {
+    let relay = TestRelay::start_on_postgres().await;
+    let http = reqwest::Client::new();
+    let wrong = "not-the-password-9";
+    let r = http
+        .post(relay.url("/api/v1/login"))
+        .json(&json!({"username": "clerk-a", "password": wrong}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 401);
+    let laptop = relay.login("clerk-a").await;
+    let desk = relay.login("clerk-a").await;
+    let sessions: Vec<Value> = http
+        .get(relay.url("/api/v1/sessions"))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions.iter().all(|s| s["source_address"] == "127.0.0.1"));
+    let laptop_id = sessions
+        .iter()
+        .find(|s| s["current"] == false)
+        .and_then(|s| s["id"].as_str())
+        .expect("the other session")
+        .to_owned();
+    let r = http
+        .delete(relay.url(&format!("/api/v1/sessions/{laptop_id}")))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let me = |token: &str| {
+        http.get(relay.url("/api/v1/me"))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(me(&laptop).await.expect("me").status(), 401);
+    assert_eq!(me(&desk).await.expect("me").status(), 200);
+
+    // A password someone else set: the next login may only change it, and the change ends
+    // every login the clerk had.
+    relay
+        .store
+        .require_password_change("id-clerk-a")
+        .await
+        .expect("store");
+    let body: Value = http
+        .post(relay.url("/api/v1/login"))
+        .json(&json!({"username": "clerk-a", "password": common::PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["must_change_password"], true);
+    let limited = body["token"].as_str().expect("token").to_owned();
+    assert_eq!(me(&limited).await.expect("me").status(), 401);
+    let r = http
+        .post(relay.url("/api/v1/password"))
+        .bearer_auth(&limited)
+        .json(&json!({"current_password": common::PASSWORD, "new_password": "tide-lantern-42"}))
+        .send()
+        .await
+        .expect("change");
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&desk).await.expect("me").status(), 401);
+    assert_eq!(me(&limited).await.expect("me").status(), 401);
+
+    let trail = &relay.state.audit;
+    let rows = trail.last(50).await.expect("trail");
+    let failed = rows
+        .iter()
+        .find(|r| r.kind == "login.failed")
+        .expect("the failed login is in the trail");
+    assert_eq!(failed.source, "127.0.0.1");
+    assert!(rows.iter().any(|r| r.kind == "password.changed"));
+    assert!(
+        rows.iter()
+            .all(|r| !r.detail.contains(wrong) && !r.actor.contains(wrong))
+    );
+    let report = trail.verify().await.expect("verify");
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.sound_rows, rows.len() as u64);
+    let in_db: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(relay.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(
+        in_db,
+        rows.len() as i64,
+        "the trail is the one in PostgreSQL"
+    );
+    relay.stop().await;
+}
+
 async fn relay_url(relay: &TestRelay<PgStore>) -> String {
     let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(relay.store.pool())
@@ -168,6 +275,7 @@ fn centre_core() -> QueueCore {
             clerk_name: None,
             clerk_connected: false,
             current: None,
+            pause: None,
         }],
     )
 }

@@ -146,12 +146,7 @@ async fn malformed_and_unknown_messages_are_answered_and_the_connection_survives
     // Still connected.
     clerk.send(json!({"type": "ping", "seq": 7})).await;
     assert_eq!(clerk.recv_type("pong").await["seq"], 7);
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains(r#"relay_protocol_errors_total{kind="clerk",code="bad_message"} 2"#),
         "{metrics}"

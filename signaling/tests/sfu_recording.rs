@@ -172,7 +172,21 @@ async fn a_forwarded_session_is_recorded_and_decodes() {
     for r in &recorded {
         assert!(tap.record(r), "recorder queue refused a packet");
     }
+    // The live dump holds the resident's media in the clear: the relay's user only, in a
+    // directory only it can enter.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dump = rec_dir.join("ticket-0001.rtpdump");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dump.exists() {
+        assert!(std::time::Instant::now() < deadline, "no dump file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mode(&dump), 0o600);
+    assert_eq!(mode(&rec_dir), 0o700);
     let meta = recorder.finish(tap).await.unwrap();
+    // Muxed without sealing here: the plaintext recording is private too.
+    assert_eq!(mode(&meta.path), 0o600);
 
     assert_eq!(meta.session_id, "ticket-0001");
     assert!(meta.path.exists() && meta.path.extension().unwrap() == "webm");

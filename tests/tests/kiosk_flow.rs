@@ -600,3 +600,46 @@ async fn inactivity_returns_to_the_start_and_abandoned_tickets_are_cancelled() -
     relay.kill().await?;
     Ok(())
 }
+
+/// DNS rebinding: a page on the kiosk's browser whose name now resolves to 127.0.0.1 sends its
+/// own name as `Host`. Every route of the agent's local API answers it 421, the resident's
+/// ticket and prompts included; the kiosk's own page (a loopback host) still works.
+#[tokio::test]
+async fn the_local_api_refuses_foreign_host_names() -> Result<()> {
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let agent = Agent::start(&data, &relay).await?;
+    agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
+    let client = reqwest::Client::new();
+    let foreign = format!(
+        "evil.example:{}",
+        agent.local.rsplit(':').next().unwrap_or("")
+    );
+    let requests = [
+        client.get(agent.url("/api/status")),
+        client
+            .post(agent.url("/api/ticket"))
+            .json(&json!({"category_id": "social"})),
+        client.delete(agent.url("/api/ticket")),
+        client.get(agent.url("/api/devices/activity")),
+        client
+            .post(agent.url("/api/prompt/answer"))
+            .json(&json!({"answer": "confirm"})),
+    ];
+    for request in requests {
+        let r = request.header("host", &foreign).send().await?;
+        assert_eq!(r.status(), 421, "{:?}", r.url());
+    }
+    assert_eq!(
+        client.get(agent.url("/api/status")).send().await?.status(),
+        200
+    );
+    assert_eq!(
+        agent.status().await?["ticket"],
+        Value::Null,
+        "no ticket was taken"
+    );
+    agent.kill().await?;
+    relay.kill().await?;
+    Ok(())
+}

@@ -52,7 +52,9 @@ pub fn routes(kiosk: Kiosk) -> Router {
 }
 
 /// Only loopback hosts (security headers are added inside, on the answers it lets through).
-async fn guard(request: Request, next: Next) -> Response {
+/// The whole local API sits behind it: a page that rebinds its own name to 127.0.0.1 still
+/// sends its own name as `Host`.
+pub(crate) async fn guard(request: Request, next: Next) -> Response {
     let host = request
         .headers()
         .get(header::HOST)

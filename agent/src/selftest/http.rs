@@ -171,7 +171,8 @@ async fn login(State(t): State<Technician>, body: axum::body::Bytes) -> Response
         );
     };
     let now = now_ms();
-    if let Err(wait_ms) = lock(&t.guard).check(now) {
+    let attempt = lock(&t.guard).attempt(now);
+    if let Err(wait_ms) = attempt {
         let secs = (wait_ms + 999) / 1000;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -190,7 +191,7 @@ async fn login(State(t): State<Technician>, body: axum::body::Bytes) -> Response
         .await
         .unwrap_or(false);
     if !ok {
-        let lock_ms = lock(&t.guard).failed(now_ms());
+        let lock_ms = attempt.ok().flatten();
         warn!(
             locked_secs = lock_ms.map(|l| l / 1000),
             "technician page: wrong PIN"

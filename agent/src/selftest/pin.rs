@@ -65,6 +65,15 @@ impl PinGuard {
         }
     }
 
+    /// Starts an attempt: refused (`Err(ms)`) while locked, otherwise counted as a wrong PIN
+    /// right away — before the slow check — so guesses sent together cannot all pass the
+    /// check while earlier ones are still hashing. `Ok` carries the lockout this attempt
+    /// started if it turns out wrong; [`PinGuard::succeeded`] clears everything.
+    pub fn attempt(&mut self, now_ms: i64) -> Result<Option<i64>, i64> {
+        self.check(now_ms)?;
+        Ok(self.failed(now_ms))
+    }
+
     /// A wrong PIN; returns the lockout it started, if any.
     pub fn failed(&mut self, now_ms: i64) -> Option<i64> {
         self.failures = self.failures.saturating_add(1);
@@ -148,6 +157,18 @@ mod tests {
         assert!(!verify_pin("246810", "not a hash"));
         assert!(hash_pin("12a4").is_err() && hash_pin("123").is_err());
         assert!(!is_hash("1234"));
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_their_check() {
+        let mut g = PinGuard::default();
+        for _ in 0..FREE_ATTEMPTS - 1 {
+            assert_eq!(g.attempt(0), Ok(None));
+        }
+        assert_eq!(g.attempt(0), Ok(Some(FIRST_LOCK_MS)));
+        assert_eq!(g.attempt(1), Err(FIRST_LOCK_MS - 1));
+        g.succeeded();
+        assert_eq!(g.attempt(2), Ok(None));
     }
 
     #[test]

@@ -69,6 +69,22 @@ fn open_with(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, C
         .map_err(|_| CryptoError::Open)
 }
 
+/// Refuses a key file that anyone but its owner may read or write (mode bits beyond 0600).
+pub fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "its mode is {:o}: group or others may read it; run chmod 600 on it (and keep a copy elsewhere)",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let id = hex::encode(&Sha256::digest(bytes)[..8]);
@@ -86,6 +102,7 @@ impl MasterKey {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                check_private(path).map_err(err)?;
                 let bytes = hex::decode(text.trim())
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -177,6 +194,19 @@ mod tests {
             other.open("item-1", &sealed),
             Err(CryptoError::OtherKey(_))
         ));
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k").join("master.key");
+        MasterKey::load_or_create(&path).expect("created");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = MasterKey::load_or_create(&path).err().expect("refused");
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(MasterKey::load_or_create(&path).is_ok());
     }
 
     #[test]

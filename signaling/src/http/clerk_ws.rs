@@ -13,10 +13,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tracing::{info, info_span};
 
-use super::auth::{AuthClerk, clerk_info};
+use super::auth::{AuthClerk, clerk_info, idle_ms, login_token};
 use super::error::ApiError;
 use super::state::AppState;
 use super::ws::{Conn, Incoming, close_code, parse};
+use crate::auth::token_hash;
 use crate::domain::{Clerk, Role};
 use crate::metrics::ClientKind;
 use crate::queue::driver::{OpError, QueueView};
@@ -30,11 +31,15 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     check_same_origin(&headers)?;
+    // AuthClerk found the token, so it is there; the console re-checks it while open.
+    let login = login_token(&headers)
+        .map(|t| token_hash(&t))
+        .ok_or(ApiError::Unauthenticated)?;
     let conn_id = state.switchboard.next_conn_id();
     let span = info_span!("clerk", conn = %conn_id, clerk = %clerk.id);
     let serving = state.clone();
     super::ws::accept(&state, ws, span, move |socket| {
-        run_connection(serving, clerk, conn_id, socket)
+        run_connection(serving, clerk, login, conn_id, socket)
     })
 }
 
@@ -88,7 +93,13 @@ fn snapshot(view: QueueView, request_id: Option<u64>) -> RelayToClerk {
     }
 }
 
-async fn run_connection(state: AppState, clerk: Clerk, conn_id: ConnId, socket: WebSocket) {
+async fn run_connection(
+    state: AppState,
+    clerk: Clerk,
+    login: String,
+    conn_id: ConnId,
+    socket: WebSocket,
+) {
     let limits = &state.config.limits;
     let mut conn = Conn::new(
         socket,
@@ -107,6 +118,7 @@ async fn run_connection(state: AppState, clerk: Clerk, conn_id: ConnId, socket: 
         let console = Console {
             state: &state,
             clerk: &clerk,
+            login: &login,
             queue: &queue,
             conn_id,
         };
@@ -208,9 +220,16 @@ async fn tell_presence(queue: &QueueHandle, changes: &[Presence]) {
 struct Console<'a> {
     state: &'a AppState,
     clerk: &'a Clerk,
+    /// The digest of the login token the console opened with.
+    login: &'a str,
     queue: &'a QueueHandle,
     conn_id: ConnId,
 }
+
+/// Close code for a console whose login has ended (logout, password change, account
+/// disabled, expiry); the console shows the reason and its login form instead of reconnecting.
+pub const LOGIN_ENDED: u16 = 4001;
+const LOGIN_ENDED_REASON: &str = "登录已结束（已退出、改密、停用或超时），请重新登录";
 
 impl Console<'_> {
     async fn serve(&self, conn: &mut Conn, outbox: &mut mpsc::Receiver<RelayToClerk>) {
@@ -222,11 +241,30 @@ impl Console<'_> {
         if !conn.send(&snapshot(view, None)).await {
             return;
         }
+        let mut login_check = tokio::time::interval(Duration::from_millis(
+            state.config.auth.console_session_check_ms,
+        ));
+        login_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = state.shutdown.cancelled() => {
                     conn.close(close_code::GOING_AWAY, "relay restarting").await;
                     return;
+                }
+                _ = login_check.tick() => {
+                    if !self.login_valid().await {
+                        info!("login ended: closing the console");
+                        conn.send_error(
+                            None,
+                            ErrorBody {
+                                code: ErrorCode::Unauthenticated,
+                                message: format!("{LOGIN_ENDED_REASON} / your login has ended, please log in again"),
+                            },
+                        )
+                        .await;
+                        conn.close(LOGIN_ENDED, LOGIN_ENDED_REASON).await;
+                        return;
+                    }
                 }
                 incoming = conn.recv() => match incoming {
                     Incoming::Gone => return,
@@ -276,6 +314,28 @@ impl Console<'_> {
                     }
                     Err(RecvError::Closed) => return,
                 },
+            }
+        }
+    }
+
+    /// Whether the console's login still holds (not logged out, expired, idle, or the clerk
+    /// disabled or their password changed). A store failure keeps the console open: the next
+    /// check decides.
+    async fn login_valid(&self) -> bool {
+        let state = self.state;
+        match state
+            .store
+            .login_clerk(
+                self.login,
+                state.clock.now_ms(),
+                idle_ms(&state.config.auth),
+            )
+            .await
+        {
+            Ok(found) => found.is_some_and(|c| c.id == self.clerk.id),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-check a console's login");
+                true
             }
         }
     }

@@ -27,6 +27,11 @@ pub enum ApiError {
     BadLogin,
     #[error("尝试次数过多，请稍后再试 / too many attempts, try again later")]
     TooManyAttempts,
+    /// Too many failed logins for this account or address; the lockout ends by itself.
+    #[error(
+        "登录失败次数过多，已暂时锁定，请 {minutes} 分钟后再试 / too many failed logins: locked, try again in {minutes} min"
+    )]
+    LockedOut { minutes: u64 },
     #[error("没有权限 / not allowed")]
     Forbidden,
     #[error("未找到 / not found")]
@@ -129,7 +134,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts | ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -146,7 +151,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let code = match self {
             ApiError::Unauthenticated | ApiError::BadLogin => ErrorCode::Unauthenticated,
-            ApiError::TooManyAttempts => ErrorCode::LimitExceeded,
+            ApiError::TooManyAttempts | ApiError::LockedOut { .. } => ErrorCode::LimitExceeded,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::BadRequest(_) => ErrorCode::BadMessage,

@@ -17,9 +17,10 @@ use crate::domain::{Clerk, Role};
 use crate::evaluation::stats::{self, Statistics};
 use crate::evaluation::workdays::end_of;
 use crate::store::evaluations::{
-    EvaluationRecord, EvaluationStore, FollowUp, FollowUpFilter, FollowUpState, FollowUpUpdate,
-    StoredEvaluation,
+    EvaluationRecord, EvaluationStore, FollowUp, FollowUpFilter, FollowUpSaved, FollowUpState,
+    FollowUpUpdate, StoredEvaluation,
 };
+use protocol::control::ErrorCode;
 
 /// Evaluations read for one statistics request at most.
 const STATS_LIMIT: u32 = 200_000;
@@ -227,11 +228,17 @@ async fn update_followup(
 ) -> Result<Json<FollowUp>, ApiError> {
     let now = state.clock.now_ms();
     check_update(&update, now)?;
-    store(&state)?
+    match store(&state)?
         .update_followup(&clerk.centre_id, &id, &update, &clerk.id, now)
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    {
+        FollowUpSaved::Saved(f) => Ok(Json(*f)),
+        FollowUpSaved::NotFound => Err(ApiError::NotFound),
+        FollowUpSaved::AlreadyClosed => Err(ApiError::Refused(
+            ErrorCode::InvalidState,
+            "回访已办结，不能再修改 / this follow-up is closed and can no longer be changed".into(),
+        )),
+    }
 }
 
 async fn dead_letters(

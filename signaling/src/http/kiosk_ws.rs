@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use protocol::control::{
     CentreInfo, ErrorBody, ErrorCode, ExtensionPointInfo, KioskTicketStatus, KioskToRelay,
@@ -34,13 +36,14 @@ const REVOKED: u16 = 4001;
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let conn_id = state.switchboard.next_conn_id();
     let span = info_span!("kiosk", conn = %conn_id, device = tracing::field::Empty);
     let serving = state.clone();
-    super::ws::accept(&state, ws, span, move |socket| {
-        run_connection(serving, conn_id, socket)
+    super::ws::accept_unauthenticated(&state, ws, peer.ip(), span, move |socket, slot| {
+        run_connection(serving, conn_id, socket, slot)
     })
 }
 
@@ -118,7 +121,12 @@ async fn with_clerk_card(
     ticket
 }
 
-async fn run_connection(state: AppState, conn_id: ConnId, socket: WebSocket) {
+async fn run_connection(
+    state: AppState,
+    conn_id: ConnId,
+    socket: WebSocket,
+    pending: super::pending::PendingSlot,
+) {
     let limits = &state.config.limits;
     let mut conn = Conn::new(
         socket,
@@ -128,7 +136,10 @@ async fn run_connection(state: AppState, conn_id: ConnId, socket: WebSocket) {
         limits.max_bad_messages_per_minute,
     );
     state.metrics.connection_opened(ClientKind::Kiosk);
-    if let Some(mut kiosk) = handshake(&state, &mut conn, conn_id).await {
+    let kiosk = handshake(&state, &mut conn, conn_id).await;
+    // Authenticated (or refused): the source address's pending slot is free again.
+    drop(pending);
+    if let Some(mut kiosk) = kiosk {
         tracing::Span::current().record("device", kiosk.device.id.as_str());
         info!(point = %kiosk.point.id, "kiosk connected");
         serve(&state, &mut kiosk, &mut conn).await;
@@ -188,7 +199,8 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
     let device = match authenticate_device(state, &device_id, &secret, DeviceKind::Kiosk).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            warn!(device = %device_id, "kiosk authentication failed");
+            // Debug formatting escapes line breaks: a device id cannot plant fake log lines.
+            warn!(device = ?device_id, "kiosk authentication failed");
             state.metrics.auth_failure(ClientKind::Kiosk);
             conn.send_error(
                 None,
@@ -297,7 +309,7 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
         heartbeat_interval_ms: u64::try_from(HEARTBEAT_INTERVAL.as_millis()).unwrap_or(15_000),
         ice_servers: state.media.ice_servers(&device.id, state.clock.now_ms()),
     };
-    info!(agent_version = %agent_version, "kiosk hello");
+    info!(agent_version = ?agent_version, "kiosk hello");
     let categories = staffing.borrow_and_update().as_ref().clone();
     if !conn.send(&welcome).await || !conn.send(&RelayToKiosk::Staffing { categories }).await {
         state.switchboard.close_kiosk(&device.id, conn_id);

@@ -11,10 +11,12 @@ pub mod clerk_ws;
 pub mod error;
 pub mod evaluations;
 pub mod kiosk_ws;
+pub mod pending;
 pub mod recordings;
 pub mod registry;
 pub mod selftest;
 pub mod staff;
+pub mod staff_profile;
 pub mod state;
 pub mod tickets;
 pub mod ws;
@@ -50,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{app}/{file}", get(assets::file))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/password", post(auth::change_password))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/queue", get(tickets::queue))
         .route("/api/v1/tickets", post(tickets::issue))
@@ -63,16 +66,135 @@ pub fn app(state: AppState) -> Router {
         .merge(evaluations::routes())
         .merge(staff::routes())
         .merge(selftest::routes())
+        .merge(staff_profile::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             SECURITY_HEADERS,
             security_headers,
         ))
+        .layer(middleware::from_fn(same_site_writes))
+        .layer(middleware::map_response(strict_transport_security))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Cross-site request forgery, beyond `SameSite=Strict` (which a sibling host of the same
+/// site passes): a request that changes something is refused when its `Origin` is another
+/// host (403), or when its body comes as a type an HTML form or a no-CORS `fetch` can send
+/// without asking (form encodings, `text/plain`, or no type at all: 415). The relay's pages,
+/// kiosks, ticket machines and scripts send JSON, images or `application/octet-stream`.
+async fn same_site_writes(request: axum::extract::Request, next: middleware::Next) -> Response {
+    use axum::http::{Method, StatusCode};
+    let method = request.method();
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    // HTTP/2 carries the host as the request's authority, not as a `Host` header.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    let foreign = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(&host)
+        });
+    if foreign {
+        tracing::debug!(origin = ?headers.get(header::ORIGIN), host = ?host, "cross-site write refused");
+        return error::ApiError::Refused(
+            protocol::control::ErrorCode::Forbidden,
+            "跨站请求被拒绝 / cross-site request refused".into(),
+        )
+        .into_response();
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() != "0");
+    let form_like = match content_type.as_deref() {
+        Some("application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain") => true,
+        None => {
+            (has_body && headers.contains_key(header::CONTENT_LENGTH))
+                || headers.contains_key(header::TRANSFER_ENCODING)
+        }
+        Some(_) => false,
+    };
+    if form_like {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            axum::Json(serde_json::json!({
+                "code": "bad_message",
+                "message": "请以 JSON 提交 / send the request as JSON (content-type: application/json)",
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// HSTS on every answer: browsers that reached the relay over HTTPS keep to HTTPS for a year
+/// (RFC 6797; they ignore the header on the plain development listener).
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        header::HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
+/// Serves only `/metrics`, without authentication, on `listener` (the separate listener of
+/// `server.metrics_listen`, meant for loopback) until `state.shutdown`.
+pub async fn serve_metrics(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { render_metrics(&state) }),
+        )
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// `/metrics` on the main listener: only with the configured bearer token, otherwise as if it
+/// did not exist (queue lengths and failure counts are not for the internet).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match (&state.config.server.metrics_token, presented) {
+        (Some(token), Some(presented)) => {
+            crate::auth::verify_device_secret(presented, &crate::auth::hash_device_secret(token))
+        }
+        _ => false,
+    };
+    if !allowed {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    render_metrics(&state)
+}
+
+fn render_metrics(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,

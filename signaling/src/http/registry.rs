@@ -378,6 +378,14 @@ async fn change(
     body: Bytes,
 ) -> Result<Response> {
     let req: ChangeRequest = parse_body(&state.registry, &body)?;
+    // The same district and street rule as the application's (checked before anything moves).
+    let counter = current(&state, &clerk, &id, req.version).await?;
+    let centre = state
+        .store
+        .centre(&counter.centre_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.registry.check_centre(&centre, &req.fields)?;
     let step = Step::Change {
         draft: Box::new(req.fields),
         reason: req.reason,

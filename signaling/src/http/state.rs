@@ -1,6 +1,5 @@
 //! Shared state of the HTTP layer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
@@ -37,43 +36,17 @@ pub struct AppState {
     /// Staff profiles (岗位、工号、照片) shown to residents.
     pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
     pub metrics: Arc<Metrics>,
+    /// The hash-chained audit trail: record logins, administrative actions and reveals here.
+    pub audit: crate::audit::Trail,
     pub clock: Arc<dyn Clock>,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
+    /// Connections that have not authenticated yet, per source address.
+    pub pending: Arc<super::pending::PendingSlots>,
     /// Cancelled when the relay shuts down: long-lived connections close politely.
     pub shutdown: CancellationToken,
-    pub(crate) login_failures: Arc<Mutex<RateWindow>>,
-}
-
-/// Counts events per key within the current minute; bounded in size.
-#[derive(Debug, Default)]
-pub(crate) struct RateWindow {
-    minute: i64,
-    counts: HashMap<String, u32>,
-}
-
-impl RateWindow {
-    const MAX_KEYS: usize = 10_000;
-
-    pub(crate) fn count(&mut self, key: &str, now_ms: i64) -> u32 {
-        self.roll(now_ms);
-        self.counts.get(key).copied().unwrap_or(0)
-    }
-
-    pub(crate) fn add(&mut self, key: &str, now_ms: i64) {
-        self.roll(now_ms);
-        if self.counts.len() >= Self::MAX_KEYS && !self.counts.contains_key(key) {
-            // Under a flood of distinct names, forget the oldest minute early rather than grow.
-            self.counts.clear();
-        }
-        *self.counts.entry(key.to_owned()).or_insert(0) += 1;
-    }
-
-    fn roll(&mut self, now_ms: i64) {
-        let minute = now_ms.div_euclid(60_000);
-        if minute != self.minute {
-            self.minute = minute;
-            self.counts.clear();
-        }
-    }
+    /// Failed staff logins per username and source address.
+    pub login_throttle: Arc<Mutex<crate::login_guard::LoginThrottle>>,
+    /// Bounds the argon2 work of password checks.
+    pub password_checks: Arc<crate::login_guard::PasswordChecks>,
 }

@@ -57,6 +57,31 @@ where
         }))
 }
 
+/// Like [`accept`], for a client that authenticates inside the socket (a kiosk's `hello`): it
+/// must first get one of its source address's pending slots (refused with 429 when the address
+/// holds its share, 503 when all are taken); `serve` gets the slot and drops it once the client
+/// has authenticated.
+pub fn accept_unauthenticated<F, Fut>(
+    state: &AppState,
+    ws: WebSocketUpgrade,
+    source: std::net::IpAddr,
+    span: Span,
+    serve: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(WebSocket, super::pending::PendingSlot) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slot = state.pending.try_take(source).map_err(|refused| {
+        state.metrics.pending_refused();
+        match refused {
+            super::pending::Refused::Source => ApiError::TooManyAttempts,
+            super::pending::Refused::Total => ApiError::Busy,
+        }
+    })?;
+    accept(state, ws, span, move |socket| serve(socket, slot))
+}
+
 /// The longest a single send may take before the client is considered gone.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -240,10 +240,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Create a dump file with its header, buffered for appending.
+/// Readable by the relay's user only: it holds residents' audio, video and document frames in
+/// the clear.
 pub fn create(path: &Path, header: &DumpHeader) -> io::Result<BufWriter<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)?;
     let mut w = BufWriter::with_capacity(64 * 1024, file);
     write_header(&mut w, header)?;

@@ -234,6 +234,17 @@ fn valid_session_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Creates `dir` (and missing parents) with mode 0700 and tightens it to 0700 if it exists:
+/// raw dumps and muxing temporaries in it hold residents' media in the clear.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 fn dump_path(dir: &Path, session_id: &str) -> PathBuf {
     dir.join(format!("{session_id}.rtpdump"))
 }
@@ -241,7 +252,7 @@ fn dump_path(dir: &Path, session_id: &str) -> PathBuf {
 impl Recorder {
     /// Create the directory if needed and start the writer thread.
     pub fn start(config: RecorderConfig) -> Result<Recorder, RecorderError> {
-        std::fs::create_dir_all(&config.dir)?;
+        private_dir(&config.dir)?;
         let (tx, rx) = mpsc::channel(config.queue.max(16));
         let metrics = Arc::new(RecorderMetrics::default());
         let config = Arc::new(config);

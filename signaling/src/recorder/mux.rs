@@ -159,7 +159,16 @@ pub fn mux_dump(dump: &Path, out_dir: &Path) -> Result<MuxOutcome, MuxError> {
     let stem = sanitize(&header.session_id);
     let path = out_dir.join(format!("{stem}.{ext}"));
     let part = out_dir.join(format!("{stem}.{ext}.part"));
-    let file = File::create(&part)?;
+    // Plaintext audio and video of the resident until it is sealed: the relay's user only.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&part)?
+    };
     let mut writer = MkvWriter::new(
         BufWriter::with_capacity(256 * 1024, file),
         doc_type,

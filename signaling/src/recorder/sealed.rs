@@ -47,6 +47,8 @@ pub enum SealError {
     Corrupt(u64),
     #[error("cryptography failed")]
     Crypto,
+    #[error("the recording key file {0}")]
+    KeyFile(String),
 }
 
 /// The relay's recording master key. Debug output never shows it.
@@ -82,13 +84,20 @@ impl MasterKey {
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                crate::cases::crypto::check_private(path).map_err(|detail| {
+                    SealError::KeyFile(format!("{}: {detail}", path.display()))
+                })?;
                 let bytes = hex::decode(text.trim()).map_err(|_| SealError::NotSealed)?;
                 let bytes: [u8; KEY] = bytes.try_into().map_err(|_| SealError::NotSealed)?;
                 Self::from_bytes(&bytes)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)?;
                 }
                 let bytes = random::<KEY>()?;
                 let mut f = OpenOptions::new()
@@ -444,5 +453,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().expect("dir"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        // A key file others may read is refused at start.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(matches!(
+            MasterKey::load_or_create(&path),
+            Err(SealError::KeyFile(_))
+        ));
     }
 }

@@ -193,6 +193,14 @@ impl Registry {
         })
     }
 
+    /// The check [`Registry::apply`] makes, for an amendment or change of a counter of
+    /// `centre`: without it an amended district would move a pending point into another
+    /// district's scope before it is activated.
+    pub fn check_centre(&self, centre: &Centre, draft: &FormDraft) -> Result<(), StepError> {
+        let fields = self.checked(draft)?;
+        self.centre_matches(centre, &fields)
+    }
+
     /// A centre serves its own district and street: when the centre's are in the division
     /// list, the point's must match them.
     fn centre_matches(&self, centre: &Centre, fields: &FormFields) -> Result<(), StepError> {

@@ -92,6 +92,22 @@ fn meta(row: &sqlx::sqlite::SqliteRow) -> Result<ItemMeta, sqlx::Error> {
     })
 }
 
+/// The trail row mirroring a case audit entry (ids only).
+fn trail_entry(a: &AuditEntry) -> crate::audit::Entry {
+    let subject = match &a.item_id {
+        Some(item) => format!("ticket:{}/item:{item}", a.ticket_id),
+        None => format!("ticket:{}", a.ticket_id),
+    };
+    crate::audit::Entry::new(
+        a.at_ms,
+        &format!("{}.{}", crate::audit::kind::CASE, a.action),
+        &format!("{}:{}", a.actor_kind, a.actor_id),
+        None,
+        &subject,
+        "",
+    )
+}
+
 const INSERT_AUDIT: &str = "INSERT INTO case_audit (at_ms, ticket_id, item_id, actor_kind, actor_id, action) VALUES (?, ?, ?, ?, ?, ?)";
 
 #[async_trait]
@@ -171,6 +187,7 @@ impl CaseStore for SqliteStore {
             .bind(&audit.action)
             .execute(&mut *tx)
             .await?;
+        crate::audit::append(&mut tx, &trail_entry(audit)).await?;
         if let Some(method) = identity {
             sqlx::query(
                 "UPDATE cases SET identity_method = ?, identity_ms = ? \
@@ -216,6 +233,7 @@ impl CaseStore for SqliteStore {
     }
 
     async fn audit(&self, a: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(INSERT_AUDIT)
             .bind(a.at_ms)
             .bind(&a.ticket_id)
@@ -223,8 +241,10 @@ impl CaseStore for SqliteStore {
             .bind(&a.actor_kind)
             .bind(&a.actor_id)
             .bind(&a.action)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        crate::audit::append(&mut tx, &trail_entry(a)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -275,6 +295,18 @@ impl CaseStore for SqliteStore {
                 .bind("purged")
                 .execute(&mut *tx)
                 .await?;
+            crate::audit::append(
+                &mut tx,
+                &trail_entry(&AuditEntry {
+                    at_ms: now_ms,
+                    ticket_id: ticket,
+                    item_id: Some(id),
+                    actor_kind: "system".into(),
+                    actor_id: "retention".into(),
+                    action: "purged".into(),
+                }),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)

@@ -13,12 +13,12 @@ use protocol::control::EvaluationLevel;
 use protocol::device::{DeviceKind as PartKind, DeviceStatus};
 use protocol::inspection::{CheckOutcome, InspectionReport};
 use protocol::media::Slot;
-use protocol::queue::{QueueOp, TicketChannel, TicketState, WindowMode};
+use protocol::queue::{PauseReason, QueueOp, TicketChannel, TicketState, WindowMode, WindowPause};
 
 use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
 use super::evaluations::{
-    EvaluationRecord, EvaluationStore, FollowUpFilter, FollowUpState, FollowUpUpdate, ForwardState,
-    InsertOutcome, NewFollowUp,
+    EvaluationRecord, EvaluationStore, FollowUpFilter, FollowUpSaved, FollowUpState,
+    FollowUpUpdate, ForwardState, InsertOutcome, NewFollowUp,
 };
 use super::postgres::PgStore;
 use super::private_postgres::PrivatePostgres;
@@ -28,7 +28,10 @@ use super::recordings::{
 };
 use super::registry::{CommitError, EventQuery, InspectionRecord, RegistryStore, Scope};
 use super::sqlite::SqliteStore;
-use super::{Durability, Store};
+use super::staff_profile::{PhotoType, StaffProfileStore};
+use super::{Durability, LoginRecord, NewLogin, Store};
+use crate::audit::{Break, Trail};
+use crate::clock::{Clock, ManualClock};
 use crate::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, Role, WindowRecord,
 };
@@ -45,6 +48,7 @@ pub(crate) struct Backend {
     pub evaluations: Arc<dyn EvaluationStore>,
     pub registry: Arc<dyn RegistryStore>,
     pub cases: Arc<dyn CaseStore>,
+    pub staff: Arc<dyn StaffProfileStore>,
     raw: Raw,
 }
 
@@ -60,6 +64,56 @@ impl Backend {
             Raw::Sqlite(p) => sqlx::query(sql).execute(p).await?.rows_affected(),
             Raw::Postgres(p) => sqlx::query(sql).execute(p).await?.rows_affected(),
         })
+    }
+
+    /// Runs one statement with text arguments, in each dialect's placeholders.
+    async fn execute_with(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+        args: &[&str],
+    ) -> Result<u64, sqlx::Error> {
+        Ok(match &self.raw {
+            Raw::Sqlite(p) => {
+                let mut q = sqlx::query(sqlite);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(p).await?.rows_affected()
+            }
+            Raw::Postgres(p) => {
+                let mut q = sqlx::query(postgres);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(p).await?.rows_affected()
+            }
+        })
+    }
+
+    /// The audit trail kept in this database, as the relay opens it.
+    fn trail(&self) -> Trail {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+        match &self.raw {
+            Raw::Sqlite(p) => Trail::new(p.clone(), clock),
+            Raw::Postgres(p) => Trail::new(p.clone(), clock),
+        }
+    }
+
+    /// What someone with write access to the database does before editing the trail: takes
+    /// the append-only triggers off (SQLite: drops them; PostgreSQL: the table's owner or a
+    /// superuser disables them).
+    async fn take_off_trail_triggers(&self) {
+        let statements: &[&'static str] = match &self.raw {
+            Raw::Sqlite(_) => &[
+                "DROP TRIGGER audit_log_no_update",
+                "DROP TRIGGER audit_log_no_delete",
+            ],
+            Raw::Postgres(_) => &["ALTER TABLE audit_log DISABLE TRIGGER USER"],
+        };
+        for sql in statements {
+            self.execute(sql).await.expect("take the triggers off");
+        }
     }
 
     /// One integer from a query.
@@ -80,6 +134,7 @@ pub(crate) async fn open_sqlite() -> Backend {
         evaluations: Arc::new(s.clone()),
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
+        staff: Arc::new(s.clone()),
         raw: Raw::Sqlite(s.pool().clone()),
     }
 }
@@ -97,6 +152,7 @@ pub(crate) async fn open_postgres() -> Backend {
         evaluations: Arc::new(s.clone()),
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
+        staff: Arc::new(s.clone()),
         raw: Raw::Postgres(s.pool().clone()),
     }
 }
@@ -226,6 +282,20 @@ async fn centre_setup_round_trips(b: Backend) {
     );
 }
 
+fn login<'a>(token_hash: &'a str, clerk_id: &'a str, now_ms: i64, expires_ms: i64) -> NewLogin<'a> {
+    NewLogin {
+        token_hash,
+        clerk_id,
+        now_ms,
+        expires_ms,
+        source_address: "203.0.113.7",
+        password_change_only: false,
+    }
+}
+
+/// Long enough that the idle timeout plays no part.
+const NO_IDLE: i64 = i64::MAX / 4;
+
 async fn staff_and_logins(b: Backend) {
     seed(&b).await;
     let m = &b.main;
@@ -235,39 +305,220 @@ async fn staff_and_logins(b: Backend) {
         m.clerk_by_username("user-k1").await.expect("by name"),
         Some(k1.clone())
     );
-    m.create_login("hash-a", "k1", T0, T0 + 1000)
+    m.create_login(&login("hash-a", "k1", T0, T0 + 1000))
         .await
         .expect("login");
-    m.create_login("hash-b", "k1", T0, T0 + 10)
+    m.create_login(&login("hash-b", "k1", T0, T0 + 10))
         .await
         .expect("login");
     assert!(
-        m.create_login("hash-a", "k1", T0, T0 + 1000).await.is_err(),
+        m.create_login(&login("hash-a", "k1", T0, T0 + 1000))
+            .await
+            .is_err(),
         "a token hash is stored once"
     );
     assert_eq!(
-        m.login_clerk("hash-a", T0 + 999).await.expect("live"),
+        m.login_clerk("hash-a", T0 + 999, NO_IDLE)
+            .await
+            .expect("live"),
         Some(k1.clone())
     );
     assert_eq!(
-        m.login_clerk("hash-a", T0 + 1000).await.expect("expired"),
+        m.login_clerk("hash-a", T0 + 1000, NO_IDLE)
+            .await
+            .expect("expired"),
         None
     );
     assert_eq!(m.purge_logins(T0 + 10).await.expect("purge"), 1);
     m.delete_login("hash-a").await.expect("logout");
-    assert_eq!(m.login_clerk("hash-a", T0).await.expect("gone"), None);
-    // A disabled account's logins stop working.
-    m.create_login("hash-c", "k1", T0, T0 + 1000)
+    assert_eq!(
+        m.login_clerk("hash-a", T0, NO_IDLE).await.expect("gone"),
+        None
+    );
+    // A disabled account's logins stop working, and are ended.
+    m.create_login(&login("hash-c", "k1", T0, T0 + 1000))
         .await
         .expect("login");
     let mut off = k1;
     off.active = false;
     m.upsert_clerk(&off, T0).await.expect("disable");
-    assert_eq!(m.login_clerk("hash-c", T0).await.expect("disabled"), None);
+    assert_eq!(
+        m.login_clerk("hash-c", T0, NO_IDLE)
+            .await
+            .expect("disabled"),
+        None
+    );
     assert_eq!(
         m.clerk("k1").await.expect("clerk").map(|c| c.active),
         Some(false)
     );
+    assert!(
+        m.clerk_logins("k1", T0, NO_IDLE)
+            .await
+            .expect("list")
+            .is_empty(),
+        "disabling ends the logins"
+    );
+}
+
+/// Staff sessions: idle timeout and last use, the list a staff member sees, ending one or all,
+/// logins that may only change the password, and what ends every login.
+async fn staff_sessions(b: Backend) {
+    const MIN: i64 = 60_000;
+    const IDLE: i64 = 30 * MIN;
+    seed(&b).await;
+    let m = &b.main;
+    m.upsert_clerk(&clerk("k2", "c1"), T0).await.expect("clerk");
+    let day = T0 + 24 * 3600 * 1000;
+    m.create_login(&login("s-old", "k1", T0, day))
+        .await
+        .expect("login");
+    m.create_login(&NewLogin {
+        source_address: "198.51.100.9",
+        ..login("s-new", "k1", T0 + MIN, day)
+    })
+    .await
+    .expect("login");
+    m.create_login(&login("s-other", "k2", T0, day))
+        .await
+        .expect("login");
+
+    // Used within the idle timeout it stays alive and its last use moves on; left idle, it ends.
+    assert!(
+        m.login_clerk("s-old", T0 + IDLE - 1, IDLE)
+            .await
+            .expect("live")
+            .is_some()
+    );
+    assert!(
+        m.login_clerk("s-old", T0 + 2 * IDLE - 2, IDLE)
+            .await
+            .expect("kept alive by its use")
+            .is_some()
+    );
+    assert_eq!(
+        m.login_clerk("s-new", T0 + MIN + IDLE, IDLE)
+            .await
+            .expect("idle"),
+        None,
+        "a login unused for the idle timeout ends"
+    );
+    // A use within a minute of the last recorded one is not written again.
+    let listed = m
+        .clerk_logins("k1", T0 + 2 * IDLE - 2, IDLE)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed,
+        vec![LoginRecord {
+            id: "s-old".into(),
+            created_ms: T0,
+            last_seen_ms: T0 + 2 * IDLE - 2,
+            expires_ms: day,
+            source_address: "203.0.113.7".into(),
+        }]
+    );
+    assert!(
+        m.login_clerk("s-old", T0 + 2 * IDLE - 2 + MIN / 2, IDLE)
+            .await
+            .expect("live")
+            .is_some()
+    );
+    assert_eq!(
+        m.clerk_logins("k1", T0 + 2 * IDLE, IDLE)
+            .await
+            .expect("list")[0]
+            .last_seen_ms,
+        T0 + 2 * IDLE - 2
+    );
+    // Newest first, each with where it came from.
+    let listed = m.clerk_logins("k1", T0 + MIN, IDLE).await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|l| (l.id.as_str(), l.source_address.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("s-new", "198.51.100.9"), ("s-old", "203.0.113.7")]
+    );
+
+    // Ending one: only the clerk's own.
+    assert!(
+        !m.delete_clerk_login("k1", "s-other")
+            .await
+            .expect("not theirs")
+    );
+    assert!(m.delete_clerk_login("k1", "s-new").await.expect("own"));
+    assert!(!m.delete_clerk_login("k1", "s-new").await.expect("gone"));
+    m.create_login(&login("s-third", "k1", T0, day))
+        .await
+        .expect("login");
+    assert_eq!(m.delete_clerk_logins("k1").await.expect("all"), 2);
+    assert!(
+        m.login_clerk("s-other", T0, IDLE)
+            .await
+            .expect("other clerk")
+            .is_some(),
+        "another clerk's login is untouched"
+    );
+
+    // A password set by someone else: the next login may only change it.
+    assert!(!m.must_change_password("k1").await.expect("flag"));
+    m.require_password_change("k1").await.expect("require");
+    assert!(m.must_change_password("k1").await.expect("flag"));
+    assert!(!m.must_change_password("nobody").await.expect("no clerk"));
+    m.create_login(&NewLogin {
+        password_change_only: true,
+        ..login("s-change", "k1", T0, day)
+    })
+    .await
+    .expect("login");
+    assert_eq!(
+        m.login_clerk("s-change", T0, IDLE).await.expect("limited"),
+        None,
+        "a change-only login does nothing else"
+    );
+    assert!(
+        m.password_change_login("s-change", T0, IDLE)
+            .await
+            .expect("change")
+            .is_some()
+    );
+    m.set_own_password("k1", "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3")
+        .await
+        .expect("set");
+    assert!(!m.must_change_password("k1").await.expect("cleared"));
+    assert_eq!(
+        m.password_change_login("s-change", T0, IDLE)
+            .await
+            .expect("ended"),
+        None,
+        "a new password ends every login"
+    );
+    assert_eq!(
+        m.clerk("k1")
+            .await
+            .expect("clerk")
+            .expect("k1")
+            .password_hash,
+        "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3"
+    );
+
+    // A password changed by an administrator (upsert) ends the logins too; other edits do not.
+    m.create_login(&login("s-admin", "k2", T0, day))
+        .await
+        .expect("login");
+    let mut k2 = m.clerk("k2").await.expect("clerk").expect("k2");
+    k2.display_name = "改名".into();
+    m.upsert_clerk(&k2, T0).await.expect("rename");
+    assert!(
+        m.login_clerk("s-admin", T0, IDLE)
+            .await
+            .expect("kept")
+            .is_some()
+    );
+    k2.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$YWRt$YWRt".into();
+    m.upsert_clerk(&k2, T0).await.expect("reset");
+    assert_eq!(m.delete_clerk_logins("k2").await.expect("none left"), 0);
 }
 
 async fn points_and_devices(b: Backend) {
@@ -319,6 +570,7 @@ fn queue_core() -> QueueCore {
             clerk_name: None,
             clerk_connected: false,
             current: None,
+            pause: None,
         }],
     )
 }
@@ -392,6 +644,17 @@ async fn queue_survives_a_reload(b: Backend) {
     );
     let audit = b.scalar("SELECT COUNT(*) FROM ticket_events").await;
     assert_eq!(audit, 3, "one audit row per ticket change");
+    // The queue's record of who did what to a ticket is append-only.
+    for sql in [
+        "UPDATE ticket_events SET clerk_id = 'k9'",
+        "DELETE FROM ticket_events",
+    ] {
+        assert!(b.execute(sql).await.is_err(), "{sql} was accepted");
+    }
+    if matches!(b.raw, Raw::Postgres(_)) {
+        assert!(b.execute("TRUNCATE ticket_events CASCADE").await.is_err());
+    }
+    assert_eq!(b.scalar("SELECT COUNT(*) FROM ticket_events").await, 3);
     // Finished tickets of an earlier day are not loaded; unfinished ones are, whatever the day.
     assert_eq!(
         b.main
@@ -848,17 +1111,67 @@ async fn evaluations_sessions_and_forwarding(b: Backend) {
         feedback: "居民满意".into(),
         close: true,
     };
-    assert!(
+    assert_eq!(
         e.update_followup("c2", "ev-1", &update, "boss", T0 + 4_000)
             .await
-            .expect("other centre")
-            .is_none()
+            .expect("other centre"),
+        FollowUpSaved::NotFound
     );
-    let closed = e
+    let draft = FollowUpUpdate {
+        close: false,
+        ..update.clone()
+    };
+    let FollowUpSaved::Saved(saved) = e
+        .update_followup("c1", "ev-1", &draft, "boss", T0 + 3_500)
+        .await
+        .expect("save")
+    else {
+        panic!("a draft is saved")
+    };
+    assert_eq!(saved.state, FollowUpState::Open);
+    let FollowUpSaved::Saved(closed) = e
         .update_followup("c1", "ev-1", &update, "boss", T0 + 4_000)
         .await
         .expect("update")
-        .expect("present");
+    else {
+        panic!("the follow-up is closed")
+    };
+    // A closed follow-up is final, through the store and through SQL.
+    assert_eq!(
+        e.update_followup("c1", "ev-1", &draft, "someone", T0 + 5_000)
+            .await
+            .expect("again"),
+        FollowUpSaved::AlreadyClosed
+    );
+    assert!(
+        b.execute("UPDATE evaluation_followups SET feedback = 'x' WHERE evaluation_id = 'ev-1'")
+            .await
+            .is_err()
+    );
+    // Every saved version is kept, append-only, and each save is in the audit trail.
+    assert_eq!(
+        b.scalar("SELECT COUNT(*) FROM evaluation_followup_history WHERE evaluation_id = 'ev-1'")
+            .await,
+        2
+    );
+    assert!(
+        b.execute("DELETE FROM evaluation_followup_history")
+            .await
+            .is_err()
+    );
+    let kinds: Vec<String> = b
+        .trail()
+        .last(10)
+        .await
+        .expect("trail")
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["evaluation.followup.saved", "evaluation.followup.closed"]
+    );
+    assert!(b.trail().verify().await.expect("verify").is_sound());
     assert_eq!(closed.state, FollowUpState::Closed);
     assert_eq!(closed.closed_ms, Some(T0 + 4_000));
     assert_eq!(closed.updated_by.as_deref(), Some("boss"));
@@ -1119,6 +1432,398 @@ async fn kiosk_health_alerts_and_inspections(b: Backend) {
     );
 }
 
+fn case_entry(ticket: &str, action: &str, at_ms: i64) -> AuditEntry {
+    AuditEntry {
+        at_ms,
+        ticket_id: ticket.into(),
+        item_id: None,
+        actor_kind: "clerk".into(),
+        actor_id: "k1".into(),
+        action: action.into(),
+    }
+}
+
+async fn a_case(b: &Backend, ticket: &str) {
+    b.cases
+        .ensure_case(&CaseRecord {
+            ticket_id: ticket.into(),
+            centre_id: "c1".into(),
+            device_id: "kiosk-1".into(),
+            clerk_id: "k1".into(),
+            ticket_number: "YA001".into(),
+            created_ms: T0,
+            identity_method: None,
+            identity_ms: None,
+        })
+        .await
+        .expect("case");
+}
+
+/// The hash-chained audit trail: written by the trail and inside the stores' transactions,
+/// read back, verified; refused edits through SQL; and with the triggers taken off, an edited,
+/// deleted, forged or cut-off row is found by `verify`, which names the first broken row.
+async fn the_audit_trail_is_one_chain_and_tampering_is_found(b: Backend) {
+    seed(&b).await;
+    a_case(&b, "t1").await;
+    let trail = b.trail();
+    assert!(trail.verify().await.expect("verify").is_sound());
+    assert_eq!(
+        trail
+            .record(
+                "login.ok",
+                "clerk:k1",
+                Some([203, 0, 113, 1].into()),
+                "clerk:k1",
+                ""
+            )
+            .await
+            .expect("record"),
+        1
+    );
+    b.cases
+        .audit(&case_entry("t1", "revealed", T0 + 1))
+        .await
+        .expect("case audit");
+    b.recordings
+        .audit_recording_access(&RecordingAccess {
+            at_ms: T0 + 2,
+            actor: "k1".into(),
+            action: AccessAction::Play,
+            recording_id: Some("rec-1".into()),
+            centre_id: Some("c1".into()),
+            detail: String::new(),
+        })
+        .await
+        .expect("recording access");
+    for i in 0..3 {
+        trail
+            .record(
+                "admin.add_clerk",
+                "cli:root",
+                None,
+                &format!("clerk:n{i}"),
+                "ok",
+            )
+            .await
+            .expect("record");
+    }
+    // A store write that fails leaves no trail row: they commit together.
+    let dup = SealedItem {
+        meta: ItemMeta {
+            id: "it-1".into(),
+            ticket_id: "t1".into(),
+            kind: "photo".into(),
+            mime: "image/jpeg".into(),
+            size_bytes: 1,
+            width: None,
+            height: None,
+            sha256: "ab".repeat(32),
+            created_ms: T0 + 3,
+        },
+        key_id: "mk".into(),
+        wrapped_key: vec![1],
+        sealed: vec![2],
+    };
+    let stored = AuditEntry {
+        item_id: Some("it-1".into()),
+        ..case_entry("t1", "stored", T0 + 3)
+    };
+    b.cases.add_item(&dup, &stored, None).await.expect("item");
+    assert!(b.cases.add_item(&dup, &stored, None).await.is_err());
+
+    let report = trail.verify().await.expect("verify");
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.sound_rows, 7);
+    let rows = trail.last(100).await.expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+        vec![
+            "login.ok",
+            "case.revealed",
+            "recording.play",
+            "admin.add_clerk",
+            "admin.add_clerk",
+            "admin.add_clerk",
+            "case.stored",
+        ]
+    );
+    assert_eq!(rows[0].source, "203.0.113.1");
+    assert_eq!(rows[1].subject, "ticket:t1");
+    assert_eq!(rows[2].actor, "clerk:k1");
+    assert_eq!(report.head, rows[6].hash);
+    assert_eq!(trail.last(2).await.expect("last"), rows[5..].to_vec());
+    assert_eq!(
+        trail.rows_after(4, 2).await.expect("after"),
+        rows[4..6].to_vec()
+    );
+
+    // Through SQL the table refuses to change.
+    for sql in [
+        "UPDATE audit_log SET actor = 'clerk:x' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 7",
+    ] {
+        assert!(b.execute(sql).await.is_err(), "{sql} was accepted");
+    }
+    if matches!(b.raw, Raw::Postgres(_)) {
+        assert!(b.execute("TRUNCATE audit_log").await.is_err());
+    }
+    assert_eq!(trail.verify().await.expect("verify").sound_rows, 7);
+
+    trail.set_shipped_seq(7).await.expect("shipped");
+    assert_eq!(trail.shipped_seq().await.expect("shipped"), Some(7));
+    b.take_off_trail_triggers().await;
+
+    // An edited row.
+    b.execute("UPDATE audit_log SET actor = 'clerk:someone-else' WHERE seq = 3")
+        .await
+        .expect("edit");
+    let report = trail.verify().await.expect("verify");
+    assert_eq!(report.first_broken, Some((3, Break::Hash)));
+    assert_eq!(report.sound_rows, 2);
+    b.execute("UPDATE audit_log SET actor = 'clerk:k1' WHERE seq = 3")
+        .await
+        .expect("put back");
+    assert!(trail.verify().await.expect("verify").is_sound());
+
+    // An edited row with its hash recomputed: the next row no longer follows it.
+    let r3 = &rows[2];
+    let forged = crate::audit::chain::row_hash(
+        &r3.prev_hash,
+        3,
+        r3.at_ms,
+        &r3.kind,
+        "clerk:someone-else",
+        &r3.source,
+        &r3.subject,
+        &r3.detail,
+    );
+    b.execute_with(
+        "UPDATE audit_log SET actor = 'clerk:someone-else', hash = ? WHERE seq = 3",
+        "UPDATE audit_log SET actor = 'clerk:someone-else', hash = $1 WHERE seq = 3",
+        &[&forged],
+    )
+    .await
+    .expect("forge");
+    assert_eq!(
+        trail.verify().await.expect("verify").first_broken,
+        Some((4, Break::PrevHash))
+    );
+    b.execute_with(
+        "UPDATE audit_log SET actor = 'clerk:k1', hash = ? WHERE seq = 3",
+        "UPDATE audit_log SET actor = 'clerk:k1', hash = $1 WHERE seq = 3",
+        &[&r3.hash],
+    )
+    .await
+    .expect("put back");
+    assert!(trail.verify().await.expect("verify").is_sound());
+
+    // Rows cut off the end: the chain that is left is sound, but syslog had more.
+    b.execute("DELETE FROM audit_log WHERE seq = 7")
+        .await
+        .expect("cut");
+    let report = trail.verify().await.expect("verify");
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.missing_shipped, Some(7));
+    assert!(!report.is_sound());
+
+    // A deleted row in the middle.
+    b.execute("DELETE FROM audit_log WHERE seq = 2")
+        .await
+        .expect("delete");
+    assert_eq!(
+        trail.verify().await.expect("verify").first_broken,
+        Some((3, Break::Gap { expected_seq: 2 }))
+    );
+
+    // A forged row slipped in where it was, chaining onto row 1: the row after it breaks.
+    let ghost =
+        crate::audit::chain::row_hash(&rows[0].hash, 2, T0, "login.ok", "clerk:ghost", "", "", "");
+    b.execute_with(
+        "INSERT INTO audit_log (seq, at_ms, kind, actor, source, subject, detail, prev_hash, hash)
+         VALUES (2, 1795000000000, 'login.ok', 'clerk:ghost', '', '', '', ?, ?)",
+        "INSERT INTO audit_log (seq, at_ms, kind, actor, source, subject, detail, prev_hash, hash)
+         VALUES (2, 1795000000000, 'login.ok', 'clerk:ghost', '', '', '', $1, $2)",
+        &[&rows[0].hash, &ghost],
+    )
+    .await
+    .expect("insert");
+    let report = trail.verify().await.expect("verify");
+    assert_eq!(report.first_broken, Some((3, Break::PrevHash)));
+    assert_eq!(report.sound_rows, 2, "the forged row itself chains");
+}
+
+/// Appends from many connections at once — the trail's own and the stores' transactions —
+/// make one chain: every append succeeds, sequence numbers are unique and verify is sound.
+async fn concurrent_appends_keep_one_chain(b: Backend) {
+    const TASKS: usize = 8;
+    const EACH: usize = 15;
+    seed(&b).await;
+    a_case(&b, "t1").await;
+    let b = Arc::new(b);
+    let trail = b.trail();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let b = b.clone();
+        let trail = trail.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                if (t + i) % 2 == 0 {
+                    seqs.push(
+                        trail
+                            .record(
+                                "login.ok",
+                                &format!("clerk:t{t}"),
+                                None,
+                                &format!("n{i}"),
+                                "",
+                            )
+                            .await
+                            .expect("append through the trail"),
+                    );
+                } else {
+                    b.cases
+                        .audit(&case_entry("t1", "revealed", T0 + i as i64))
+                        .await
+                        .expect("append inside a store transaction");
+                }
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(
+            tokio::time::timeout(std::time::Duration::from_secs(60), task)
+                .await
+                .expect("appends finish")
+                .expect("task"),
+        );
+    }
+    let total = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), total, "two appends got one sequence number");
+    let report = trail.verify().await.expect("verify");
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.sound_rows, (TASKS * EACH) as u64);
+}
+
+fn window_event(clerk: Option<&str>, pause: Option<WindowPause>) -> Event {
+    Event::Window {
+        window_id: "w1".into(),
+        clerk_id: clerk.map(Into::into),
+        clerk_name: clerk.map(|c| format!("窗口 {c}")),
+        clerk_connected: true,
+        pause,
+    }
+}
+
+/// A window's pause (暂停服务) is written with the queue's events and read back with the queue;
+/// a later event in the same batch wins; resuming or signing out clears it.
+async fn window_pauses_survive_a_reload(b: Backend) {
+    seed(&b).await;
+    let m = &b.main;
+    let pause = WindowPause {
+        reason: PauseReason::Meeting,
+        since_ms: T0,
+        until_ms: T0 + 30 * 60_000,
+    };
+    m.persist_queue_events(&[window_event(Some("k1"), Some(pause))])
+        .await
+        .expect("pause");
+    let snapshot = m.load_queue("c1", DAY).await.expect("load");
+    assert_eq!(snapshot.window_pauses, vec![("w1".to_owned(), pause)]);
+    let later = WindowPause {
+        reason: PauseReason::Training,
+        since_ms: T0,
+        until_ms: T0 + 60 * 60_000,
+    };
+    m.persist_queue_events(&[
+        window_event(Some("k1"), None),
+        window_event(Some("k1"), Some(later)),
+    ])
+    .await
+    .expect("batch");
+    assert_eq!(
+        m.load_queue("c1", DAY).await.expect("load").window_pauses,
+        vec![("w1".to_owned(), later)]
+    );
+    m.persist_queue_events(&[window_event(Some("k1"), None)])
+        .await
+        .expect("resume");
+    assert!(
+        m.load_queue("c1", DAY)
+            .await
+            .expect("load")
+            .window_pauses
+            .is_empty()
+    );
+    m.persist_queue_events(&[window_event(Some("k1"), Some(pause))])
+        .await
+        .expect("pause");
+    m.persist_queue_events(&[window_event(None, Some(pause))])
+        .await
+        .expect("sign out");
+    assert!(
+        m.load_queue("c1", DAY)
+            .await
+            .expect("load")
+            .window_pauses
+            .is_empty(),
+        "a window nobody is signed in to shows no pause"
+    );
+    assert!(
+        b.execute("UPDATE windows SET pause_reason = 'lunch' WHERE id = 'w1'")
+            .await
+            .is_err(),
+        "only the known reasons are stored"
+    );
+}
+
+/// Staff profiles (岗位、工号、照片): card and photo set separately keep each other, every byte
+/// of the photo survives, and a profile for someone who is not staff is refused.
+async fn staff_profiles_keep_card_and_photo(b: Backend) {
+    seed(&b).await;
+    let staff = &b.staff;
+    assert_eq!(staff.staff_profile("k1").await.expect("read"), None);
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    jpeg.extend(0..=255u8);
+    staff
+        .set_staff_photo("k1", PhotoType::Jpeg, &jpeg, "k1", T0)
+        .await
+        .expect("photo");
+    staff
+        .set_staff_card("k1", "综合窗口受理员", "SH0815", "sup", T0 + 10)
+        .await
+        .expect("card");
+    let p = staff
+        .staff_profile("k1")
+        .await
+        .expect("read")
+        .expect("profile");
+    assert_eq!(
+        (p.post.as_str(), p.staff_number.as_str()),
+        ("综合窗口受理员", "SH0815")
+    );
+    assert_eq!(p.photo, Some((PhotoType::Jpeg, jpeg)));
+    assert_eq!(p.updated_ms, T0 + 10);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    staff
+        .set_staff_photo("k1", PhotoType::Png, &png, "sup", T0 + 20)
+        .await
+        .expect("new photo");
+    let p = staff.staff_profile("k1").await.expect("read").expect("p");
+    assert_eq!(p.post, "综合窗口受理员");
+    assert_eq!(p.photo, Some((PhotoType::Png, png)));
+    assert!(
+        staff
+            .set_staff_card("nobody", "x", "y", "sup", T0)
+            .await
+            .is_err()
+    );
+}
+
 /// Instantiates every listed test once per back end.
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
@@ -1144,6 +1849,7 @@ macro_rules! conformance {
 conformance!(
     centre_setup_round_trips,
     staff_and_logins,
+    staff_sessions,
     points_and_devices,
     queue_survives_a_reload,
     a_failed_batch_leaves_nothing,
@@ -1153,6 +1859,10 @@ conformance!(
     evaluations_sessions_and_forwarding,
     registry_lifecycle_with_conflicts_and_an_append_only_trail,
     kiosk_health_alerts_and_inspections,
+    the_audit_trail_is_one_chain_and_tampering_is_found,
+    concurrent_appends_keep_one_chain,
+    window_pauses_survive_a_reload,
+    staff_profiles_keep_card_and_photo,
 );
 
 /// Centre leases and fencing exist on PostgreSQL only (several nodes share it).
@@ -1175,6 +1885,7 @@ mod fencing_on_postgres {
             evaluations: Arc::new(s.clone()),
             registry: Arc::new(s.clone()),
             cases: Arc::new(s.clone()),
+            staff: Arc::new(s.clone()),
             raw: Raw::Postgres(s.pool().clone()),
         };
         seed(&b).await;

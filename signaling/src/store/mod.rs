@@ -79,6 +79,30 @@ pub struct QueueSnapshot {
     pub window_pauses: Vec<(String, protocol::queue::WindowPause)>,
 }
 
+/// A login being created.
+#[derive(Debug, Clone)]
+pub struct NewLogin<'a> {
+    pub token_hash: &'a str,
+    pub clerk_id: &'a str,
+    pub now_ms: i64,
+    pub expires_ms: i64,
+    /// The address the login came from, as the relay saw it.
+    pub source_address: &'a str,
+    /// The login may only change the password (one set by someone else).
+    pub password_change_only: bool,
+}
+
+/// A live login as its owner sees it in their list of sessions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoginRecord {
+    /// The SHA-256 digest of the token: names the login without being able to use it.
+    pub id: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub expires_ms: i64,
+    pub source_address: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- centres and their set-up ------------------------------------------------------------
@@ -94,16 +118,42 @@ pub trait Store: Send + Sync + 'static {
     async fn clerk_by_username(&self, username: &str) -> StoreResult<Option<Clerk>>;
     async fn clerk(&self, id: &str) -> StoreResult<Option<Clerk>>;
     async fn upsert_clerk(&self, clerk: &Clerk, now_ms: i64) -> StoreResult<()>;
-    async fn create_login(
+    /// Saves a new login. Changing a clerk's password or disabling them (through
+    /// [`Store::upsert_clerk`]) ends all of their logins.
+    async fn create_login(&self, login: &NewLogin<'_>) -> StoreResult<()>;
+    /// The clerk behind a live login: not past `expires_ms`, used within `idle_ms`, clerk
+    /// active. Marks the login as used now (at most once a minute, to spare the disk).
+    async fn login_clerk(
         &self,
         token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>>;
+    /// Like [`Store::login_clerk`], but also finds logins that may only change the password.
+    async fn password_change_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>>;
+    /// Whether the clerk must change their password before doing anything else.
+    async fn must_change_password(&self, clerk_id: &str) -> StoreResult<bool>;
+    /// Marks a password as set by someone else: it must be changed at the next login.
+    async fn require_password_change(&self, clerk_id: &str) -> StoreResult<()>;
+    /// Sets a password the clerk chose, clears the change requirement and ends every login.
+    async fn set_own_password(&self, clerk_id: &str, password_hash: &str) -> StoreResult<()>;
+    async fn delete_login(&self, token_hash: &str) -> StoreResult<()>;
+    /// A clerk's live logins, newest first.
+    async fn clerk_logins(
+        &self,
         clerk_id: &str,
         now_ms: i64,
-        expires_ms: i64,
-    ) -> StoreResult<()>;
-    /// The clerk behind a live login.
-    async fn login_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>>;
-    async fn delete_login(&self, token_hash: &str) -> StoreResult<()>;
+        idle_ms: i64,
+    ) -> StoreResult<Vec<LoginRecord>>;
+    /// Ends one of a clerk's logins; false when the clerk has no such login.
+    async fn delete_clerk_login(&self, clerk_id: &str, token_hash: &str) -> StoreResult<bool>;
+    /// Ends every login of a clerk; how many there were.
+    async fn delete_clerk_logins(&self, clerk_id: &str) -> StoreResult<u64>;
     async fn purge_logins(&self, now_ms: i64) -> StoreResult<u64>;
 
     // --- extension points and devices ---------------------------------------------------------

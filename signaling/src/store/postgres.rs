@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::sqlite::LAST_SEEN_GRANULARITY_MS;
 use super::sqlite::{ClerkRow, DeviceRow, ExtensionPointRow, TicketRow, WindowRow, channel_str};
-use super::{Durability, QueueSnapshot, Store, StoreError, StoreResult};
+use super::{Durability, LoginRecord, NewLogin, QueueSnapshot, Store, StoreError, StoreResult};
 use crate::domain::{
     CategoryRecord, Centre, Clerk, Device, ExtensionPoint, WindowRecord, format_roles,
     window_mode_str,
@@ -61,6 +62,42 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// The clerk behind a live login (see [`Store::login_clerk`]); `change_only` also accepts
+    /// logins that may only change the password. Marks the login used, at most once a
+    /// [`LAST_SEEN_GRANULARITY_MS`].
+    async fn live_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        change_only: bool,
+    ) -> StoreResult<Option<Clerk>> {
+        let idle_cutoff = now_ms.saturating_sub(idle_ms);
+        let row: Option<ClerkRow> = sqlx::query_as(
+            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
+             WHERE s.token_hash = $1 AND s.expires_ms > $2 AND s.last_seen_ms > $3
+               AND c.active = 1 AND (s.password_change_only = 0 OR $4)",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .bind(idle_cutoff)
+        .bind(change_only)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query(
+                "UPDATE clerk_sessions SET last_seen_ms = $1
+                 WHERE token_hash = $2 AND last_seen_ms < $3",
+            )
+            .bind(now_ms)
+            .bind(token_hash)
+            .bind(now_ms.saturating_sub(LAST_SEEN_GRANULARITY_MS))
+            .execute(&self.pool)
+            .await?;
+        }
+        row.map(Clerk::try_from).transpose()
+    }
 }
 
 /// Writes decided queue events in one statement (so one round trip, atomic on its own): the
@@ -77,7 +114,13 @@ where
         return Ok(());
     }
     let mut tickets: Vec<&Ticket> = Vec::new();
-    let mut windows: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    type WindowChange<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a protocol::queue::WindowPause>,
+    );
+    let mut windows: Vec<WindowChange> = Vec::new();
     let mut ev = EventColumns::default();
     for event in events {
         match event {
@@ -103,12 +146,14 @@ where
                 window_id,
                 clerk_id,
                 clerk_name,
+                pause,
                 ..
             } => {
                 let w = (
                     window_id.as_str(),
                     clerk_id.as_deref(),
                     clerk_name.as_deref(),
+                    pause.as_ref(),
                 );
                 match windows
                     .iter_mut()
@@ -142,8 +187,12 @@ where
                 recalls = excluded.recalls, end_reason = excluded.end_reason
             RETURNING 1
          ), window_rows AS (
-            UPDATE windows SET clerk_id = w.clerk_id, clerk_name = w.clerk_name
-            FROM unnest($25::text[], $26::text[], $27::text[]) AS w(id, clerk_id, clerk_name)
+            UPDATE windows SET clerk_id = w.clerk_id, clerk_name = w.clerk_name,
+                pause_reason = w.pause_reason, pause_since_ms = w.pause_since_ms,
+                pause_until_ms = w.pause_until_ms
+            FROM unnest($25::text[], $26::text[], $27::text[], $34::text[], $35::bigint[],
+                $36::bigint[]) AS w(id, clerk_id, clerk_name, pause_reason, pause_since_ms,
+                pause_until_ms)
             WHERE windows.id = w.id
             RETURNING 1
          )
@@ -187,6 +236,24 @@ where
     .bind(ev.state)
     .bind(ev.clerk_id)
     .bind(ev.window_id)
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.reason.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.since_ms))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        windows
+            .iter()
+            .map(|w| w.3.map(|p| p.until_ms))
+            .collect::<Vec<_>>(),
+    )
     .execute(executor)
     .await?;
     Ok(())
@@ -317,6 +384,17 @@ impl Store for PgStore {
     }
 
     async fn upsert_clerk(&self, c: &Clerk, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // A new password or a disabled account ends every login the clerk has open.
+        sqlx::query(
+            "DELETE FROM clerk_sessions WHERE clerk_id = $1 AND EXISTS (
+                SELECT 1 FROM clerks WHERE id = $1 AND (password_hash != $2 OR $3 = 0))",
+        )
+        .bind(&c.id)
+        .bind(&c.password_hash)
+        .bind(i64::from(c.active))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO clerks (id, centre_id, username, display_name, password_hash, roles,
                 active, created_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
@@ -333,41 +411,78 @@ impl Store for PgStore {
         .bind(format_roles(&c.roles))
         .bind(i64::from(c.active))
         .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_login(&self, login: &NewLogin<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clerk_sessions (token_hash, clerk_id, created_ms, expires_ms,
+                last_seen_ms, source_address, password_change_only)
+             VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        )
+        .bind(login.token_hash)
+        .bind(login.clerk_id)
+        .bind(login.now_ms)
+        .bind(login.expires_ms)
+        .bind(login.now_ms)
+        .bind(login.source_address)
+        .bind(i64::from(login.password_change_only))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn create_login(
+    async fn login_clerk(
         &self,
         token_hash: &str,
-        clerk_id: &str,
         now_ms: i64,
-        expires_ms: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO clerk_sessions (token_hash, clerk_id, created_ms, expires_ms)
-             VALUES ($1,$2,$3,$4)",
-        )
-        .bind(token_hash)
-        .bind(clerk_id)
-        .bind(now_ms)
-        .bind(expires_ms)
-        .execute(&self.pool)
-        .await?;
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>> {
+        self.live_login(token_hash, now_ms, idle_ms, false).await
+    }
+
+    async fn password_change_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>> {
+        self.live_login(token_hash, now_ms, idle_ms, true).await
+    }
+
+    async fn must_change_password(&self, clerk_id: &str) -> StoreResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT must_change_password FROM clerks WHERE id = $1")
+                .bind(clerk_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some_and(|(m,)| m != 0))
+    }
+
+    async fn require_password_change(&self, clerk_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE clerks SET must_change_password = 1 WHERE id = $1")
+            .bind(clerk_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    async fn login_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>> {
-        let row: Option<ClerkRow> = sqlx::query_as(
-            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
-             WHERE s.token_hash = $1 AND s.expires_ms > $2 AND c.active = 1",
-        )
-        .bind(token_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Clerk::try_from).transpose()
+    async fn set_own_password(&self, clerk_id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE clerks SET password_hash = $1, must_change_password = 0 WHERE id = $2")
+            .bind(password_hash)
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = $1")
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_login(&self, token_hash: &str) -> StoreResult<()> {
@@ -376,6 +491,54 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn clerk_logins(
+        &self,
+        clerk_id: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Vec<LoginRecord>> {
+        let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT token_hash, created_ms, last_seen_ms, expires_ms, source_address
+             FROM clerk_sessions WHERE clerk_id = $1 AND expires_ms > $2 AND last_seen_ms > $3
+             ORDER BY created_ms DESC",
+        )
+        .bind(clerk_id)
+        .bind(now_ms)
+        .bind(now_ms.saturating_sub(idle_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, created_ms, last_seen_ms, expires_ms, source_address)| LoginRecord {
+                    id,
+                    created_ms,
+                    last_seen_ms,
+                    expires_ms,
+                    source_address,
+                },
+            )
+            .collect())
+    }
+
+    async fn delete_clerk_login(&self, clerk_id: &str, token_hash: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = $1 AND token_hash = $2")
+                .bind(clerk_id)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_clerk_logins(&self, clerk_id: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = $1")
+            .bind(clerk_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_logins(&self, now_ms: i64) -> StoreResult<u64> {
@@ -486,9 +649,11 @@ impl Store for PgStore {
         .into_iter()
         .map(|(id, clerk_id, clerk_name)| (id, clerk_id, clerk_name.unwrap_or_default()))
         .collect();
+        let window_pauses = super::window_pause::load_pg(&self.pool, centre_id).await?;
         Ok(QueueSnapshot {
             tickets,
             window_clerks,
+            window_pauses,
         })
     }
 

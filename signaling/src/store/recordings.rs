@@ -307,10 +307,30 @@ impl TryFrom<AccessRow> for RecordingAccess {
     }
 }
 
-async fn insert_access<'e, E>(executor: E, a: &RecordingAccess) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
+/// The audit-trail row mirroring a recording access row (ids only).
+fn trail_entry(a: &RecordingAccess) -> crate::audit::Entry {
+    let subject = match (&a.recording_id, &a.centre_id) {
+        (Some(r), _) => format!("recording:{r}"),
+        (None, Some(c)) => format!("centre:{c}"),
+        (None, None) => String::new(),
+    };
+    let actor = if a.actor.contains(':') {
+        a.actor.clone()
+    } else {
+        format!("clerk:{}", a.actor)
+    };
+    crate::audit::Entry::new(
+        a.at_ms,
+        &format!("{}.{}", crate::audit::kind::RECORDING, a.action.as_str()),
+        &actor,
+        None,
+        &subject,
+        &a.detail,
+    )
+}
+
+/// Writes the access row and its audit-trail row; `conn` must be in a transaction.
+async fn insert_access(conn: &mut sqlx::SqliteConnection, a: &RecordingAccess) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO recording_access (at_ms, actor, action, recording_id, centre_id, detail)
          VALUES (?,?,?,?,?,?)",
@@ -321,8 +341,9 @@ where
     .bind(&a.recording_id)
     .bind(&a.centre_id)
     .bind(&a.detail)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
+    crate::audit::append(conn, &trail_entry(a)).await?;
     Ok(())
 }
 
@@ -444,13 +465,16 @@ impl RecordingStore for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_access(&mut *tx, audit).await?;
+        insert_access(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn audit_recording_access(&self, access: &RecordingAccess) -> StoreResult<()> {
-        insert_access(self.pool(), access).await
+        let mut tx = self.pool().begin().await?;
+        insert_access(&mut tx, access).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn recording_audit(

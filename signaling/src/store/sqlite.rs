@@ -11,12 +11,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::{Durability, QueueSnapshot, Store, StoreError, StoreResult};
+use super::{Durability, LoginRecord, NewLogin, QueueSnapshot, Store, StoreError, StoreResult};
 use crate::domain::{
     CategoryRecord, Centre, Clerk, Device, DeviceKind, ExtensionPoint, WindowRecord, format_roles,
     parse_roles, parse_window_mode, window_mode_str,
 };
 use crate::queue::{EndReason, Event, Ticket};
+
+/// A login's `last_seen_ms` is rewritten at most this often.
+pub(crate) const LAST_SEEN_GRANULARITY_MS: i64 = 60_000;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -330,6 +333,43 @@ async fn upsert_ticket(tx: &mut Transaction<'_, Sqlite>, t: &Ticket) -> StoreRes
     Ok(())
 }
 
+impl SqliteStore {
+    /// The clerk behind a live login (see [`Store::login_clerk`]); `change_only` also accepts
+    /// logins that may only change the password.
+    async fn live_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        change_only: bool,
+    ) -> StoreResult<Option<Clerk>> {
+        let idle_cutoff = now_ms.saturating_sub(idle_ms);
+        let row: Option<ClerkRow> = sqlx::query_as(
+            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
+             WHERE s.token_hash = ? AND s.expires_ms > ? AND s.last_seen_ms > ?
+               AND c.active = 1 AND (s.password_change_only = 0 OR ?)",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .bind(idle_cutoff)
+        .bind(change_only)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query(
+                "UPDATE clerk_sessions SET last_seen_ms = ?
+                 WHERE token_hash = ? AND last_seen_ms < ?",
+            )
+            .bind(now_ms)
+            .bind(token_hash)
+            .bind(now_ms.saturating_sub(LAST_SEEN_GRANULARITY_MS))
+            .execute(&self.pool)
+            .await?;
+        }
+        row.map(Clerk::try_from).transpose()
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn centres(&self) -> StoreResult<Vec<Centre>> {
@@ -444,6 +484,18 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_clerk(&self, c: &Clerk, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // A new password or a disabled account ends every login the clerk has open.
+        sqlx::query(
+            "DELETE FROM clerk_sessions WHERE clerk_id = ? AND EXISTS (
+                SELECT 1 FROM clerks WHERE id = ? AND (password_hash != ? OR ? = 0))",
+        )
+        .bind(&c.id)
+        .bind(&c.id)
+        .bind(&c.password_hash)
+        .bind(i64::from(c.active))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO clerks (id, centre_id, username, display_name, password_hash, roles,
                 active, created_ms) VALUES (?,?,?,?,?,?,?,?)
@@ -460,41 +512,77 @@ impl Store for SqliteStore {
         .bind(format_roles(&c.roles))
         .bind(i64::from(c.active))
         .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_login(&self, login: &NewLogin<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clerk_sessions (token_hash, clerk_id, created_ms, expires_ms,
+                last_seen_ms, source_address, password_change_only) VALUES (?,?,?,?,?,?,?)",
+        )
+        .bind(login.token_hash)
+        .bind(login.clerk_id)
+        .bind(login.now_ms)
+        .bind(login.expires_ms)
+        .bind(login.now_ms)
+        .bind(login.source_address)
+        .bind(i64::from(login.password_change_only))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn create_login(
+    async fn login_clerk(
         &self,
         token_hash: &str,
-        clerk_id: &str,
         now_ms: i64,
-        expires_ms: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO clerk_sessions (token_hash, clerk_id, created_ms, expires_ms)
-             VALUES (?,?,?,?)",
-        )
-        .bind(token_hash)
-        .bind(clerk_id)
-        .bind(now_ms)
-        .bind(expires_ms)
-        .execute(&self.pool)
-        .await?;
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>> {
+        self.live_login(token_hash, now_ms, idle_ms, false).await
+    }
+
+    async fn password_change_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Clerk>> {
+        self.live_login(token_hash, now_ms, idle_ms, true).await
+    }
+
+    async fn must_change_password(&self, clerk_id: &str) -> StoreResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT must_change_password FROM clerks WHERE id = ?")
+                .bind(clerk_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some_and(|(m,)| m != 0))
+    }
+
+    async fn require_password_change(&self, clerk_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE clerks SET must_change_password = 1 WHERE id = ?")
+            .bind(clerk_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    async fn login_clerk(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<Clerk>> {
-        let row: Option<ClerkRow> = sqlx::query_as(
-            "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
-             WHERE s.token_hash = ? AND s.expires_ms > ? AND c.active = 1",
-        )
-        .bind(token_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Clerk::try_from).transpose()
+    async fn set_own_password(&self, clerk_id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE clerks SET password_hash = ?, must_change_password = 0 WHERE id = ?")
+            .bind(password_hash)
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = ?")
+            .bind(clerk_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_login(&self, token_hash: &str) -> StoreResult<()> {
@@ -503,6 +591,53 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn clerk_logins(
+        &self,
+        clerk_id: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Vec<LoginRecord>> {
+        let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT token_hash, created_ms, last_seen_ms, expires_ms, source_address
+             FROM clerk_sessions WHERE clerk_id = ? AND expires_ms > ? AND last_seen_ms > ?
+             ORDER BY created_ms DESC",
+        )
+        .bind(clerk_id)
+        .bind(now_ms)
+        .bind(now_ms.saturating_sub(idle_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, created_ms, last_seen_ms, expires_ms, source_address)| LoginRecord {
+                    id,
+                    created_ms,
+                    last_seen_ms,
+                    expires_ms,
+                    source_address,
+                },
+            )
+            .collect())
+    }
+
+    async fn delete_clerk_login(&self, clerk_id: &str, token_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = ? AND token_hash = ?")
+            .bind(clerk_id)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_clerk_logins(&self, clerk_id: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM clerk_sessions WHERE clerk_id = ?")
+            .bind(clerk_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_logins(&self, now_ms: i64) -> StoreResult<u64> {

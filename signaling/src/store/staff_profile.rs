@@ -1,6 +1,9 @@
 //! Staff profiles (岗位、工号、照片): what the kiosk shows a resident about the clerk serving
 //! them. A trait of its own so another store can implement exactly this; the SQLite
-//! implementation is below it (migration `0054_staff_profiles.sql`).
+//! implementation is below it (migration `0054_staff_profiles.sql`), the PostgreSQL one in
+//! [`postgres`].
+
+mod postgres;
 
 use async_trait::async_trait;
 
@@ -82,6 +85,24 @@ pub trait StaffProfileStore: Send + Sync + 'static {
 
 type Row = (String, String, String, Option<Vec<u8>>, Option<String>, i64);
 
+/// A `staff_profiles` row as either database returns it; a photo without a known type is not
+/// shown.
+fn profile_from_row(
+    (clerk_id, post, staff_number, photo, photo_type, updated_ms): Row,
+) -> StaffProfile {
+    let photo = match (photo, photo_type.as_deref().and_then(PhotoType::parse)) {
+        (Some(bytes), Some(kind)) => Some((kind, bytes)),
+        _ => None,
+    };
+    StaffProfile {
+        clerk_id,
+        post,
+        staff_number,
+        photo,
+        updated_ms,
+    }
+}
+
 #[async_trait]
 impl StaffProfileStore for SqliteStore {
     async fn staff_profile(&self, clerk_id: &str) -> StoreResult<Option<StaffProfile>> {
@@ -92,21 +113,7 @@ impl StaffProfileStore for SqliteStore {
         .bind(clerk_id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(
-            |(clerk_id, post, staff_number, photo, photo_type, updated_ms)| {
-                let photo = match (photo, photo_type.as_deref().and_then(PhotoType::parse)) {
-                    (Some(bytes), Some(kind)) => Some((kind, bytes)),
-                    _ => None,
-                };
-                StaffProfile {
-                    clerk_id,
-                    post,
-                    staff_number,
-                    photo,
-                    updated_ms,
-                }
-            },
-        ))
+        Ok(row.map(profile_from_row))
     }
 
     async fn set_staff_card(

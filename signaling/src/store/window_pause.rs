@@ -38,6 +38,27 @@ pub(super) async fn load(
     .bind(centre_id)
     .fetch_all(pool)
     .await?;
+    decode(rows)
+}
+
+/// [`load`] on PostgreSQL. (PostgreSQL writes pauses in the queue batch's one statement,
+/// `postgres::write_queue_events`.)
+pub(super) async fn load_pg(
+    pool: &sqlx::PgPool,
+    centre_id: &str,
+) -> StoreResult<Vec<(String, WindowPause)>> {
+    let rows = sqlx::query_as::<_, (String, String, i64, i64)>(
+        "SELECT id, pause_reason, pause_since_ms, pause_until_ms FROM windows
+         WHERE centre_id = $1 AND clerk_id IS NOT NULL AND pause_reason IS NOT NULL
+           AND pause_since_ms IS NOT NULL AND pause_until_ms IS NOT NULL",
+    )
+    .bind(centre_id)
+    .fetch_all(pool)
+    .await?;
+    decode(rows)
+}
+
+fn decode(rows: Vec<(String, String, i64, i64)>) -> StoreResult<Vec<(String, WindowPause)>> {
     rows.into_iter()
         .map(|(id, reason, since_ms, until_ms)| {
             let reason = PauseReason::parse(&reason)

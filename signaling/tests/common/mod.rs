@@ -29,6 +29,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const PASSWORD: &str = "correct-horse-1";
 pub const KIOSK_SECRET: &str = "kiosk-secret-a";
 pub const WAIT: Duration = Duration::from_secs(10);
+/// The scraper's bearer token for `/metrics` on the main listener.
+pub const METRICS_TOKEN: &str = "test-metrics-scraper-token";
 
 /// The production relay ([`Relay::start`]) on a seeded store: SQLite in a temporary directory
 /// (the default), or a fresh PostgreSQL database ([`TestRelay::start_on_postgres`]).
@@ -59,6 +61,7 @@ impl TestRelay<PgStore> {
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
         config.store.url = Some(url.to_owned());
+        config.server.metrics_token = Some(METRICS_TOKEN.to_string());
         config.validate().expect("valid test configuration");
         let store = PgStore::connect(url, config.store.durability)
             .await
@@ -100,6 +103,7 @@ impl TestRelay {
         config.server.listen = None;
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
+        config.server.metrics_token = Some(METRICS_TOKEN.to_string());
         configure(&mut config);
         config.validate().expect("valid test configuration");
         let store = SqliteStore::open(dir.path()).await.expect("store");
@@ -128,6 +132,24 @@ impl TestRelay {
 }
 
 impl<S> TestRelay<S> {
+    /// Where the separate `/metrics` listener is, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.relay.addresses.metrics
+    }
+
+    /// `/metrics`, read with the scraper's bearer token.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

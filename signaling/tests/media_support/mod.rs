@@ -21,7 +21,7 @@ use str0m::Input;
 use str0m::net::{Protocol, Receive};
 use tokio::net::UdpSocket;
 
-use crate::common::{self, Client, PASSWORD, WAIT};
+use crate::common::{self, Client, METRICS_TOKEN, PASSWORD, WAIT};
 use crate::sfu_support;
 
 /// A relay in this process with the SFU and recorder running.
@@ -47,6 +47,7 @@ impl MediaRelay {
         config.store.data_dir = dir.path().to_path_buf();
         config.media.enabled = true;
         config.media.udp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.server.metrics_token = Some(METRICS_TOKEN.to_string());
         configure(&mut config);
         config.validate().expect("valid test configuration");
         let sqlite = SqliteStore::open(dir.path()).await.expect("store");
@@ -71,6 +72,19 @@ impl MediaRelay {
             dir,
             relay,
         }
+    }
+
+    /// `/metrics`, read with the scraper's bearer token.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -42,7 +42,7 @@ const app = {
 // views
 
 function show(view) {
-  for (const v of ["login-view", "window-view", "desk-view"]) $(v).hidden = v !== view;
+  for (const v of ["login-view", "password-view", "window-view", "desk-view"]) $(v).hidden = v !== view;
 }
 
 function setLink(state) {
@@ -93,8 +93,41 @@ $("login-form").addEventListener("submit", async (ev) => {
     return;
   }
   $("login-pass").value = "";
+  if (data.must_change_password) {
+    // A password someone else set: this login may only change it.
+    $("password-error").textContent = "";
+    show("password-view");
+    $("password-current").focus();
+    return;
+  }
   app.clerk = data.clerk;
   connect();
+});
+
+$("password-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const fresh = $("password-new").value;
+  if (fresh !== $("password-again").value) {
+    $("password-error").textContent = "两次输入的新密码不一致";
+    return;
+  }
+  const body = JSON.stringify({ current_password: $("password-current").value, new_password: fresh });
+  let r;
+  try {
+    r = await fetch("/api/v1/password", { method: "POST", headers: { "content-type": "application/json" }, body, credentials: "same-origin" });
+  } catch {
+    $("password-error").textContent = "无法连接服务器，请检查网络";
+    return;
+  }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    $("password-error").textContent = data.message || "修改失败";
+    return;
+  }
+  for (const id of ["password-current", "password-new", "password-again"]) $(id).value = "";
+  $("login-error").textContent = "密码已修改，请用新密码登录";
+  show("login-view");
+  $("login-user").focus();
 });
 
 $("logout").addEventListener("click", async () => {
@@ -121,6 +154,14 @@ function connect() {
     setLink("off");
     for (const [, p] of app.pending) p.reject(new Error("连接已断开"));
     app.pending.clear();
+    if (ev.code === 4001) {
+      // The relay ended this login (logout elsewhere, password change, account disabled,
+      // timeout): say so and ask for a new login instead of reconnecting.
+      app.centre = null;
+      $("login-error").textContent = ev.reason || "登录已结束，请重新登录";
+      show("login-view");
+      return;
+    }
     if (ev.code === 1008 && !app.centre) {
       // Refused before welcome: the login is no longer valid.
       show("login-view");

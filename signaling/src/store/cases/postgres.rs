@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
+use super::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem, trail_entry};
 use crate::store::StoreResult;
 use crate::store::postgres::PgStore;
 
@@ -112,6 +112,8 @@ impl CaseStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The trail row last: the chain's lock is taken after every row lock (see audit::append_pg).
+        crate::audit::append_pg(&mut tx, &trail_entry(audit)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -146,6 +148,7 @@ impl CaseStore for PgStore {
     }
 
     async fn audit(&self, a: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(INSERT_AUDIT)
             .bind(a.at_ms)
             .bind(&a.ticket_id)
@@ -153,8 +156,10 @@ impl CaseStore for PgStore {
             .bind(&a.actor_kind)
             .bind(&a.actor_id)
             .bind(&a.action)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        crate::audit::append_pg(&mut tx, &trail_entry(a)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -183,6 +188,7 @@ impl CaseStore for PgStore {
 
     async fn purge_items_before(&self, cutoff_ms: i64, now_ms: i64) -> StoreResult<u64> {
         let mut tx = self.pool().begin().await?;
+        let mut purged = Vec::new();
         let rows = sqlx::query(
             "SELECT id, ticket_id FROM case_items WHERE created_ms < $1 ORDER BY created_ms LIMIT 1000",
         )
@@ -205,6 +211,17 @@ impl CaseStore for PgStore {
                 .bind("purged")
                 .execute(&mut *tx)
                 .await?;
+            purged.push(AuditEntry {
+                at_ms: now_ms,
+                ticket_id: ticket,
+                item_id: Some(id),
+                actor_kind: "system".into(),
+                actor_id: "retention".into(),
+                action: "purged".into(),
+            });
+        }
+        for entry in &purged {
+            crate::audit::append_pg(&mut tx, &trail_entry(entry)).await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)

@@ -214,7 +214,8 @@ pub trait EvaluationStore: Send + Sync + 'static {
         filter: FollowUpFilter,
         limit: u32,
     ) -> StoreResult<Vec<(FollowUp, EvaluationRecord)>>;
-    /// Records a supervisor's follow-up work; `None` when the centre has no such item.
+    /// Records a supervisor's follow-up work, keeping every saved version in the history and
+    /// a row in the audit trail. A closed follow-up is final.
     async fn update_followup(
         &self,
         centre_id: &str,
@@ -222,7 +223,17 @@ pub trait EvaluationStore: Send + Sync + 'static {
         update: &FollowUpUpdate,
         by: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<FollowUp>>;
+    ) -> StoreResult<FollowUpSaved>;
+}
+
+/// What [`EvaluationStore::update_followup`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowUpSaved {
+    Saved(Box<FollowUp>),
+    /// The centre has no such follow-up.
+    NotFound,
+    /// It was closed before: nothing changed.
+    AlreadyClosed,
 }
 
 macro_rules! evaluation_columns {

@@ -295,13 +295,29 @@ impl EvaluationStore for PgStore {
         u: &FollowUpUpdate,
         by: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<FollowUp>> {
-        let done = sqlx::query(
+    ) -> StoreResult<FollowUpSaved> {
+        let mut tx = self.pool().begin().await?;
+        // The row is locked until commit: concurrent saves of one follow-up take turns, so one
+        // that closes it is seen by the next (SQLite gets the same from BEGIN IMMEDIATE).
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM evaluation_followups WHERE evaluation_id = $1 AND centre_id = $2
+             FOR UPDATE",
+        )
+        .bind(evaluation_id)
+        .bind(centre_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match state.as_deref() {
+            None => return Ok(FollowUpSaved::NotFound),
+            Some("open") => {}
+            Some(_) => return Ok(FollowUpSaved::AlreadyClosed),
+        }
+        sqlx::query(
             "UPDATE evaluation_followups SET visited_ms = $1, verification = $2, rectification = $3,
                 feedback = $4, updated_by = $5, updated_ms = $6,
                 state = CASE WHEN $7 THEN 'closed' ELSE state END,
                 closed_ms = CASE WHEN $8 AND closed_ms IS NULL THEN $9 ELSE closed_ms END
-             WHERE evaluation_id = $10 AND centre_id = $11",
+             WHERE evaluation_id = $10 AND centre_id = $11 AND state = 'open'",
         )
         .bind(u.visited_ms)
         .bind(&u.verification)
@@ -314,19 +330,50 @@ impl EvaluationStore for PgStore {
         .bind(now_ms)
         .bind(evaluation_id)
         .bind(centre_id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
+        let new_state = if u.close { "closed" } else { "open" };
+        sqlx::query(
+            "INSERT INTO evaluation_followup_history (evaluation_id, at_ms, by_clerk, state,
+                visited_ms, verification, rectification, feedback)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(evaluation_id)
+        .bind(now_ms)
+        .bind(by)
+        .bind(new_state)
+        .bind(u.visited_ms)
+        .bind(&u.verification)
+        .bind(&u.rectification)
+        .bind(&u.feedback)
+        .execute(&mut *tx)
+        .await?;
         let row: FollowUpRow = sqlx::query_as(concat!(
             "SELECT ",
             followup_columns!(),
             " FROM evaluation_followups f WHERE f.evaluation_id = $1"
         ))
         .bind(evaluation_id)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(Some(row.try_into()?))
+        // The trail row last: the chain's lock is taken after every row lock (see audit::append_pg).
+        crate::audit::append_pg(
+            &mut tx,
+            &crate::audit::Entry::new(
+                now_ms,
+                &format!(
+                    "{}.{}",
+                    crate::audit::kind::FOLLOWUP,
+                    if u.close { "closed" } else { "saved" }
+                ),
+                &format!("clerk:{by}"),
+                None,
+                &format!("evaluation:{evaluation_id}"),
+                "",
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(FollowUpSaved::Saved(Box::new(row.try_into()?)))
     }
 }

@@ -479,13 +479,26 @@ impl EvaluationStore for SqliteStore {
         u: &FollowUpUpdate,
         by: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<FollowUp>> {
-        let done = sqlx::query(
+    ) -> StoreResult<FollowUpSaved> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM evaluation_followups WHERE evaluation_id = ? AND centre_id = ?",
+        )
+        .bind(evaluation_id)
+        .bind(centre_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match state.as_deref() {
+            None => return Ok(FollowUpSaved::NotFound),
+            Some("open") => {}
+            Some(_) => return Ok(FollowUpSaved::AlreadyClosed),
+        }
+        sqlx::query(
             "UPDATE evaluation_followups SET visited_ms = ?, verification = ?, rectification = ?,
                 feedback = ?, updated_by = ?, updated_ms = ?,
                 state = CASE WHEN ? THEN 'closed' ELSE state END,
                 closed_ms = CASE WHEN ? AND closed_ms IS NULL THEN ? ELSE closed_ms END
-             WHERE evaluation_id = ? AND centre_id = ?",
+             WHERE evaluation_id = ? AND centre_id = ? AND state = 'open'",
         )
         .bind(u.visited_ms)
         .bind(&u.verification)
@@ -498,19 +511,48 @@ impl EvaluationStore for SqliteStore {
         .bind(now_ms)
         .bind(evaluation_id)
         .bind(centre_id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
+        let new_state = if u.close { "closed" } else { "open" };
+        sqlx::query(
+            "INSERT INTO evaluation_followup_history (evaluation_id, at_ms, by_clerk, state,
+                visited_ms, verification, rectification, feedback) VALUES (?,?,?,?,?,?,?,?)",
+        )
+        .bind(evaluation_id)
+        .bind(now_ms)
+        .bind(by)
+        .bind(new_state)
+        .bind(u.visited_ms)
+        .bind(&u.verification)
+        .bind(&u.rectification)
+        .bind(&u.feedback)
+        .execute(&mut *tx)
+        .await?;
+        crate::audit::append(
+            &mut tx,
+            &crate::audit::Entry::new(
+                now_ms,
+                &format!(
+                    "{}.{}",
+                    crate::audit::kind::FOLLOWUP,
+                    if u.close { "closed" } else { "saved" }
+                ),
+                &format!("clerk:{by}"),
+                None,
+                &format!("evaluation:{evaluation_id}"),
+                "",
+            ),
+        )
+        .await?;
         let row: FollowUpRow = sqlx::query_as(concat!(
             "SELECT ",
             followup_columns!(),
             " FROM evaluation_followups f WHERE f.evaluation_id = ?"
         ))
         .bind(evaluation_id)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(Some(row.try_into()?))
+        tx.commit().await?;
+        Ok(FollowUpSaved::Saved(Box::new(row.try_into()?)))
     }
 }

@@ -9,10 +9,8 @@ use super::{
 use crate::store::postgres::PgStore;
 use crate::store::{StoreError, StoreResult};
 
-async fn insert_access<'e, E>(executor: E, a: &RecordingAccess) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
-{
+/// Writes the access row and its audit-trail row; `conn` must be in a transaction.
+async fn insert_access(conn: &mut sqlx::PgConnection, a: &RecordingAccess) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO recording_access (at_ms, actor, action, recording_id, centre_id, detail)
          VALUES ($1,$2,$3,$4,$5,$6)",
@@ -23,8 +21,9 @@ where
     .bind(&a.recording_id)
     .bind(&a.centre_id)
     .bind(&a.detail)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
+    crate::audit::append_pg(conn, &super::trail_entry(a)).await?;
     Ok(())
 }
 
@@ -146,13 +145,16 @@ impl RecordingStore for PgStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_access(&mut *tx, audit).await?;
+        insert_access(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn audit_recording_access(&self, access: &RecordingAccess) -> StoreResult<()> {
-        insert_access(self.pool(), access).await
+        let mut tx = self.pool().begin().await?;
+        insert_access(&mut tx, access).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn recording_audit(

@@ -247,6 +247,19 @@ impl RegistryStore for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         apply_effects(&mut tx, t).await?;
+        // The trail row last: the chain's lock is taken after every row lock (see audit::append_pg).
+        crate::audit::append_pg(
+            &mut tx,
+            &crate::audit::Entry::new(
+                e.at_ms,
+                &format!("{}.{}", crate::audit::kind::REGISTRY, e.action.as_str()),
+                &format!("clerk:{}", e.actor.id),
+                None,
+                &format!("counter:{}", e.counter_id),
+                &format!("event {id}"),
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }

@@ -452,6 +452,18 @@ impl RegistryStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
+        crate::audit::append(
+            &mut tx,
+            &crate::audit::Entry::new(
+                e.at_ms,
+                &format!("{}.{}", crate::audit::kind::REGISTRY, e.action.as_str()),
+                &format!("clerk:{}", e.actor.id),
+                None,
+                &format!("counter:{}", e.counter_id),
+                &format!("event {id}"),
+            ),
+        )
+        .await?;
         apply_effects(&mut tx, t).await?;
         tx.commit().await?;
         Ok(id)
