@@ -168,6 +168,14 @@ impl ResolutionLadder {
 
     /// Folds in the camera's current target; returns the new rung when it changes.
     pub fn update(&mut self, now: Instant, camera_bps: u32) -> Option<Rung> {
+        self.update_holding(now, camera_bps, false)
+    }
+
+    /// As [`ResolutionLadder::update`]; with `hold_up` the ladder may step down but not up
+    /// (and the time spent above the next floor starts again once the hold ends). Used while
+    /// the line loses many packets: a larger picture means more packets per frame, so more
+    /// frames that wait for a repair and more chances of one lost for good.
+    pub fn update_holding(&mut self, now: Instant, camera_bps: u32, hold_up: bool) -> Option<Rung> {
         let floor = self.config.floor(self.rung);
         if let Some(lower) = self.rung.lower()
             && camera_bps < floor
@@ -189,7 +197,9 @@ impl ResolutionLadder {
             return None;
         };
         let needed = f64::from(self.config.floor(higher)) * self.config.up_margin;
-        if f64::from(camera_bps) >= needed {
+        if hold_up {
+            self.above_since = None;
+        } else if f64::from(camera_bps) >= needed {
             let since = *self.above_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= self.config.up_after {
                 self.rung = higher;
@@ -206,6 +216,27 @@ impl ResolutionLadder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_keeps_the_rung_from_rising_but_not_from_falling() {
+        let (mut ladder, t0) = ladder();
+        let s = Duration::from_secs;
+        assert_eq!(ladder.reset_to(500_000), Rung::P540);
+        for i in 0..10 {
+            assert_eq!(ladder.update_holding(t0 + s(i), 2_000_000, true), None);
+        }
+        // Released: the wait above the next floor starts afresh.
+        assert_eq!(ladder.update_holding(t0 + s(10), 2_000_000, false), None);
+        assert_eq!(
+            ladder.update_holding(t0 + s(15), 2_000_000, false),
+            Some(Rung::P720)
+        );
+        // Held, it still steps down at once when far below.
+        assert_eq!(
+            ladder.update_holding(t0 + s(16), 100_000, true),
+            Some(Rung::P540)
+        );
+    }
 
     fn ladder() -> (ResolutionLadder, Instant) {
         (

@@ -157,6 +157,11 @@ struct Counters {
     height: AtomicU32,
 }
 
+/// What a keyframe's own transmission adds to the round trip before a receiver can have it.
+const KEYFRAME_TRANSMISSION_ALLOWANCE: Duration = Duration::from_millis(150);
+/// The keyframe spacing never grows beyond this, however long the round trip reads.
+const MAX_KEYFRAME_SPACING: Duration = Duration::from_millis(1_000);
+
 /// A cheap, cloneable handle for steering a running encoder from any thread.
 #[derive(Clone)]
 pub struct VideoEncoderControl {
@@ -167,7 +172,10 @@ pub struct VideoEncoderControl {
     codec: VideoCodec,
     counters: Arc<Counters>,
     last_forced: Arc<Mutex<Option<Instant>>>,
+    /// The configured floor of the spacing between forced keyframes.
     min_spacing: Duration,
+    /// The spacing in force now, in milliseconds (the floor, or longer on a long round trip).
+    spacing_ms: Arc<AtomicU64>,
 }
 
 impl VideoEncoderControl {
@@ -181,7 +189,7 @@ impl VideoEncoderControl {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(at) = *last
-                && now.duration_since(at) < self.min_spacing
+                && now.duration_since(at) < self.keyframe_spacing()
             {
                 self.counters
                     .keyframe_requests_coalesced
@@ -201,6 +209,24 @@ impl VideoEncoderControl {
             Some(pad) => pad.send_event(event),
             None => false,
         }
+    }
+
+    /// How close together keyframe requests are coalesced into one keyframe.
+    pub fn keyframe_spacing(&self) -> Duration {
+        Duration::from_millis(self.spacing_ms.load(Ordering::Relaxed))
+    }
+
+    /// Follows the round trip to the receiver: a request that arrives before our last
+    /// keyframe could have reached the receiver and its answer come back (a round trip plus
+    /// the keyframe's own transmission) is about the same loss and is coalesced. Never below
+    /// the configured spacing.
+    pub fn follow_round_trip(&self, rtt: Duration) {
+        let spacing = self
+            .min_spacing
+            .max(rtt + KEYFRAME_TRANSMISSION_ALLOWANCE)
+            .min(MAX_KEYFRAME_SPACING);
+        self.spacing_ms
+            .store(spacing.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Moves the encoder's target bitrate; takes effect on the next frame.
@@ -349,6 +375,9 @@ impl VideoSendPipeline {
             counters: Arc::clone(&counters),
             last_forced: Arc::new(Mutex::new(None)),
             min_spacing: config.min_keyframe_spacing,
+            spacing_ms: Arc::new(AtomicU64::new(
+                config.min_keyframe_spacing.as_millis() as u64
+            )),
         };
         control
             .counters

@@ -91,6 +91,10 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
             "frames_encoded": v.frames_encoded,
             "keyframes_encoded": v.keyframes_encoded,
             "bytes_encoded": v.bytes_encoded,
+            "keyframes_forced": v.keyframes_forced,
+            "keyframe_requests_coalesced": v.keyframe_requests_coalesced,
+            "raw_frames_dropped": v.raw_frames_dropped,
+            "frames_dropped": v.frames_dropped,
             "bitrate_bps": v.bitrate_bps,
             "width": v.width,
             "height": v.height,
@@ -111,12 +115,22 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
         "round_trip_ms": peer.round_trip_time.map(|d| d.as_secs_f64() * 1000.0),
         "target_bitrate_bps": peer.target_bitrate_bps,
         "packets_sent": peer.outbound.iter().map(|o| o.packets_sent).sum::<u64>(),
-        "retransmitted_packets_sent": peer
-            .outbound
-            .iter()
-            .map(|o| o.retransmitted_packets_sent)
-            .sum::<u64>(),
-        "nacks_received": peer.outbound.iter().map(|o| u64::from(o.nack_count)).sum::<u64>(),
+        // Counted by the agent's own interceptors: webrtc-rs 0.21 counts neither for a
+        // stream without RTX.
+        "retransmitted_packets_sent": peer.send.retransmissions_sent,
+        "nacks_received": peer.send.nacks_received,
+        "packets_nacked": peer.send.packets_nacked,
+        "plis_received": peer.send.plis_received,
+        "firs_received": peer.send.firs_received,
+        "path_returns": peer.send.path_returns,
+        "pacer": {
+            "queued_packets": peer.send.pacer_queued,
+            "max_wait_ms": peer.send.pacer_max_wait_ms,
+            "dropped": peer.send.pacer_dropped,
+            "stale_repairs_skipped": peer.send.stale_repairs_skipped,
+            "packets_paced": peer.send.packets_paced,
+            "pacing_bps": peer.send.pacing_bps,
+        },
         "packets_received": peer.inbound.iter().map(|i| i.packets_received).sum::<u64>(),
         "keyframe_requests_received": peer.keyframe_requests_received,
         "keyframe_requests_sent": peer.keyframe_requests_sent,

@@ -101,6 +101,10 @@ pub struct Figures {
     pub estimate_kbps: Vec<f64>,
     /// The camera's encoded height, one sample a second.
     pub camera_heights: Vec<u64>,
+    /// Frames the clerk decoded in each second of the window.
+    pub clerk_frames_each_second: Vec<f64>,
+    /// Frames the agent's camera encoded in each second of the window.
+    pub agent_frames_each_second: Vec<f64>,
     /// The clerk's Chromium as a sender on its own leg: its estimate (kbit/s, a sample a
     /// second), the frames it encoded per second and at what height at the end.
     pub chromium_target_kbps: Vec<f64>,
@@ -111,6 +115,20 @@ pub struct Figures {
     /// NACKs the agent received and packets it sent again, over the window.
     pub agent_nacks: f64,
     pub agent_retransmitted: f64,
+    /// Packets those NACKs asked for.
+    pub agent_packets_nacked: f64,
+    /// The camera's frames and keyframes encoded, keyframe requests (PLI + FIR) the agent
+    /// received, and encoded frames its send queue dropped, over the window.
+    pub agent_frames_encoded: f64,
+    pub agent_keyframes: f64,
+    pub agent_keyframe_requests: f64,
+    pub agent_frames_dropped: f64,
+    /// Raw frames dropped in front of the camera's encoder (it was behind: CPU).
+    pub agent_raw_frames_dropped: f64,
+    /// Times the agent saw feedback return after an outage (and forced keyframes).
+    pub agent_path_returns: f64,
+    /// Longest wait of a packet in the agent's pacer since the call's connection began (ms).
+    pub agent_pacer_max_wait_ms: f64,
 }
 
 impl Call {
@@ -185,6 +203,10 @@ impl Call {
         let mut longest = 0.0f64;
         let mut estimate = Vec::new();
         let mut heights = Vec::new();
+        let mut each_second = Vec::new();
+        let mut frames_at_last_sample = last_frames;
+        let mut agent_each_second = Vec::new();
+        let mut encoded_at_last_sample = num(&agent_before, &["link", "camera", "frames_encoded"]);
         let mut chromium_target = Vec::new();
         let mut next_agent_sample = Instant::now();
         let mut fired = false;
@@ -205,6 +227,14 @@ impl Call {
                 estimate.push(num(&media, &["link", "target_bitrate_bps"]) / 1000.0);
                 chromium_target.push(num(&latest, &["sent", "target"]) / 1000.0);
                 heights.push(num(&media, &["link", "camera", "height"]) as u64);
+                let encoded = num(&media, &["link", "camera", "frames_encoded"]);
+                if estimate.len() > 1 {
+                    let frames = num(&latest, &["0", "frames"]);
+                    each_second.push(frames - frames_at_last_sample);
+                    frames_at_last_sample = frames;
+                    agent_each_second.push(encoded - encoded_at_last_sample);
+                }
+                encoded_at_last_sample = encoded;
                 next_agent_sample += Duration::from_secs(1);
             }
             let now_stats = clerk.eval(INBOUND).await?;
@@ -237,6 +267,7 @@ impl Call {
         let agent_after = agent_media(&self.agent).await?;
         let agent_delta =
             |key: &str| num(&agent_after, &["link", key]) - num(&agent_before, &["link", key]);
+        let agent_path_delta = |path: &[&str]| num(&agent_after, path) - num(&agent_before, path);
         let delta = |path: &[&str]| num(&latest, path) - num(&first, path);
         let video_received = delta(&["0", "received"]);
         let video_lost = delta(&["0", "lost"]);
@@ -274,12 +305,22 @@ impl Call {
             ),
             estimate_kbps: estimate,
             camera_heights: heights,
+            clerk_frames_each_second: each_second,
+            agent_frames_each_second: agent_each_second,
             chromium_target_kbps: chromium_target,
             chromium_fps: delta(&["sent", "frames"]) / seconds,
             chromium_height: num(&latest, &["sent", "height"]) as u64,
             recovered_after_s: recovered_after,
             agent_nacks: agent_delta("nacks_received"),
             agent_retransmitted: agent_delta("retransmitted_packets_sent"),
+            agent_packets_nacked: agent_delta("packets_nacked"),
+            agent_frames_encoded: agent_path_delta(&["link", "camera", "frames_encoded"]),
+            agent_keyframes: agent_path_delta(&["link", "camera", "keyframes_encoded"]),
+            agent_keyframe_requests: agent_delta("plis_received") + agent_delta("firs_received"),
+            agent_frames_dropped: agent_path_delta(&["link", "camera", "frames_dropped"]),
+            agent_raw_frames_dropped: agent_path_delta(&["link", "camera", "raw_frames_dropped"]),
+            agent_path_returns: agent_delta("path_returns"),
+            agent_pacer_max_wait_ms: num(&agent_after, &["link", "pacer", "max_wait_ms"]),
         })
     }
 
@@ -308,9 +349,13 @@ impl std::fmt::Display for Figures {
             f,
             "{:.1} fps, freeze {:.1} s/min (longest gap {:.2} s), glass p50/p95 {}/{} ms, \
              audio concealed {:.1} %, video loss after repair {:.1} %, {:.0} kbit/s at {}x{}, \
-             NACKs {:.0}, PLIs {:.0}, estimate {:?} kbit/s, camera heights {:?}, recovery {}; \
+             NACKs {:.0}, PLIs {:.0}, frames each second {:?} (encoded {:?}), estimate {:?} kbit/s, \
+             camera heights {:?}, recovery {}; \
              Chromium sending: {:.1} fps at {} lines, estimate {:?} kbit/s; \
-             agent: {:.0} NACKs received, {:.0} packets sent again",
+             agent: {:.0} NACKs received for {:.0} packets, {:.0} packets sent again, \
+             camera {:.0} frames ({:.0} keyframes, {:.0} dropped before sending, \
+             {:.0} raw frames dropped before the encoder), \
+             {:.0} keyframe requests received, {:.0} path returns, pacer wait max {:.0} ms",
             self.fps,
             self.freeze_s_per_min,
             self.longest_gap_s,
@@ -323,6 +368,8 @@ impl std::fmt::Display for Figures {
             self.last_size.1,
             self.nacks,
             self.plis,
+            self.clerk_frames_each_second,
+            self.agent_frames_each_second,
             self.estimate_kbps
                 .iter()
                 .map(|v| v.round())
@@ -337,7 +384,15 @@ impl std::fmt::Display for Figures {
                 .map(|v| v.round())
                 .collect::<Vec<_>>(),
             self.agent_nacks,
+            self.agent_packets_nacked,
             self.agent_retransmitted,
+            self.agent_frames_encoded,
+            self.agent_keyframes,
+            self.agent_frames_dropped,
+            self.agent_raw_frames_dropped,
+            self.agent_keyframe_requests,
+            self.agent_path_returns,
+            self.agent_pacer_max_wait_ms,
         )
     }
 }

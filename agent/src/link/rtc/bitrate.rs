@@ -3,8 +3,9 @@
 //! GCC estimates one rate for the whole connection. The microphone takes a fixed share (Opus
 //! at a constant rate is cheap and speech must not starve); the document preview, when sent,
 //! takes a modest share; the camera takes the rest. A margin stays unallocated for RTP and
-//! SRTP overhead, retransmissions and keyframe overshoot, because the pacer releases exactly
-//! the estimate and anything above it becomes queueing delay.
+//! SRTP overhead, retransmissions and keyframe overshoot: the estimate is what the path
+//! carries, and everything sent above it becomes queueing delay on the path (the pacer
+//! releases up to 2.5 × the estimate to smooth bursts, so it no longer holds the excess).
 
 use super::RtcError;
 

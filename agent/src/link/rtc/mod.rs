@@ -32,6 +32,7 @@ mod config;
 mod estimator;
 pub mod keyframe;
 mod media_link;
+pub mod pacer;
 mod packetizer;
 mod peer;
 mod state;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use protocol::media::{MediaKind, Slot};
-use rtc::interceptor::{PacerBuilder, Slot as ChainSlot};
+use rtc::interceptor::Slot as ChainSlot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
@@ -50,6 +50,7 @@ use super::codecs;
 use super::config::{PeerConfig, TurnServer};
 use super::estimator::LossTolerantEstimator;
 use super::keyframe::{KEYFRAME_FORWARDER_SLOT, KeyframeRequestForwarder};
+use super::pacer::{PriorityPacer, SendCounters};
 use super::state::ConnectionState;
 use super::stats::{self, PeerStats};
 
@@ -192,6 +193,7 @@ pub struct KioskPeer {
     keyframe_requests: Mutex<Option<mpsc::Receiver<KeyframeRequest>>>,
     keyframe_requests_received: Arc<AtomicU64>,
     plis_sent: Arc<AtomicU64>,
+    send_counters: Arc<SendCounters>,
     config: Mutex<PeerConfig>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -250,20 +252,17 @@ impl KioskPeer {
             during: "configuring congestion control",
             message: e.to_string(),
         })?;
-        // Replaces the helper's pacer: start at the estimator's start rather than 1 Mbit/s,
-        // and allow a burst of ~60 kB so a keyframe leaves in one go instead of queueing
-        // behind the rate for a few hundred milliseconds.
+        // Our pacer in place of webrtc-rs's, which releases one FIFO at exactly the estimate
+        // (see `pacer`): releases at 2.5 × the estimate, audio and repairs first, bounded.
+        let send_counters = Arc::new(SendCounters::default());
         let registry = registry
             .with(
                 ChainSlot::Pacer,
-                PacerBuilder::new()
-                    .with_target_bitrate(f64::from(limits.start_bps))
-                    .with_burst_bits(480_000.0)
-                    .build(),
+                PriorityPacer::new(f64::from(limits.start_bps), Arc::clone(&send_counters)),
             )
             .with(
                 ChainSlot::from(KEYFRAME_FORWARDER_SLOT),
-                KeyframeRequestForwarder::new(),
+                KeyframeRequestForwarder::counting(Arc::clone(&send_counters)),
             );
 
         let setting_engine = SettingEngineBuilder::new()
@@ -374,6 +373,7 @@ impl KioskPeer {
             keyframe_requests: Mutex::new(Some(keyframe_rx)),
             keyframe_requests_received,
             plis_sent: Arc::new(AtomicU64::new(0)),
+            send_counters,
             config: Mutex::new(config),
             tasks,
         })
@@ -614,6 +614,7 @@ impl KioskPeer {
         );
         stats.keyframe_requests_received = self.keyframe_requests_received.load(Ordering::Relaxed);
         stats.keyframe_requests_sent = self.plis_sent.load(Ordering::Relaxed);
+        stats.send = stats::SendSummary::read(&self.send_counters);
         stats
     }
 

@@ -1,6 +1,7 @@
 //! A small, stable summary of webrtc-rs's W3C stats report, keyed by media slot.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use protocol::media::Slot;
@@ -8,7 +9,47 @@ use webrtc::peer_connection::{RTCStatsReport, RTCStatsReportEntry};
 
 use crate::media::{AudioPlaybackStats, AudioSendStats, VideoReceiveStats, VideoSendStats};
 
+use super::pacer::SendCounters;
 use super::state::ConnectionState;
+
+/// The send side's repair and pacing counters (ours: webrtc-rs 0.21 counts neither NACKs
+/// nor retransmissions for streams without RTX).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendSummary {
+    pub nacks_received: u64,
+    pub packets_nacked: u64,
+    pub plis_received: u64,
+    pub firs_received: u64,
+    pub retransmissions_sent: u64,
+    pub packets_paced: u64,
+    pub pacer_dropped: u64,
+    pub stale_repairs_skipped: u64,
+    pub path_returns: u64,
+    pub pacer_queued: u64,
+    /// Longest wait of any packet in the pacer since the connection started.
+    pub pacer_max_wait_ms: u64,
+    pub pacing_bps: u64,
+}
+
+impl SendSummary {
+    pub fn read(c: &SendCounters) -> SendSummary {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        SendSummary {
+            nacks_received: get(&c.nacks_received),
+            packets_nacked: get(&c.packets_nacked),
+            plis_received: get(&c.plis_received),
+            firs_received: get(&c.firs_received),
+            retransmissions_sent: get(&c.retransmissions_sent),
+            packets_paced: get(&c.packets_paced),
+            pacer_dropped: get(&c.packets_dropped),
+            stale_repairs_skipped: get(&c.stale_repairs_skipped),
+            path_returns: get(&c.path_returns),
+            pacer_queued: get(&c.queued_packets),
+            pacer_max_wait_ms: get(&c.max_queue_ms),
+            pacing_bps: get(&c.pacing_bps),
+        }
+    }
+}
 
 /// One outgoing RTP stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +89,7 @@ pub struct PeerStats {
     pub keyframe_requests_received: u64,
     /// PLIs we sent for the clerk's video.
     pub keyframe_requests_sent: u64,
+    pub send: SendSummary,
 }
 
 /// Everything the control link reports about media: the peer plus each pipeline.
@@ -79,6 +121,7 @@ pub(crate) fn summarise(
         inbound: Vec::new(),
         keyframe_requests_received: 0,
         keyframe_requests_sent: 0,
+        send: SendSummary::default(),
     };
     for entry in report.iter() {
         match entry {

@@ -6,6 +6,10 @@ use super::playback::{play_clerk_audio, show_clerk_video};
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// While more than this share of the packets sent is asked for again, the camera's picture
+/// does not step up (see [`crate::media::ladder::ResolutionLadder::update_holding`]).
+const LOSSY_REPAIR_SHARE: f64 = 0.03;
+
 pub(super) async fn spawn_generation(
     inner: &Arc<Inner>,
     peer: Arc<KioskPeer>,
@@ -86,12 +90,31 @@ pub(super) async fn spawn_generation(
             // The first estimate of a connection places the ladder at once; later ones move
             // it with hysteresis.
             let mut ladder = ladder.map(|l| (l, false));
+            let mut last_repair = (0u64, 0u64);
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                let Some(estimate) = peer.target_bitrate().await else {
+                let stats = peer.stats().await;
+                let (estimate, rtt) = (stats.target_bitrate_bps, stats.round_trip_time);
+                // Share of what left the pacer that the relay asked for again, this tick.
+                let (nacked, paced) = (stats.send.packets_nacked, stats.send.packets_paced);
+                let repair_share = nacked.saturating_sub(last_repair.0) as f64
+                    / paced.saturating_sub(last_repair.1).max(1) as f64;
+                last_repair = (nacked, paced);
+                let lossy = repair_share > LOSSY_REPAIR_SHARE;
+                if let Some(rtt) = rtt {
+                    for video in [&inner.camera, &inner.document] {
+                        video
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .pipeline
+                            .control()
+                            .follow_round_trip(rtt);
+                    }
+                }
+                let Some(estimate) = estimate else {
                     continue;
                 };
                 inner.estimate.send_replace(Some(estimate));
@@ -106,7 +129,7 @@ pub(super) async fn spawn_generation(
                     allocate_bitrate(estimate, &limits, sending(0), sending(1), sending(2));
                 if let Some((ladder, placed)) = ladder.as_mut() {
                     let rung = if *placed {
-                        ladder.update(Instant::now(), allocation.camera_bps)
+                        ladder.update_holding(Instant::now(), allocation.camera_bps, lossy)
                     } else {
                         *placed = true;
                         Some(ladder.reset_to(allocation.camera_bps))
