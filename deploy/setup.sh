@@ -41,6 +41,12 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+install_packages_named() {
+    say "Installing Debian packages: $*"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
 check_lint_tools() {
     if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
         if command -v rustup >/dev/null; then
@@ -81,6 +87,11 @@ test)
     install_packages deploy/packages-run.txt deploy/packages-test.txt
     check_rust
     check_lint_tools
+    if ! command -v npm >/dev/null 2>&1; then
+        # A machine without Node.js: Debian's npm brings it. A machine with a Node.js of its
+        # own already has npm, and Debian's package would conflict with it.
+        install_packages_named npm
+    fi
     say "Installing axe-core for the kiosk accessibility check (tests/a11y)"
     npm ci --prefix tests/a11y --no-audit --no-fund \
         || die "could not install axe-core from the npm registry (npm ci --prefix tests/a11y)"
