@@ -22,11 +22,15 @@ const SECONDS: u64 = 4;
 /// Encode `SECONDS` of test video (30 fps, keyframe every second) and audio (20 ms packets)
 /// into one file per frame/packet.
 fn encode(dir: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    encode_seconds(dir, SECONDS)
+}
+
+fn encode_seconds(dir: &Path, seconds: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let v = dir.join("v");
     let a = dir.join("a");
     std::fs::create_dir_all(&v).unwrap();
     std::fs::create_dir_all(&a).unwrap();
-    let frames = SECONDS * 30;
+    let frames = seconds * 30;
     let run = |args: String| {
         let status = Command::new("gst-launch-1.0")
             .arg("-q")
@@ -43,7 +47,7 @@ fn encode(dir: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     run(format!(
         "audiotestsrc num-buffers={} samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
          ! opusenc frame-size=20 ! multifilesink location={}/%05d.opus",
-        SECONDS * 50,
+        seconds * 50,
         a.display()
     ));
     let read_all = |d: &Path| -> Vec<Vec<u8>> {
@@ -241,28 +245,29 @@ async fn a_forwarded_session_is_recorded_and_decodes() {
     assert!(status.success(), "decoding the recording failed");
 }
 
-#[tokio::test]
-async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (video, audio) = encode(tmp.path());
-    let net = forwarded_session(&video, &audio);
-    let rec_dir = tmp.path().join("recordings");
-    std::fs::create_dir_all(&rec_dir).unwrap();
+/// Write what the relay forwarded in `net` as a dump file, as the writer thread would.
+fn write_dump(path: &Path, session_id: &str, net: &Net) {
+    write_records(path, session_id, net.start, &net.recorded);
+}
 
-    // What the writer thread would have left: a dump whose last record is cut short.
-    let path = rec_dir.join("ticket-crash.rtpdump");
+fn write_records(
+    path: &Path,
+    session_id: &str,
+    start: std::time::Instant,
+    records: &[signaling::sfu::RecordedRtp],
+) {
     let mut w = dump::create(
-        &path,
+        path,
         &DumpHeader {
             start_unix_micros: 1_763_000_000_000_000,
-            session_id: "ticket-crash".into(),
+            session_id: session_id.into(),
         },
     )
     .unwrap();
     let mut scratch = Vec::new();
-    for r in &net.recorded {
+    for r in records {
         let meta = RecordMeta {
-            t_micros: (r.arrival - net.start).as_micros() as u64,
+            t_micros: (r.arrival - start).as_micros() as u64,
             slot: r.slot,
             codec: r.codec,
             marker: r.marker,
@@ -274,7 +279,119 @@ async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
         dump::write_record(&mut w, &meta, &r.payload, &mut scratch).unwrap();
     }
     std::io::Write::flush(&mut w).unwrap();
-    drop(w);
+}
+
+/// The forwarded packets with hostile ones mixed into every track: random bytes, truncated
+/// and empty payloads, sequence numbers that collide with real packets, timestamps from
+/// nowhere, and (for H.264) every NAL unit type including those the depayloader cannot take.
+fn with_garbage(records: &[signaling::sfu::RecordedRtp]) -> Vec<signaling::sfu::RecordedRtp> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(records.len() * 2);
+    for (i, r) in records.iter().enumerate() {
+        out.push(r.clone());
+        if i % 5 != 0 {
+            continue;
+        }
+        let mut g = r.clone();
+        let payload: Vec<u8> = match next() % 6 {
+            // Random bytes of any length.
+            0 => (0..next() % 1200).map(|_| next() as u8).collect(),
+            // A real packet cut short.
+            1 => r.payload[..r.payload.len().min(1 + (next() % 3) as usize)].to_vec(),
+            2 => Vec::new(),
+            // Any NAL unit type (H.264 0–31; for VP8 and Opus just a bad first byte).
+            3 => {
+                let mut p = vec![(next() % 32) as u8 | 0x60];
+                p.extend((0..next() % 64).map(|_| next() as u8));
+                p
+            }
+            // The real payload with its first bytes flipped.
+            4 => r
+                .payload
+                .iter()
+                .take(8)
+                .map(|b| !b)
+                .chain(r.payload.iter().skip(8).copied())
+                .collect(),
+            _ => (0..next() % 40).map(|_| 0xff).collect(),
+        };
+        g.payload = std::sync::Arc::from(payload.as_slice());
+        g.marker = next() % 2 == 0;
+        match next() % 3 {
+            0 => g.seq = r.seq + 1, // takes the next real packet's place
+            1 => g.rtp_ts = next() as u32,
+            _ => g.seq = r.seq + 2 + next() % 4,
+        }
+        out.push(g);
+    }
+    out
+}
+
+/// Mux time of a 60 s two-party recording (five tracks: kiosk camera, document camera and
+/// microphone, clerk camera and microphone). A benchmark, not part of the default run:
+///
+/// `cargo test --workspace --test sfu_recording -- --ignored --nocapture mux_time`
+///
+/// `RECORDING_BENCH_DUMP=/path/x.rtpdump` keeps the generated dump there (and reuses it when it
+/// exists), so two builds can be timed on the same input.
+#[tokio::test]
+#[ignore = "benchmark: run explicitly"]
+async fn mux_time_for_a_60_s_two_party_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("RECORDING_BENCH_DUMP").map(PathBuf::from);
+    let source = match &kept {
+        Some(p) if p.exists() => p.clone(),
+        _ => {
+            let (video, audio) = encode_seconds(tmp.path(), 60);
+            let net = forwarded_session(&video, &audio);
+            let p = kept
+                .clone()
+                .unwrap_or_else(|| tmp.path().join("bench.rtpdump"));
+            write_dump(&p, "ticket-bench", &net);
+            p
+        }
+    };
+    let size = std::fs::metadata(&source).unwrap().len();
+    let rec_dir = tmp.path().join("rec");
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+    let mut times = Vec::new();
+    for i in 0..3 {
+        let dump = rec_dir.join(format!("ticket-bench-{i}.rtpdump"));
+        std::fs::copy(&source, &dump).unwrap();
+        let t = std::time::Instant::now();
+        let meta = recorder.recover_dump(dump).await.unwrap();
+        times.push(t.elapsed());
+        assert_eq!(meta.tracks.len(), 5);
+        std::fs::remove_file(&meta.path).unwrap();
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "mux of a 60 s two-party dump ({size} bytes): {:?} (load average {})",
+        times,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+#[tokio::test]
+async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    let net = forwarded_session(&video, &audio);
+    let rec_dir = tmp.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+
+    // What the writer thread would have left: a dump whose last record is cut short.
+    let path = rec_dir.join("ticket-crash.rtpdump");
+    write_dump(&path, "ticket-crash", &net);
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len - 7).unwrap();
@@ -292,6 +409,124 @@ async fn a_dump_left_by_a_crash_is_recovered_at_startup() {
     assert_duration(d.duration, &d.text);
     // Nothing left to recover.
     assert!(recorder.recover().await.is_empty());
+}
+
+/// Garbage packets in every track: the mux finishes, without crashing or hanging, with a
+/// recording of what decodes.
+#[tokio::test]
+async fn a_dump_with_garbage_in_every_track_gives_what_decodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    let net = forwarded_session(&video, &audio);
+    let rec_dir = tmp.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    let path = rec_dir.join("ticket-garbage.rtpdump");
+    let records = with_garbage(&net.recorded);
+    assert!(records.len() > net.recorded.len() * 6 / 5);
+    write_records(&path, "ticket-garbage", net.start, &records);
+
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(120), recorder.recover())
+        .await
+        .expect("muxing a hostile dump finishes");
+    let meta = results.into_iter().next().unwrap().1.unwrap();
+    assert_eq!(meta.tracks.len(), 5, "{:?}", meta.tracks);
+    assert!(
+        meta.tracks.iter().any(|t| t.dropped_frames > 0),
+        "the damaged frames are reported: {:?}",
+        meta.tracks
+    );
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (3, 2), "{}", d.text);
+    assert_duration(d.duration, &d.text);
+    decode_webm(&meta.path);
+}
+
+/// A document camera that sends a moment at the start and again near the end, with a queue
+/// bound far below what the other tracks send meanwhile: the muxer waits for every track, so
+/// this stalls unless each track is fed on its own.
+#[tokio::test]
+async fn a_silent_document_camera_does_not_stall_the_muxer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    let net = forwarded_session(&video, &audio);
+    let silent = Duration::from_millis(400)..Duration::from_millis(2950);
+    let records: Vec<_> = net
+        .recorded
+        .iter()
+        .filter(|r| r.slot != Slot::KioskDocument || !silent.contains(&(r.arrival - net.start)))
+        .cloned()
+        .collect();
+    let rec_dir = tmp.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    write_records(
+        &rec_dir.join("ticket-sparse.rtpdump"),
+        "ticket-sparse",
+        net.start,
+        &records,
+    );
+    let quiet_bytes: usize = records
+        .iter()
+        .filter(|r| r.slot == Slot::KioskCamera && silent.contains(&(r.arrival - net.start)))
+        .map(|r| r.payload.len())
+        .sum();
+    let mut config = RecorderConfig::new(&rec_dir);
+    config.mux_queue_bytes = 4096;
+    assert!(quiet_bytes as u64 > 4 * config.mux_queue_bytes);
+    config.mux_timeout = Duration::from_secs(60);
+    let recorder = Recorder::start(config).unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(120), recorder.recover())
+        .await
+        .expect("the mux finishes");
+    let meta = results.into_iter().next().unwrap().1.unwrap();
+    assert_eq!(meta.tracks.len(), 5);
+    let frames = |slot| {
+        meta.tracks
+            .iter()
+            .find(|t| t.slot == slot)
+            .map(|t| t.frames)
+            .unwrap()
+    };
+    assert!(frames(Slot::KioskDocument) < frames(Slot::KioskCamera) / 2);
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (3, 2), "{}", d.text);
+    assert_duration(d.duration, &d.text);
+    decode_webm(&meta.path);
+}
+
+/// Decode the first video and audio track of a WebM recording: the decoders must not fail.
+fn decode_webm(path: &Path) {
+    let out = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", path.display()))
+        .args([
+            "!",
+            "matroskademux",
+            "name=d",
+            "d.video_0",
+            "!",
+            "queue",
+            "!",
+            "vp8dec",
+            "!",
+            "fakesink",
+            "sync=false",
+            "d.audio_0",
+            "!",
+            "queue",
+            "!",
+            "opusdec",
+            "!",
+            "fakesink",
+            "sync=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "decoding the recording failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The kiosk's H.264 alternative: OpenH264 access units through the relay into Matroska, with
@@ -387,6 +622,57 @@ async fn an_h264_session_is_recorded_as_matroska_and_decodes() {
         .status()
         .unwrap();
     assert!(status.success(), "decoding the H.264 recording failed");
+
+    // The same session with hostile packets in both tracks, among them the H.264 packet types
+    // rtph264depay stops the whole pipeline for: refused and counted, the rest decodes.
+    let rec_dir = tmp.path().join("garbage");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    let mut records = with_garbage(&net.recorded);
+    let mut stap_b = net.recorded[net.recorded.len() / 2].clone();
+    stap_b.payload = std::sync::Arc::from([0x79u8, 0, 4, 0x65, 1, 2, 3].as_slice());
+    records.insert(records.len() / 2, stap_b);
+    write_records(
+        &rec_dir.join("ticket-h264g.rtpdump"),
+        "ticket-h264g",
+        net.start,
+        &records,
+    );
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(120), recorder.recover())
+        .await
+        .expect("muxing a hostile dump finishes");
+    let meta = results.into_iter().next().unwrap().1.unwrap();
+    assert_eq!(meta.tracks.len(), 2, "{:?}", meta.tracks);
+    assert!(
+        recorder
+            .metrics()
+            .mux_packets_rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    let d = discover(&meta.path);
+    assert_eq!((d.video, d.audio), (1, 1), "{}", d.text);
+    assert_duration(d.duration, &d.text);
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", meta.path.display()))
+        .args([
+            "!",
+            "matroskademux",
+            "!",
+            "h264parse",
+            "!",
+            "openh264dec",
+            "!",
+            "fakesink",
+            "sync=false",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "decoding the hostile H.264 recording failed"
+    );
 }
 
 /// One recorded Opus packet as the SFU hands it over.

@@ -211,6 +211,12 @@ impl Collector for MediaCollector {
                 "Recordings that failed to mux",
                 &r.mux_failures,
             )?;
+            counter(
+                &mut e,
+                "recorder_mux_packets_rejected",
+                "Recorded packets the muxer refused (malformed or unsupported payload)",
+                &r.mux_packets_rejected,
+            )?;
         }
         let m = &self.service;
         counter(

@@ -4,16 +4,18 @@
 //! camera, document camera and microphone; clerk camera and microphone) is appended to a raw
 //! dump file for that session ([`dump`]): crash tolerant, cheap to write. When the session
 //! finishes — or at start-up, for dumps a crash left behind — the dump is muxed into
-//! WebM/Matroska ([`mux`]) by putting the codec frames into a container, never decoding them.
-//! The caller gets a [`RecordingMeta`] (path, times, size, SHA-256) to store.
+//! WebM/Matroska ([`mux`]) by GStreamer: the field's RTP depayloaders (`rtpvp8depay`,
+//! `rtph264depay` + `h264parse`, `rtpopusdepay`) into `webmmux`/`matroskamux`, codec frames put
+//! into a container, never decoded. The caller gets a [`RecordingMeta`] (path, times, size,
+//! SHA-256) to store.
 //!
-//! Why a pure-Rust depacketizer and Matroska writer rather than a GStreamer pipeline: muxing
-//! is offline over a file we wrote ourselves, so the hard parts of a live pipeline (clocking,
-//! jitter buffers, one appsrc per track feeding a muxer that waits for all pads, sparse tracks
-//! such as the document camera stalling it) buy nothing here, while the relay process stays
-//! free of the C media stack. The codec work is small: strip the VP8 payload descriptor,
-//! reassemble H.264 FU-A/STAP-A into length-prefixed NAL units, pass Opus through.
-//! GStreamer (`gst-discoverer-1.0`) is what the tests use to prove the files decode.
+//! The relay once carried its own depacketizers, H.264 parameter-set parser and Matroska
+//! writer, to keep the C media stack out of the relay process. That was a thousand lines of
+//! parsing hostile input (a kiosk or a clerk's browser decides what is in every packet) that
+//! only this project reviewed; the library the agent already uses has had that input thrown at
+//! it for years. Muxing runs on a blocking thread of its own, one recording at a time, with
+//! bounded queues and a deadline (see [`mux`]), so a bad dump costs an error and a kept dump,
+//! never the relay.
 //!
 //! Forwarding is never slowed by recording: the SFU driver hands packets to a
 //! [`RecordingTap`], which only does a non-blocking send on a bounded queue (a full queue
@@ -29,10 +31,7 @@
 //! Not here: storing metadata rows, retention, access control (the media service, the store and
 //! the HTTP layer own those).
 
-pub mod depay;
 pub mod dump;
-mod h264;
-pub mod mkv;
 pub mod mux;
 pub mod sealed;
 
@@ -62,8 +61,10 @@ pub struct RecorderConfig {
     pub sync_interval: Duration,
     /// Bound on one begin/finish exchange with the writer thread.
     pub command_timeout: Duration,
-    /// Bound on muxing one recording.
+    /// Bound on muxing one recording (a small dump gets less, see [`mux::deadline_for`]).
     pub mux_timeout: Duration,
+    /// Bytes of RTP one track of the muxing pipeline holds before its feeder waits.
+    pub mux_queue_bytes: u64,
 }
 
 impl RecorderConfig {
@@ -75,6 +76,7 @@ impl RecorderConfig {
             sync_interval: Duration::from_secs(2),
             command_timeout: Duration::from_secs(10),
             mux_timeout: Duration::from_secs(600),
+            mux_queue_bytes: mux::DEFAULT_QUEUE_BYTES,
         }
     }
 }
@@ -108,6 +110,8 @@ pub struct RecorderMetrics {
     pub recordings_started: AtomicU64,
     pub recordings_muxed: AtomicU64,
     pub mux_failures: AtomicU64,
+    /// Recorded packets the muxer refused before depayloading (malformed or unsupported).
+    pub mux_packets_rejected: AtomicU64,
 }
 
 /// What the caller stores about one finished recording.
@@ -411,8 +415,17 @@ impl Recorder {
             .await
             .map_err(|_| RecorderError::Stopped)?;
         let dir = self.config.dir.clone();
-        let job = tokio::task::spawn_blocking(move || mux_and_describe(&dump, &dir));
-        let result = match tokio::time::timeout(self.config.mux_timeout, job).await {
+        let options = mux::MuxOptions {
+            limit: self.config.mux_timeout,
+            queue_bytes: self.config.mux_queue_bytes,
+        };
+        let metrics = Arc::clone(&self.metrics);
+        let job =
+            tokio::task::spawn_blocking(move || mux_and_describe(&dump, &dir, options, &metrics));
+        // The muxing thread stops itself at its own deadline; this bound only catches a thread
+        // that never returns, with a grace for hashing and syncing the file.
+        let outer = self.config.mux_timeout + Duration::from_secs(60);
+        let result = match tokio::time::timeout(outer, job).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(RecorderError::Stopped),
             Err(_) => Err(RecorderError::Timeout),
@@ -428,8 +441,23 @@ impl Recorder {
 }
 
 /// Mux, hash, remove the dump. Blocking.
-fn mux_and_describe(dump: &Path, dir: &Path) -> Result<RecordingMeta, RecorderError> {
-    let outcome = mux::mux_dump(dump, dir)?;
+fn mux_and_describe(
+    dump: &Path,
+    dir: &Path,
+    options: mux::MuxOptions,
+    metrics: &RecorderMetrics,
+) -> Result<RecordingMeta, RecorderError> {
+    let outcome = mux::mux_dump(dump, dir, options)?;
+    metrics
+        .mux_packets_rejected
+        .fetch_add(outcome.rejected_packets, Ordering::Relaxed);
+    if outcome.rejected_packets > 0 {
+        tracing::warn!(
+            session = %outcome.header.session_id,
+            rejected = outcome.rejected_packets,
+            "recorded packets refused while muxing (malformed or unsupported payload)"
+        );
+    }
     let mut hasher = Sha256::new();
     let mut file = File::open(&outcome.path)?;
     let mut buf = vec![0u8; 256 * 1024];
