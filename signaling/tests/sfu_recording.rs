@@ -494,6 +494,72 @@ async fn a_silent_document_camera_does_not_stall_the_muxer() {
     decode_webm(&meta.path);
 }
 
+/// A mux that cannot finish — out of time with every feeder blocked on a full queue, or
+/// nothing decodable in the dump — ends with a clear error, counted, no partial file, and the
+/// dump kept for a retry.
+#[tokio::test]
+async fn a_failed_mux_keeps_the_dump_and_counts_it() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let tmp = tempfile::tempdir().unwrap();
+    let (video, audio) = encode(tmp.path());
+    let net = forwarded_session(&video, &audio);
+    let rec_dir = tmp.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    let path = rec_dir.join("ticket-late.rtpdump");
+    write_dump(&path, "ticket-late", &net);
+
+    let mut config = RecorderConfig::new(&rec_dir);
+    config.mux_queue_bytes = 4096;
+    config.mux_timeout = Duration::ZERO;
+    let recorder = Recorder::start(config).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), recorder.recover_dump(path.clone()))
+        .await
+        .expect("a mux out of time stops its pipeline and returns");
+    assert!(
+        matches!(
+            result,
+            Err(signaling::recorder::RecorderError::Mux(
+                signaling::recorder::mux::MuxError::Timeout(_)
+            ))
+        ),
+        "{result:?}"
+    );
+    assert!(path.exists(), "the dump is kept for a retry");
+    assert_eq!(recorder.metrics().mux_failures.load(Relaxed), 1);
+
+    // A dump whose packets are all empty: nothing decodes.
+    let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
+    let empty: Vec<_> = net
+        .recorded
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.payload = std::sync::Arc::from(&[][..]);
+            r
+        })
+        .collect();
+    let path = rec_dir.join("ticket-empty.rtpdump");
+    write_records(&path, "ticket-empty", net.start, &empty);
+    let result = recorder.recover_dump(path.clone()).await;
+    assert!(
+        matches!(
+            result,
+            Err(signaling::recorder::RecorderError::Mux(
+                signaling::recorder::mux::MuxError::Empty
+            ))
+        ),
+        "{result:?}"
+    );
+    assert!(path.exists());
+    assert_eq!(recorder.metrics().mux_failures.load(Relaxed), 1);
+    // No partial output left behind.
+    let names: Vec<String> = std::fs::read_dir(&rec_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".rtpdump")), "{names:?}");
+}
+
 /// Decode the first video and audio track of a WebM recording: the decoders must not fail.
 fn decode_webm(path: &Path) {
     let out = Command::new("gst-launch-1.0")

@@ -205,14 +205,18 @@ pub fn mux_dump(dump: &Path, out_dir: &Path, options: MuxOptions) -> Result<MuxO
 
     let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
     let budget = deadline_for(dump_bytes, options.limit);
-    let result = run_pipeline(dump, &part, webm, &plans, started + budget, options);
-    let stats = match result {
-        Ok(stats) => stats,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
+    let stats: Vec<Arc<TrackStats>> = plans.iter().map(|_| Arc::new(TrackStats::new())).collect();
+    if let Err(e) = run_pipeline(dump, &part, webm, &plans, &stats, started + budget, options) {
+        let _ = std::fs::remove_file(&part);
+        let nothing = stats
+            .iter()
+            .all(|s| s.frames_muxed.load(Ordering::Relaxed) == 0);
+        // A muxer fed no frame at all may fail for it; the cause is the dump's content.
+        return Err(match e {
+            MuxError::Pipeline(_) if nothing => MuxError::Empty,
+            e => e,
+        });
+    }
 
     let mut tracks = Vec::new();
     let mut offset_us = u64::MAX;
@@ -278,9 +282,10 @@ fn run_pipeline(
     part: &Path,
     webm: bool,
     plans: &[TrackPlan],
+    stats: &[Arc<TrackStats>],
     deadline: Instant,
     options: MuxOptions,
-) -> Result<Vec<Arc<TrackStats>>, MuxError> {
+) -> Result<(), MuxError> {
     let pipeline = gst::Pipeline::new();
     let mux = make(if webm { "webmmux" } else { "matroskamux" })?;
     // Time 0 of the file is its earliest frame.
@@ -292,8 +297,7 @@ fn run_pipeline(
     mux.link(&sink).map_err(pipeline_error)?;
 
     let mut feeds = Vec::new();
-    for plan in plans {
-        let stats = Arc::new(TrackStats::new());
+    for (plan, stats) in plans.iter().zip(stats) {
         let (media, encoding, clock) = match plan.codec {
             MediaCodec::Vp8 => ("video", "VP8", 90_000),
             MediaCodec::H264 => ("video", "H264", 90_000),
@@ -348,7 +352,7 @@ fn run_pipeline(
             .static_pad("src")
             .ok_or_else(|| pipeline_error("element without src pad"))?;
         src_pad.link(&mux_pad).map_err(pipeline_error)?;
-        watch_muxer_pad(&mux_pad, Arc::clone(&stats));
+        watch_muxer_pad(&mux_pad, Arc::clone(stats));
         feeds.push((*plan, src, stats));
     }
 
@@ -389,7 +393,7 @@ fn run_pipeline(
     if let Some(e) = feeder_errors.into_inner().ok().and_then(|mut v| v.pop()) {
         return Err(e);
     }
-    Ok(feeds.into_iter().map(|(_, _, stats)| stats).collect())
+    Ok(())
 }
 
 /// EOS, the first error, or the deadline.
