@@ -207,15 +207,10 @@ pub fn mux_dump(dump: &Path, out_dir: &Path, options: MuxOptions) -> Result<MuxO
     let budget = deadline_for(dump_bytes, options.limit);
     let stats: Vec<Arc<TrackStats>> = plans.iter().map(|_| Arc::new(TrackStats::new())).collect();
     if let Err(e) = run_pipeline(dump, &part, webm, &plans, &stats, started + budget, options) {
+        // Not reported as an empty recording even when no frame got through: a pipeline that
+        // cannot negotiate is a fault to fix, and its dump must stay for a retry.
         let _ = std::fs::remove_file(&part);
-        let nothing = stats
-            .iter()
-            .all(|s| s.frames_muxed.load(Ordering::Relaxed) == 0);
-        // A muxer fed no frame at all may fail for it; the cause is the dump's content.
-        return Err(match e {
-            MuxError::Pipeline(_) if nothing => MuxError::Empty,
-            e => e,
-        });
+        return Err(e);
     }
 
     let mut tracks = Vec::new();
