@@ -358,6 +358,17 @@ async fn mux_time_for_a_60_s_two_party_recording() {
         }
     };
     let size = std::fs::metadata(&source).unwrap().len();
+    // One read of the dump, for scale: the muxer reads it once to plan and once per track.
+    let t = std::time::Instant::now();
+    let mut reader = dump::DumpReader::open(&source).unwrap();
+    let mut records = 0;
+    while reader.next_record().is_some() {
+        records += 1;
+    }
+    println!(
+        "one read of the dump ({records} records): {:?}",
+        t.elapsed()
+    );
     let rec_dir = tmp.path().join("rec");
     let recorder = Recorder::start(RecorderConfig::new(&rec_dir)).unwrap();
     let mut times = Vec::new();

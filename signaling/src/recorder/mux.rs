@@ -46,6 +46,8 @@ use crate::sfu::MediaCodec;
 
 /// Packets held back per track to restore sequence order (the dump is in arrival order).
 const REORDER_PACKETS: usize = 128;
+/// Packets a feeder hands to its appsrc at once.
+const BATCH_PACKETS: usize = 32;
 /// RTP time that disagrees with arrival time by more than this re-anchors the timeline (a
 /// source restart or a long pause).
 const MAX_DRIFT_US: u64 = 3_000_000;
@@ -540,6 +542,7 @@ fn feed_track(
         released: None,
         frame: None,
         packet: Vec::with_capacity(1500),
+        batch: gst::BufferList::new_sized(BATCH_PACKETS),
     };
     let mut ssrc = None;
     while let Some(rec) = reader.next_record() {
@@ -574,6 +577,7 @@ fn feed_track(
             return Ok(());
         }
     }
+    feeder.flush();
     Ok(())
 }
 
@@ -587,6 +591,9 @@ struct Feeder<'a> {
     /// (SSRC, RTP timestamp) of the frame being fed.
     frame: Option<(u32, u32)>,
     packet: Vec<u8>,
+    /// Packets handed to the appsrc together: one queue operation and one wake-up of its
+    /// streaming thread per batch rather than per packet.
+    batch: gst::BufferList,
 }
 
 impl Feeder<'_> {
@@ -616,7 +623,22 @@ impl Feeder<'_> {
             b.set_pts(gst::ClockTime::from_useconds(pts));
         }
         self.packet = Vec::with_capacity(1500);
-        self.src.push_buffer(buffer).is_ok()
+        if let Some(batch) = self.batch.get_mut() {
+            batch.add(buffer);
+        }
+        if self.batch.len() >= BATCH_PACKETS {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Hand the batch on; false once the pipeline has stopped taking packets.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, gst::BufferList::new_sized(BATCH_PACKETS));
+        self.src.push_buffer_list(batch).is_ok()
     }
 }
 
