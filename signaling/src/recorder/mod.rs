@@ -472,15 +472,17 @@ fn mux_and_describe(
     // The recording is durable (synced and renamed); the dump is now a redundant copy of
     // personal data.
     std::fs::remove_file(dump)?;
+    // The header's start time is read from a file: out-of-range values must not panic.
     let start = UNIX_EPOCH
-        + Duration::from_micros(outcome.header.start_unix_micros)
-        + Duration::from_micros(outcome.offset_us);
+        .checked_add(Duration::from_micros(outcome.header.start_unix_micros))
+        .and_then(|t| t.checked_add(Duration::from_micros(outcome.offset_us)))
+        .unwrap_or(UNIX_EPOCH);
     let duration = Duration::from_millis(outcome.duration_ms);
     Ok(RecordingMeta {
         session_id: outcome.header.session_id.clone(),
         path: outcome.path,
         started_at: start,
-        ended_at: start + duration,
+        ended_at: start.checked_add(duration).unwrap_or(start),
         duration,
         size_bytes: outcome.size,
         sha256_hex,

@@ -238,7 +238,14 @@ pub fn mux_dump(dump: &Path, out_dir: &Path, options: MuxOptions) -> Result<MuxO
         let _ = std::fs::remove_file(&part);
         return Err(MuxError::Empty);
     }
-    let duration_ms = (last_us.saturating_sub(offset_us) + LAST_FRAME_US) / 1000;
+    if offset_us == u64::MAX {
+        // No frame carried a time (the depayloaders keep the ones we set; defensive).
+        offset_us = 0;
+    }
+    let duration_ms = last_us
+        .saturating_sub(offset_us)
+        .saturating_add(LAST_FRAME_US)
+        / 1000;
     let file = File::open(&part)?;
     file.sync_all()?;
     let size = file.metadata()?.len();
