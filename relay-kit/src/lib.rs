@@ -8,5 +8,6 @@
 
 mod process;
 pub mod seed;
+pub mod staff;
 
 pub use process::{Ready, RelayCommand, RelayProcess, wait_ready};
