@@ -457,3 +457,62 @@ async fn roles_that_require_a_second_factor_cannot_skip_it() {
     }
     relay.stop().await;
 }
+
+/// The host's commands: `relay reset-two-factor` ends the clerk's open console and forces a new
+/// enrollment; `relay set-password` sets a password to be changed at the next login; both are
+/// rows of the audit trail.
+#[tokio::test]
+async fn the_relay_commands_reset_a_second_factor_and_set_a_password() {
+    let relay = TestRelay::start().await;
+    let mut console = relay.clerk("clerk-a").await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .arg("--data-dir")
+            .arg(relay.dir.path())
+            .args(["--set", "server.tls.self_signed=true"])
+            .args(args)
+            .output()
+            .expect("run relay")
+    };
+    let out = cli(&["reset-two-factor", "--username", "clerk-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = close_frame(&mut console).await;
+    assert_eq!(code, 4001);
+    relay_kit::staff::forget(&relay.url(""), "clerk-a");
+    let body = password_step(&relay, "clerk-a", PASSWORD).await;
+    assert_eq!(body["must_enroll_second_factor"], true, "{body}");
+
+    let file = relay.dir.path().join("new-password.txt");
+    std::fs::write(&file, "harbour-violet-73\n").expect("write");
+    let out = cli(&[
+        "set-password",
+        "--username",
+        "clerk-a",
+        "--password-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = password_step(&relay, "clerk-a", "harbour-violet-73").await;
+    assert_eq!(body["must_change_password"], true, "{body}");
+    let out = cli(&["reset-two-factor", "--username", "nobody"]);
+    assert!(!out.status.success(), "an unknown account is an error");
+
+    let kinds = trail_kinds(&relay).await;
+    assert!(
+        kinds.contains(&("admin.reset_two_factor".into(), "clerk:clerk-a".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("admin.set_password".into(), "clerk:clerk-a".into())),
+        "{kinds:?}"
+    );
+    relay.stop().await;
+}
