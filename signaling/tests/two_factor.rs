@@ -324,6 +324,7 @@ async fn a_supervisors_reset_closes_the_console_and_forces_reenrollment() {
     let (code, reason) = close_frame(&mut console).await;
     assert_eq!(code, 4001);
     assert!(reason.contains("验证器"), "{reason}");
+    eprintln!("console closed {:?} after the reset", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "closed after {:?}",
