@@ -22,8 +22,12 @@ AGENT="$BIN/agent"
 [ -x "$RELAY" ] && [ -x "$AGENT" ] || { echo "demo: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
 
 mkdir -p "$DATA"
+# Demo only: clerks may log in with their password alone. Supervisors, registry operators and
+# technicians set up an authenticator app at their first login (the console shows a QR code);
+# in production (the default) clerks do too.
 RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true
-    --set media.enabled=true --set "media.udp_listen=$MEDIA_LISTEN")
+    --set media.enabled=true --set "media.udp_listen=$MEDIA_LISTEN"
+    --set auth.clerk_two_factor=optional)
 [ -n "$MEDIA_IP" ] && RELAY_ARGS+=(--set "media.advertised_ip=$MEDIA_IP")
 "$RELAY" "${RELAY_ARGS[@]}" seed-demo >/dev/null
 
@@ -95,6 +99,8 @@ cat <<INFO
                    https://<this-host>:$HTTPS_PORT/    (self-signed certificate: accept the warning)
   Login:           clerk1  /  $PASSWORD     (also clerk2, supervisor1; same password;
                    demo accounts are not asked to change it; five wrong tries lock an account for 15 min)
+                   supervisor1 first binds an authenticator app on a phone (QR code on screen),
+                   then types its 6-digit code at each login; demo clerks need no code.
   Window:          choose "8号远程虚拟窗口" and press 叫下一位 to call the kiosk's ticket.
 
   Kiosk screen:    http://127.0.0.1:$AGENT_PORT/kiosk   (what the resident sees)

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use protocol::media::{MediaKind as SlotKind, Slot};
 use relay_kit::RelayCommand;
 use relay_kit::seed::LoadCentre;
-use serde_json::{Value, json};
+use serde_json::json;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind, Mid};
 
@@ -107,15 +107,14 @@ pub async fn start(
         peers.push(peer(&mut k, i, true, tracks, ctl).await?);
         drains.push(k.drain(true));
 
-        let login: Value = client
-            .post(format!("http://{http}/api/v1/login"))
-            .json(&json!({"username": format!("clerk{i}"), "password": PASSWORD}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = login["token"].as_str().context("login without token")?;
-        let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(token)).await?;
+        let token = relay_kit::staff::login(
+            &client,
+            &format!("http://{http}"),
+            &format!("clerk{i}"),
+            PASSWORD,
+        )
+        .await?;
+        let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await?;
         c.send(json!({"type": "hello", "protocol_versions": [1]}))
             .await?;
         c.recv_type("welcome").await?;

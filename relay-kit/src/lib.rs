@@ -8,5 +8,9 @@
 
 mod process;
 pub mod seed;
+pub mod staff;
+
+/// The relay's TOTP functions, for tests that type codes into a page.
+pub use signaling::totp;
 
 pub use process::{Ready, RelayCommand, RelayProcess, wait_ready};

@@ -421,16 +421,14 @@ async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
             std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default()
         );
         peers.push(peer(&mut k, 1 + i as u64, Role::Kiosk, epoch).await);
-        let login: Value = client
-            .post(format!("http://{http}/api/v1/login"))
-            .json(&json!({"username": format!("clerk{i}"), "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().unwrap().to_owned();
+        let token = relay_kit::staff::login(
+            &client,
+            &format!("http://{http}"),
+            &format!("clerk{i}"),
+            PASSWORD,
+        )
+        .await
+        .unwrap();
         let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await;
         c.send(json!({"type": "hello", "protocol_versions": [1]}))
             .await;

@@ -373,14 +373,8 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
     while seen_rx.try_recv().is_ok() {}
     let rss_connected = rss_kib(pid).unwrap_or(0);
 
-    let login: Value = client
-        .post(format!("http://{http}/api/v1/login"))
-        .json(&json!({"username": "bench", "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().unwrap_or_default().to_owned();
+    let token =
+        relay_kit::staff::login(&client, &format!("http://{http}"), "bench", PASSWORD).await?;
     let mut request = format!("ws://{http}/ws/clerk");
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         request.as_str(),

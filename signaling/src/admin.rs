@@ -259,6 +259,54 @@ pub async fn add_clerk(store: &dyn Store, a: ClerkArgs, now: i64) -> anyhow::Res
     Ok(())
 }
 
+#[derive(Args)]
+pub struct AccountArgs {
+    #[arg(long)]
+    pub username: String,
+}
+
+#[derive(Args)]
+pub struct SetPasswordArgs {
+    #[arg(long)]
+    pub username: String,
+    /// Read the new password from this file (first line) instead of asking for it. The staff
+    /// member must change it at their next login.
+    #[arg(long)]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// Removes a staff member's second factor (a lost phone): their logins end and they enroll
+/// again at the next login.
+pub async fn reset_two_factor(store: &dyn Store, a: AccountArgs) -> anyhow::Result<()> {
+    let Some(clerk) = store.clerk_by_username(&a.username).await? else {
+        bail!("no staff account {:?}", a.username);
+    };
+    let ended = store.reset_two_factor(&clerk.id).await?;
+    println!(
+        "second factor of {} removed; {ended} sessions ended; they enroll again at their next login",
+        a.username
+    );
+    Ok(())
+}
+
+/// Sets a staff member's password (a forgotten one): their logins end and they must change it
+/// at the next login.
+pub async fn set_password(store: &dyn Store, a: SetPasswordArgs) -> anyhow::Result<()> {
+    let Some(clerk) = store.clerk_by_username(&a.username).await? else {
+        bail!("no staff account {:?}", a.username);
+    };
+    let password = read_password(a.password_file.as_deref())?;
+    crate::password_policy::check(&password, &a.username)?;
+    let ended = store
+        .set_password_by_other(&clerk.id, &hash_secret(&password)?)
+        .await?;
+    println!(
+        "password of {} set; {ended} sessions ended; it must be changed at the next login",
+        a.username
+    );
+    Ok(())
+}
+
 pub async fn add_extension_point(
     store: &dyn Store,
     a: ExtensionPointArgs,

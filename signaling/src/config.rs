@@ -253,6 +253,22 @@ pub struct AuthConfig {
     pub max_waiting_password_checks: usize,
     /// How often an open console checks that its login is still valid, in milliseconds.
     pub console_session_check_ms: u64,
+    /// Whether staff whose only role is `clerk` must use a second factor (TOTP). Supervisors,
+    /// registry operators and technicians always must.
+    pub clerk_two_factor: ClerkTwoFactor,
+    /// The issuer name authenticator apps show beside the account.
+    pub two_factor_issuer: String,
+}
+
+/// Whether clerks must enroll a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClerkTwoFactor {
+    /// Every clerk enrolls at their next login (the default: clerks can read ID cards, and a
+    /// level-3 assessment asks two factors of every account that reaches personal data).
+    Required,
+    /// Clerks may enroll from the console; those who have not log in with a password alone.
+    Optional,
 }
 
 impl Default for AuthConfig {
@@ -267,6 +283,8 @@ impl Default for AuthConfig {
             max_concurrent_password_checks: 2,
             max_waiting_password_checks: 32,
             console_session_check_ms: 1000,
+            clerk_two_factor: ClerkTwoFactor::Required,
+            two_factor_issuer: "远程虚拟窗口".into(),
         }
     }
 }
@@ -321,6 +339,13 @@ impl AuthConfig {
             return invalid(
                 "auth.console_session_check_ms",
                 "must be between 100 and 60000",
+            );
+        }
+        let issuer = self.two_factor_issuer.trim();
+        if issuer.is_empty() || issuer.chars().count() > 40 || issuer.contains(':') {
+            return invalid(
+                "auth.two_factor_issuer",
+                "must be 1 to 40 characters without a colon",
             );
         }
         Ok(())

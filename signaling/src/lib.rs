@@ -26,6 +26,7 @@ pub mod session;
 pub mod sfu;
 pub mod store;
 pub mod tls;
+pub mod totp;
 
 /// Makes aws-lc-rs the process-wide TLS crypto provider. Some dependencies enable rustls' ring
 /// backend as well, and with two backends compiled in rustls cannot pick one by itself. Call it

@@ -67,6 +67,12 @@ enum Command {
     /// Create or update a staff account; the password is read from --password-file or asked
     /// for on standard input, and must be changed at first login.
     AddClerk(admin::ClerkArgs),
+    /// Remove a staff member's second factor (a lost phone); their logins end and they enroll
+    /// again at the next login.
+    ResetTwoFactor(admin::AccountArgs),
+    /// Set a staff member's password (read from --password-file or standard input); their
+    /// logins end and they must change it at the next login.
+    SetPassword(admin::SetPasswordArgs),
     /// Create or update an extension point (延伸点).
     AddExtensionPoint(admin::ExtensionPointArgs),
     /// Enroll a kiosk or ticket machine and print its credential once.
@@ -117,6 +123,16 @@ fn admin_event(command: &Command) -> Option<(&'static str, String, String)> {
                 "centre={} roles={} disable={}",
                 a.centre, a.roles, a.disable
             ),
+        ),
+        Command::ResetTwoFactor(a) => (
+            "admin.reset_two_factor",
+            format!("clerk:{}", a.username),
+            "second factor removed; sessions ended".to_string(),
+        ),
+        Command::SetPassword(a) => (
+            "admin.set_password",
+            format!("clerk:{}", a.username),
+            "password set, to be changed at next login; sessions ended".to_string(),
         ),
         Command::AddExtensionPoint(a) => (
             "admin.add_extension_point",
@@ -280,6 +296,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::AddCategory(a) => admin::add_category(&*store, a).await,
                 Command::AddWindow(a) => admin::add_window(&*store, a).await,
                 Command::AddClerk(a) => admin::add_clerk(&*store, a, now).await,
+                Command::ResetTwoFactor(a) => admin::reset_two_factor(&*store, a).await,
+                Command::SetPassword(a) => admin::set_password(&*store, a).await,
                 Command::AddExtensionPoint(a) => admin::add_extension_point(&*store, a, now).await,
                 Command::EnrollDevice(a) => admin::enroll_device(&*store, a, now).await,
                 Command::SeedDemo(a) => admin::seed_demo(&*store, &config, a, now).await,

@@ -48,16 +48,14 @@ async fn start(data: &Path) -> RelayProcess {
 }
 
 async fn login(http: &str, user: &str, password: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!("http://{http}/api/v1/login"))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
+    relay_kit::staff::login(
+        &reqwest::Client::new(),
+        &format!("http://{http}"),
+        user,
+        password,
+    )
+    .await
+    .expect("login")
 }
 
 async fn kiosk(http: &str, credential: &str) -> Client {

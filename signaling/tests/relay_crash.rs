@@ -62,16 +62,14 @@ fn read(data: &Path, file: &str) -> String {
 }
 
 async fn login(http: &str, password: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!("http://{http}/api/v1/login"))
-        .json(&json!({"username": "clerk1", "password": password}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    r["token"].as_str().expect("token").to_owned()
+    relay_kit::staff::login(
+        &reqwest::Client::new(),
+        &format!("http://{http}"),
+        "clerk1",
+        password,
+    )
+    .await
+    .expect("login")
 }
 
 async fn queue(http: &str, token: &str) -> Value {

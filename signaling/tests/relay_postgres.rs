@@ -194,15 +194,10 @@ async fn staff_sessions_and_the_audit_trail_on_postgres() {
         .require_password_change("id-clerk-a")
         .await
         .expect("store");
-    let body: Value = http
-        .post(relay.url("/api/v1/login"))
-        .json(&json!({"username": "clerk-a", "password": common::PASSWORD}))
-        .send()
+    // (The password step, then the code of the second factor enrolled above.)
+    let body = relay_kit::staff::login_body(&http, &relay.url(""), "clerk-a", common::PASSWORD)
         .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+        .expect("login");
     assert_eq!(body["must_change_password"], true);
     let limited = body["token"].as_str().expect("token").to_owned();
     assert_eq!(me(&limited).await.expect("me").status(), 401);

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod clerk;
 pub mod hcp;
 pub mod procs;
+pub mod staff;
 pub mod udp_path;
 
 pub use browser::{Browser, Page};

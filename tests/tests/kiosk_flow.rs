@@ -295,9 +295,15 @@ async fn a_resident_takes_a_ticket_is_served_and_rates_the_service() -> Result<(
     sup.viewport(1400, 1000).await?;
     sup.wait_for("!document.getElementById('login-view').hidden", LIMIT)
         .await?;
-    sup.fill("#login-user", "supervisor1").await?;
-    sup.fill("#login-pass", &data.staff_password()?).await?;
-    sup.click("#login-form button[type=submit]").await?;
+    e2e::staff::page_login(
+        &sup,
+        &relay,
+        "/supervisor",
+        "supervisor1",
+        &data.staff_password()?,
+        LIMIT,
+    )
+    .await?;
     sup.wait_for("document.getElementById('stats-total') && document.getElementById('stats-total').textContent.includes('差评 1 条')", LIMIT)
         .await?;
     sup.screenshot(&screens_dir().join("supervisor-stats.png"))

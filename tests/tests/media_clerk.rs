@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use e2e::{Browser, DemoData, Page, Relay};
 use media::call::{FinishedRecording, LIMIT, finished_recording};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SPY: &str = include_str!("media/spy.js");
 const KIOSK: &str = include_str!("media/kiosk.js");
@@ -147,18 +147,8 @@ async fn fetch_recording(relay: &Relay, data: &DemoData, to: &Path) -> Result<Va
     }
     std::fs::write(to, full.bytes().await?)?;
     // A clerk without the supervisor role is refused.
-    let clerk: Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({ "username": "clerk1", "password": data.staff_password()? }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let denied = http
-        .get(&url)
-        .bearer_auth(clerk["token"].as_str().unwrap_or(""))
-        .send()
-        .await?;
+    let clerk = relay_kit::staff::login(&http, &base, "clerk1", &data.staff_password()?).await?;
+    let denied = http.get(&url).bearer_auth(&clerk).send().await?;
     if denied.status() != 403 {
         bail!("a clerk was not refused the recording: {}", denied.status());
     }

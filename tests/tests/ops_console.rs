@@ -29,9 +29,16 @@ async fn the_operations_console_follows_the_kiosk_and_files_an_application() -> 
     let page = browser.open(&relay.https_url("/ops")).await?;
     page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
         .await?;
-    page.fill("#login-user", "operator1").await?;
-    page.fill("#login-pass", &data.staff_password()?).await?;
-    page.click("#login-form button[type=submit]").await?;
+    // A registry operator always uses a second factor: the code step on the console's page.
+    e2e::staff::page_login(
+        &page,
+        &relay,
+        "/ops",
+        "operator1",
+        &data.staff_password()?,
+        LIMIT,
+    )
+    .await?;
     page.wait_for("!document.getElementById('app-view').hidden", LIMIT)
         .await?;
 

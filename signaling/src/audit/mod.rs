@@ -47,6 +47,18 @@ pub mod kind {
     /// A staff member ended one of their own sessions.
     pub const SESSION_ENDED: &str = "session.ended";
     pub const PASSWORD_CHANGED: &str = "password.changed";
+    /// A supervisor (or the CLI) set someone's password; it must be changed at next login.
+    pub const PASSWORD_RESET: &str = "password.reset";
+    /// A second factor (TOTP) was enrolled and recovery codes issued.
+    pub const TWO_FACTOR_ENROLLED: &str = "two_factor.enrolled";
+    /// A login's second step passed with an authenticator code.
+    pub const TWO_FACTOR_OK: &str = "two_factor.ok";
+    /// A wrong, expired or replayed code (login or enrollment).
+    pub const TWO_FACTOR_FAILED: &str = "two_factor.failed";
+    /// A login's second step passed with a one-time recovery code.
+    pub const TWO_FACTOR_RECOVERY_USED: &str = "two_factor.recovery_used";
+    /// A supervisor (or the CLI) removed someone's second factor.
+    pub const TWO_FACTOR_RESET: &str = "two_factor.reset";
     pub const CASE: &str = "case";
     pub const RECORDING: &str = "recording";
     pub const REGISTRY: &str = "registry";

@@ -211,6 +211,21 @@ impl Cases {
             .cloned()
     }
 
+    /// Seals a small secret that is not a case item (a staff member's TOTP secret) under the
+    /// same master key, with its own data key, bound to `object_id` as associated data.
+    pub async fn seal_secret(&self, object_id: &str, plain: &[u8]) -> Result<Sealed, CaseError> {
+        Ok(self.service().await?.key.seal(object_id, plain)?)
+    }
+
+    /// Opens what [`Cases::seal_secret`] sealed for `object_id`.
+    pub async fn open_secret(
+        &self,
+        object_id: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CaseError> {
+        Ok(self.service().await?.key.open(object_id, sealed)?)
+    }
+
     /// A message on its way to a console: `IdCard.Read` cards are stored and masked, scans
     /// stored. Anything else passes unchanged. Never forwards an unmasked card.
     pub async fn to_console(

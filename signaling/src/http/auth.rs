@@ -1,6 +1,7 @@
 //! Login, logout, and finding out who is calling.
 //!
-//! Clerks log in with a username and password and get a login token, both as an HTTP-only,
+//! Clerks log in with a username and password — then, with a second factor, a code (see
+//! `http::two_factor`) — and get a login token, both as an HTTP-only,
 //! SameSite=Strict cookie (for the console) and in the response body (for other clients, as a
 //! bearer token). Devices present `device_id:secret` as a bearer token on HTTP, or in `hello`
 //! on their WebSocket.
@@ -20,14 +21,11 @@ use tracing::{debug, error, info, warn};
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::kind;
-use crate::auth::{
-    decoy_hash, hash_secret, new_token, token_hash, verify_device_secret, verify_secret,
-};
+use crate::auth::{decoy_hash, hash_secret, token_hash, verify_device_secret, verify_secret};
 use crate::domain::{Clerk, Device, DeviceKind};
 use crate::login_guard::{ChecksBusy, LoginAttempt, Refusal};
 use crate::metrics::ClientKind;
 use crate::password_policy;
-use crate::store::NewLogin;
 
 pub const SESSION_COOKIE: &str = "rvw_session";
 
@@ -51,6 +49,12 @@ pub struct LoginResponse {
     /// The password was set by someone else: this login may only change it
     /// (`POST /api/v1/password`).
     pub must_change_password: bool,
+    /// The staff member's role requires a second factor and none is active: this login may
+    /// only enroll one (`POST /api/v1/two-factor/enroll`, then `…/confirm`).
+    pub must_enroll_second_factor: bool,
+    /// Given once, when a second factor has just been enrolled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 pub fn clerk_info(c: &Clerk) -> ClerkInfo {
@@ -82,7 +86,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
 
 /// The throttle's key for a username: case folded and bounded, so neither case variants nor
 /// a megabyte of name make a new or large entry.
-fn throttle_key(username: &str) -> String {
+pub(super) fn throttle_key(username: &str) -> String {
     username
         .chars()
         .take(64)
@@ -90,7 +94,7 @@ fn throttle_key(username: &str) -> String {
         .collect()
 }
 
-fn refused(refusal: Refusal) -> ApiError {
+pub(super) fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Locked(wait) => ApiError::LockedOut {
             minutes: wait.as_secs().div_ceil(60).max(1),
@@ -150,10 +154,7 @@ pub async fn login(
         }
     };
     let clerk = match clerk {
-        Some(c) if ok && c.active => {
-            attempt.succeeded();
-            c
-        }
+        Some(c) if ok && c.active => c,
         _ => {
             let outcome = attempt.failed();
             state.metrics.auth_failure(ClientKind::Clerk);
@@ -182,46 +183,8 @@ pub async fn login(
             return Err(ApiError::BadLogin);
         }
     };
-    let now = state.clock.now_ms();
-    let token = new_token();
-    let ttl_ms = i64::try_from(state.config.auth.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX);
-    let expires_ms = now.saturating_add(ttl_ms);
-    let source_text = source.to_string();
-    let must_change_password = state.store.must_change_password(&clerk.id).await?;
-    state
-        .store
-        .create_login(&NewLogin {
-            token_hash: &token_hash(&token),
-            clerk_id: &clerk.id,
-            now_ms: now,
-            expires_ms,
-            source_address: &source_text,
-            password_change_only: must_change_password,
-        })
-        .await?;
-    info!(clerk = %clerk.id, username = ?clerk.username, %source, "clerk logged in");
-    audit(
-        &state,
-        kind::LOGIN_OK,
-        &format!("clerk:{}", clerk.id),
-        Some(source),
-        &format!("clerk:{}", clerk.username),
-        "",
-    )
-    .await;
     let secure = listener.is_some_and(|Extension(l)| l.tls);
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        ttl_ms / 1000,
-        if secure { "; Secure" } else { "" }
-    );
-    let body = LoginResponse {
-        token,
-        expires_ms,
-        clerk: clerk_info(&clerk),
-        must_change_password,
-    };
-    Ok(([(SET_COOKIE, cookie)], Json(body)).into_response())
+    super::two_factor::after_password(&state, clerk, attempt, source, secure).await
 }
 
 #[derive(Deserialize)]

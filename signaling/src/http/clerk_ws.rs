@@ -229,7 +229,7 @@ struct Console<'a> {
 /// Close code for a console whose login has ended (logout, password change, account
 /// disabled, expiry); the console shows the reason and its login form instead of reconnecting.
 pub const LOGIN_ENDED: u16 = 4001;
-const LOGIN_ENDED_REASON: &str = "登录已结束（已退出、改密、停用或超时），请重新登录";
+const LOGIN_ENDED_REASON: &str = "登录已结束（已退出、改密、停用、重置验证器或超时），请重新登录";
 
 impl Console<'_> {
     async fn serve(&self, conn: &mut Conn, outbox: &mut mpsc::Receiver<RelayToClerk>) {

@@ -25,6 +25,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("用户名或密码错误 / wrong username or password")]
     BadLogin,
+    /// A wrong, expired or already used second-factor code.
+    #[error("验证码错误或已使用，请输入验证器上新的 6 位数字 / wrong or already used code")]
+    BadCode,
     #[error("尝试次数过多，请稍后再试 / too many attempts, try again later")]
     TooManyAttempts,
     /// Too many failed logins for this account or address; the lockout ends by itself.
@@ -133,7 +136,9 @@ impl From<OpError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::BadLogin | ApiError::BadCode => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::TooManyAttempts | ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -150,7 +155,9 @@ impl ApiError {
 
     pub fn body(&self) -> ErrorBody {
         let code = match self {
-            ApiError::Unauthenticated | ApiError::BadLogin => ErrorCode::Unauthenticated,
+            ApiError::Unauthenticated | ApiError::BadLogin | ApiError::BadCode => {
+                ErrorCode::Unauthenticated
+            }
             ApiError::TooManyAttempts | ApiError::LockedOut { .. } => ErrorCode::LimitExceeded,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::NotFound => ErrorCode::NotFound,

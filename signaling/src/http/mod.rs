@@ -19,6 +19,7 @@ pub mod staff;
 pub mod staff_profile;
 pub mod state;
 pub mod tickets;
+pub mod two_factor;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -65,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(registry::routes())
         .merge(evaluations::routes())
         .merge(staff::routes())
+        .merge(two_factor::routes())
         .merge(selftest::routes())
         .merge(staff_profile::routes())
         .layer(DefaultBodyLimit::max(body_limit))

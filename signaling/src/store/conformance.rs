@@ -1825,6 +1825,194 @@ async fn staff_profiles_keep_card_and_photo(b: Backend) {
 }
 
 /// Instantiates every listed test once per back end.
+/// The second factor's rows: an enrollment that waits for its first code, activation with
+/// recovery codes, each TOTP step and each recovery code usable once (also when two logins
+/// race), logins at each stage seen only by the calls they are meant for, and a reset or a
+/// password set by someone else ending every login.
+async fn second_factor_state_and_one_time_uses(b: Backend) {
+    use crate::store::two_factor::{SealedSecret, SecondFactorStage};
+    seed(&b).await;
+    let m = &b.main;
+    let day = T0 + 24 * 3600 * 1000;
+    assert_eq!(m.two_factor("k1").await.expect("read"), None);
+    let secret = |n: u8| SealedSecret {
+        key_id: "key-1".into(),
+        wrapped_key: vec![n, 0, 255, 1],
+        sealed: (0..=255).collect(),
+    };
+    assert!(
+        m.begin_two_factor("k1", &secret(1), T0)
+            .await
+            .expect("begin")
+    );
+    // Restarting an enrollment replaces the pending secret.
+    assert!(
+        m.begin_two_factor("k1", &secret(2), T0 + 1)
+            .await
+            .expect("restart")
+    );
+    let pending = m.two_factor("k1").await.expect("read").expect("pending");
+    assert_eq!(pending.secret, secret(2));
+    assert!(!pending.enabled);
+    assert!(
+        !m.use_totp_step("k1", 5).await.expect("step"),
+        "not active yet"
+    );
+    let hashes: Vec<String> = (0..10).map(|i| format!("hash-{i}")).collect();
+    assert!(
+        m.enable_two_factor("k1", 100, &hashes, T0 + 2)
+            .await
+            .expect("enable")
+    );
+    assert!(
+        !m.enable_two_factor("k1", 101, &hashes, T0 + 3)
+            .await
+            .expect("twice")
+    );
+    assert!(
+        !m.begin_two_factor("k1", &secret(3), T0 + 4)
+            .await
+            .expect("active"),
+        "an active factor is not replaced"
+    );
+    let active = m.two_factor("k1").await.expect("read").expect("active");
+    assert!(active.enabled);
+    assert_eq!(active.last_step, 100);
+    assert_eq!(active.secret, secret(2));
+
+    // Each step once, only forward; concurrent uses of one step: exactly one wins.
+    assert!(!m.use_totp_step("k1", 100).await.expect("replay"));
+    assert!(!m.use_totp_step("k1", 99).await.expect("older"));
+    let (a, c) = tokio::join!(m.use_totp_step("k1", 101), m.use_totp_step("k1", 101));
+    assert!(
+        a.expect("a") ^ c.expect("c"),
+        "one of two racing logins wins"
+    );
+    assert_eq!(m.recovery_codes_left("k1").await.expect("left"), 10);
+    assert!(
+        m.use_recovery_code("k1", "hash-3", T0 + 5)
+            .await
+            .expect("use")
+    );
+    assert!(
+        !m.use_recovery_code("k1", "hash-3", T0 + 6)
+            .await
+            .expect("again")
+    );
+    assert!(
+        !m.use_recovery_code("k1", "no-such", T0 + 6)
+            .await
+            .expect("unknown")
+    );
+    assert_eq!(m.recovery_codes_left("k1").await.expect("left"), 9);
+
+    // Logins at each stage.
+    m.create_staged_login(
+        &login("s-code", "k1", T0, T0 + 300_000),
+        SecondFactorStage::AwaitingCode,
+    )
+    .await
+    .expect("pending");
+    m.create_staged_login(
+        &login("s-enroll", "k1", T0, day),
+        SecondFactorStage::MustEnroll,
+    )
+    .await
+    .expect("enroll-only");
+    m.create_login(&login("s-full", "k1", T0, day))
+        .await
+        .expect("full");
+    for (token, stage) in [
+        ("s-code", SecondFactorStage::AwaitingCode),
+        ("s-enroll", SecondFactorStage::MustEnroll),
+        ("s-full", SecondFactorStage::Done),
+    ] {
+        let staged = m
+            .staged_login(token, T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .expect(token);
+        assert_eq!(staged.stage, stage, "{token}");
+        assert_eq!(staged.clerk.id, "k1");
+    }
+    assert!(
+        m.staged_login("s-code", T0 + 300_000, NO_IDLE)
+            .await
+            .expect("read")
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        m.login_clerk("s-code", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        m.login_clerk("s-enroll", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        m.password_change_login("s-code", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        m.password_change_login("s-enroll", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        m.login_clerk("s-full", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let listed = m.clerk_logins("k1", T0 + 1, NO_IDLE).await.expect("list");
+    assert!(
+        listed.iter().all(|l| l.id != "s-code"),
+        "a pending code step is not a session"
+    );
+    assert_eq!(m.count_code_try("s-code").await.expect("try"), 1);
+    assert_eq!(m.count_code_try("s-code").await.expect("try"), 2);
+    assert_eq!(
+        m.staged_login("s-code", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .expect("pending")
+            .code_tries,
+        2
+    );
+
+    // A reset removes the factor and its codes and ends every login.
+    assert_eq!(m.reset_two_factor("k1").await.expect("reset"), 3);
+    assert_eq!(m.two_factor("k1").await.expect("read"), None);
+    assert_eq!(m.recovery_codes_left("k1").await.expect("left"), 0);
+    assert!(
+        m.login_clerk("s-full", T0 + 1, NO_IDLE)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    // A password set by someone else: logins end, a change is required.
+    m.create_login(&login("s-again", "k1", T0, day))
+        .await
+        .expect("login");
+    assert_eq!(
+        m.set_password_by_other("k1", "$argon2id$new")
+            .await
+            .expect("set"),
+        1
+    );
+    assert!(m.must_change_password("k1").await.expect("flag"));
+    let k1 = m.clerk("k1").await.expect("read").expect("clerk");
+    assert_eq!(k1.password_hash, "$argon2id$new");
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1863,6 +2051,7 @@ conformance!(
     concurrent_appends_keep_one_chain,
     window_pauses_survive_a_reload,
     staff_profiles_keep_card_and_photo,
+    second_factor_state_and_one_time_uses,
 );
 
 /// Centre leases and fencing exist on PostgreSQL only (several nodes share it).

@@ -20,6 +20,7 @@ pub mod recordings;
 pub mod registry;
 pub mod sqlite;
 pub mod staff_profile;
+pub mod two_factor;
 mod window_pause;
 
 use async_trait::async_trait;
@@ -104,7 +105,7 @@ pub struct LoginRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: two_factor::TwoFactorStore + Send + Sync + 'static {
     // --- centres and their set-up ------------------------------------------------------------
     async fn centres(&self) -> StoreResult<Vec<Centre>>;
     async fn centre(&self, id: &str) -> StoreResult<Option<Centre>>;

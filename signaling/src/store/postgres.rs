@@ -77,7 +77,8 @@ impl PgStore {
         let row: Option<ClerkRow> = sqlx::query_as(
             "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
              WHERE s.token_hash = $1 AND s.expires_ms > $2 AND s.last_seen_ms > $3
-               AND c.active = 1 AND (s.password_change_only = 0 OR $4)",
+               AND c.active = 1 AND (s.password_change_only = 0 OR $4)
+               AND (s.second_factor_stage = 0 OR ($4 AND s.second_factor_stage = 2))",
         )
         .bind(token_hash)
         .bind(now_ms)
@@ -501,7 +502,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<LoginRecord>> {
         let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
             "SELECT token_hash, created_ms, last_seen_ms, expires_ms, source_address
-             FROM clerk_sessions WHERE clerk_id = $1 AND expires_ms > $2 AND last_seen_ms > $3
+             FROM clerk_sessions WHERE second_factor_stage != 1 AND clerk_id = $1 AND expires_ms > $2 AND last_seen_ms > $3
              ORDER BY created_ms DESC",
         )
         .bind(clerk_id)

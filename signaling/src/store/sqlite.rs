@@ -347,11 +347,13 @@ impl SqliteStore {
         let row: Option<ClerkRow> = sqlx::query_as(
             "SELECT c.* FROM clerk_sessions s JOIN clerks c ON c.id = s.clerk_id
              WHERE s.token_hash = ? AND s.expires_ms > ? AND s.last_seen_ms > ?
-               AND c.active = 1 AND (s.password_change_only = 0 OR ?)",
+               AND c.active = 1 AND (s.password_change_only = 0 OR ?)
+               AND (s.second_factor_stage = 0 OR (? AND s.second_factor_stage = 2))",
         )
         .bind(token_hash)
         .bind(now_ms)
         .bind(idle_cutoff)
+        .bind(change_only)
         .bind(change_only)
         .fetch_optional(&self.pool)
         .await?;
@@ -601,7 +603,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<LoginRecord>> {
         let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
             "SELECT token_hash, created_ms, last_seen_ms, expires_ms, source_address
-             FROM clerk_sessions WHERE clerk_id = ? AND expires_ms > ? AND last_seen_ms > ?
+             FROM clerk_sessions WHERE second_factor_stage != 1 AND clerk_id = ? AND expires_ms > ? AND last_seen_ms > ?
              ORDER BY created_ms DESC",
         )
         .bind(clerk_id)

@@ -99,16 +99,11 @@ impl MediaRelay {
         let _ = tokio::time::timeout(WAIT, self.relay.stop()).await;
     }
 
+    /// Logs a staff member in with every step the relay asks for (see `relay_kit::staff`).
     pub async fn login(&self, username: &str) -> String {
-        let r = reqwest::Client::new()
-            .post(self.url("/api/v1/login"))
-            .json(&json!({"username": username, "password": PASSWORD}))
-            .send()
+        relay_kit::staff::login(&reqwest::Client::new(), &self.url(""), username, PASSWORD)
             .await
-            .expect("login request");
-        assert!(r.status().is_success(), "login of {username}");
-        let body: Value = r.json().await.expect("login body");
-        body["token"].as_str().expect("token").to_owned()
+            .unwrap_or_else(|e| panic!("login of {username} failed: {e:#}"))
     }
 
     /// A console signed in (hello, welcome, snapshot); returns it and its welcome.

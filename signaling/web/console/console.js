@@ -42,7 +42,9 @@ const app = {
 // views
 
 function show(view) {
-  for (const v of ["login-view", "password-view", "window-view", "desk-view"]) $(v).hidden = v !== view;
+  for (const v of ["login-view", "password-view", "code-view", "enroll-view", "recovery-view", "window-view", "desk-view"]) {
+    $(v).hidden = v !== view;
+  }
 }
 
 function setLink(state) {
@@ -68,9 +70,17 @@ function serverNow() { return Date.now() + app.clockOffset; }
 async function checkLogin() {
   const r = await fetch("/api/v1/me", { credentials: "same-origin" });
   if (r.ok) {
+    const next = new URLSearchParams(location.search).get("next");
+    if (next && /^\/[a-z]+$/.test(next)) {
+      location.href = next;
+      return;
+    }
     app.clerk = await r.json();
     connect();
   } else {
+    if (new URLSearchParams(location.search).get("next")) {
+      $("login-error").textContent = "请在此登录并完成两步验证，完成后自动返回";
+    }
     show("login-view");
     $("login-user").focus();
   }
@@ -93,6 +103,20 @@ $("login-form").addEventListener("submit", async (ev) => {
     return;
   }
   $("login-pass").value = "";
+  afterLogin(data);
+});
+
+// What a login answer leads to: the code step, a forced password change, the enrollment of a
+// second factor, or the console (or the staff page that sent the user here, `?next=`).
+function afterLogin(data) {
+  if (data.second_factor_required) {
+    app.pendingToken = data.pending_token;
+    $("code-error").textContent = "";
+    $("code-input").value = "";
+    show("code-view");
+    $("code-input").focus();
+    return;
+  }
   if (data.must_change_password) {
     // A password someone else set: this login may only change it.
     $("password-error").textContent = "";
@@ -100,8 +124,105 @@ $("login-form").addEventListener("submit", async (ev) => {
     $("password-current").focus();
     return;
   }
+  if (data.must_enroll_second_factor) {
+    startEnrollment();
+    return;
+  }
+  const next = new URLSearchParams(location.search).get("next");
+  if (next && /^\/[a-z]+$/.test(next)) {
+    location.href = next;
+    return;
+  }
   app.clerk = data.clerk;
   connect();
+}
+
+async function postJson(path, payload) {
+  const r = await fetch(path, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify(payload), credentials: "same-origin",
+  });
+  return { ok: r.ok, status: r.status, data: await r.json().catch(() => ({})) };
+}
+
+$("code-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("code-error").textContent = "";
+  let r;
+  try {
+    r = await postJson("/api/v1/login/code", { pending_token: app.pendingToken, code: $("code-input").value });
+  } catch {
+    $("code-error").textContent = "无法连接服务器，请检查网络";
+    return;
+  }
+  $("code-input").value = "";
+  if (!r.ok) {
+    if (r.status === 401 && !(r.data.message || "").includes("验证码")) {
+      // The pending login expired or took too many wrong codes: start again.
+      app.pendingToken = null;
+      $("login-error").textContent = "验证超时或错误次数过多，请重新登录";
+      show("login-view");
+      $("login-user").focus();
+      return;
+    }
+    $("code-error").textContent = r.data.message || "验证失败";
+    return;
+  }
+  app.pendingToken = null;
+  afterLogin(r.data);
+});
+
+async function startEnrollment() {
+  $("enroll-error").textContent = "";
+  let r;
+  try {
+    r = await postJson("/api/v1/two-factor/enroll", {});
+  } catch {
+    $("login-error").textContent = "无法连接服务器，请检查网络";
+    show("login-view");
+    return;
+  }
+  if (!r.ok) {
+    $("login-error").textContent = r.data.message || "无法开始绑定验证器";
+    show("login-view");
+    return;
+  }
+  const qr = $("enroll-qr");
+  if (qr.src.startsWith("blob:")) URL.revokeObjectURL(qr.src);
+  qr.src = URL.createObjectURL(new Blob([r.data.qr_svg], { type: "image/svg+xml" }));
+  $("enroll-secret").textContent = r.data.secret_groups;
+  $("enroll-code").value = "";
+  show("enroll-view");
+  $("enroll-code").focus();
+}
+
+$("enroll-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("enroll-error").textContent = "";
+  let r;
+  try {
+    r = await postJson("/api/v1/two-factor/confirm", { code: $("enroll-code").value });
+  } catch {
+    $("enroll-error").textContent = "无法连接服务器，请检查网络";
+    return;
+  }
+  $("enroll-code").value = "";
+  if (!r.ok) {
+    $("enroll-error").textContent = r.data.message || "绑定失败";
+    return;
+  }
+  $("enroll-secret").textContent = "";
+  const list = $("recovery-list");
+  list.replaceChildren(...(r.data.recovery_codes || []).map((c) => el("li", { text: c })));
+  app.enrolled = r.data;
+  show("recovery-view");
+});
+
+$("recovery-done").addEventListener("click", () => {
+  $("recovery-list").replaceChildren();
+  const data = app.enrolled;
+  app.enrolled = null;
+  afterLogin({ ...data, recovery_codes: undefined });
 });
 
 $("password-form").addEventListener("submit", async (ev) => {

@@ -57,6 +57,12 @@ $("login-form").addEventListener("submit", async (ev) => {
     return;
   }
   $("login-pass").value = "";
+  if (r.data.second_factor_required || r.data.must_enroll_second_factor || r.data.must_change_password) {
+    // Two-step verification and password changes are done on the console's login page,
+    // which comes back here afterwards.
+    location.href = "/?next=/ops";
+    return;
+  }
   start();
 });
 

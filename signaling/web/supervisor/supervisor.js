@@ -55,6 +55,12 @@ $("login-form").addEventListener("submit", async (ev) => {
   $("login-error").textContent = "";
   try {
     const r = await fetchJson("/api/v1/login", { body: { username: $("login-user").value, password: $("login-pass").value } });
+    if (r.second_factor_required || r.must_enroll_second_factor || r.must_change_password) {
+      // Two-step verification and password changes are done on the console's login page,
+      // which comes back here afterwards.
+      location.href = "/?next=/supervisor";
+      return;
+    }
     start(r.clerk);
   } catch (e) {
     $("login-error").textContent = e.message;

@@ -127,17 +127,8 @@ pub struct FinishedRecording {
 pub async fn finished_recording(relay: &Relay, data: &DemoData) -> Result<FinishedRecording> {
     let http = reqwest::Client::new();
     let base = format!("http://{}", relay.http);
-    let login: Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({ "username": "supervisor1", "password": data.staff_password()? }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"]
-        .as_str()
-        .context("supervisor token")?
-        .to_owned();
+    let token =
+        relay_kit::staff::login(&http, &base, "supervisor1", &data.staff_password()?).await?;
     let deadline = Instant::now() + LIMIT;
     let rec = loop {
         let list: Value = http
