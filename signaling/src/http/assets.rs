@@ -37,6 +37,8 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("console", "devices.css", CSS),
     web_file!("console", "typing.js", JS),
     web_file!("console", "typing.css", CSS),
+    web_file!("console", "profile.js", JS),
+    web_file!("console", "profile.css", CSS),
     web_file!("console", "console.css", CSS),
     web_file!("recordings", "index.html", HTML),
     web_file!("recordings", "recordings.js", JS),
