@@ -9,7 +9,7 @@
 //! - the kiosk's volume −/＋ changes the `volume` element of the agent's playback pipeline;
 //! - the in-session screen is taken with the clerk's live video, portrait and landscape, and
 //!   the "工作人员" label keeps its one line over the picture;
-//! - axe-core finds no serious problem on the screens not covered elsewhere: the cancel and
+//! - axe-core finds no serious problem on the screens not covered elsewhere: categories, the cancel and
 //!   presence dialogs, the prompt dialog, the session with messages, 好差评 and its reasons,
 //!   thank-you, offline, and (second test) the closed screen.
 //!
@@ -239,6 +239,7 @@ async fn the_clerk_types_to_the_resident_during_a_live_call_and_the_kiosk_reads_
             LIMIT,
         )
         .await?;
+    axe(&kiosk, "categories").await?;
     kiosk.click("[data-category=\"social-security\"]").await?;
     kiosk
         .wait_for("document.body.dataset.screen === 'waiting'", LIMIT)
@@ -311,6 +312,14 @@ async fn the_clerk_types_to_the_resident_during_a_live_call_and_the_kiosk_reads_
     shot(&kiosk, "kiosk-22-typed-message-landscape").await?;
     kiosk.viewport(1080, 1920).await?;
     axe(&kiosk, "in session with typed messages").await?;
+    let small = kiosk
+        .eval("[...document.querySelectorAll('button')].filter((b) => b.offsetParent !== null).map((b) => [b.id || b.textContent, b.getBoundingClientRect()]).filter(([, r]) => r.width < 56.6 || r.height < 56.6).map(([n, r]) => `${n} ${r.width}x${r.height}`)")
+        .await?;
+    assert_eq!(
+        small,
+        json!([]),
+        "touch targets of at least 15 mm in session"
+    );
 
     // 大字 makes it 1.5 × larger again; with 高对比 it stays readable.
     kiosk.click("#text-toggle").await?;
@@ -523,6 +532,197 @@ async fn the_closed_screen_passes_the_accessibility_check() -> Result<()> {
 
     browser.close().await;
     agent.kill().await?;
+    relay.kill().await?;
+    Ok(())
+}
+
+/// A real 12×16 PNG (a blue-grey block).
+const PORTRAIT_PNG: [u8; 78] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 12, 0, 0, 0, 16, 8, 2,
+    0, 0, 0, 173, 3, 9, 80, 0, 0, 0, 21, 73, 68, 65, 84, 120, 156, 99, 208, 136, 90, 64, 16, 49,
+    140, 42, 26, 85, 68, 156, 34, 0, 51, 5, 217, 129, 108, 20, 193, 243, 0, 0, 0, 0, 73, 69, 78,
+    68, 174, 66, 96, 130,
+];
+
+/// Puts a file into the page's photo input as if chosen in the file dialog.
+async fn choose_file(page: &Page<'_>, bytes: &[u8], name: &str, mime: &str) -> Result<()> {
+    let script = format!(
+        "(() => {{ const dt = new DataTransfer(); dt.items.add(new File([new Uint8Array({})], {}, {{ type: {} }})); \
+           const input = document.getElementById('profile-file'); input.files = dt.files; \
+           input.dispatchEvent(new Event('change')); return true; }})()",
+        json!(bytes),
+        json!(name),
+        json!(mime)
+    );
+    page.eval(&script).await?;
+    Ok(())
+}
+
+async fn console_login(page: &Page<'_>, data: &DemoData, user: &str) -> Result<()> {
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
+    page.fill("#login-user", user).await?;
+    page.fill("#login-pass", &data.staff_password()?).await?;
+    page.click("#login-form button[type=submit]").await?;
+    page.wait_for("!document.getElementById('profile-open').hidden", LIMIT)
+        .await
+}
+
+async fn profile_of(relay: &Relay, token: &str, clerk: &str) -> Result<Value> {
+    Ok(reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/v1/staff/{clerk}/profile",
+            relay.http
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+#[tokio::test]
+async fn clerks_upload_their_photo_and_a_supervisor_sets_a_clerks_post_in_the_console() -> Result<()>
+{
+    let data = DemoData::create().await?;
+    let relay = Relay::start(&data, &[]).await?;
+    let token = e2e::clerk::login(&relay, "supervisor1", &data.staff_password()?).await?;
+
+    // The clerk: 我的资料, wrong type and too large refused with the reason, then a real photo.
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&relay.https_url("/")).await?;
+    page.viewport(1400, 1000).await?;
+    console_login(&page, &data, "clerk1").await?;
+    page.click("#profile-open").await?;
+    page.wait_for(
+        "!document.getElementById('profile-view').hidden && document.getElementById('profile-name').textContent !== ''",
+        LIMIT,
+    )
+    .await?;
+    assert_eq!(
+        page.eval("document.getElementById('profile-clerk').closest('.profile-row').hidden")
+            .await?,
+        json!(true),
+        "a clerk sets only their own"
+    );
+    choose_file(&page, b"GIF89a\x01\x00\x01\x00", "photo.gif", "image/gif").await?;
+    assert!(
+        text(&page, "profile-photo-status")
+            .await?
+            .contains("只能上传 JPEG 或 PNG")
+    );
+    let mut big = PORTRAIT_PNG.to_vec();
+    big.resize(70 * 1024, 0);
+    choose_file(&page, &big, "big.png", "image/png").await?;
+    assert!(
+        text(&page, "profile-photo-status")
+            .await?
+            .contains("照片太大（70 KB）")
+    );
+    assert_eq!(
+        page.eval("document.getElementById('profile-upload').disabled")
+            .await?,
+        json!(true)
+    );
+    // A file that claims to be PNG but is not: the relay looks at the bytes and says why.
+    choose_file(&page, b"GIF89a\x01\x00\x01\x00", "fake.png", "image/png").await?;
+    page.click("#profile-upload").await?;
+    page.wait_for(
+        "document.getElementById('profile-photo-status').textContent.includes('照片没有上传')",
+        LIMIT,
+    )
+    .await?;
+    assert!(
+        text(&page, "profile-photo-status")
+            .await?
+            .contains("JPEG 或 PNG"),
+        "{}",
+        text(&page, "profile-photo-status").await?
+    );
+    assert_eq!(
+        profile_of(&relay, &token, "clerk-clerk1").await?["has_photo"],
+        false
+    );
+    choose_file(&page, &PORTRAIT_PNG, "me.png", "image/png").await?;
+    page.wait_for(
+        "(() => { const i = document.getElementById('profile-preview'); return !i.hidden && i.complete && i.naturalWidth === 12; })()",
+        LIMIT,
+    )
+    .await?;
+    page.click("#profile-upload").await?;
+    page.wait_for(
+        "document.getElementById('profile-photo-status').textContent.includes('照片已上传')",
+        LIMIT,
+    )
+    .await?;
+    page.wait_for(
+        "(() => { const i = document.getElementById('profile-preview'); return !i.hidden && i.complete && i.naturalWidth === 12 && document.getElementById('profile-preview-note').textContent === '当前照片'; })()",
+        LIMIT,
+    )
+    .await?;
+    assert_eq!(
+        profile_of(&relay, &token, "clerk-clerk1").await?["has_photo"],
+        true
+    );
+    // A bad staff number is refused with the relay's reason.
+    page.fill("#profile-post", "综合窗口受理员").await?;
+    page.fill("#profile-number", "SH 0815").await?;
+    page.eval("(() => { document.getElementById('profile-number').removeAttribute('pattern'); return true; })()")
+        .await?;
+    page.click("#profile-card button[type=submit]").await?;
+    page.wait_for(
+        "document.getElementById('profile-card-status').textContent.includes('工号应为')",
+        LIMIT,
+    )
+    .await?;
+    page.screenshot(&screens_dir().join("console-24-profile.png"))
+        .await?;
+    browser.close().await;
+
+    // The supervisor sets the post and staff number of a clerk at a window.
+    let mut clerk = Clerk::connect(&relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&relay.https_url("/")).await?;
+    page.viewport(1400, 1000).await?;
+    console_login(&page, &data, "supervisor1").await?;
+    page.click("#profile-open").await?;
+    page.wait_for(
+        "[...document.querySelectorAll('#profile-clerk option')].some((o) => o.value === 'clerk-clerk1')",
+        LIMIT,
+    )
+    .await?;
+    page.eval("(() => { const s = document.getElementById('profile-clerk'); s.value = 'clerk-clerk1'; s.dispatchEvent(new Event('change')); return true; })()")
+        .await?;
+    page.wait_for(
+        "document.getElementById('profile-name').textContent === '王敏（示范）'",
+        LIMIT,
+    )
+    .await?;
+    page.fill("#profile-post", "综合窗口受理员").await?;
+    page.fill("#profile-number", "SH-0815").await?;
+    page.click("#profile-card button[type=submit]").await?;
+    page.wait_for(
+        "document.getElementById('profile-card-status').textContent.includes('已保存')",
+        LIMIT,
+    )
+    .await?;
+    let p = profile_of(&relay, &token, "clerk-clerk1").await?;
+    assert_eq!(
+        (p["post"].as_str(), p["staff_number"].as_str()),
+        (Some("综合窗口受理员"), Some("SH-0815"))
+    );
+    // Another centre's or an unknown record is not found, said plainly.
+    page.fill("#profile-other", "clerk-nobody").await?;
+    page.eval("(() => { document.getElementById('profile-other').dispatchEvent(new Event('change')); return true; })()")
+        .await?;
+    page.wait_for(
+        "document.getElementById('profile-card-status').textContent.includes('找不到这位工作人员')",
+        LIMIT,
+    )
+    .await?;
+
+    browser.close().await;
     relay.kill().await?;
     Ok(())
 }

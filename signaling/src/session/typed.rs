@@ -126,10 +126,14 @@ mod tests {
     fn the_sixth_message_within_ten_seconds_is_refused_and_the_window_slides() {
         let mut gate = TypedGate::default();
         for i in 0..MAX_PER_WINDOW {
-            let m = gate.accept(1_000 + i as i64, "u1", "t1", "徐汇区").unwrap();
+            let m = gate
+                .accept(1_000 + i as i64, "u1", "t1", "徐汇区")
+                .expect("accepted");
             assert_eq!(m.message_id, i as u64 + 1);
         }
-        let e = gate.accept(1_100, "u1", "t1", "徐汇区").unwrap_err();
+        let e = gate
+            .accept(1_100, "u1", "t1", "徐汇区")
+            .expect_err("refused");
         assert_eq!(e.code, ErrorCode::LimitExceeded);
         assert_eq!(gate.counters.refused_rate, 1);
         // Another clerk has their own allowance.
@@ -148,15 +152,17 @@ mod tests {
         let mut gate = TypedGate::default();
         let long = "字".repeat(201);
         assert_eq!(
-            gate.accept(0, "u1", "t1", &long).unwrap_err().code,
+            gate.accept(0, "u1", "t1", &long).expect_err("refused").code,
             ErrorCode::LimitExceeded
         );
         assert_eq!(
-            gate.accept(0, "u1", "t1", "   ").unwrap_err().code,
+            gate.accept(0, "u1", "t1", "   ").expect_err("refused").code,
             ErrorCode::BadMessage
         );
         assert_eq!(
-            gate.accept(0, "u1", "t1", "a\u{7}").unwrap_err().code,
+            gate.accept(0, "u1", "t1", "a\u{7}")
+                .expect_err("refused")
+                .code,
             ErrorCode::BadMessage
         );
         assert_eq!(gate.counters.refused_text, 3);
