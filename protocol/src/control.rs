@@ -181,6 +181,11 @@ pub enum RelayToKiosk {
         request_id: u64,
         sdp: String,
     },
+    /// A short message the serving clerk typed for the resident (a word they did not catch,
+    /// an address). The kiosk shows it large until the next one or until dismissed.
+    TypedMessage {
+        message: TypedMessage,
+    },
     /// Whether the kiosk should send its camera, document preview and microphone now. True
     /// while a clerk serves its ticket; false otherwise, so no uplink is spent while waiting.
     /// On true the kiosk starts with a keyframe.
@@ -432,6 +437,14 @@ pub enum ClerkToRelay {
         request_id: u64,
         sdp: String,
     },
+    /// Show the resident of the ticket this clerk serves a short typed message (at most
+    /// [`TYPED_MESSAGE_MAX_CHARS`] characters). Answered by `typed_message_sent` once it is in
+    /// the case record and on its way to the kiosk, or by `error`.
+    TypeToResident {
+        request_id: u64,
+        ticket_id: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -492,6 +505,11 @@ pub enum RelayToClerk {
         request_id: u64,
         sdp: String,
     },
+    /// The typed message is recorded and on its way to the kiosk.
+    TypedMessageSent {
+        request_id: u64,
+        message: TypedMessage,
+    },
     /// Which session's media the console now receives (`None`: none), and how the kiosk's own
     /// media connection is doing.
     MediaSession {
@@ -503,6 +521,61 @@ pub enum RelayToClerk {
         #[serde(flatten)]
         error: ErrorBody,
     },
+}
+
+/// The longest typed message, in characters (Unicode scalar values).
+pub const TYPED_MESSAGE_MAX_CHARS: usize = 200;
+
+/// A message the serving clerk typed for the resident of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedMessage {
+    /// The relay's id for it, increasing within a relay's run.
+    pub message_id: u64,
+    pub ticket_id: String,
+    /// What the kiosk shows. May name a person or an address: never logged.
+    pub text: String,
+    /// When the relay accepted it (Unix ms).
+    pub sent_ms: i64,
+}
+
+/// Why a typed message cannot be sent as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypedTextError {
+    Empty,
+    TooLong,
+    ControlCharacter,
+}
+
+impl std::fmt::Display for TypedTextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TypedTextError::Empty => "消息是空的 / the message is empty",
+            TypedTextError::TooLong => {
+                "消息太长，最多 200 个字 / the message is too long (at most 200 characters)"
+            }
+            TypedTextError::ControlCharacter => {
+                "消息含有不能显示的字符 / the message has characters that cannot be shown"
+            }
+        })
+    }
+}
+
+impl std::error::Error for TypedTextError {}
+
+/// The text as the kiosk will show it: trimmed, 1 to [`TYPED_MESSAGE_MAX_CHARS`] characters,
+/// no control characters other than line breaks (and no more than a few of those).
+pub fn typed_text(text: &str) -> Result<String, TypedTextError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(TypedTextError::Empty);
+    }
+    if text.chars().count() > TYPED_MESSAGE_MAX_CHARS {
+        return Err(TypedTextError::TooLong);
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') || text.matches('\n').count() > 4 {
+        return Err(TypedTextError::ControlCharacter);
+    }
+    Ok(text.to_owned())
 }
 
 /// A STUN or TURN server as WebRTC's `RTCIceServer` has it.

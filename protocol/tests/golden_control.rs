@@ -333,3 +333,50 @@ fn evaluations() {
     .expect("parses");
     assert!(plain.reasons.is_empty());
 }
+
+#[test]
+fn typed_messages() {
+    use protocol::control::{TYPED_MESSAGE_MAX_CHARS, TypedMessage, TypedTextError, typed_text};
+    let message = TypedMessage {
+        message_id: 12,
+        ticket_id: "c1-20780-7".into(),
+        text: "请带户口本原件".into(),
+        sent_ms: 1_765_000_000_000,
+    };
+    golden(
+        &ClerkToRelay::TypeToResident {
+            request_id: 8,
+            ticket_id: "c1-20780-7".into(),
+            text: "请带户口本原件".into(),
+        },
+        r#"{"type":"type_to_resident","request_id":8,"ticket_id":"c1-20780-7","text":"请带户口本原件"}"#,
+    );
+    golden(
+        &RelayToClerk::TypedMessageSent {
+            request_id: 8,
+            message: message.clone(),
+        },
+        r#"{"type":"typed_message_sent","request_id":8,"message":{"message_id":12,"ticket_id":"c1-20780-7","text":"请带户口本原件","sent_ms":1765000000000}}"#,
+    );
+    golden(
+        &RelayToKiosk::TypedMessage { message },
+        r#"{"type":"typed_message","message":{"message_id":12,"ticket_id":"c1-20780-7","text":"请带户口本原件","sent_ms":1765000000000}}"#,
+    );
+
+    // Length is counted in characters, not bytes: 200 Chinese characters pass, 201 do not.
+    let longest = "字".repeat(TYPED_MESSAGE_MAX_CHARS);
+    assert_eq!(typed_text(&longest).as_deref(), Ok(longest.as_str()));
+    let longer = "字".repeat(TYPED_MESSAGE_MAX_CHARS + 1);
+    assert_eq!(typed_text(&longer), Err(TypedTextError::TooLong));
+    assert_eq!(typed_text("  \n "), Err(TypedTextError::Empty));
+    assert_eq!(typed_text("  徐汇区 "), Ok("徐汇区".into()));
+    assert_eq!(
+        typed_text("a\u{1b}[2Jb"),
+        Err(TypedTextError::ControlCharacter)
+    );
+    assert_eq!(
+        typed_text("1\n2\n3\n4\n5\n6"),
+        Err(TypedTextError::ControlCharacter)
+    );
+    assert_eq!(typed_text("上海市\n徐汇区"), Ok("上海市\n徐汇区".into()));
+}

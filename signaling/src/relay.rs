@@ -199,6 +199,37 @@ impl Relay {
                 ),
             ]
         }));
+        let board = switchboard.clone();
+        metrics.register_collector(SnapshotCounters::new("typed message counters", move || {
+            let c = board.typed_counters();
+            vec![
+                (
+                    "typed_messages_sent",
+                    "Messages clerks typed for residents, recorded and sent to the kiosk",
+                    c.accepted,
+                ),
+                (
+                    "typed_messages_refused_not_serving",
+                    "Typed messages from a console whose clerk does not serve the ticket",
+                    c.refused_not_serving,
+                ),
+                (
+                    "typed_messages_refused_text",
+                    "Typed messages refused: empty, over 200 characters or with control characters",
+                    c.refused_text,
+                ),
+                (
+                    "typed_messages_refused_rate",
+                    "Typed messages refused because the clerk sent too many too fast",
+                    c.refused_rate,
+                ),
+                (
+                    "typed_messages_refused_offline",
+                    "Typed messages refused because the kiosk was not connected",
+                    c.refused_offline,
+                ),
+            ]
+        }));
 
         let hub = Arc::new(QueueHub::new(
             stores.main.clone(),

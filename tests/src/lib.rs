@@ -4,6 +4,7 @@
 //! The binaries are looked up next to the test executable (`target/<profile>/`), so build them
 //! first (`cargo build --workspace --bins`); `RVW_BIN_DIR` overrides the directory.
 
+pub mod a11y;
 pub mod browser;
 pub mod clerk;
 pub mod hcp;

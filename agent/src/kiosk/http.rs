@@ -124,6 +124,8 @@ struct View {
     /// Which categories a remote window could serve now (`None`: the relay has not said).
     staffing: Option<Vec<protocol::control::CategoryStaffing>>,
     ticket: Option<protocol::control::KioskTicketStatus>,
+    /// The serving clerk's typed messages for this ticket, oldest first.
+    typed_messages: Vec<protocol::control::TypedMessage>,
     hours: HoursView,
     evaluation: Option<super::flow::AwaitedEvaluation>,
     devices: crate::devices::activity::ScreenState,
@@ -158,6 +160,7 @@ fn view(kiosk: &Kiosk) -> View {
         extension_point,
         staffing: state.staffing,
         ticket: state.ticket,
+        typed_messages: state.typed_messages,
         hours,
         evaluation: kiosk.awaited(),
         devices: kiosk.screen().current(),

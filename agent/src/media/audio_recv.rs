@@ -1,9 +1,11 @@
 //! Received audio RTP → jitter buffer → Opus decode → echo probe → speaker.
 //!
 //! `appsrc (RTP) → rtpjitterbuffer → rtpopusdepay → opusdec (PLC, in-band FEC) →
-//! audioconvert → audioresample → S16 48 kHz mono → webrtcechoprobe → audioconvert →
+//! audioconvert → audioresample → S16 48 kHz mono → volume → webrtcechoprobe → audioconvert →
 //! audioresample → sink`. The probe records exactly what goes to the speaker, which is the
-//! far-end reference the microphone pipeline's echo canceller subtracts. The probe's name is
+//! far-end reference the microphone pipeline's echo canceller subtracts; the `volume` element
+//! (the resident's volume −/＋ on the kiosk screen) sits before it so that reference includes
+//! the resident's choice. The probe's name is
 //! unique per instance; hand [`RtpAudioPlayback::echo_probe_name`] to
 //! [`AudioSendConfig`](super::AudioSendConfig), and build this pipeline first.
 
@@ -49,7 +51,12 @@ pub struct RtpAudioPlayback {
     last_peak: Arc<std::sync::atomic::AtomicU16>,
     played: watch::Receiver<u64>,
     probe_name: String,
+    volume: gst::Element,
 }
+
+/// The loudest the resident may turn the clerk's voice: 1.5 × as decoded. Louder would clip
+/// speech that is already near full scale.
+pub const MAX_SPEAKER_GAIN: f64 = 1.5;
 
 static PROBE_SERIAL: AtomicU64 = AtomicU64::new(0);
 
@@ -90,6 +97,7 @@ impl RtpAudioPlayback {
                 .field("layout", "interleaved")
                 .build(),
         )?;
+        let volume = make("volume")?;
         let probe = make_named("webrtcechoprobe", &probe_name)?;
         let convert_out = make("audioconvert")?;
         let resample_out = make("audioresample")?;
@@ -103,6 +111,7 @@ impl RtpAudioPlayback {
             &convert,
             &resample,
             &caps,
+            &volume,
             &probe,
             &convert_out,
             &resample_out,
@@ -143,7 +152,27 @@ impl RtpAudioPlayback {
             last_peak,
             played,
             probe_name,
+            volume,
         })
+    }
+
+    /// Sets the gain of the clerk's voice (1.0: as decoded), clamped to
+    /// 0…[`MAX_SPEAKER_GAIN`]; takes effect on the next buffer. A value that is not a number
+    /// is refused.
+    pub fn set_volume(&self, gain: f64) -> Result<(), MediaError> {
+        if !gain.is_finite() {
+            return Err(MediaError::Property {
+                element: "volume".into(),
+                property: "volume".into(),
+                reason: "not a number".into(),
+            });
+        }
+        set(&self.volume, "volume", gain.clamp(0.0, MAX_SPEAKER_GAIN))
+    }
+
+    /// The gain the pipeline's `volume` element has now (read from the element).
+    pub fn volume(&self) -> f64 {
+        self.volume.property::<f64>("volume")
     }
 
     /// The `webrtcechoprobe` element's name, for the microphone's echo canceller.

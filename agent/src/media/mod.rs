@@ -44,7 +44,7 @@ pub mod timecode;
 mod video_recv;
 mod video_send;
 
-pub use audio_recv::{AudioPlaybackStats, RtpAudioPlayback};
+pub use audio_recv::{AudioPlaybackStats, MAX_SPEAKER_GAIN, RtpAudioPlayback};
 pub use audio_send::{AudioSendConfig, AudioSendPipeline, AudioSendStats};
 pub use config::{
     AudioOutput, AudioSource, MediaSources, TestWave, V4l2Format, VideoCodec, VideoSource,
@@ -120,6 +120,7 @@ pub const REQUIRED_ELEMENTS: &[&str] = &[
     "opusdec",
     "webrtcdsp",
     "webrtcechoprobe",
+    "volume",
     "rtpjitterbuffer",
     "rtpvp8depay",
     "rtph264depay",

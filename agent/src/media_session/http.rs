@@ -6,6 +6,10 @@
 //!   for the screen link, answered by the agent; `self_mid`/`clerk_mid` say which of the
 //!   page's transceivers shows which picture.
 //!
+//! - `PUT /api/media/volume` `{level}` (1–5, 4 = as decoded) → `{level, gain}`: the
+//!   resident's volume −/＋ for the clerk's voice, set on the playback pipeline's `volume`
+//!   element; `GET /api/media` shows the gain the element has (`speaker_volume`).
+//!
 //! Requests must name a loopback host and, when a browser sends an `Origin`, come from a
 //! loopback origin: a web page elsewhere cannot open the kiosk's video.
 
@@ -30,6 +34,7 @@ pub fn routes(session: MediaSession) -> Router {
     Router::new()
         .route("/api/media", get(status))
         .route("/api/media/screen", post(screen_offer))
+        .route("/api/media/volume", axum::routing::put(set_volume))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(loopback_only))
         .with_state(session)
@@ -76,6 +81,7 @@ async fn status(State(session): State<MediaSession>) -> Response {
     Json(json!({
         "session": status,
         "link": link,
+        "speaker_volume": session.link().map(|l| l.speaker_volume()),
         "screen": {
             "page_connected": session.screen.page_connected(),
             "counters": session.screen.counters(),
@@ -139,6 +145,59 @@ fn link_summary(stats: &LinkStats) -> serde_json::Value {
     })
 }
 
+/// The kiosk screen's five volume steps for the clerk's voice, quietest first. Step 4, where a
+/// new resident starts, plays the clerk as decoded; never silent (the resident could not
+/// hear the clerk ask them to turn it up again).
+pub const VOLUME_GAINS: [f64; 5] = [0.3, 0.55, 0.8, 1.0, 1.4];
+
+pub fn volume_gain(level: u8) -> Option<f64> {
+    VOLUME_GAINS
+        .get(usize::from(level).checked_sub(1)?)
+        .copied()
+}
+
+#[derive(Deserialize)]
+struct Volume {
+    level: u8,
+}
+
+async fn set_volume(
+    State(session): State<MediaSession>,
+    body: Result<Json<Volume>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let bad = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "bad_volume", "message": message })),
+        )
+            .into_response()
+    };
+    let Ok(Json(Volume { level })) = body else {
+        return bad("音量应为 1 到 5 / the level must be 1 to 5");
+    };
+    let Some(gain) = volume_gain(level) else {
+        return bad("音量应为 1 到 5 / the level must be 1 to 5");
+    };
+    let Some(link) = session.link() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "error": "no_media", "message": "媒体尚未就绪 / media is not ready yet" }),
+            ),
+        )
+            .into_response();
+    };
+    if let Err(e) = link.set_speaker_volume(gain) {
+        tracing::warn!(error = %e, "speaker volume not set");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": "internal", "message": "音量未能设置 / the volume could not be set" })),
+        )
+            .into_response();
+    }
+    Json(json!({ "level": level, "gain": link.speaker_volume() })).into_response()
+}
+
 #[derive(Deserialize)]
 struct Offer {
     sdp: String,
@@ -173,6 +232,18 @@ async fn screen_offer(State(session): State<MediaSession>, Json(offer): Json<Off
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_steps_are_one_to_five_and_never_silent() {
+        assert_eq!(volume_gain(0), None);
+        assert_eq!(volume_gain(6), None);
+        assert_eq!(volume_gain(4), Some(1.0));
+        for level in 1..=5 {
+            let gain = volume_gain(level).expect("levels 1 to 5 have a gain");
+            assert!(gain > 0.0 && gain <= crate::media::MAX_SPEAKER_GAIN);
+        }
+        assert!(VOLUME_GAINS.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn only_loopback_names_pass() {

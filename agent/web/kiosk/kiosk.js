@@ -30,6 +30,7 @@ import { fetchJson, fmtClock } from './common.js';
     largeText: false,         // 大字 (1.5×) and 高对比: for this resident's ticket only
     contrast: false,
     volume: 0.8,              // voice prompts, 0.2 to 1
+    typedDismissed: 0,        // the newest typed message the resident put away (its id)
   };
 
   // Large text and high contrast are classes on <html>: every size is in rem, so one root
@@ -41,6 +42,18 @@ import { fetchJson, fmtClock } from './common.js';
     $('contrast-toggle').setAttribute('aria-pressed', String(local.contrast));
     set('volume-level', `${t('a11y.volume')} ${Math.round(local.volume * 5)}`);
     if (playing) playing.volume = local.volume;
+    sendSpeakerLevel();
+  }
+
+  // The same five steps set the clerk's voice, which the agent plays (not this page). Sent
+  // when the step changes; a failure is tried again on the next change or reset.
+  let speakerLevel = null;
+  function sendSpeakerLevel() {
+    const level = Math.round(local.volume * 5);
+    if (level === speakerLevel) return;
+    speakerLevel = level;
+    fetchJson('/api/media/volume', { method: 'PUT', body: { level }, timeoutMs: 5000 })
+      .catch(() => { speakerLevel = null; });
   }
 
   function resetDisplay() {
@@ -281,7 +294,32 @@ import { fetchJson, fmtClock } from './common.js';
     if (!src) img.removeAttribute('src');
   }
 
+  // What the clerk typed (a word not caught, an address): the newest large until the next
+  // one or until dismissed, the few before it below as a short history. Text only.
+  function renderTyped() {
+    const list = (view && Array.isArray(view.typed_messages)) ? view.typed_messages : [];
+    $('typed-panel').hidden = list.length === 0;
+    if (list.length === 0) return;
+    const newest = list[list.length - 1];
+    const showNewest = newest.message_id !== local.typedDismissed;
+    $('typed-latest').hidden = !showNewest;
+    set('typed-current', showNewest ? newest.text : '');
+    const earlier = (showNewest ? list.slice(0, -1) : list.slice()).reverse();
+    $('typed-earlier').hidden = earlier.length === 0;
+    const history = $('typed-history');
+    const key = earlier.map((m) => m.message_id).join('|');
+    if (history.dataset.key !== key) {
+      history.dataset.key = key;
+      history.replaceChildren(...earlier.map((m) => {
+        const li = document.createElement('li');
+        li.textContent = m.text;
+        return li;
+      }));
+    }
+  }
+
   function renderSession() {
+    renderTyped();
     set('session-window', view.ticket.window_name || '');
     renderClerk($('session-clerk'), view.ticket.serving_clerk);
     const list = $('device-activity');
@@ -471,6 +509,12 @@ import { fetchJson, fmtClock } from './common.js';
     }
     if (target.id === 'btn-reasons-back') { local.level = null; local.reasons.clear(); render(); return; }
     if (target.id === 'btn-reasons-submit') { rate(local.level, [...local.reasons]); return; }
+    if (target.id === 'btn-typed-dismiss') {
+      const list = (view && view.typed_messages) || [];
+      if (list.length) local.typedDismissed = list[list.length - 1].message_id;
+      render();
+      return;
+    }
     if (target.id === 'btn-prompt-ack') { answerPrompt('acknowledged'); return; }
     if (target.id === 'btn-prompt-confirm') { answerPrompt('confirmed'); return; }
     if (target.id === 'btn-prompt-cancel') { answerPrompt('cancelled'); }

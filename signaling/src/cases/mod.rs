@@ -54,6 +54,8 @@ pub mod kind {
     pub const DOCUMENT: &str = "document";
     pub const SNAPSHOT: &str = "snapshot";
     pub const SCAN: &str = "scan";
+    /// A message the serving clerk typed for the resident (UTF-8 text).
+    pub const TYPED_MESSAGE: &str = "typed_message";
 }
 
 #[derive(Debug, thiserror::Error)]

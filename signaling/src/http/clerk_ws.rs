@@ -7,7 +7,7 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use protocol::control::{
-    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, negotiate_version,
+    CentreInfo, ClerkToRelay, ErrorBody, ErrorCode, RelayToClerk, RelayToKiosk, negotiate_version,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -459,6 +459,14 @@ impl Console<'_> {
                     }
                 }
             }
+            ClerkToRelay::TypeToResident {
+                request_id,
+                ticket_id,
+                text,
+            } => {
+                self.type_to_resident(conn, request_id, &ticket_id, &text)
+                    .await
+            }
             ClerkToRelay::DeviceCancel { ticket_id, cancel } => {
                 state
                     .switchboard
@@ -466,6 +474,79 @@ impl Console<'_> {
                 true
             }
         }
+    }
+}
+
+impl Console<'_> {
+    /// A message the clerk typed for the resident: checked by the switchboard (serving clerk,
+    /// connected kiosk, length, rate), kept in the ticket's case (encrypted, as part of the
+    /// service record), and only then sent to the kiosk. The text is never logged.
+    async fn type_to_resident(
+        &self,
+        conn: &mut Conn,
+        request_id: u64,
+        ticket_id: &str,
+        text: &str,
+    ) -> bool {
+        let state = self.state;
+        let accepted = match state
+            .switchboard
+            .typed_message(self.conn_id, ticket_id, text)
+        {
+            Ok(a) => a,
+            Err(body) => {
+                state.metrics.protocol_error(ClientKind::Clerk, body.code);
+                return conn.send_error(Some(request_id), body).await;
+            }
+        };
+        let origin = crate::cases::CaseOrigin::of(&accepted.session);
+        let stored = state
+            .cases
+            .store_bytes(
+                &origin,
+                crate::cases::kind::TYPED_MESSAGE,
+                "text/plain; charset=utf-8",
+                accepted.message.text.clone().into_bytes(),
+                None,
+                ("clerk", &self.clerk.id),
+            )
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "a typed message could not be recorded; not sent");
+            let body = ErrorBody {
+                code: ErrorCode::Internal,
+                message: "消息未能保存，没有发出，请重试 / the message could not be recorded and was not sent; please retry".into(),
+            };
+            state.metrics.protocol_error(ClientKind::Clerk, body.code);
+            return conn.send_error(Some(request_id), body).await;
+        }
+        let delivered = state
+            .switchboard
+            .kiosk_conn(&accepted.session.device_id)
+            .is_some_and(|kiosk| {
+                state.switchboard.send_to_kiosk(
+                    kiosk,
+                    RelayToKiosk::TypedMessage {
+                        message: accepted.message.clone(),
+                    },
+                )
+            });
+        if !delivered {
+            let body = crate::session::typed::kiosk_offline();
+            state.metrics.protocol_error(ClientKind::Clerk, body.code);
+            return conn.send_error(Some(request_id), body).await;
+        }
+        info!(
+            ticket = %accepted.session.ticket_number,
+            message = accepted.message.message_id,
+            chars = accepted.message.text.chars().count(),
+            "typed message sent to the kiosk"
+        );
+        conn.send(&RelayToClerk::TypedMessageSent {
+            request_id,
+            message: accepted.message,
+        })
+        .await
     }
 }
 

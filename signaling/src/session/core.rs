@@ -26,11 +26,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use protocol::control::{ErrorBody, ErrorCode, RelayToClerk, RelayToKiosk};
+use protocol::control::{ErrorBody, ErrorCode, RelayToClerk, RelayToKiosk, TypedMessage};
 use protocol::device::{
     Cancel, Completion, CompletionCode, DeviceCommand, FromDevice, RequestId, ToDevice,
 };
 
+use super::typed::{TypedCounters, TypedGate, kiosk_offline, not_serving};
 use crate::queue::{Session, SessionChange};
 
 /// Added to a command's own timeout before the relay gives up waiting for the kiosk.
@@ -138,6 +139,14 @@ pub struct SwitchboardCore {
     offers: u64,
     outputs: VecDeque<Output>,
     counters: Counters,
+    typed: TypedGate,
+}
+
+/// A typed message the switchboard accepted, for the caller to record and then deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedAccepted {
+    pub message: TypedMessage,
+    pub session: Session,
 }
 
 fn forbidden() -> ErrorBody {
@@ -281,6 +290,7 @@ impl SwitchboardCore {
             .values()
             .any(|c| c.clerk_id == console.clerk_id)
         {
+            self.typed.forget_clerk(&console.clerk_id);
             self.outputs.push_back(Output::Presence {
                 centre_id: console.centre_id,
                 clerk_id: console.clerk_id,
@@ -453,6 +463,40 @@ impl SwitchboardCore {
             self.outputs
                 .push_back(Output::MediaRouteChanged { ticket_id });
         }
+    }
+
+    // --- typed messages --------------------------------------------------------------------
+
+    /// Console `conn` types `text` for the resident of `ticket_id`. Accepted only from a
+    /// console of the clerk serving the ticket, while its kiosk is connected, with a valid
+    /// text and within the clerk's rate (see [`super::typed`]). Nothing is sent here: the
+    /// caller records the message, then delivers it to the kiosk's current connection.
+    pub fn typed_message(
+        &mut self,
+        now_ms: i64,
+        conn: ConnId,
+        ticket_id: &str,
+        text: &str,
+    ) -> Result<TypedAccepted, ErrorBody> {
+        let session = match (self.consoles.get(&conn), self.served.get(ticket_id)) {
+            (Some(console), Some(s)) if console.clerk_id == s.clerk_id => s.clone(),
+            _ => {
+                self.typed.counters.refused_not_serving += 1;
+                return Err(not_serving());
+            }
+        };
+        if !self.kiosks.contains_key(&session.device_id) {
+            self.typed.counters.refused_offline += 1;
+            return Err(kiosk_offline());
+        }
+        let message = self
+            .typed
+            .accept(now_ms, &session.clerk_id, ticket_id, text)?;
+        Ok(TypedAccepted { message, session })
+    }
+
+    pub fn typed_counters(&self) -> TypedCounters {
+        self.typed.counters
     }
 
     // --- device commands -------------------------------------------------------------------

@@ -352,6 +352,23 @@ impl Switchboard {
         lock(&self.core).session_of_device(device_id).cloned()
     }
 
+    // --- typed messages --------------------------------------------------------------------
+
+    /// See [`SwitchboardCore::typed_message`]: accepted (not yet sent) or refused.
+    pub fn typed_message(
+        &self,
+        conn: ConnId,
+        ticket_id: &str,
+        text: &str,
+    ) -> Result<super::TypedAccepted, protocol::control::ErrorBody> {
+        let now = self.clock.now_ms();
+        lock(&self.core).typed_message(now, conn, ticket_id, text)
+    }
+
+    pub fn typed_counters(&self) -> super::typed::TypedCounters {
+        lock(&self.core).typed_counters()
+    }
+
     // --- device commands -------------------------------------------------------------------
 
     pub fn device_command(&self, conn: ConnId, ticket_id: &str, command: DeviceCommand) {

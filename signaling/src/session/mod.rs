@@ -14,10 +14,11 @@
 
 pub mod core;
 pub mod driver;
+pub mod typed;
 
 use std::sync::Arc;
 
-pub use self::core::{CloseReason, ConnId, MediaRoute};
+pub use self::core::{CloseReason, ConnId, MediaRoute, TypedAccepted};
 pub use self::driver::{ConsoleLine, KioskLine, OUTBOX, Presence, Switchboard};
 use crate::queue::SessionChange;
 

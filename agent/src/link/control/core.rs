@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use protocol::control::{
     ErrorCode, KioskEvaluation, KioskTicketStatus, KioskToRelay, PROTOCOL_VERSION, RelayToKiosk,
-    negotiate_version,
+    TypedMessage, negotiate_version,
 };
 use protocol::device::{FromDevice, ToDevice};
 use protocol::queue::TicketState;
@@ -22,6 +22,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
+use super::state::TYPED_MESSAGES_KEPT;
 pub use super::state::{KioskState, LinkError, LinkState, MediaSignal};
 use crate::link::config::{Credential, RelayConfig};
 
@@ -221,6 +222,7 @@ impl ControlCore {
                 categories: Vec::new(),
                 staffing: None,
                 ticket: None,
+                typed_messages: Vec::new(),
                 clock_offset_ms: 0,
             },
             state_changed: false,
@@ -603,11 +605,43 @@ impl ControlCore {
                     .push_back(Event::Media(MediaSignal::Sending(sending)));
             }
             RelayToKiosk::Device { message } => self.events.push_back(Event::Device(message)),
+            RelayToKiosk::TypedMessage { message } => self.typed_message(message),
             RelayToKiosk::Welcome { .. } => warn!("unexpected second welcome"),
         }
     }
 
+    /// A message the clerk typed for the resident: kept (the last few) while it belongs to the
+    /// kiosk's current ticket. The text is never logged.
+    fn typed_message(&mut self, message: TypedMessage) {
+        let current = self.state.ticket.as_ref().map(|t| t.ticket_id.as_str());
+        if current != Some(message.ticket_id.as_str()) {
+            debug!(
+                message = message.message_id,
+                "typed message for another ticket ignored"
+            );
+            return;
+        }
+        let list = &mut self.state.typed_messages;
+        if list.iter().any(|m| m.message_id == message.message_id) {
+            return;
+        }
+        list.push(message);
+        if list.len() > TYPED_MESSAGES_KEPT {
+            list.remove(0);
+        }
+        self.state_changed = true;
+    }
+
     fn set_ticket(&mut self, ticket: KioskTicketStatus) {
+        // Another ticket is another resident: the previous one's messages go.
+        if self
+            .state
+            .ticket
+            .as_ref()
+            .is_none_or(|t| t.ticket_id != ticket.ticket_id)
+        {
+            self.state.typed_messages.clear();
+        }
         if ticket.state == TicketState::Called {
             info!(
                 ticket = %ticket.number,

@@ -4,7 +4,11 @@
 
 use protocol::control::{
     CategoryStaffing, CentreInfo, ErrorCode, ExtensionPointInfo, IceServer, KioskTicketStatus,
+    TypedMessage,
 };
+
+/// How many typed messages the kiosk keeps for its screen's short history.
+pub const TYPED_MESSAGES_KEPT: usize = 5;
 use protocol::queue::CategoryView;
 use serde::Serialize;
 
@@ -34,6 +38,9 @@ pub struct KioskState {
     pub staffing: Option<Vec<CategoryStaffing>>,
     /// The kiosk's ticket; after it ends, its final state stays until a new one is taken.
     pub ticket: Option<KioskTicketStatus>,
+    /// The last few messages the serving clerk typed for this ticket's resident, oldest first
+    /// (at most [`TYPED_MESSAGES_KEPT`]); cleared when another ticket comes.
+    pub typed_messages: Vec<TypedMessage>,
     /// Relay time minus local time, from the last welcome or heartbeat answer.
     pub clock_offset_ms: i64,
 }

@@ -519,3 +519,47 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn only_the_serving_clerk_may_type_to_the_resident_and_only_while_the_kiosk_is_connected() {
+    let mut b = board();
+    // Clerk b does not serve t1; an unknown ticket is refused the same way.
+    let e = b.typed_message(0, B1, "t1", "你好").expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    let e = b.typed_message(0, A1, "t9", "你好").expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    // The serving clerk's message is accepted for the session, with nothing sent yet: the
+    // caller records it first.
+    let ok = b
+        .typed_message(5, A1, "t1", " 徐汇区漕溪北路 ")
+        .expect("accepted");
+    assert_eq!(ok.message.text, "徐汇区漕溪北路");
+    assert_eq!(ok.message.ticket_id, "t1");
+    assert_eq!(ok.message.sent_ms, 5);
+    assert_eq!(ok.session.device_id, "k1");
+    assert!(drain(&mut b).is_empty());
+    // A text over 200 characters is refused as too long.
+    let e = b
+        .typed_message(6, A1, "t1", &"长".repeat(201))
+        .expect_err("refused");
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    // The kiosk gone: refused, nothing accepted.
+    b.kiosk_closed("k1", K1);
+    drain(&mut b);
+    let e = b.typed_message(7, A1, "t1", "你好").expect_err("refused");
+    assert_eq!(e.code, ErrorCode::InvalidState);
+    let c = b.typed_counters();
+    assert_eq!(
+        (
+            c.accepted,
+            c.refused_not_serving,
+            c.refused_text,
+            c.refused_offline
+        ),
+        (1, 2, 1, 1)
+    );
+    // The clerk's last console closing drops their rate history.
+    b.console_closed(A1);
+    drain(&mut b);
+    assert_eq!(b.typed.tracked_clerks(), 0);
+}

@@ -709,3 +709,67 @@ fn shutdown_answers_what_is_open_and_closes() {
         ]
     );
 }
+
+fn typed(id: u64, ticket_id: &str, text: &str) -> RelayToKiosk {
+    RelayToKiosk::TypedMessage {
+        message: protocol::control::TypedMessage {
+            message_id: id,
+            ticket_id: ticket_id.into(),
+            text: text.into(),
+            sent_ms: 1_000_000 + id as i64,
+        },
+    }
+}
+
+#[test]
+fn typed_messages_keep_the_last_few_of_the_current_ticket_only() {
+    let (mut core, t0) = online();
+    // No ticket yet: a message cannot be for this resident.
+    core.handle_message(t0, 1_000_000, typed(1, "t1", "早"));
+    assert!(core.state().typed_messages.is_empty());
+    assert!(!core.take_state_changed());
+
+    core.handle_message(
+        t0,
+        1_000_000,
+        RelayToKiosk::TicketStatus {
+            ticket: ticket("t1", TicketState::Serving),
+        },
+    );
+    for id in 2..=8 {
+        core.handle_message(t0, 1_000_000, typed(id, "t1", &format!("第{id}条")));
+    }
+    // Another ticket's message and a repeat are ignored.
+    core.handle_message(t0, 1_000_000, typed(9, "t2", "别人的"));
+    core.handle_message(t0, 1_000_000, typed(8, "t1", "第8条"));
+    let ids: Vec<u64> = core
+        .state()
+        .typed_messages
+        .iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![4, 5, 6, 7, 8],
+        "the last {TYPED_MESSAGES_KEPT}, oldest first"
+    );
+    assert!(core.take_state_changed());
+
+    // The same ticket moving on keeps them; the next ticket clears them.
+    core.handle_message(
+        t0,
+        1_000_000,
+        RelayToKiosk::TicketStatus {
+            ticket: ticket("t1", TicketState::Served),
+        },
+    );
+    assert_eq!(core.state().typed_messages.len(), 5);
+    core.handle_message(
+        t0,
+        1_000_000,
+        RelayToKiosk::TicketStatus {
+            ticket: ticket("t2", TicketState::Waiting),
+        },
+    );
+    assert!(core.state().typed_messages.is_empty());
+}

@@ -177,6 +177,19 @@ pub struct MediaLink {
 }
 
 impl MediaLink {
+    /// The gain of the clerk's voice on the kiosk's speaker (1.0: as decoded); the playback
+    /// pipeline lives as long as the link, across peer connections.
+    pub fn set_speaker_volume(&self, gain: f64) -> Result<(), MediaError> {
+        self.inner.playback.set_volume(gain)
+    }
+
+    /// The gain the playback pipeline's `volume` element has now.
+    pub fn speaker_volume(&self) -> f64 {
+        self.inner.playback.volume()
+    }
+}
+
+impl MediaLink {
     /// Builds every pipeline and the first peer connection. Capture starts for the slots
     /// configured as sending; nothing goes on the wire before an answer is applied.
     pub async fn start(config: MediaLinkConfig) -> Result<(MediaLink, ClerkMedia), RtcError> {
