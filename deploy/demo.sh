@@ -22,7 +22,9 @@ AGENT="$BIN/agent"
 [ -x "$RELAY" ] && [ -x "$AGENT" ] || { echo "demo: build first (cargo build --release --workspace --bins)" >&2; exit 1; }
 
 mkdir -p "$DATA"
-RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true
+# demo=true: the demonstration keeps its master keys inside its data directory (made on the
+# first start). A real relay takes them from outside it: see docs/SECURITY.md, "Keys".
+RELAY_ARGS=(--data-dir "$DATA/relay" --set demo=true --set server.tls.self_signed=true
     --set media.enabled=true --set "media.udp_listen=$MEDIA_LISTEN")
 [ -n "$MEDIA_IP" ] && RELAY_ARGS+=(--set "media.advertised_ip=$MEDIA_IP")
 "$RELAY" "${RELAY_ARGS[@]}" seed-demo >/dev/null

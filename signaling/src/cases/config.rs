@@ -24,9 +24,10 @@ pub struct CasesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
-    /// The master key that wraps each case object's key (32 random bytes as hex); created with
-    /// mode 0600 on first start when missing. `<data_dir>/privacy/master.key` when unset. Keep
-    /// a copy: without it no stored case material can be read.
+    /// The master key that wraps each case object's key (32 random bytes as hex, mode 0600,
+    /// outside the data directory; `relay init-keys` makes one). Unset: the systemd credential
+    /// `cases.key`, or in the demonstration `<data_dir>/privacy/master.key`. Keep a copy:
+    /// without it no stored case material can be read.
     pub master_key_file: Option<PathBuf>,
     /// Days case materials (card, photo, documents, snapshots, scans) are kept before the
     /// retention job deletes them.
