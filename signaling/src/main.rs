@@ -407,7 +407,13 @@ async fn rotate_key(
     let actor = audit_actor();
     let mut budget = rotate::Budget::new(limit);
     for w in which {
-        let path = rotate::key_path(config, w, keys_dir.as_deref())?;
+        let path = rotate::key_path(config, w, keys_dir.as_deref()).map_err(|_| {
+            anyhow::anyhow!(
+                "which {} key file to rotate? Set {} or pass --keys-dir (the directory LoadCredential= reads the keys from)",
+                w.what(),
+                w.setting()
+            )
+        })?;
         let outcome = match w {
             Which::Cases => {
                 let store = rotate::case_store(config).await?;

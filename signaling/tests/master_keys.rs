@@ -1,6 +1,7 @@
 //! Where the real `relay` binary takes its master keys from, what it refuses at start, and a
-//! key rotation from the command line followed by a restart that still plays a recording sealed
-//! before it (and one of the first sealed format).
+//! key rotation from the command line (stopped by `--limit`, then finished) followed by a
+//! restart that still plays a recording sealed before it and one of the first sealed format,
+//! with case items and recordings opening under the new keys only.
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -8,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use signaling::cases::crypto::{MasterKey as CaseKey, Sealed};
+use signaling::cases::{CaseOrigin, CaseService};
 use signaling::keys::{KeyBytes, read_key_file, write_key_file};
 use signaling::recorder::sealed::{self, MasterKey};
+use signaling::store::cases::CaseStore;
 use signaling::store::recordings::{RecordingRow, RecordingState, RecordingStore};
 use signaling::store::sqlite::SqliteStore;
 
@@ -387,7 +391,7 @@ async fn supervisor_token(http: &str, data: &Path) -> String {
 }
 
 #[tokio::test]
-async fn rotate_key_from_the_command_line_then_recordings_still_play_with_the_new_key_only() {
+async fn rotate_key_from_the_command_line_then_items_and_recordings_open_with_the_new_key_only() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let (ok, _, err) = run(&data, &["seed-demo"]);
@@ -421,6 +425,38 @@ async fn rotate_key_from_the_command_line_then_recordings_still_play_with_the_ne
         .save_recording(&row("rec-v1", "rec-v1.webm.sealed", &first_format))
         .await
         .unwrap();
+    // Case items sealed under the case-materials key, through the case service.
+    let cases_old = read_key_file(&keys.join("cases.key")).unwrap();
+    let case_store: std::sync::Arc<dyn CaseStore> = std::sync::Arc::new(store.clone());
+    let service = CaseService::with_store(
+        case_store.clone(),
+        CaseKey::from_key(&cases_old),
+        std::sync::Arc::new(signaling::clock::SystemClock),
+        180,
+    );
+    let origin = CaseOrigin {
+        ticket_id: "t-keys".into(),
+        centre_id: "demo-centre".into(),
+        device_id: "kiosk-demo-01".into(),
+        clerk_id: "clerk1".into(),
+        ticket_number: "YA001".into(),
+    };
+    let mut items = Vec::new();
+    for i in 0..3u8 {
+        let bytes = vec![i; 1000];
+        let id = service
+            .store_bytes(
+                &origin,
+                "scan",
+                "text/plain",
+                bytes.clone(),
+                None,
+                ("clerk", "clerk1"),
+            )
+            .await
+            .unwrap();
+        items.push((id, bytes));
+    }
     let settings = key_settings(&keys);
 
     // Before: both play.
@@ -464,9 +500,23 @@ async fn rotate_key_from_the_command_line_then_recordings_still_play_with_the_ne
             "{f}"
         );
     }
+    // Every case item opens with the new case key, not with the old one; contents untouched.
+    let cases_new = CaseKey::load(&keys.join("cases.key")).unwrap();
+    assert_ne!(cases_new.id(), CaseKey::from_key(&cases_old).id());
+    for (id, bytes) in &items {
+        let item = case_store.item("t-keys", id).await.unwrap().unwrap();
+        let sealed = Sealed {
+            key_id: item.key_id,
+            wrapped_key: item.wrapped_key,
+            ciphertext: item.sealed,
+        };
+        assert_eq!(&cases_new.open(id, &sealed).unwrap(), bytes);
+        assert!(CaseKey::from_key(&cases_old).open(id, &sealed).is_err());
+    }
     // The trail has every run with its counts.
     let (ok, out, _) = run(&data, &["audit", "show", "--last", "20"]);
     assert!(ok);
     assert_eq!(out.matches("keys.rotate.start").count(), 3, "{out}");
     assert!(out.contains("complete=true"), "{out}");
+    assert!(out.contains("rewrapped=3"), "the three case items: {out}");
 }
