@@ -520,3 +520,70 @@ async fn rotate_key_from_the_command_line_then_items_and_recordings_open_with_th
     assert!(out.contains("complete=true"), "{out}");
     assert!(out.contains("rewrapped=3"), "the three case items: {out}");
 }
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How long `relay rotate-key` takes over many case items (SQLite) and sealed recordings.
+#[tokio::test]
+#[ignore = "benchmark: cargo test --workspace --test master_keys -- --ignored --nocapture"]
+async fn rotation_rate() {
+    let items = env_usize("BENCH_ITEMS", 2000);
+    let recordings = env_usize("BENCH_RECORDINGS", 200);
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = init_keys(root.path(), &data);
+    let store = SqliteStore::open(&data).await.unwrap();
+    let case_store: std::sync::Arc<dyn CaseStore> = std::sync::Arc::new(store.clone());
+    let service = CaseService::with_store(
+        case_store,
+        CaseKey::load(&keys.join("cases.key")).unwrap(),
+        std::sync::Arc::new(signaling::clock::SystemClock),
+        180,
+    );
+    for i in 0..items {
+        let origin = CaseOrigin {
+            ticket_id: format!("t-{}", i / 10),
+            centre_id: "c1".into(),
+            device_id: "k1".into(),
+            clerk_id: "clerk1".into(),
+            ticket_number: "YA001".into(),
+        };
+        service
+            .store_bytes(
+                &origin,
+                "scan",
+                "text/plain",
+                vec![7; 4096],
+                None,
+                ("clerk", "clerk1"),
+            )
+            .await
+            .unwrap();
+    }
+    let dir = data.join("recordings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = MasterKey::load(&keys.join("recordings.key")).unwrap();
+    for i in 0..recordings {
+        let plain = dir.join(format!("rec-{i}.webm"));
+        std::fs::write(&plain, vec![9u8; 256 * 1024]).unwrap();
+        sealed::seal_file(&key, &plain, &sealed::sealed_path(&plain)).unwrap();
+        std::fs::remove_file(&plain).unwrap();
+    }
+    let settings = key_settings(&keys);
+    let started = std::time::Instant::now();
+    let (ok, out, err) = run(
+        &data,
+        &["--set", &settings[0], "--set", &settings[1], "rotate-key"],
+    );
+    let took = started.elapsed();
+    assert!(ok, "{out}{err}");
+    println!(
+        "rotate-key: {items} case items and {recordings} recordings (256 KiB) in {:.2} s\n{out}",
+        took.as_secs_f64()
+    );
+}
