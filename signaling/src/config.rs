@@ -423,12 +423,6 @@ impl RecordingSection {
             .clone()
             .unwrap_or_else(|| data_dir.join("recordings"))
     }
-
-    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
-        self.key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("recording.key"))
-    }
 }
 
 /// TURN (coturn with `use-auth-secret`) for clients that cannot reach the SFU's UDP port

@@ -1,7 +1,7 @@
 //! `[privacy]`: how case materials are protected and how long they are kept; and
 //! [`CasesConfig`], all the case service reads of the relay's configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,12 +50,6 @@ impl Default for PrivacyConfig {
 }
 
 impl PrivacyConfig {
-    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
-        self.master_key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("privacy").join("master.key"))
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if self.retention_days == 0 {
             return Err("privacy.retention_days must be at least 1".into());

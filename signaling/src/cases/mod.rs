@@ -324,7 +324,10 @@ impl Cases {
 impl CaseService {
     async fn open(config: &CasesConfig, clock: Arc<dyn Clock>) -> Result<Self, CaseError> {
         let data_dir = &config.data_dir;
-        let key_file = config.privacy.key_file_in(data_dir);
+        // Resolved and checked at start (`crate::keys::resolve`); never a default in data_dir.
+        let key_file = config.privacy.master_key_file.clone().ok_or_else(|| {
+            CaseError::Unavailable("no master key file (privacy.master_key_file)".into())
+        })?;
         let key = tokio::task::spawn_blocking(move || Keyring::load(&key_file))
             .await
             .map_err(|e| CaseError::Unavailable(e.to_string()))??;
