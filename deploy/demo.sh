@@ -24,8 +24,10 @@ AGENT="$BIN/agent"
 mkdir -p "$DATA"
 # Demo only: clerks may log in with their password alone. Supervisors, registry operators and
 # technicians set up an authenticator app at their first login (the console shows a QR code);
-# in production (the default) clerks do too.
-RELAY_ARGS=(--data-dir "$DATA/relay" --set server.tls.self_signed=true
+# in production (the default) clerks do too. demo=true: the demonstration keeps its master keys
+# inside its data directory (made on the first start). A real relay takes them from outside it:
+# see docs/SECURITY.md, "Keys".
+RELAY_ARGS=(--data-dir "$DATA/relay" --set demo=true --set server.tls.self_signed=true
     --set media.enabled=true --set "media.udp_listen=$MEDIA_LISTEN"
     --set auth.clerk_two_factor=optional)
 [ -n "$MEDIA_IP" ] && RELAY_ARGS+=(--set "media.advertised_ip=$MEDIA_IP")

@@ -32,6 +32,7 @@ struct TlsRelay {
     https: SocketAddr,
     store: SqliteStore,
     dir: tempfile::TempDir,
+    _keys: tempfile::TempDir,
     relay: Relay,
 }
 
@@ -45,6 +46,11 @@ impl TlsRelay {
         config.server.dev_http_listen = None;
         config.server.tls.self_signed = true;
         config.store.data_dir = dir.path().to_path_buf();
+        let keys = tempfile::tempdir().expect("tempdir");
+        let made =
+            signaling::keys::init_keys(&config, &keys.path().join("keys")).expect("master keys");
+        config.privacy.master_key_file = Some(made.cases);
+        config.recording.key_file = Some(made.recordings);
         config.media.enabled = true;
         config.media.udp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         if let Some((coturn, secret)) = turn {
@@ -76,6 +82,7 @@ impl TlsRelay {
             https,
             store: sqlite,
             dir,
+            _keys: keys,
             relay,
         }
     }

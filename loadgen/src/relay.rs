@@ -42,10 +42,10 @@ pub async fn start(
         password: PASSWORD,
         kiosk_secret: SECRET,
     }
-    .seed(dir.path())
+    .seed(&dir.path().join("relay"))
     .await
     .context("seeding the relay's store")?;
-    let relay = RelayCommand::new(relay_bin, dir.path())
+    let relay = RelayCommand::new(relay_bin, dir.path().join("relay"))
         .set("media.enabled=true")
         .set(format!("media.udp_listen={}", SocketAddr::new(ctl.ip, 0)))
         .set(format!("media.max_peers={}", 2 * n + 16))

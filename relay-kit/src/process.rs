@@ -20,6 +20,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct RelayCommand {
     bin: PathBuf,
     data_dir: PathBuf,
+    keys_dir: PathBuf,
     args: Vec<OsString>,
     https: String,
     http: String,
@@ -30,12 +31,17 @@ pub struct RelayCommand {
 
 impl RelayCommand {
     /// The ready file defaults to `ready.json` in the data directory, the log to this
-    /// process's stderr and the start limit to 30 s.
+    /// process's stderr and the start limit to 30 s. The master keys go where production keeps
+    /// them, outside the data directory: `<data_dir>.keys` beside it, created on the first
+    /// start (`relay init-keys`) and reused by later starts on the same data.
     pub fn new(bin: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
+        let mut keys = data_dir.as_os_str().to_owned();
+        keys.push(".keys");
         Self {
             bin: bin.into(),
             ready_file: data_dir.join("ready.json"),
+            keys_dir: PathBuf::from(keys),
             data_dir,
             args: vec!["--set".into(), "server.tls.self_signed=true".into()],
             https: "127.0.0.1:0".into(),
@@ -66,6 +72,12 @@ impl RelayCommand {
     pub fn listen(mut self, https: &str, http: &str) -> Self {
         self.https = https.to_owned();
         self.http = http.to_owned();
+        self
+    }
+
+    /// Where the master keys are (made there when missing).
+    pub fn keys_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.keys_dir = dir.into();
         self
     }
 
@@ -101,9 +113,18 @@ impl RelayCommand {
             ),
             None => Stdio::inherit(),
         };
+        let mut config = signaling::config::Config::default();
+        config.store.data_dir = self.data_dir.clone();
+        let keys = signaling::keys::init_keys(&config, &self.keys_dir)
+            .with_context(|| format!("making the master keys in {}", self.keys_dir.display()))?;
+        let quote = |p: &Path| format!("{:?}", p.display().to_string());
         let child = Command::new(&self.bin)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .arg("--set")
+            .arg(format!("privacy.master_key_file={}", quote(&keys.cases)))
+            .arg("--set")
+            .arg(format!("recording.key_file={}", quote(&keys.recordings)))
             .args(&self.args)
             .args(["serve", "--listen", &self.https, "--dev-http", &self.http])
             .arg("--ready-file")

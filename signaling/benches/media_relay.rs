@@ -399,8 +399,9 @@ impl RunResult {
 
 async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), sessions).await;
-    let relay = start_relay(dir.path(), record).await;
+    let data = dir.path().join("relay");
+    seed(&data, sessions).await;
+    let relay = start_relay(&data, record).await;
     let pid = relay.pid();
     let http = relay.http().to_owned();
     let epoch = Instant::now();
@@ -418,7 +419,7 @@ async fn run(sessions: usize, seconds: u64, record: bool) -> RunResult {
             t["type"],
             "ticket_taken",
             "{t}\n{}",
-            std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default()
+            std::fs::read_to_string(data.join("relay.log")).unwrap_or_default()
         );
         peers.push(peer(&mut k, 1 + i as u64, Role::Kiosk, epoch).await);
         let token = relay_kit::staff::login(

@@ -301,8 +301,9 @@ async fn bench_relay() -> anyhow::Result<RelayResult> {
     let tickets = env_usize("BENCH_TICKETS", 5000);
     let calls = env_usize("BENCH_CALLS", 200).min(kiosks.saturating_sub(1));
     let dir = tempfile::tempdir()?;
-    seed(dir.path(), kiosks).await?;
-    let mut relay = RelayCommand::new(env!("CARGO_BIN_EXE_relay"), dir.path())
+    let data = dir.path().join("relay");
+    seed(&data, kiosks).await?;
+    let mut relay = RelayCommand::new(env!("CARGO_BIN_EXE_relay"), &data)
         .set("log.filter=\"error\"")
         .set(format!("store.durability={}", durability()))
         .start()

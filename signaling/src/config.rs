@@ -45,6 +45,10 @@ impl From<std::sync::Arc<Config>> for crate::cases::CasesConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Demonstration mode (`deploy/demo.sh`): the master keys may live inside the data
+    /// directory and are created there when missing. Never on a relay that holds residents'
+    /// data: there the keys come from outside the data directory (see `signaling::keys`).
+    pub demo: bool,
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub queue: QueueSection,
@@ -419,9 +423,10 @@ pub struct RecordingSection {
     pub retention_days: u32,
     /// Encrypt finished recordings at rest (AES-256-GCM, a key per file).
     pub encrypt: bool,
-    /// The master key that wraps each file's key (32 random bytes, created on first start when
-    /// missing); `<data_dir>/recording.key` when unset. Keep a copy: without it no recording
-    /// can be played.
+    /// The master key that wraps each file's key (32 random bytes as hex, mode 0600, outside the
+    /// data directory; `relay init-keys` makes one). Unset: the systemd credential
+    /// `recordings.key`, or in the demonstration `<data_dir>/recording.key`. Keep a copy:
+    /// without it no recording can be played.
     pub key_file: Option<PathBuf>,
 }
 
@@ -442,12 +447,6 @@ impl RecordingSection {
         self.dir
             .clone()
             .unwrap_or_else(|| data_dir.join("recordings"))
-    }
-
-    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
-        self.key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("recording.key"))
     }
 }
 

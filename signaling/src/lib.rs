@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod evaluation;
 pub mod http;
+pub mod keys;
 pub mod login_guard;
 pub mod media;
 pub mod metrics;

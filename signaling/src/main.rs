@@ -81,9 +81,39 @@ enum Command {
     SeedDemo(admin::DemoArgs),
     /// Let a staff account act for a whole district in the registry (or clear it).
     RegistryScope(signaling::registry::cli::ScopeArgs),
+    /// Create both master keys (case materials, recordings) in DIR — 0700, files 0600 — outside
+    /// the data directory; existing keys are kept.
+    InitKeys {
+        /// Where the keys go, e.g. /etc/rvw/keys.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Replace a master key (both, or --which cases|recordings): every object's key is wrapped
+    /// again under the new one, the objects themselves are not rewritten. Stop the relay first.
+    /// An interrupted run is finished by running the command again.
+    RotateKey {
+        #[arg(long, value_enum)]
+        which: Option<KeyChoice>,
+        /// The new key (64 hex digits, mode 0600) instead of a fresh random one; needs --which.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+        /// The directory made by `init-keys` (when the relay gets its keys as systemd
+        /// credentials); otherwise the configured key files are rotated.
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+        /// Stop after this many objects (run again to go on).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// The audit trail: check its hash chain, or show its last rows.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyChoice {
+    Cases,
+    Recordings,
 }
 
 #[derive(Subcommand)]
@@ -153,7 +183,11 @@ fn admin_event(command: &Command) -> Option<(&'static str, String, String)> {
                 (None, _) => "cleared".to_string(),
             },
         ),
-        Command::Serve { .. } | Command::CheckConfig | Command::Audit(_) => return None,
+        Command::Serve { .. }
+        | Command::CheckConfig
+        | Command::Audit(_)
+        | Command::InitKeys { .. }
+        | Command::RotateKey { .. } => return None,
     })
 }
 
@@ -284,6 +318,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&cli.config, Vec::new())?;
             audit(&config, c).await
         }
+        Command::RotateKey {
+            which,
+            new_key_file,
+            keys_dir,
+            limit,
+        } => {
+            let config = load_config(&cli.config, Vec::new())?;
+            rotate_key(&config, which, new_key_file, keys_dir, limit).await
+        }
+        Command::InitKeys { dir } => {
+            let config = load_config(&cli.config, Vec::new())?;
+            let report = signaling::keys::init_keys(&config, &dir)?;
+            for kept in &report.kept {
+                println!("kept the existing key {}", kept.display());
+            }
+            println!(
+                "master keys in {} (mode 0600; keep a copy apart from the data's backups). In the configuration:\n\n[privacy]\nmaster_key_file = {:?}\n\n[recording]\nkey_file = {:?}\n\nor, under systemd, LoadCredential=cases.key:{} and LoadCredential=recordings.key:{}",
+                dir.display(),
+                report.cases.display().to_string(),
+                report.recordings.display().to_string(),
+                report.cases.display(),
+                report.recordings.display(),
+            );
+            // Recorded when the store exists already (keys are usually made before the first
+            // start, and this command must not create a database as whoever runs it).
+            let store_exists =
+                config.store.url.is_some() || config.store.data_dir.join("relay.sqlite").exists();
+            if store_exists && let Ok(stores) = open_stores(&config).await {
+                trail_of(&stores)
+                    .record(
+                        "admin.init_keys",
+                        &audit_actor(),
+                        None,
+                        &format!("dir:{}", dir.display()),
+                        &format!("ok kept={}", report.kept.len()),
+                    )
+                    .await
+                    .context("writing the audit trail")?;
+            }
+            Ok(())
+        }
         other => {
             let config = load_config(&cli.config, Vec::new())?;
             let stores = open_stores(&config).await?;
@@ -302,7 +377,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::EnrollDevice(a) => admin::enroll_device(&*store, a, now).await,
                 Command::SeedDemo(a) => admin::seed_demo(&*store, &config, a, now).await,
                 Command::RegistryScope(a) => signaling::registry::cli::scope(&config, a, now).await,
-                Command::Serve { .. } | Command::CheckConfig | Command::Audit(_) => Ok(()),
+                Command::Serve { .. }
+                | Command::CheckConfig
+                | Command::Audit(_)
+                | Command::InitKeys { .. }
+                | Command::RotateKey { .. } => Ok(()),
             };
             if let Some((kind, subject, detail)) = event {
                 let outcome = if result.is_ok() { "ok" } else { "failed" };
@@ -319,6 +398,72 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+async fn rotate_key(
+    config: &Config,
+    which: Option<KeyChoice>,
+    new_key_file: Option<PathBuf>,
+    keys_dir: Option<PathBuf>,
+    limit: Option<u64>,
+) -> anyhow::Result<()> {
+    use signaling::keys::{self, Which, rotate};
+    let which: Vec<Which> = match which {
+        Some(KeyChoice::Cases) => vec![Which::Cases],
+        Some(KeyChoice::Recordings) => vec![Which::Recordings],
+        None => vec![Which::Cases, Which::Recordings],
+    };
+    let given = match &new_key_file {
+        Some(_) if which.len() > 1 => {
+            anyhow::bail!("--new-key-file needs --which: the two master keys must differ")
+        }
+        Some(path) => Some(keys::read_key_file(path)?),
+        None => None,
+    };
+    let stores = open_stores(config).await?;
+    let trail = trail_of(&stores);
+    let actor = audit_actor();
+    let mut budget = rotate::Budget::new(limit);
+    for w in which {
+        let path = rotate::key_path(config, w, keys_dir.as_deref()).map_err(|_| {
+            anyhow::anyhow!(
+                "which {} key file to rotate? Set {} or pass --keys-dir (the directory LoadCredential= reads the keys from)",
+                w.what(),
+                w.setting()
+            )
+        })?;
+        let outcome = match w {
+            Which::Cases => {
+                let store = rotate::case_store(config).await?;
+                rotate::rotate_cases(&*store, &trail, &actor, &path, given.clone(), &mut budget)
+                    .await?
+            }
+            Which::Recordings => {
+                let dir = config.recording.dir_in(&config.store.data_dir);
+                rotate::rotate_recordings(&dir, &trail, &actor, &path, given.clone(), &mut budget)
+                    .await?
+            }
+        };
+        println!(
+            "{}: key {} → {}: {} re-wrapped ({} rewritten from the first recording format), {} old slots cleared, {} already under the new key — {}",
+            w.what(),
+            outcome.from,
+            outcome.to,
+            outcome.rewrapped,
+            outcome.resealed,
+            outcome.cleared,
+            outcome.already,
+            if outcome.complete {
+                "complete; keep the old key only with backups made before this rotation"
+            } else {
+                "stopped at the limit; run the command again to go on"
+            }
+        );
+        if !outcome.complete {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn audit_actor() -> String {

@@ -115,6 +115,8 @@ impl Stores {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
     #[error("loading the division list (registry.divisions_file): {0}")]
     Divisions(String),
     #[error("starting media (SFU and recorder): {0}")]
@@ -156,6 +158,9 @@ impl Relay {
         clock: Arc<dyn Clock>,
         listeners: Listeners,
     ) -> Result<Relay, StartError> {
+        // Master keys first: a relay that could not open what it stores must not start.
+        let mut config = config;
+        crate::keys::resolve_from_env(&config)?.apply(&mut config);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();

@@ -147,12 +147,16 @@ async fn uploads_are_checked_encrypted_and_readable_only_by_the_serving_clerk() 
     }
     let mode = {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(s.relay.dir.path().join("privacy/master.key"))
-            .expect("master key created")
+        std::fs::metadata(s.relay.keys.path().join("keys/cases.key"))
+            .expect("master key outside the data directory")
             .permissions()
             .mode()
     };
     assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        !s.relay.dir.path().join("privacy/master.key").exists(),
+        "no key is created inside the data directory"
+    );
 
     // The serving clerk reads it back decrypted; another clerk may not; a supervisor may.
     let case: Value = get(

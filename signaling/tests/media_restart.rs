@@ -106,7 +106,7 @@ async fn recordings(http: &str, token: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    let data = &dir.path().join("relay");
     let out = Command::new(relay_bin())
         .arg("--data-dir")
         .arg(data)

@@ -149,8 +149,8 @@ async fn calling_connects_media_and_finishing_stores_the_recording() {
         .path()
         .join("recordings")
         .join(r.file.as_deref().unwrap());
-    let key = MasterKey::load_or_create(&relay.dir.path().join("recording.key")).unwrap();
-    let mut reader = SealedReader::open(&key, &file).unwrap();
+    let key = MasterKey::load(&relay.keys.path().join("keys/recordings.key")).unwrap();
+    let mut reader = SealedReader::open(&[key], &file).unwrap();
     assert_eq!(Some(reader.len() as i64), r.size_bytes);
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     reader

@@ -29,7 +29,7 @@ async fn stored(relay: &MediaRelay, id: &str, centre: &str, started_ms: i64, pla
     std::fs::create_dir_all(&dir).unwrap();
     let plain_path = dir.join(format!("{id}.webm"));
     std::fs::write(&plain_path, plain).unwrap();
-    let key = MasterKey::load_or_create(&relay.dir.path().join("recording.key")).unwrap();
+    let key = MasterKey::load(&relay.keys.path().join("keys/recordings.key")).unwrap();
     let s = sealed::seal_file(&key, &plain_path, &sealed::sealed_path(&plain_path)).unwrap();
     std::fs::remove_file(&plain_path).unwrap();
     relay

@@ -1,7 +1,7 @@
 //! `[privacy]`: how case materials are protected and how long they are kept; and
 //! [`CasesConfig`], all the case service reads of the relay's configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +24,10 @@ pub struct CasesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
-    /// The master key that wraps each case object's key (32 random bytes as hex); created with
-    /// mode 0600 on first start when missing. `<data_dir>/privacy/master.key` when unset. Keep
-    /// a copy: without it no stored case material can be read.
+    /// The master key that wraps each case object's key (32 random bytes as hex, mode 0600,
+    /// outside the data directory; `relay init-keys` makes one). Unset: the systemd credential
+    /// `cases.key`, or in the demonstration `<data_dir>/privacy/master.key`. Keep a copy:
+    /// without it no stored case material can be read.
     pub master_key_file: Option<PathBuf>,
     /// Days case materials (card, photo, documents, snapshots, scans) are kept before the
     /// retention job deletes them.
@@ -49,12 +50,6 @@ impl Default for PrivacyConfig {
 }
 
 impl PrivacyConfig {
-    pub fn key_file_in(&self, data_dir: &Path) -> PathBuf {
-        self.master_key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("privacy").join("master.key"))
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if self.retention_days == 0 {
             return Err("privacy.retention_days must be at least 1".into());

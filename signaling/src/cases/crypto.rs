@@ -2,22 +2,21 @@
 //! key is stored wrapped (AES-256-GCM) under the relay's master key. The item id is bound into
 //! both as associated data, so a sealed blob cannot be moved to another item unnoticed.
 //!
-//! The master key is 32 random bytes in a file (hex), created with mode 0600 on first start
-//! when missing. Losing it makes every stored case material unreadable: keep a copy.
+//! The master key is 32 random bytes in a file (hex) outside the data directory (see
+//! [`crate::keys`]). Losing it makes every stored case material unreadable: keep a copy. During
+//! a key rotation objects are under the old or the new key; a [`Keyring`] opens both.
 
-use std::io::Write;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 const NONCE: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("cannot read or create the master key {path}: {detail}")]
+    #[error("cannot read the master key {path}: {detail}")]
     KeyFile { path: String, detail: String },
     #[error("the master key file {0} does not hold 32 bytes of hex")]
     BadKey(String),
@@ -69,69 +68,40 @@ fn open_with(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, C
         .map_err(|_| CryptoError::Open)
 }
 
-/// Refuses a key file that anyone but its owner may read or write (mode bits beyond 0600).
-pub fn check_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| e.to_string())?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "its mode is {:o}: group or others may read it; run chmod 600 on it (and keep a copy elsewhere)",
-            mode & 0o777
-        ));
-    }
-    Ok(())
-}
-
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let id = hex::encode(&Sha256::digest(bytes)[..8]);
+        let id = crate::keys::KeyBytes::new(bytes).id_hex();
         MasterKey {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
             id,
         }
     }
 
-    /// Loads the key from `path`, creating it (mode 0600, parent directories 0700) when missing.
-    pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let err = |detail: String| CryptoError::KeyFile {
-            path: path.display().to_string(),
-            detail,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                check_private(path).map_err(err)?;
-                let bytes = hex::decode(text.trim())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| CryptoError::BadKey(path.display().to_string()))?;
-                Ok(Self::from_bytes(bytes))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-                if let Some(dir) = path.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .map_err(|e| err(e.to_string()))?;
-                }
-                let bytes = random::<32>();
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| err(e.to_string()))?;
-                writeln!(file, "{}", hex::encode(bytes)).map_err(|e| err(e.to_string()))?;
-                file.sync_all().map_err(|e| err(e.to_string()))?;
-                tracing::info!(path = %path.display(), "created the case-materials master key; keep a copy");
-                Ok(Self::from_bytes(bytes))
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
+    pub fn from_key(key: &crate::keys::KeyBytes) -> Self {
+        Self::from_bytes(*key.bytes())
+    }
+
+    /// Loads the key file `path` (it must exist, be private and hold 64 hex digits).
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        crate::keys::read_key_file(path)
+            .map(|k| Self::from_key(&k))
+            .map_err(|e| CryptoError::KeyFile {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Unwraps an object's key under this master key and wraps it under `to`: the object's
+    /// ciphertext stays as it is.
+    pub fn rewrap(
+        &self,
+        item_id: &str,
+        wrapped_key: &[u8],
+        to: &MasterKey,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let aad = wrap_aad(item_id);
+        let data_key = open_with(&self.cipher, wrapped_key, aad.as_bytes())?;
+        seal_with(&to.cipher, &data_key, aad.as_bytes())
     }
 
     /// Short fingerprint stored beside each object.
@@ -152,6 +122,7 @@ impl MasterKey {
         })
     }
 
+    /// Decrypts an object sealed under this master key.
     pub fn open(&self, item_id: &str, sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
         if sealed.key_id != self.id {
             return Err(CryptoError::OtherKey(sealed.key_id.clone()));
@@ -164,6 +135,51 @@ impl MasterKey {
         let data_key: [u8; 32] = data_key.try_into().map_err(|_| CryptoError::Open)?;
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key));
         open_with(&cipher, &sealed.ciphertext, item_id.as_bytes())
+    }
+}
+
+/// The master keys a relay holds: the first seals new objects; any of them opens an object
+/// whose key id it has (during a rotation: the current, the next and the previous key).
+pub struct Keyring {
+    keys: Vec<MasterKey>,
+}
+
+impl From<MasterKey> for Keyring {
+    fn from(key: MasterKey) -> Self {
+        Keyring { keys: vec![key] }
+    }
+}
+
+impl Keyring {
+    /// The key file `path` and its rotation siblings (`path.next`, `path.previous`).
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        let keys = crate::keys::load_ring(path).map_err(|e| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Keyring {
+            keys: keys.iter().map(MasterKey::from_key).collect(),
+        })
+    }
+
+    /// The id of the sealing key.
+    pub fn id(&self) -> &str {
+        self.keys.first().map(MasterKey::id).unwrap_or_default()
+    }
+
+    pub fn seal(&self, item_id: &str, plain: &[u8]) -> Result<Sealed, CryptoError> {
+        self.keys
+            .first()
+            .ok_or(CryptoError::Seal)?
+            .seal(item_id, plain)
+    }
+
+    pub fn open(&self, item_id: &str, sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
+        self.keys
+            .iter()
+            .find(|k| k.id() == sealed.key_id)
+            .ok_or_else(|| CryptoError::OtherKey(sealed.key_id.clone()))?
+            .open(item_id, sealed)
     }
 }
 
@@ -197,35 +213,48 @@ mod tests {
     }
 
     #[test]
-    fn a_key_file_others_can_read_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("k").join("master.key");
-        MasterKey::load_or_create(&path).expect("created");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let refused = MasterKey::load_or_create(&path).err().expect("refused");
-        assert!(refused.to_string().contains("chmod 600"), "{refused}");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(MasterKey::load_or_create(&path).is_ok());
+    fn rewrapping_keeps_the_ciphertext_and_moves_the_key() {
+        let old = MasterKey::from_bytes([1; 32]);
+        let new = MasterKey::from_bytes([2; 32]);
+        let sealed = old.seal("item-9", b"page").expect("seal");
+        let wrapped = old
+            .rewrap("item-9", &sealed.wrapped_key, &new)
+            .expect("rewrap");
+        let moved = Sealed {
+            key_id: new.id().to_owned(),
+            wrapped_key: wrapped,
+            ciphertext: sealed.ciphertext.clone(),
+        };
+        assert_eq!(new.open("item-9", &moved).expect("open"), b"page");
+        let ring = Keyring {
+            keys: vec![new, old],
+        };
+        assert_eq!(ring.open("item-9", &moved).expect("new"), b"page");
+        assert_eq!(ring.open("item-9", &sealed).expect("old"), b"page");
+        assert!(
+            MasterKey::from_bytes([1; 32])
+                .rewrap(
+                    "item-8",
+                    &sealed.wrapped_key,
+                    &MasterKey::from_bytes([2; 32])
+                )
+                .is_err(),
+            "a wrapped key is bound to its item"
+        );
     }
 
     #[test]
-    fn the_key_file_is_created_private_and_read_back() {
+    fn a_key_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("privacy/master.key");
-        let a = MasterKey::load_or_create(&path).expect("created");
-        let mode = std::fs::metadata(&path)
-            .expect("exists")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let b = MasterKey::load_or_create(&path).expect("read");
-        assert_eq!(a.id(), b.id());
+        let path = dir.path().join("master.key");
+        crate::keys::write_key_file(&path, &crate::keys::KeyBytes::random()).expect("write");
+        assert!(MasterKey::load(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = MasterKey::load(&path).err().expect("refused");
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
         std::fs::write(&path, "short").expect("write");
-        assert!(matches!(
-            MasterKey::load_or_create(&path),
-            Err(CryptoError::BadKey(_))
-        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(MasterKey::load(&path).is_err(), "not a key");
     }
 }

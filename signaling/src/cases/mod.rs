@@ -16,7 +16,7 @@
 //!
 //! Personal data is never logged: log lines name items by id and kind only.
 //!
-//! The service starts with the relay (master key loaded or created, retention job running) and
+//! The service starts with the relay (master key loaded, retention job running) and
 //! opens its own connection pool to the relay's SQLite file, so it needs no change to the core
 //! store trait.
 
@@ -36,7 +36,7 @@ use tokio::sync::OnceCell;
 use tracing::{error, info, warn};
 
 pub use config::{CasesConfig, PrivacyConfig};
-use crypto::{CryptoError, MasterKey, Sealed};
+use crypto::{CryptoError, Keyring, MasterKey, Sealed};
 
 use crate::clock::Clock;
 use crate::domain::{Clerk, Role};
@@ -121,7 +121,7 @@ impl CaseCounters {
 /// The running case service.
 pub struct CaseService {
     store: Arc<dyn CaseStore>,
-    key: MasterKey,
+    key: Keyring,
     clock: Arc<dyn Clock>,
     pub counters: CaseCounters,
     retention_ms: i64,
@@ -341,8 +341,11 @@ impl Cases {
 impl CaseService {
     async fn open(config: &CasesConfig, clock: Arc<dyn Clock>) -> Result<Self, CaseError> {
         let data_dir = &config.data_dir;
-        let key_file = config.privacy.key_file_in(data_dir);
-        let key = tokio::task::spawn_blocking(move || MasterKey::load_or_create(&key_file))
+        // Resolved and checked at start (`crate::keys::resolve`); never a default in data_dir.
+        let key_file = config.privacy.master_key_file.clone().ok_or_else(|| {
+            CaseError::Unavailable("no master key file (privacy.master_key_file)".into())
+        })?;
+        let key = tokio::task::spawn_blocking(move || Keyring::load(&key_file))
             .await
             .map_err(|e| CaseError::Unavailable(e.to_string()))??;
         let store: Arc<dyn CaseStore> = match &config.url {
@@ -368,7 +371,7 @@ impl CaseService {
     ) -> Self {
         CaseService {
             store,
-            key,
+            key: key.into(),
             clock,
             counters: CaseCounters::default(),
             retention_ms: i64::from(retention_days) * 86_400_000,

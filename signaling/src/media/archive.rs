@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::Session;
 use crate::recorder::mux::MuxError;
-use crate::recorder::sealed::{self, MasterKey, SealedReader};
+use crate::recorder::sealed::{self, Keyring, MasterKey, SealedReader};
 use crate::recorder::{Recorder, RecorderConfig, RecorderError, RecordingMeta, RecordingTap};
 use crate::sfu::MediaCodec;
 use crate::store::recordings::{
@@ -51,7 +51,7 @@ pub struct Leftovers {
 pub struct Archive {
     recorder: Option<Recorder>,
     dir: PathBuf,
-    key: Option<Arc<MasterKey>>,
+    key: Option<Arc<Keyring>>,
     /// Seal new recordings (the key may exist only to play earlier ones).
     encrypt: bool,
     store: Arc<dyn RecordingStore>,
@@ -159,13 +159,19 @@ impl Archive {
         } else {
             None
         };
-        let key_file = r.key_file_in(data_dir);
-        // A key is made when the relay records encrypted; an existing one is always loaded, so
-        // earlier sealed recordings stay playable after encryption is switched off.
-        let key = if (r.encrypt && records) || key_file.exists() {
-            Some(Arc::new(MasterKey::load_or_create(&key_file)?))
-        } else {
-            None
+        // The key file was found (and checked) at start by `crate::keys::resolve`: needed when
+        // the relay records encrypted, loaded whenever given so earlier sealed recordings stay
+        // playable after encryption is switched off.
+        let key = match &r.key_file {
+            Some(path) => Some(Arc::new(Keyring::load(path)?)),
+            None if r.encrypt && records => {
+                return Err(MediaError::Setup {
+                    what: "recording encrypted",
+                    detail: "no recording key: set recording.key_file (relay init-keys makes one)"
+                        .into(),
+                });
+            }
+            None => None,
         };
         Ok(Self {
             recorder,
@@ -192,7 +198,7 @@ impl Archive {
             recorder,
             dir,
             encrypt: key.is_some(),
-            key: key.map(Arc::new),
+            key: key.map(|k| Arc::new(Keyring::from(k))),
             store,
             metrics,
             retention_days,
@@ -383,7 +389,7 @@ impl Archive {
         let out = sealed::sealed_path(plain);
         let job = {
             let (plain, out) = (plain.to_path_buf(), out.clone());
-            tokio::task::spawn_blocking(move || sealed::seal_file(&key, &plain, &out))
+            tokio::task::spawn_blocking(move || sealed::seal_file(key.sealing()?, &plain, &out))
         };
         let result = match job.await {
             Ok(r) => r.map_err(|e| e.to_string()),
@@ -488,7 +494,9 @@ impl Archive {
                 what: "playing a sealed recording",
                 detail: "no recording key".into(),
             })?;
-            Ok(Playback::Sealed(Box::new(SealedReader::open(key, &path)?)))
+            Ok(Playback::Sealed(Box::new(SealedReader::open(
+                &key.0, &path,
+            )?)))
         } else {
             let f = std::fs::File::open(&path)
                 .map_err(|e| MediaError::Recorder(RecorderError::Io(e)))?;

@@ -1,23 +1,32 @@
-//! Recordings encrypted at rest, still seekable.
+//! Recordings encrypted at rest, still seekable, and re-keyable without re-encryption.
 //!
 //! A sealed file is the plaintext cut into fixed-size chunks, each encrypted on its own with
-//! AES-256-GCM under a key made for that file alone. The file key is stored in the header,
-//! wrapped (AES-256-GCM) by the relay's master key, so the master key is the only secret to
-//! keep and a leaked file key exposes one recording. Because every chunk but the last has the
-//! same size, the chunk holding any plaintext offset is found by arithmetic: a player's range
-//! request decrypts only the chunks it touches.
+//! AES-256-GCM under a key made for that file alone (the file key). The file key is stored in
+//! the header, wrapped (AES-256-GCM) by the relay's master key, so the master key is the only
+//! secret to keep and a leaked file key exposes one recording. Because every chunk but the last
+//! has the same size, the chunk holding any plaintext offset is found by arithmetic: a player's
+//! range request decrypts only the chunks it touches.
 //!
 //! ```text
-//! header  "RVWSEAL1" | u32 chunk_size | u64 plaintext_len | key nonce (12) | wrapped key (32+16)
-//! chunk i ciphertext (chunk_size, or the rest for the last) | GCM tag (16)
+//! fixed header  "RVWSEAL2" | u32 chunk_size | u64 plaintext_len | file id (16 random bytes)
+//! key slot × 2  master key id (8) | nonce (12) | wrapped file key (32 + 16)   (all zero: empty)
+//! chunk i       ciphertext (chunk_size, or the rest for the last) | GCM tag (16)
 //! ```
-//! Integers big-endian. Chunk i uses nonce `0000 ‖ u64 i` and authenticates the whole header
-//! plus `u64 i` as associated data, so chunks cannot be reordered, moved between files, or the
-//! length changed without the tag check failing.
+//! Integers big-endian. Chunk i uses nonce `0000 ‖ u64 i` and authenticates the fixed header
+//! plus `u64 i`, so chunks cannot be reordered, moved between files, or the length changed
+//! without the tag check failing. The key slots are *not* part of the chunks' associated data:
+//! a master key rotation writes the file key wrapped under the new master key into the free
+//! slot (the old slot still opens the file if that write is torn), and once the new key is in
+//! place clears the old slot — without touching a byte of the body. Each wrapped key
+//! authenticates `"RVWSEAL2 file key"` plus the fixed header, so a slot cannot be moved to
+//! another file, and the master key id says which master key opens it.
+//!
+//! The first format, `RVWSEAL1` (one wrapped key inside the authenticated header), is still
+//! read; a rotation rewrites such a file once into the current format.
 //!
 //! Not covered: the raw dump written while a session is live, and the muxed plaintext for the
-//! moment between muxing and sealing (both in the recordings directory, both deleted once the
-//! sealed file is durable).
+//! moment between muxing and sealing (both in the recordings directory, 0600 in a 0700
+//! directory, both deleted once the sealed file is durable).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -28,12 +37,27 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
-pub const MAGIC: &[u8; 8] = b"RVWSEAL1";
+use crate::keys::KeyBytes;
+
+/// The current format.
+pub const MAGIC: &[u8; 8] = b"RVWSEAL2";
+/// The first format (still read).
+pub const MAGIC_V1: &[u8; 8] = b"RVWSEAL1";
 pub const CHUNK: u32 = 64 * 1024;
 const TAG: usize = 16;
 const KEY: usize = 32;
-pub const HEADER_LEN: usize = 8 + 4 + 8 + NONCE_LEN + KEY + TAG;
-const WRAP_AAD: &[u8] = b"RVWSEAL1 file key";
+const ID: usize = 8;
+const FILE_ID: usize = 16;
+/// Magic, chunk size, plaintext length, file id: what every chunk authenticates.
+const FIXED_LEN: usize = 8 + 4 + 8 + FILE_ID;
+const SLOT_LEN: usize = ID + NONCE_LEN + KEY + TAG;
+const SLOTS: usize = 2;
+/// Where the body starts in the current format.
+pub const HEADER_LEN: usize = FIXED_LEN + SLOTS * SLOT_LEN;
+/// Where the body starts in the first format.
+pub const HEADER_LEN_V1: usize = 8 + 4 + 8 + NONCE_LEN + KEY + TAG;
+const WRAP_AAD: &[u8] = b"RVWSEAL2 file key";
+const WRAP_AAD_V1: &[u8] = b"RVWSEAL1 file key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -51,12 +75,15 @@ pub enum SealError {
     KeyFile(String),
 }
 
-/// The relay's recording master key. Debug output never shows it.
-pub struct MasterKey(LessSafeKey);
+/// A recording master key. Debug output shows its id only.
+pub struct MasterKey {
+    key: LessSafeKey,
+    id: [u8; ID],
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(..)")
+        write!(f, "MasterKey({})", hex::encode(self.id))
     }
 }
 
@@ -76,42 +103,52 @@ fn random<const N: usize>() -> Result<[u8; N], SealError> {
 
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; KEY]) -> Result<Self, SealError> {
-        Ok(Self(aes(bytes)?))
+        Ok(Self {
+            key: aes(bytes)?,
+            id: crate::keys::fingerprint(bytes),
+        })
     }
 
-    /// Reads the key file (64 hex digits), creating it (mode 0600) with a fresh random key
-    /// when it does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                crate::cases::crypto::check_private(path).map_err(|detail| {
-                    SealError::KeyFile(format!("{}: {detail}", path.display()))
-                })?;
-                let bytes = hex::decode(text.trim()).map_err(|_| SealError::NotSealed)?;
-                let bytes: [u8; KEY] = bytes.try_into().map_err(|_| SealError::NotSealed)?;
-                Self::from_bytes(&bytes)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    use std::os::unix::fs::DirBuilderExt;
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)?;
-                }
-                let bytes = random::<KEY>()?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-                f.write_all(hex::encode(bytes).as_bytes())?;
-                f.write_all(b"\n")?;
-                f.sync_all()?;
-                Self::from_bytes(&bytes)
-            }
-            Err(e) => Err(e.into()),
-        }
+    pub fn from_key(key: &KeyBytes) -> Result<Self, SealError> {
+        Self::from_bytes(key.bytes())
+    }
+
+    /// Reads the key file `path` (it must exist, be private and hold 64 hex digits).
+    pub fn load(path: &Path) -> Result<Self, SealError> {
+        let key =
+            crate::keys::read_key_file(path).map_err(|e| SealError::KeyFile(e.to_string()))?;
+        Self::from_key(&key)
+    }
+
+    pub fn id(&self) -> [u8; ID] {
+        self.id
+    }
+}
+
+/// The recording master keys a relay holds: the first seals, any opens (during a rotation:
+/// the current, the next and the previous key).
+#[derive(Debug)]
+pub struct Keyring(pub Vec<MasterKey>);
+
+impl From<MasterKey> for Keyring {
+    fn from(key: MasterKey) -> Self {
+        Keyring(vec![key])
+    }
+}
+
+impl Keyring {
+    /// The key file `path` and its rotation siblings (`path.next`, `path.previous`).
+    pub fn load(path: &Path) -> Result<Self, SealError> {
+        let keys = crate::keys::load_ring(path).map_err(|e| SealError::KeyFile(e.to_string()))?;
+        keys.iter()
+            .map(MasterKey::from_key)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Keyring)
+    }
+
+    /// The sealing key.
+    pub fn sealing(&self) -> Result<&MasterKey, SealError> {
+        self.0.first().ok_or(SealError::WrongKey)
     }
 }
 
@@ -121,11 +158,165 @@ fn chunk_nonce(i: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-fn chunk_aad(header: &[u8; HEADER_LEN], i: u64) -> [u8; HEADER_LEN + 8] {
-    let mut aad = [0u8; HEADER_LEN + 8];
-    aad[..HEADER_LEN].copy_from_slice(header);
-    aad[HEADER_LEN..].copy_from_slice(&i.to_be_bytes());
+fn chunk_aad(authenticated: &[u8], i: u64) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(authenticated.len() + 8);
+    aad.extend_from_slice(authenticated);
+    aad.extend_from_slice(&i.to_be_bytes());
     aad
+}
+
+fn slot_aad(fixed: &[u8; FIXED_LEN]) -> Vec<u8> {
+    let mut aad = WRAP_AAD.to_vec();
+    aad.extend_from_slice(fixed);
+    aad
+}
+
+/// The file key wrapped under `master` for the file with this fixed header.
+fn wrap_slot(
+    master: &MasterKey,
+    file_key: &[u8; KEY],
+    fixed: &[u8; FIXED_LEN],
+) -> Result<[u8; SLOT_LEN], SealError> {
+    let nonce = random::<NONCE_LEN>()?;
+    let mut wrapped = file_key.to_vec();
+    master
+        .key
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(slot_aad(fixed)),
+            &mut wrapped,
+        )
+        .map_err(|_| SealError::Crypto)?;
+    let mut slot = [0u8; SLOT_LEN];
+    slot[..ID].copy_from_slice(&master.id);
+    slot[ID..ID + NONCE_LEN].copy_from_slice(&nonce);
+    slot[ID + NONCE_LEN..].copy_from_slice(&wrapped);
+    Ok(slot)
+}
+
+fn slot_id(slot: &[u8; SLOT_LEN]) -> Option<[u8; ID]> {
+    let mut id = [0u8; ID];
+    id.copy_from_slice(&slot[..ID]);
+    (id != [0u8; ID]).then_some(id)
+}
+
+fn unwrap_slot(
+    master: &MasterKey,
+    slot: &[u8; SLOT_LEN],
+    fixed: &[u8; FIXED_LEN],
+) -> Result<[u8; KEY], SealError> {
+    if slot_id(slot) != Some(master.id) {
+        return Err(SealError::WrongKey);
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&slot[ID..ID + NONCE_LEN]);
+    let mut wrapped = slot[ID + NONCE_LEN..].to_vec();
+    let key = master
+        .key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(slot_aad(fixed)),
+            &mut wrapped,
+        )
+        .map_err(|_| SealError::WrongKey)?;
+    <[u8; KEY]>::try_from(&key[..]).map_err(|_| SealError::WrongKey)
+}
+
+/// A parsed header of either format.
+enum Header {
+    V1 {
+        header: [u8; HEADER_LEN_V1],
+    },
+    V2 {
+        fixed: [u8; FIXED_LEN],
+        slots: [[u8; SLOT_LEN]; SLOTS],
+    },
+}
+
+struct Parsed {
+    header: Header,
+    chunk: u64,
+    len: u64,
+}
+
+fn read_header(file: &File) -> Result<Parsed, SealError> {
+    let mut head = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let chunk = u64::from(u32::from_be_bytes([head[8], head[9], head[10], head[11]]));
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&head[12..20]);
+    let len = u64::from_be_bytes(len_bytes);
+    let header = if &head[..8] == MAGIC && got == HEADER_LEN {
+        let mut fixed = [0u8; FIXED_LEN];
+        fixed.copy_from_slice(&head[..FIXED_LEN]);
+        let mut slots = [[0u8; SLOT_LEN]; SLOTS];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let at = FIXED_LEN + i * SLOT_LEN;
+            slot.copy_from_slice(&head[at..at + SLOT_LEN]);
+        }
+        Header::V2 { fixed, slots }
+    } else if &head[..8] == MAGIC_V1 && got >= HEADER_LEN_V1 {
+        let mut header = [0u8; HEADER_LEN_V1];
+        header.copy_from_slice(&head[..HEADER_LEN_V1]);
+        Header::V1 { header }
+    } else {
+        return Err(SealError::NotSealed);
+    };
+    if chunk == 0 || chunk > 16 * 1024 * 1024 {
+        return Err(SealError::NotSealed);
+    }
+    Ok(Parsed { header, chunk, len })
+}
+
+impl Parsed {
+    /// The file key, by the first of `keys` that opens one of the file's slots; the index of
+    /// that slot (always 0 in the first format) and of that key in `keys`.
+    fn file_key(&self, keys: &[MasterKey]) -> Result<([u8; KEY], usize, usize), SealError> {
+        match &self.header {
+            Header::V1 { header } => {
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(&header[20..20 + NONCE_LEN]);
+                for (m, master) in keys.iter().enumerate() {
+                    let mut wrapped = header[20 + NONCE_LEN..].to_vec();
+                    if let Ok(key) = master.key.open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(WRAP_AAD_V1),
+                        &mut wrapped,
+                    ) && let Ok(key) = <[u8; KEY]>::try_from(&key[..])
+                    {
+                        return Ok((key, 0, m));
+                    }
+                }
+                Err(SealError::WrongKey)
+            }
+            Header::V2 { fixed, slots } => {
+                for (m, master) in keys.iter().enumerate() {
+                    for (i, slot) in slots.iter().enumerate() {
+                        if let Ok(key) = unwrap_slot(master, slot, fixed) {
+                            return Ok((key, i, m));
+                        }
+                    }
+                }
+                Err(SealError::WrongKey)
+            }
+        }
+    }
+
+    /// What every chunk authenticates, and where the body starts.
+    fn body(&self) -> (Vec<u8>, u64) {
+        match &self.header {
+            Header::V1 { header } => (header.to_vec(), HEADER_LEN_V1 as u64),
+            Header::V2 { fixed, .. } => (fixed.to_vec(), HEADER_LEN as u64),
+        }
+    }
 }
 
 /// Where a sealed file goes for a plaintext recording (`x.webm` → `x.webm.sealed`).
@@ -150,23 +341,34 @@ pub struct Sealed {
 pub fn seal_file(master: &MasterKey, plain: &Path, out: &Path) -> Result<Sealed, SealError> {
     let mut input = File::open(plain)?;
     let plaintext_len = input.metadata()?.len();
+    write_sealed(&[master], plaintext_len, out, |_, buf| {
+        input.read_exact(buf).map_err(SealError::Io)
+    })
+}
+
+/// Writes a sealed file of `plaintext_len` bytes whose file key is wrapped under each of
+/// `masters` (one slot each), filling chunk after chunk with `fill(offset, buf)`.
+fn write_sealed(
+    masters: &[&MasterKey],
+    plaintext_len: u64,
+    out: &Path,
+    mut fill: impl FnMut(u64, &mut [u8]) -> Result<(), SealError>,
+) -> Result<Sealed, SealError> {
+    if masters.is_empty() || masters.len() > SLOTS {
+        return Err(SealError::Crypto);
+    }
     let file_key = random::<KEY>()?;
-    let key_nonce = random::<NONCE_LEN>()?;
-    let mut wrapped = file_key.to_vec();
-    master
-        .0
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(key_nonce),
-            Aad::from(WRAP_AAD),
-            &mut wrapped,
-        )
-        .map_err(|_| SealError::Crypto)?;
+    let mut fixed = [0u8; FIXED_LEN];
+    fixed[..8].copy_from_slice(MAGIC);
+    fixed[8..12].copy_from_slice(&CHUNK.to_be_bytes());
+    fixed[12..20].copy_from_slice(&plaintext_len.to_be_bytes());
+    fixed[20..].copy_from_slice(&random::<FILE_ID>()?);
     let mut header = [0u8; HEADER_LEN];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&CHUNK.to_be_bytes());
-    header[12..20].copy_from_slice(&plaintext_len.to_be_bytes());
-    header[20..20 + NONCE_LEN].copy_from_slice(&key_nonce);
-    header[20 + NONCE_LEN..].copy_from_slice(&wrapped);
+    header[..FIXED_LEN].copy_from_slice(&fixed);
+    for (i, master) in masters.iter().enumerate() {
+        let at = FIXED_LEN + i * SLOT_LEN;
+        header[at..at + SLOT_LEN].copy_from_slice(&wrap_slot(master, &file_key, &fixed)?);
+    }
     let key = aes(&file_key)?;
 
     let part = {
@@ -190,12 +392,12 @@ pub fn seal_file(master: &MasterKey, plain: &Path, out: &Path) -> Result<Sealed,
     let mut remaining = plaintext_len;
     while remaining > 0 {
         let n = remaining.min(u64::from(CHUNK)) as usize;
-        input.read_exact(&mut buf[..n])?;
+        fill(plaintext_len - remaining, &mut buf[..n])?;
         hasher.update(&buf[..n]);
         let tag = key
             .seal_in_place_separate_tag(
                 chunk_nonce(i),
-                Aad::from(chunk_aad(&header, i)),
+                Aad::from(chunk_aad(&fixed, i)),
                 &mut buf[..n],
             )
             .map_err(|_| SealError::Crypto)?;
@@ -209,11 +411,7 @@ pub fn seal_file(master: &MasterKey, plain: &Path, out: &Path) -> Result<Sealed,
     let sealed_len = file.metadata()?.len();
     drop(file);
     std::fs::rename(&part, out)?;
-    if let Some(dir) = out.parent()
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    crate::keys::sync_dir_of(out);
     Ok(Sealed {
         path: out.to_path_buf(),
         plaintext_len,
@@ -222,11 +420,96 @@ pub fn seal_file(master: &MasterKey, plain: &Path, out: &Path) -> Result<Sealed,
     })
 }
 
+/// What [`add_master`] did to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rekeyed {
+    /// The file already had a slot for the new master key.
+    Already,
+    /// The file key was wrapped under the new master key into the free slot; the body was not
+    /// touched.
+    SlotWritten,
+    /// A file of the first format was rewritten once in the current format (its body had to
+    /// be re-encrypted, because its wrapped key was part of every chunk's associated data).
+    Resealed,
+}
+
+/// First step of a rotation for one file: wrap its file key, opened by any of `keys`, under
+/// `new` too, in the slot the opening key does not use (so a torn write never harms the slot
+/// that still opens the file). Synced before it returns.
+pub fn add_master(keys: &[MasterKey], new: &MasterKey, path: &Path) -> Result<Rekeyed, SealError> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let parsed = read_header(&file)?;
+    if let Header::V2 { fixed, slots } = &parsed.header {
+        if slots.iter().any(|s| unwrap_slot(new, s, fixed).is_ok()) {
+            return Ok(Rekeyed::Already);
+        }
+        let (file_key, used, _) = parsed.file_key(keys)?;
+        let free = 1 - used;
+        let slot = wrap_slot(new, &file_key, fixed)?;
+        file.write_all_at(&slot, (FIXED_LEN + free * SLOT_LEN) as u64)?;
+        file.sync_data()?;
+        return Ok(Rekeyed::SlotWritten);
+    }
+    // The first format: decrypt with the old key and seal again under both keys, through a
+    // `.part` file renamed over the original (either the old or the new file is whole).
+    let (_, _, m) = parsed.file_key(keys)?;
+    let opener = &keys[m];
+    let mut reader = SealedReader::from_file(file, &parsed, keys)?;
+    let len = reader.len();
+    let tmp = {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".rekey");
+        PathBuf::from(name)
+    };
+    write_sealed(&[opener, new], len, &tmp, |offset, buf| {
+        let mut at = 0;
+        reader.read_range(offset, offset + buf.len() as u64, |piece| {
+            buf[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+            true
+        })?;
+        if at == buf.len() {
+            Ok(())
+        } else {
+            Err(SealError::Corrupt(offset / u64::from(CHUNK)))
+        }
+    })?;
+    std::fs::rename(&tmp, path)?;
+    crate::keys::sync_dir_of(path);
+    Ok(Rekeyed::Resealed)
+}
+
+/// Last step of a rotation for one file: with a slot that `new` opens in place, clear every
+/// other slot, so the old master key alone no longer opens the file. Returns whether anything
+/// was cleared. Synced before it returns.
+pub fn drop_other_masters(new: &MasterKey, path: &Path) -> Result<bool, SealError> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let parsed = read_header(&file)?;
+    let Header::V2 { fixed, slots } = &parsed.header else {
+        return Err(SealError::WrongKey);
+    };
+    if !slots.iter().any(|s| unwrap_slot(new, s, fixed).is_ok()) {
+        return Err(SealError::WrongKey);
+    }
+    let mut changed = false;
+    for (i, slot) in slots.iter().enumerate() {
+        if slot_id(slot).is_some_and(|id| id != new.id) {
+            file.write_all_at(&[0u8; SLOT_LEN], (FIXED_LEN + i * SLOT_LEN) as u64)?;
+            changed = true;
+        }
+    }
+    if changed {
+        file.sync_data()?;
+    }
+    Ok(changed)
+}
+
 /// Random access to the plaintext of a sealed file.
 pub struct SealedReader {
     file: File,
     key: LessSafeKey,
-    header: [u8; HEADER_LEN],
+    authenticated: Vec<u8>,
+    body_at: u64,
     chunk: u64,
     len: u64,
     buf: Vec<u8>,
@@ -241,46 +524,23 @@ impl std::fmt::Debug for SealedReader {
 }
 
 impl SealedReader {
-    pub fn open(master: &MasterKey, path: &Path) -> Result<Self, SealError> {
+    /// Opens a sealed file (either format) with whichever of `keys` opens it.
+    pub fn open(keys: &[MasterKey], path: &Path) -> Result<Self, SealError> {
         let file = File::open(path)?;
-        let mut header = [0u8; HEADER_LEN];
-        file.read_exact_at(&mut header, 0).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                SealError::NotSealed
-            } else {
-                SealError::Io(e)
-            }
-        })?;
-        if &header[..8] != MAGIC {
-            return Err(SealError::NotSealed);
-        }
-        let chunk = u64::from(u32::from_be_bytes([
-            header[8], header[9], header[10], header[11],
-        ]));
-        let mut len_bytes = [0u8; 8];
-        len_bytes.copy_from_slice(&header[12..20]);
-        let len = u64::from_be_bytes(len_bytes);
-        if chunk == 0 || chunk > 16 * 1024 * 1024 {
-            return Err(SealError::NotSealed);
-        }
-        let mut key_nonce = [0u8; NONCE_LEN];
-        key_nonce.copy_from_slice(&header[20..20 + NONCE_LEN]);
-        let mut wrapped = header[20 + NONCE_LEN..].to_vec();
-        let file_key = master
-            .0
-            .open_in_place(
-                Nonce::assume_unique_for_key(key_nonce),
-                Aad::from(WRAP_AAD),
-                &mut wrapped,
-            )
-            .map_err(|_| SealError::WrongKey)?;
-        let key = aes(file_key)?;
+        let parsed = read_header(&file)?;
+        Self::from_file(file, &parsed, keys)
+    }
+
+    fn from_file(file: File, parsed: &Parsed, keys: &[MasterKey]) -> Result<Self, SealError> {
+        let (file_key, _, _) = parsed.file_key(keys)?;
+        let (authenticated, body_at) = parsed.body();
         Ok(Self {
             file,
-            key,
-            header,
-            chunk,
-            len,
+            key: aes(&file_key)?,
+            authenticated,
+            body_at,
+            chunk: parsed.chunk,
+            len: parsed.len,
             buf: Vec::new(),
         })
     }
@@ -296,12 +556,15 @@ impl SealedReader {
 
     /// Decrypt chunk `i`; the plaintext is returned as a slice of an internal buffer.
     fn chunk(&mut self, i: u64) -> Result<&[u8], SealError> {
-        let start = i * self.chunk;
+        let start = i.checked_mul(self.chunk).ok_or(SealError::Corrupt(i))?;
         if start >= self.len {
             return Err(SealError::Corrupt(i));
         }
         let n = (self.len - start).min(self.chunk) as usize;
-        let at = HEADER_LEN as u64 + i * (self.chunk + TAG as u64);
+        let at = i
+            .checked_mul(self.chunk + TAG as u64)
+            .and_then(|o| o.checked_add(self.body_at))
+            .ok_or(SealError::Corrupt(i))?;
         self.buf.resize(n + TAG, 0);
         self.file.read_exact_at(&mut self.buf, at).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -314,7 +577,7 @@ impl SealedReader {
             .key
             .open_in_place(
                 chunk_nonce(i),
-                Aad::from(chunk_aad(&self.header, i)),
+                Aad::from(chunk_aad(&self.authenticated, i)),
                 &mut self.buf,
             )
             .map_err(|_| SealError::Corrupt(i))?;
@@ -348,7 +611,7 @@ impl SealedReader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn key(b: u8) -> MasterKey {
@@ -357,6 +620,53 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn read_all(keys: &[MasterKey], path: &Path) -> Result<Vec<u8>, SealError> {
+        let mut r = SealedReader::open(keys, path)?;
+        let mut got = Vec::new();
+        r.read_range(0, r.len(), |p| {
+            got.extend_from_slice(p);
+            true
+        })?;
+        Ok(got)
+    }
+
+    /// A file of the first format, laid out as the relay wrote them before key slots: the
+    /// wrapped key inside the header every chunk authenticates.
+    pub(crate) fn seal_v1(master: &MasterKey, data: &[u8], out: &Path) {
+        let file_key = [9u8; KEY];
+        let key_nonce = [3u8; NONCE_LEN];
+        let mut wrapped = file_key.to_vec();
+        master
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(key_nonce),
+                Aad::from(WRAP_AAD_V1),
+                &mut wrapped,
+            )
+            .expect("wrap");
+        let mut header = [0u8; HEADER_LEN_V1];
+        header[..8].copy_from_slice(MAGIC_V1);
+        header[8..12].copy_from_slice(&CHUNK.to_be_bytes());
+        header[12..20].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        header[20..20 + NONCE_LEN].copy_from_slice(&key_nonce);
+        header[20 + NONCE_LEN..].copy_from_slice(&wrapped);
+        let key = aes(&file_key).expect("aes");
+        let mut out_bytes = header.to_vec();
+        for (i, piece) in data.chunks(CHUNK as usize).enumerate() {
+            let mut buf = piece.to_vec();
+            let tag = key
+                .seal_in_place_separate_tag(
+                    chunk_nonce(i as u64),
+                    Aad::from(chunk_aad(&header, i as u64)),
+                    &mut buf,
+                )
+                .expect("seal");
+            out_bytes.extend_from_slice(&buf);
+            out_bytes.extend_from_slice(tag.as_ref());
+        }
+        std::fs::write(out, out_bytes).expect("write");
     }
 
     fn roundtrip(len: usize) {
@@ -376,7 +686,8 @@ mod tests {
             len < 64 || raw.windows(64).all(|w| data.windows(64).next() != Some(w)),
             "no plaintext run survives sealing"
         );
-        let mut r = SealedReader::open(&key(7), &out).expect("open");
+        let keys = [key(7)];
+        let mut r = SealedReader::open(&keys, &out).expect("open");
         assert_eq!(r.len(), len as u64);
         for (a, b) in [
             (0, len),
@@ -417,14 +728,22 @@ mod tests {
         let out = sealed_path(&plain);
         seal_file(&key(1), &plain, &out).expect("seal");
         assert!(matches!(
-            SealedReader::open(&key(2), &out),
+            SealedReader::open(&[key(2)], &out),
             Err(SealError::WrongKey)
         ));
         let mut raw = std::fs::read(&out).expect("read");
+        // The fixed header is authenticated by every chunk: a changed length fails them all.
+        let mut longer = raw.clone();
+        longer[19] ^= 1;
+        std::fs::write(&out, &longer).expect("write");
+        assert!(
+            SealedReader::open(&[key(1)], &out).is_err() || read_all(&[key(1)], &out).is_err(),
+            "a changed header is found"
+        );
         let i = HEADER_LEN + CHUNK as usize + TAG + 10;
         raw[i] ^= 1;
         std::fs::write(&out, &raw).expect("write");
-        let mut r = SealedReader::open(&key(1), &out).expect("header intact");
+        let mut r = SealedReader::open(&[key(1)], &out).expect("header intact");
         let first = r.read_range(0, 100, |_| true);
         assert!(first.is_ok(), "chunk 0 untouched");
         let second = r.read_range(u64::from(CHUNK), u64::from(CHUNK) + 10, |_| true);
@@ -432,37 +751,113 @@ mod tests {
         // A truncated file fails on its missing chunk, never panics.
         raw.truncate(HEADER_LEN + 100);
         std::fs::write(&out, &raw).expect("write");
-        let mut r = SealedReader::open(&key(1), &out).expect("header intact");
+        let mut r = SealedReader::open(&[key(1)], &out).expect("header intact");
         assert!(r.read_range(0, 10, |_| true).is_err());
+        raw.truncate(HEADER_LEN - 1);
+        std::fs::write(&out, &raw).expect("write");
         assert!(matches!(
-            SealedReader::open(&key(1), &plain),
+            SealedReader::open(&[key(1)], &out),
+            Err(SealError::NotSealed)
+        ));
+        assert!(matches!(
+            SealedReader::open(&[key(1)], &plain),
             Err(SealError::NotSealed)
         ));
     }
 
     #[test]
-    fn the_master_key_file_is_created_once_and_private() {
+    fn a_new_master_key_is_added_and_the_old_one_dropped_without_touching_the_body() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("keys/recording.key");
+        let plain = dir.path().join("r.webm");
+        let data = sample(3 * CHUNK as usize + 5);
+        std::fs::write(&plain, &data).expect("write");
+        let out = sealed_path(&plain);
+        seal_file(&key(1), &plain, &out).expect("seal");
+        let body = |p: &Path| std::fs::read(p).expect("read")[HEADER_LEN..].to_vec();
+        let before = body(&out);
+
+        assert_eq!(
+            add_master(&[key(1)], &key(2), &out).expect("add"),
+            Rekeyed::SlotWritten
+        );
+        assert_eq!(
+            add_master(&[key(1)], &key(2), &out).expect("again"),
+            Rekeyed::Already
+        );
+        assert_eq!(read_all(&[key(1)], &out).expect("old"), data);
+        assert_eq!(read_all(&[key(2)], &out).expect("new"), data);
+
+        assert!(drop_other_masters(&key(2), &out).expect("drop"));
+        assert!(!drop_other_masters(&key(2), &out).expect("again"));
+        assert!(matches!(
+            SealedReader::open(&[key(1)], &out),
+            Err(SealError::WrongKey)
+        ));
+        assert_eq!(read_all(&[key(2)], &out).expect("new"), data);
+        assert_eq!(body(&out), before, "the body is the same bytes");
+
+        // A second rotation uses the slot the first one cleared.
+        add_master(&[key(2)], &key(3), &out).expect("add");
+        drop_other_masters(&key(3), &out).expect("drop");
+        assert_eq!(read_all(&[key(3)], &out).expect("third"), data);
+        assert!(SealedReader::open(&[key(2)], &out).is_err());
+        // Dropping the old slot needs a slot the new key opens.
+        assert!(drop_other_masters(&key(4), &out).is_err());
+        assert_eq!(read_all(&[key(3)], &out).expect("intact"), data);
+    }
+
+    #[test]
+    fn a_torn_slot_write_leaves_the_old_slot_working() {
+        let dir = tempfile::tempdir().expect("tempdir");
         let plain = dir.path().join("r.webm");
         std::fs::write(&plain, sample(1000)).expect("write");
-        let k1 = MasterKey::load_or_create(&path).expect("created");
-        seal_file(&k1, &plain, &sealed_path(&plain)).expect("seal");
-        let k2 = MasterKey::load_or_create(&path).expect("loaded");
-        assert!(SealedReader::open(&k2, &sealed_path(&plain)).is_ok());
+        let out = sealed_path(&plain);
+        seal_file(&key(1), &plain, &out).expect("seal");
+        // Half a slot written into the free slot, as a crash in the middle would leave it.
+        let f = OpenOptions::new().write(true).open(&out).expect("open");
+        f.write_all_at(&key(2).id(), (FIXED_LEN + SLOT_LEN) as u64)
+            .expect("write");
+        f.write_all_at(&[0xAB; 20], (FIXED_LEN + SLOT_LEN + ID) as u64)
+            .expect("write");
+        drop(f);
+        assert_eq!(read_all(&[key(1)], &out).expect("old").len(), 1000);
+        assert!(SealedReader::open(&[key(2)], &out).is_err());
+        // Resuming writes the slot again.
+        assert_eq!(
+            add_master(&[key(1)], &key(2), &out).expect("add"),
+            Rekeyed::SlotWritten
+        );
+        assert_eq!(read_all(&[key(2)], &out).expect("new").len(), 1000);
+    }
+
+    #[test]
+    fn the_first_format_is_read_and_rekeyed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("old.webm.sealed");
+        let data = sample(2 * CHUNK as usize + 9);
+        seal_v1(&key(1), &data, &out);
+        assert_eq!(read_all(&[key(1)], &out).expect("v1 read"), data);
+        assert!(SealedReader::open(&[key(2)], &out).is_err());
+        assert_eq!(
+            add_master(&[key(1)], &key(2), &out).expect("reseal"),
+            Rekeyed::Resealed
+        );
+        assert_eq!(&std::fs::read(&out).expect("read")[..8], MAGIC);
+        assert_eq!(read_all(&[key(1)], &out).expect("old"), data);
+        assert_eq!(read_all(&[key(2)], &out).expect("new"), data);
+        drop_other_masters(&key(2), &out).expect("drop");
+        assert!(SealedReader::open(&[key(1)], &out).is_err());
+        assert_eq!(read_all(&[key(2)], &out).expect("new"), data);
+    }
+
+    #[test]
+    fn key_files_are_read_only_when_private() {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(path.parent().expect("dir"))
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
-        // A key file others may read is refused at start.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("recordings.key");
+        crate::keys::write_key_file(&path, &KeyBytes::random()).expect("write");
+        assert!(MasterKey::load(&path).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        assert!(matches!(
-            MasterKey::load_or_create(&path),
-            Err(SealError::KeyFile(_))
-        ));
+        assert!(matches!(MasterKey::load(&path), Err(SealError::KeyFile(_))));
     }
 }

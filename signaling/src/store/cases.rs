@@ -57,6 +57,24 @@ pub struct AuditEntry {
     pub action: String,
 }
 
+/// An item's wrapped key, as a master key rotation reads it (the item's contents stay put).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub item_id: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
+/// An item's key wrapped again under another master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrapped {
+    pub item_id: String,
+    /// The master key the item was under when it was read: the row changes only if it still is.
+    pub from_key_id: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
 #[async_trait]
 pub trait CaseStore: Send + Sync + 'static {
     /// Creates the case unless it exists (then it is left as it is).
@@ -76,6 +94,27 @@ pub trait CaseStore: Send + Sync + 'static {
     async fn audit_log(&self, ticket_id: &str) -> StoreResult<Vec<AuditEntry>>;
     /// Deletes items created before `cutoff_ms`, auditing each; returns how many.
     async fn purge_items_before(&self, cutoff_ms: i64, now_ms: i64) -> StoreResult<u64>;
+    /// Up to `limit` wrapped keys of items not under the master key `key_id`, with ids after
+    /// `after`, in id order (one page of a key rotation).
+    async fn wrapped_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>>;
+    /// Replaces wrapped keys in one transaction, each only where the item is still under its
+    /// `from_key_id`; returns how many rows changed. The sealed contents are not touched.
+    async fn rewrap_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64>;
+    /// How many items are not under the master key `key_id`.
+    async fn count_not_under(&self, key_id: &str) -> StoreResult<u64>;
+}
+
+fn wrapped(row: &sqlx::sqlite::SqliteRow) -> Result<WrappedKey, sqlx::Error> {
+    Ok(WrappedKey {
+        item_id: row.try_get("id")?,
+        key_id: row.try_get("key_id")?,
+        wrapped_key: row.try_get("wrapped_key")?,
+    })
 }
 
 fn meta(row: &sqlx::sqlite::SqliteRow) -> Result<ItemMeta, sqlx::Error> {
@@ -310,5 +349,50 @@ impl CaseStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
+    }
+
+    async fn wrapped_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, wrapped_key FROM case_items WHERE key_id <> ? AND id > ? \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(key_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(wrapped).collect::<Result<_, _>>()?)
+    }
+
+    async fn rewrap_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for r in rewraps {
+            changed += sqlx::query(
+                "UPDATE case_items SET key_id = ?, wrapped_key = ? WHERE id = ? AND key_id = ?",
+            )
+            .bind(&r.key_id)
+            .bind(&r.wrapped_key)
+            .bind(&r.item_id)
+            .bind(&r.from_key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn count_not_under(&self, key_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM case_items WHERE key_id <> ?")
+            .bind(key_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

@@ -945,6 +945,187 @@ async fn case_items_keep_their_sealed_bytes_and_an_append_only_trail(b: Backend)
     assert_eq!(c.audit_log("t1").await.expect("log").len(), 2);
 }
 
+/// A master key rotation on this database: stopped after two items, everything still opens
+/// (under the old or the new key); resumed, every item is under the new key only, its sealed
+/// contents byte for byte what they were; the trail has the runs with their counts.
+async fn case_keys_rotate_without_touching_contents(b: Backend) {
+    use crate::cases::crypto::{Keyring, MasterKey, Sealed};
+    use crate::cases::{CaseOrigin, CaseService};
+    use crate::keys::rotate::{Budget, rotate_cases};
+    use crate::keys::{KeyBytes, sibling, write_key_file};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cases.key");
+    let old = KeyBytes::new([0x11; 32]);
+    write_key_file(&path, &old).expect("old key");
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    let service = CaseService::with_store(
+        b.cases.clone(),
+        MasterKey::load(&path).expect("load"),
+        clock,
+        180,
+    );
+    let origin = CaseOrigin {
+        ticket_id: "t-rot".into(),
+        centre_id: "c1".into(),
+        device_id: "kiosk-1".into(),
+        clerk_id: "k1".into(),
+        ticket_number: "YA009".into(),
+    };
+    let mut plain = Vec::new();
+    for i in 0..5u8 {
+        let bytes: Vec<u8> = (0..=255u8).map(|x| x ^ i).collect();
+        let id = service
+            .store_bytes(
+                &origin,
+                "scan",
+                "text/plain",
+                bytes.clone(),
+                None,
+                ("clerk", "k1"),
+            )
+            .await
+            .expect("stored");
+        plain.push((id, bytes));
+    }
+    let before: Vec<Vec<u8>> = {
+        let mut v = Vec::new();
+        for (id, _) in &plain {
+            v.push(
+                b.cases
+                    .item("t-rot", id)
+                    .await
+                    .expect("item")
+                    .expect("present")
+                    .sealed,
+            );
+        }
+        v
+    };
+    let sealed_of = |item: SealedItem| Sealed {
+        key_id: item.key_id,
+        wrapped_key: item.wrapped_key,
+        ciphertext: item.sealed,
+    };
+    let trail = b.trail();
+
+    let new = KeyBytes::new([0x22; 32]);
+    let first = rotate_cases(
+        &*b.cases,
+        &trail,
+        "cli:test",
+        &path,
+        Some(new.clone()),
+        &mut Budget::new(Some(2)),
+    )
+    .await
+    .expect("first run");
+    assert_eq!(first.rewrapped, 2);
+    assert!(!first.complete);
+    assert!(
+        sibling(&path, "next").exists(),
+        "the new key waits beside the old"
+    );
+    assert_eq!(
+        b.cases.count_not_under(&new.id_hex()).await.expect("count"),
+        3
+    );
+    // Midway, the relay's keyring (current + next) opens every item.
+    let ring = Keyring::load(&path).expect("ring");
+    for (id, bytes) in &plain {
+        let item = b
+            .cases
+            .item("t-rot", id)
+            .await
+            .expect("item")
+            .expect("present");
+        assert_eq!(
+            &ring.open(id, &sealed_of(item)).expect("opens midway"),
+            bytes
+        );
+    }
+    // A different new key cannot be started over a pending one.
+    assert!(
+        rotate_cases(
+            &*b.cases,
+            &trail,
+            "cli:test",
+            &path,
+            Some(KeyBytes::new([0x33; 32])),
+            &mut Budget::new(None)
+        )
+        .await
+        .is_err()
+    );
+
+    let second = rotate_cases(
+        &*b.cases,
+        &trail,
+        "cli:test",
+        &path,
+        None,
+        &mut Budget::new(None),
+    )
+    .await
+    .expect("resumed");
+    assert!(second.complete);
+    assert_eq!(second.rewrapped, 3);
+    assert!(!sibling(&path, "next").exists());
+    assert!(!sibling(&path, "previous").exists());
+    let now_key = MasterKey::load(&path).expect("new key in place");
+    assert_eq!(now_key.id(), new.id_hex());
+    let old_key = MasterKey::from_key(&old);
+    for ((id, bytes), sealed_before) in plain.iter().zip(&before) {
+        let item = b
+            .cases
+            .item("t-rot", id)
+            .await
+            .expect("item")
+            .expect("present");
+        assert_eq!(
+            &item.sealed, sealed_before,
+            "the contents were not rewritten"
+        );
+        let sealed = sealed_of(item);
+        assert_eq!(&now_key.open(id, &sealed).expect("new key opens"), bytes);
+        assert!(
+            old_key.open(id, &sealed).is_err(),
+            "the old key alone does not"
+        );
+        let forged = Sealed {
+            key_id: old_key.id().to_owned(),
+            ..sealed
+        };
+        assert!(
+            old_key.open(id, &forged).is_err(),
+            "not even under the old id"
+        );
+    }
+    let rows = trail.last(10).await.expect("trail");
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert!(
+        kinds.ends_with(&[
+            "keys.rotate.start",
+            "keys.rotate.end",
+            "keys.rotate.start",
+            "keys.rotate.end"
+        ]),
+        "{kinds:?}"
+    );
+    let last = rows.last().expect("row");
+    assert!(
+        last.detail.contains("rewrapped=3") && last.detail.contains("complete=true"),
+        "{}",
+        last.detail
+    );
+    let first_end = &rows[rows.len() - 3];
+    assert!(
+        first_end.detail.contains("rewrapped=2 ") && first_end.detail.contains("complete=false"),
+        "{}",
+        first_end.detail
+    );
+}
+
 fn session(ticket: &str, started_ms: i64) -> Session {
     Session {
         ticket_id: ticket.into(),
@@ -2044,6 +2225,7 @@ conformance!(
     recordings_are_saved_completed_listed_and_purged_with_an_audit_entry,
     the_access_trail_cannot_be_changed,
     case_items_keep_their_sealed_bytes_and_an_append_only_trail,
+    case_keys_rotate_without_touching_contents,
     evaluations_sessions_and_forwarding,
     registry_lifecycle_with_conflicts_and_an_append_only_trail,
     kiosk_health_alerts_and_inspections,

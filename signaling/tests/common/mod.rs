@@ -39,6 +39,8 @@ pub struct TestRelay<S = SqliteStore> {
     pub state: AppState,
     pub store: S,
     pub dir: tempfile::TempDir,
+    /// The master keys, outside the data directory as in production.
+    pub keys: tempfile::TempDir,
     relay: Relay,
 }
 
@@ -61,6 +63,11 @@ impl TestRelay<PgStore> {
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
         config.store.url = Some(url.to_owned());
+        let keys = tempfile::tempdir().expect("tempdir");
+        let made =
+            signaling::keys::init_keys(&config, &keys.path().join("keys")).expect("master keys");
+        config.privacy.master_key_file = Some(made.cases);
+        config.recording.key_file = Some(made.recordings);
         config.server.metrics_token = Some(METRICS_TOKEN.to_string());
         config.validate().expect("valid test configuration");
         let store = PgStore::connect(url, config.store.durability)
@@ -85,6 +92,7 @@ impl TestRelay<PgStore> {
             state: relay.state.clone(),
             store,
             dir,
+            keys,
             relay,
         }
     }
@@ -103,6 +111,11 @@ impl TestRelay {
         config.server.listen = None;
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
+        let keys = tempfile::tempdir().expect("tempdir");
+        let made =
+            signaling::keys::init_keys(&config, &keys.path().join("keys")).expect("master keys");
+        config.privacy.master_key_file = Some(made.cases);
+        config.recording.key_file = Some(made.recordings);
         config.server.metrics_token = Some(METRICS_TOKEN.to_string());
         configure(&mut config);
         config.validate().expect("valid test configuration");
@@ -126,6 +139,7 @@ impl TestRelay {
             state: relay.state.clone(),
             store,
             dir,
+            keys,
             relay,
         }
     }

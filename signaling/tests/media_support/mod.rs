@@ -30,6 +30,8 @@ pub struct MediaRelay {
     pub state: AppState,
     pub store: SqliteStore,
     pub dir: tempfile::TempDir,
+    /// The master keys, outside the data directory as in production.
+    pub keys: tempfile::TempDir,
     relay: Relay,
 }
 
@@ -45,6 +47,11 @@ impl MediaRelay {
         config.server.listen = None;
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
+        let keys = tempfile::tempdir().expect("tempdir");
+        let made =
+            signaling::keys::init_keys(&config, &keys.path().join("keys")).expect("master keys");
+        config.privacy.master_key_file = Some(made.cases);
+        config.recording.key_file = Some(made.recordings);
         config.media.enabled = true;
         config.media.udp_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.server.metrics_token = Some(METRICS_TOKEN.to_string());
@@ -70,6 +77,7 @@ impl MediaRelay {
             state: relay.state.clone(),
             store: sqlite,
             dir,
+            keys,
             relay,
         }
     }

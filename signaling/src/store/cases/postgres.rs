@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem, trail_entry};
+use super::{
+    AuditEntry, CaseRecord, CaseStore, ItemMeta, Rewrapped, SealedItem, WrappedKey, trail_entry,
+};
 use crate::store::StoreResult;
 use crate::store::postgres::PgStore;
 
@@ -225,5 +227,59 @@ impl CaseStore for PgStore {
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
+    }
+
+    async fn wrapped_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, wrapped_key FROM case_items WHERE key_id <> $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(key_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WrappedKey {
+                    item_id: r.try_get("id")?,
+                    key_id: r.try_get("key_id")?,
+                    wrapped_key: r.try_get("wrapped_key")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn rewrap_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for r in rewraps {
+            changed += sqlx::query(
+                "UPDATE case_items SET key_id = $1, wrapped_key = $2 WHERE id = $3 AND key_id = $4",
+            )
+            .bind(&r.key_id)
+            .bind(&r.wrapped_key)
+            .bind(&r.item_id)
+            .bind(&r.from_key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn count_not_under(&self, key_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM case_items WHERE key_id <> $1")
+            .bind(key_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
