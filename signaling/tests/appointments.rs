@@ -319,3 +319,68 @@ async fn booking_api_p99_at_200_per_second() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn one_number_is_held_back_after_its_writes_and_bad_bodies_get_a_plain_answer() {
+    let relay = TestRelay::start_with(|c| {
+        configure(30, 2)(c);
+        c.appointments.max_writes_per_number_per_hour = 3;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = relay.url("/api/v1/public/appointments/lookup");
+    for _ in 0..3 {
+        let r = client
+            .post(&url)
+            .json(&json!({ "code": "ABCDEFGH", "mobile": "13812345678" }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 404);
+    }
+    let r = client
+        .post(&url)
+        .json(&json!({ "code": "ABCDEFGH", "mobile": "138 1234 5678" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("该手机号操作过于频繁，请")),
+        "{body}"
+    );
+    // Another number is not affected.
+    let r = client
+        .post(&url)
+        .json(&json!({ "code": "ABCDEFGH", "mobile": "13900001111" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 404);
+    // A body that is not the expected JSON: 400 with a Chinese message, counted.
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"code\": 5")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "bad_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("格式不正确"))
+    );
+    assert!(
+        relay
+            .metrics()
+            .await
+            .contains("relay_appointments_refused_total 1\n")
+    );
+    relay.stop().await;
+}
