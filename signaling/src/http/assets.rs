@@ -39,6 +39,7 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("console", "typing.css", CSS),
     web_file!("console", "profile.js", JS),
     web_file!("console", "profile.css", CSS),
+    web_file!("console", "appointments.js", JS),
     web_file!("console", "console.css", CSS),
     web_file!("recordings", "index.html", HTML),
     web_file!("recordings", "recordings.js", JS),
@@ -55,6 +56,9 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("ops", "registry.js", JS),
     web_file!("ops", "ops.css", CSS),
     web_file!("ops", "public.css", CSS),
+    web_file!("book", "index.html", HTML),
+    web_file!("book", "book.js", JS),
+    web_file!("book", "book.css", CSS),
     ("shared", "common.js", JS, web_common::COMMON_JS),
 ];
 

@@ -10,6 +10,7 @@ import * as media from "./media.js";
 import * as devices from "./devices.js";
 import * as typing from "./typing.js";
 import * as profile from "./profile.js";
+import * as appointments from "./appointments.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,7 +19,7 @@ const $ = (id) => document.getElementById(id);
 //   onWelcome(msg)            after each (re)connection
 //   onMessage(msg)            every relay message the core does not consume itself
 //   onCurrentTicket(ticket)   the ticket in hand at this window changed (or null)
-const modules = [media, devices, typing, profile];
+const modules = [media, devices, typing, profile, appointments];
 const hook = (name, arg) => {
   for (const m of modules) {
     try { m[name]?.(arg); } catch (e) { console.error(`${name} failed`, e); }
