@@ -245,6 +245,7 @@ impl Relay {
                 config.auth.max_waiting_password_checks,
                 PASSWORD_CHECK_WAIT,
             )),
+            kiosk_desk: None,
         };
 
         media

@@ -56,6 +56,7 @@ fn ticket(id: &str, state: TicketState) -> KioskTicketStatus {
         recalls: 0,
         availability: None,
         serving_clerk: None,
+        appointment: None,
     }
 }
 
