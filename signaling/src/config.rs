@@ -59,6 +59,8 @@ pub struct Config {
     pub registry: crate::registry::config::RegistrySection,
     pub alerts: crate::registry::config::AlertsSection,
     pub audit: crate::audit::syslog::AuditSection,
+    /// Remote appointments: the remote windows' hours and slots per centre, and the limits.
+    pub appointments: crate::appointments::AppointmentsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,6 +481,12 @@ impl Config {
         self.alerts
             .check()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.appointments
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "appointments",
+                message,
+            })?;
         self.audit
             .check()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;

@@ -6,6 +6,7 @@
 //! time (`queue`, `sfu`), wrapped by a thin tokio driver; `http` is the axum surface.
 
 pub mod admin;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod cases;

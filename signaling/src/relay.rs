@@ -32,6 +32,7 @@ use crate::registry::Registry;
 use crate::registry::divisions::Divisions;
 use crate::session::{Observers, SessionObserver, Switchboard};
 use crate::store::Store;
+use crate::store::appointments::AppointmentStore;
 use crate::store::evaluations::EvaluationStore;
 use crate::store::postgres::PgStore;
 use crate::store::recordings::RecordingStore;
@@ -53,6 +54,8 @@ pub struct Stores {
     pub audit: crate::audit::Db,
     /// Staff profiles (岗位、工号、照片) shown to residents.
     pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
+    /// Remote appointments (预约).
+    pub appointments: Arc<dyn AppointmentStore>,
 }
 
 impl Stores {
@@ -65,6 +68,7 @@ impl Stores {
             registry: Arc::new(store.clone()),
             audit: store.pool().clone().into(),
             staff: Arc::new(store.clone()),
+            appointments: Arc::new(store.clone()),
         }
     }
 
@@ -77,6 +81,7 @@ impl Stores {
             registry: Arc::new(store.clone()),
             audit: store.pool().clone().into(),
             staff: Arc::new(store.clone()),
+            appointments: Arc::new(store.clone()),
         }
     }
 
@@ -123,6 +128,8 @@ pub enum StartError {
     Evaluations(#[from] crate::evaluation::StartError),
     #[error("starting the audit trail: {0}")]
     Audit(String),
+    #[error("starting appointments (privacy master key): {0}")]
+    Appointments(String),
     #[error("preparing the listeners: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -207,6 +214,13 @@ impl Relay {
             metrics.clone(),
             switchboard.clone(),
         ));
+        // The appointments' key before the case service's, which creates the same file in the
+        // background when it is missing: one of the two must go first.
+        let appointments = appointment_service(&config, &stores, clock.clone())?;
+        let a = appointments.clone();
+        metrics.register_collector(SnapshotCounters::new("appointment counters", move || {
+            a.counters.snapshot()
+        }));
         let cases = crate::cases::Cases::start(config.clone(), clock.clone());
         cases.register_metrics(&metrics);
         let divisions = Divisions::load(config.registry.divisions_file.as_deref())
@@ -234,6 +248,8 @@ impl Relay {
             evaluations: evaluations.clone(),
             registry,
             staff: stores.staff.clone(),
+            appointments: appointments.clone(),
+            public_limits: Arc::new(http::appointments::PublicLimits::new(&config.appointments)),
             metrics: metrics.clone(),
             clock: clock.clone(),
             shutdown: shutdown.clone(),
@@ -270,6 +286,12 @@ impl Relay {
         tasks.spawn(switchboard.run_deadlines(shutdown.clone()));
         crate::registry::alert_task::spawn(&state, &tasks);
         tasks.spawn(purge_logins(state.clone()));
+        tasks.spawn(sweep_appointments(
+            appointments,
+            clock.clone(),
+            Duration::from_secs(config.privacy.retention_sweep_secs.max(1)),
+            shutdown.clone(),
+        ));
         if let Some(target) = config.audit.syslog.as_deref() {
             let target = crate::audit::syslog::Target::parse(target)
                 .map_err(|e| StartError::Audit(format!("audit.syslog: {e}")))?;
@@ -372,6 +394,57 @@ impl Relay {
 
 /// How long a login may wait for a free password check before it is answered "busy".
 const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The appointment service on the stores' database, sealing with the privacy master key (the
+/// case materials' key) and sending codes through the development sender.
+fn appointment_service(
+    config: &Config,
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<crate::appointments::Appointments>, StartError> {
+    let key_file = config.privacy.key_file_in(&config.store.data_dir);
+    let key = crate::cases::crypto::MasterKey::load_or_create(&key_file)
+        .map_err(|e| StartError::Appointments(e.to_string()))?;
+    if !config.appointments.centres.is_empty() {
+        warn!(
+            "appointments: no SMS gateway is connected; verification codes are only logged (number masked) and written to dev-sms.jsonl in the data directory"
+        );
+    }
+    let sms = Arc::new(crate::appointments::DevSms::new(Some(
+        config.store.data_dir.join("dev-sms.jsonl"),
+    )));
+    Ok(Arc::new(crate::appointments::Appointments::new(
+        crate::appointments::AppointmentDeps {
+            config: config.appointments.clone(),
+            store: stores.appointments.clone(),
+            main: stores.main.clone(),
+            key,
+            sms,
+            clock,
+        },
+    )))
+}
+
+/// Marks no-shows and purges bookings' personal data on the privacy sweep's period.
+async fn sweep_appointments(
+    appointments: Arc<crate::appointments::Appointments>,
+    clock: Arc<dyn Clock>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    // No-shows matter within minutes; the purge only daily. Both run at most every minute.
+    let mut tick = tokio::time::interval(period.min(Duration::from_secs(60)));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = appointments.sweep(clock.now_ms()).await {
+                    error!(error = %e, "the appointments sweep failed");
+                }
+            }
+        }
+    }
+}
 
 async fn purge_logins(state: AppState) {
     let mut tick = tokio::time::interval(LOGIN_PURGE_EVERY);

@@ -33,6 +33,8 @@ pub enum CryptoError {
 pub struct MasterKey {
     cipher: Aes256Gcm,
     id: String,
+    /// Input for keys derived for other purposes ([`MasterKey::derive`]); never used to encrypt.
+    derivation: [u8; 32],
 }
 
 /// A sealed object: its wrapped key and ciphertext (each nonce ‖ ciphertext ‖ tag).
@@ -88,9 +90,13 @@ pub fn check_private(path: &Path) -> Result<(), String> {
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let id = hex::encode(&Sha256::digest(bytes)[..8]);
+        let mut derivation = Sha256::new();
+        derivation.update(b"rvw-master-key-derivation\0");
+        derivation.update(bytes);
         MasterKey {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
             id,
+            derivation: derivation.finalize().into(),
         }
     }
 
@@ -132,6 +138,18 @@ impl MasterKey {
             }
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// A 32-byte key for one purpose (`label`), derived from the master key with HMAC-SHA256:
+    /// e.g. the key of the keyed hash that finds a booking's mobile number again. Different
+    /// labels give unrelated keys; the master key cannot be recovered from one.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.derivation);
+        let tag = hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Short fingerprint stored beside each object.

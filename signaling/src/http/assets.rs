@@ -51,6 +51,9 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("ops", "registry.js", JS),
     web_file!("ops", "ops.css", CSS),
     web_file!("ops", "public.css", CSS),
+    web_file!("book", "index.html", HTML),
+    web_file!("book", "book.js", JS),
+    web_file!("book", "book.css", CSS),
     ("shared", "common.js", JS, web_common::COMMON_JS),
 ];
 

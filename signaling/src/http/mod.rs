@@ -4,6 +4,7 @@
 //! runs it on listeners the caller bound (tests bind port 0), over TLS or, in development,
 //! plain HTTP on loopback, until the shutdown token is cancelled.
 
+pub mod appointments;
 pub mod assets;
 pub mod auth;
 pub mod cases;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .merge(staff::routes())
         .merge(selftest::routes())
         .merge(staff_profile::routes())
+        .merge(appointments::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             SECURITY_HEADERS,

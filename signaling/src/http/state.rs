@@ -35,6 +35,10 @@ pub struct AppState {
     pub registry: Arc<crate::registry::Registry>,
     /// Staff profiles (岗位、工号、照片) shown to residents.
     pub staff: Arc<dyn crate::store::staff_profile::StaffProfileStore>,
+    /// Remote appointments: booking, check-in, the clerks' daily list.
+    pub appointments: Arc<crate::appointments::Appointments>,
+    /// Rate limits of the public booking API, per address and per mobile number.
+    pub public_limits: Arc<super::appointments::PublicLimits>,
     pub metrics: Arc<Metrics>,
     /// The hash-chained audit trail: record logins, administrative actions and reveals here.
     pub audit: crate::audit::Trail,

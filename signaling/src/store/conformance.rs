@@ -49,6 +49,7 @@ pub(crate) struct Backend {
     pub registry: Arc<dyn RegistryStore>,
     pub cases: Arc<dyn CaseStore>,
     pub staff: Arc<dyn StaffProfileStore>,
+    pub appointments: Arc<dyn super::appointments::AppointmentStore>,
     raw: Raw,
 }
 
@@ -135,6 +136,7 @@ pub(crate) async fn open_sqlite() -> Backend {
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
         staff: Arc::new(s.clone()),
+        appointments: Arc::new(s.clone()),
         raw: Raw::Sqlite(s.pool().clone()),
     }
 }
@@ -153,6 +155,7 @@ pub(crate) async fn open_postgres() -> Backend {
         registry: Arc::new(s.clone()),
         cases: Arc::new(s.clone()),
         staff: Arc::new(s.clone()),
+        appointments: Arc::new(s.clone()),
         raw: Raw::Postgres(s.pool().clone()),
     }
 }
@@ -1863,7 +1866,17 @@ conformance!(
     concurrent_appends_keep_one_chain,
     window_pauses_survive_a_reload,
     staff_profiles_keep_card_and_photo,
+    bookings_round_trip_and_change_state_once,
+    capacity_holds_under_concurrent_bookings,
+    one_live_booking_per_number_category_and_day,
+    no_shows_and_purge_clear_personal_data,
 );
+
+mod appointments;
+use appointments::{
+    bookings_round_trip_and_change_state_once, capacity_holds_under_concurrent_bookings,
+    no_shows_and_purge_clear_personal_data, one_live_booking_per_number_category_and_day,
+};
 
 /// Centre leases and fencing exist on PostgreSQL only (several nodes share it).
 mod fencing_on_postgres {
@@ -1886,6 +1899,7 @@ mod fencing_on_postgres {
             registry: Arc::new(s.clone()),
             cases: Arc::new(s.clone()),
             staff: Arc::new(s.clone()),
+            appointments: Arc::new(s.clone()),
             raw: Raw::Postgres(s.pool().clone()),
         };
         seed(&b).await;

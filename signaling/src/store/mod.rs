@@ -10,6 +10,7 @@
 //! anything acknowledged to a client survives a crash of the relay; [`Durability`] says
 //! whether it also survives a power cut.
 
+pub mod appointments;
 pub mod cases;
 #[cfg(test)]
 mod conformance;
