@@ -206,6 +206,10 @@ pub struct KioskBooking {
     pub slot: AppointmentSlot,
     /// The mobile number masked (138****5678).
     pub phone_masked: String,
+    /// The QR as an image (`data:image/svg+xml;base64,…`) for the screen, when the relay
+    /// draws one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_image: Option<String>,
 }
 
 // `welcome` is larger than the other messages; each message is built, sent once and dropped.

@@ -434,6 +434,7 @@ fn appointments_at_the_kiosk() {
                     end_ms: 1_795_001_800_000,
                 },
                 phone_masked: "138****5678".into(),
+                qr_image: None,
             },
         },
         r#"{"type":"booked","request_id":11,"booking":{"booking_code":"K7P2Q9","qr":"APPT1:b-42:9f3a",

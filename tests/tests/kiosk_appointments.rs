@@ -173,9 +173,9 @@ async fn with_no_window_open_walk_ins_are_refused_and_check_in_is_offered() -> R
         LIMIT,
     )
     .await?;
-    type_keys(&page, "123456").await?;
+    type_keys(&page, "K7P2Q9AB").await?;
     assert_eq!(text(&page, "checkin-tail").await?, "5678");
-    assert_eq!(text(&page, "checkin-code").await?, "123456");
+    assert_eq!(text(&page, "checkin-code").await?, "K7P2Q9AB");
     both(&page, "kiosk-30-checkin").await?;
     axe(&page, "check-in").await?;
     page.click("#btn-checkin-submit").await?;

@@ -35,12 +35,17 @@ export function createAppointments({ $, t, set, lang, view, render }) {
     b.textContent = key === 'del' ? t('appt.key.del') : key === 'clear' ? t('appt.key.clear') : key;
     return b;
   };
+  // Digits for numbers; the booking code's own alphabet (no 0/O, 1/I) for the code field.
+  const DIGITS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'clear', '0', 'del'];
+  const CODE_KEYS = [...'23456789ABCDEFGHJKLMNPQRSTUVWXYZ', 'clear', 'del'];
   function buildPads() {
     document.querySelectorAll('.keypad').forEach((el) => {
-      const key = lang();
+      const letters = a.mode === 'checkin' && a.field === 'code';
+      const key = lang() + (letters ? 'L' : 'D');
       if (el.dataset.lang === key) return;
       el.dataset.lang = key;
-      el.replaceChildren(...['1', '2', '3', '4', '5', '6', '7', '8', '9', 'clear', '0', 'del'].map(pad));
+      el.classList.toggle('keypad-letters', letters);
+      el.replaceChildren(...(letters ? CODE_KEYS : DIGITS).map(pad));
     });
   }
 
@@ -277,7 +282,7 @@ export function createAppointments({ $, t, set, lang, view, render }) {
         a.tail = edit(a.tail, 4);
         if (a.tail.length === 4 && key !== 'del' && key !== 'clear') a.field = 'code';
       } else {
-        a.code = edit(a.code, 16);
+        a.code = edit(a.code, 8);
       }
     } else if (a.mode === 'book' && a.step === 'phone') {
       a.phone = edit(a.phone, 11);

@@ -241,6 +241,10 @@ mod tests {
         assert!(bad.validate().is_err());
         let mut bad = s;
         bad.hours.weekly[0].weekdays.push(9);
-        assert!(bad.validate().unwrap_err().contains("weekday"));
+        assert!(
+            bad.validate()
+                .expect_err("a bad weekday is refused")
+                .contains("weekday")
+        );
     }
 }

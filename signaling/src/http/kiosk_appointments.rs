@@ -19,16 +19,13 @@ use protocol::queue::AppointmentSlot;
 
 use crate::domain::ExtensionPoint;
 
-/// What a check-in found.
+/// What a check-in found: the booking and its category, and the slot when in time (the
+/// ticket then carries it); `None` after the slot (an ordinary ticket, by arrival).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckInOutcome {
-    /// In time: the ticket carries the slot.
-    OnTime {
-        category_id: String,
-        slot: AppointmentSlot,
-    },
-    /// After the slot: an ordinary ticket, by arrival.
-    Late { category_id: String },
+pub struct CheckInOutcome {
+    pub booking_id: String,
+    pub category_id: String,
+    pub on_time: Option<AppointmentSlot>,
 }
 
 /// A booking made at the kiosk.
@@ -46,13 +43,20 @@ pub struct KioskBookingForm {
 /// message the kiosk shows the resident as it is (plain Chinese first).
 #[async_trait]
 pub trait KioskDesk: Send + Sync {
-    /// Checks in the booking `key` names at `point` (marks it used when it gives a ticket).
+    /// Decides a check-in of the booking `key` names at `point` (nothing is marked yet).
     async fn check_in(
         &self,
         point: &ExtensionPoint,
         key: &CheckInKey,
         now_ms: i64,
     ) -> Result<CheckInOutcome, ErrorBody>;
+    /// Records the ticket a check-in became (the booking is used from then on).
+    async fn confirm_check_in(
+        &self,
+        booking_id: &str,
+        ticket_id: &str,
+        late: bool,
+    ) -> Result<(), ErrorBody>;
     /// Bookable slots of `category_id` for residents of `point`, earliest first.
     async fn slots(
         &self,
@@ -160,9 +164,157 @@ pub fn holds_live_ticket(status: Option<&KioskTicketStatus>) -> bool {
 
 /// What the kiosk is told with a checked-in ticket.
 pub fn arrival_of(outcome: &CheckInOutcome) -> Arrival {
-    match outcome {
-        CheckInOutcome::OnTime { .. } => Arrival::OnTime,
-        CheckInOutcome::Late { .. } => Arrival::Late,
+    if outcome.on_time.is_some() {
+        Arrival::OnTime
+    } else {
+        Arrival::Late
+    }
+}
+
+/// The name a booking made at the kiosk carries when the resident gave none: the service
+/// needs one for its lists, and the kiosk does not ask (no Chinese input method on a touch
+/// screen for the elderly); clerks read it as "not given".
+pub const NAME_NOT_GIVEN: &str = "未填姓名";
+
+fn appointment_error(e: &crate::appointments::AppointmentError) -> ErrorBody {
+    use crate::appointments::AppointmentError as E;
+    let code = match e {
+        E::BadMobile | E::BadName | E::BadCode => ErrorCode::BadMessage,
+        E::UnknownPoint | E::NoSuchSlot | E::NotFound => ErrorCode::NotFound,
+        E::NotBookable | E::NotLive(_) => ErrorCode::InvalidState,
+        E::SlotFull | E::AlreadyBooked => ErrorCode::Conflict,
+        E::Verification(_) => ErrorCode::Forbidden,
+        E::SendFailed | E::Store(_) | E::Crypto => ErrorCode::Internal,
+    };
+    error(code, &e.message_zh())
+}
+
+fn check_in_refusal(r: &crate::appointments::CheckInRefusal) -> ErrorBody {
+    use crate::appointments::CheckInRefusal as R;
+    let code = match r {
+        R::Unreadable => ErrorCode::BadMessage,
+        R::NotFound | R::WrongPoint { .. } => ErrorCode::NotFound,
+        R::Cancelled | R::AlreadyCheckedIn | R::NotToday { .. } | R::TooEarly { .. } => {
+            ErrorCode::InvalidState
+        }
+        R::Locked { .. } => ErrorCode::LimitExceeded,
+        R::Unavailable => ErrorCode::Internal,
+    };
+    error(code, &r.message_zh())
+}
+
+/// The relay's appointment service behind the kiosk's interface.
+#[async_trait]
+impl KioskDesk for crate::appointments::Appointments {
+    async fn check_in(
+        &self,
+        point: &ExtensionPoint,
+        key: &CheckInKey,
+        _now_ms: i64,
+    ) -> Result<CheckInOutcome, ErrorBody> {
+        let key = match key {
+            CheckInKey::Qr { qr } => qr.clone(),
+            CheckInKey::Code { phone_tail, code } => format!("{phone_tail}{code}"),
+        };
+        let found = crate::appointments::Appointments::check_in(self, &point.id, &key)
+            .await
+            .map_err(|r| check_in_refusal(&r))?;
+        Ok(CheckInOutcome {
+            booking_id: found.booking_id,
+            category_id: found.category_id,
+            on_time: match found.arrival {
+                crate::appointments::Arrival::OnTime(slot) => Some(slot),
+                crate::appointments::Arrival::Late => None,
+            },
+        })
+    }
+
+    async fn confirm_check_in(
+        &self,
+        booking_id: &str,
+        ticket_id: &str,
+        late: bool,
+    ) -> Result<(), ErrorBody> {
+        crate::appointments::Appointments::confirm_check_in(self, booking_id, ticket_id, late)
+            .await
+            .map_err(|e| appointment_error(&e))
+    }
+
+    async fn slots(
+        &self,
+        point: &ExtensionPoint,
+        category_id: &str,
+        _now_ms: i64,
+    ) -> Result<Vec<BookableSlot>, ErrorBody> {
+        let slots = crate::appointments::Appointments::slots(self, &point.id, category_id)
+            .await
+            .map_err(|e| appointment_error(&e))?;
+        Ok(slots
+            .into_iter()
+            .map(|s| BookableSlot {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                free: s.left,
+            })
+            .collect())
+    }
+
+    async fn request_verification(
+        &self,
+        _point: &ExtensionPoint,
+        phone: &str,
+        _now_ms: i64,
+    ) -> Result<(), ErrorBody> {
+        self.request_code(phone)
+            .await
+            .map(|_| ())
+            .map_err(|e| appointment_error(&e))
+    }
+
+    async fn book(
+        &self,
+        point: &ExtensionPoint,
+        form: KioskBookingForm,
+        _now_ms: i64,
+    ) -> Result<KioskBooking, ErrorBody> {
+        let name = if form.name.trim().is_empty() {
+            NAME_NOT_GIVEN.to_owned()
+        } else {
+            form.name
+        };
+        let request = crate::appointments::BookRequest {
+            point_id: point.id.clone(),
+            category_id: form.category_id,
+            slot_start_ms: form.slot_start_ms,
+            name,
+            mobile: form.phone,
+            verification_code: form.verification_code,
+        };
+        let b = crate::appointments::Appointments::book(self, request)
+            .await
+            .map_err(|e| appointment_error(&e))?;
+        let qr_image = crate::appointments::qr::svg(&b.qr_payload).map(|svg| {
+            use base64::Engine as _;
+            format!(
+                "data:image/svg+xml;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(svg)
+            )
+        });
+        Ok(KioskBooking {
+            booking_code: b.code,
+            qr: b.qr_payload,
+            category_name: b.category_name,
+            slot: AppointmentSlot {
+                start_ms: b.slot_start_ms,
+                end_ms: b.slot_end_ms,
+            },
+            phone_masked: b.mobile_masked,
+            qr_image,
+        })
+    }
+
+    async fn next_opening(&self, centre_id: &str, category_id: &str, now_ms: i64) -> Option<i64> {
+        crate::appointments::Appointments::next_opening(self, centre_id, category_id, now_ms)
     }
 }
 

@@ -17,7 +17,7 @@ use tracing::{info, info_span, warn};
 
 use super::auth::authenticate_device;
 use super::error::ApiError;
-use super::kiosk_appointments::{self, CheckInOutcome, KioskBookingForm};
+use super::kiosk_appointments::{self, KioskBookingForm};
 use super::state::AppState;
 use super::ws::{Conn, Incoming, close_code, parse};
 use crate::domain::{Device, DeviceKind, ExtensionPoint};
@@ -659,43 +659,54 @@ async fn check_in(
         Err(body) => return refused_body(state, conn, request_id, body).await,
     };
     let arrival = kiosk_appointments::arrival_of(&outcome);
-    let (category_id, appointment) = match outcome {
-        CheckInOutcome::OnTime { category_id, slot } => (category_id, Some(slot)),
-        CheckInOutcome::Late { category_id } => {
-            let refusal = {
-                let staffing = kiosk.staffing.borrow();
-                kiosk_appointments::walk_in_refusal(&staffing, &category_id)
-            };
-            if let Some(body) = refusal {
-                return refused_body(state, conn, request_id, body).await;
-            }
-            (category_id, None)
+    let appointment = outcome.on_time;
+    if appointment.is_none() {
+        let refusal = {
+            let staffing = kiosk.staffing.borrow();
+            kiosk_appointments::walk_in_refusal(&staffing, &outcome.category_id)
+        };
+        if let Some(body) = refusal {
+            return refused_body(state, conn, request_id, body).await;
         }
-    };
+    }
     let command = Command::Issue {
         channel: TicketChannel::Remote,
-        category_id,
+        category_id: outcome.category_id,
         appointment,
         device_id: Some(kiosk.device.id.clone()),
         extension_point_id: Some(kiosk.point.id.clone()),
     };
-    match kiosk.queue.run(command).await {
-        Ok(view) => match issued_status(&mut kiosk.status, view.map(|v| v.id)).await {
-            Some(ticket) => {
-                info!(ticket = %ticket.number, arrival = ?arrival, "appointment checked in");
-                conn.send(&RelayToKiosk::CheckedIn {
-                    request_id,
-                    arrival,
-                    ticket,
-                })
+    let view = match kiosk.queue.run(command).await {
+        Ok(view) => view,
+        Err(e) => return refused(state, conn, request_id, &e).await,
+    };
+    let Some(ticket_id) = view.map(|v| v.id) else {
+        return conn
+            .send_error(Some(request_id), op_error(&OpError::Unavailable))
+            .await;
+    };
+    // The booking is used from here on; a failure to record it leaves the ticket (the
+    // resident is served) and is logged for the clerks' list.
+    if let Err(e) = desk
+        .confirm_check_in(&outcome.booking_id, &ticket_id, appointment.is_none())
+        .await
+    {
+        warn!(code = ?e.code, "check-in not recorded on the booking");
+    }
+    match issued_status(&mut kiosk.status, Some(ticket_id)).await {
+        Some(ticket) => {
+            info!(ticket = %ticket.number, arrival = ?arrival, "appointment checked in");
+            conn.send(&RelayToKiosk::CheckedIn {
+                request_id,
+                arrival,
+                ticket,
+            })
+            .await
+        }
+        None => {
+            conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
                 .await
-            }
-            None => {
-                conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
-                    .await
-            }
-        },
-        Err(e) => refused(state, conn, request_id, &e).await,
+        }
     }
 }
 
