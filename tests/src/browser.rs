@@ -192,6 +192,11 @@ impl Page<'_> {
         self.browser.call(Some(&self.session), method, params).await
     }
 
+    /// Sends one DevTools command to this tab (e.g. `Network.emulateNetworkConditions`).
+    pub async fn command(&self, method: &str, params: Value) -> Result<Value> {
+        self.call(method, params).await
+    }
+
     pub async fn goto(&self, url: &str) -> Result<()> {
         let r = self.call("Page.navigate", json!({ "url": url })).await?;
         if let Some(e) = r.get("errorText").and_then(Value::as_str) {

@@ -243,7 +243,7 @@ mod tests {
         bad.hours.weekly[0].weekdays.push(9);
         assert!(
             bad.validate()
-                .expect_err("a bad weekday is refused")
+                .expect_err("a weekday 9 is refused")
                 .contains("weekday")
         );
     }

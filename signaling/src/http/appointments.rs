@@ -115,6 +115,36 @@ impl From<AppointmentError> for Refusal {
 
 type Answer<T> = Result<Json<T>, Refusal>;
 
+/// A JSON body of the public API; one that does not parse is refused with a plain message
+/// and counted, not answered with the framework's English text.
+struct Body<T>(T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Body<T> {
+    type Rejection = Refusal;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => {
+                state
+                    .appointments
+                    .counters
+                    .refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "appointments: unreadable request body");
+                Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "请求内容不完整或格式不正确，请刷新页面后重试".into(),
+                ))
+            }
+        }
+    }
+}
+
 fn limited(service: &Appointments, wait_secs: u64, what: &str) -> Refusal {
     service
         .counters
@@ -239,7 +269,7 @@ struct CodeRequest {
 async fn request_code(
     State(state): State<AppState>,
     source: SourceAddress,
-    Json(req): Json<CodeRequest>,
+    Body(req): Body<CodeRequest>,
 ) -> Answer<serde_json::Value> {
     admit_address(&state, source)?;
     admit_number(&state, &req.mobile)?;
@@ -264,7 +294,7 @@ struct BookBody {
 async fn book(
     State(state): State<AppState>,
     source: SourceAddress,
-    Json(req): Json<BookBody>,
+    Body(req): Body<BookBody>,
 ) -> Answer<crate::appointments::BookingView> {
     admit_address(&state, source)?;
     admit_number(&state, &req.mobile)?;
@@ -293,7 +323,7 @@ struct ByCode {
 async fn lookup(
     State(state): State<AppState>,
     source: SourceAddress,
-    Json(req): Json<ByCode>,
+    Body(req): Body<ByCode>,
 ) -> Answer<crate::appointments::BookingView> {
     admit_address(&state, source)?;
     admit_number(&state, &req.mobile)?;
@@ -305,7 +335,7 @@ async fn lookup(
 async fn cancel(
     State(state): State<AppState>,
     source: SourceAddress,
-    Json(req): Json<ByCode>,
+    Body(req): Body<ByCode>,
 ) -> Answer<crate::appointments::BookingView> {
     admit_address(&state, source)?;
     admit_number(&state, &req.mobile)?;
@@ -317,7 +347,7 @@ async fn cancel(
 async fn reschedule(
     State(state): State<AppState>,
     source: SourceAddress,
-    Json(req): Json<ByCode>,
+    Body(req): Body<ByCode>,
 ) -> Answer<crate::appointments::BookingView> {
     admit_address(&state, source)?;
     admit_number(&state, &req.mobile)?;

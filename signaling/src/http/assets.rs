@@ -35,6 +35,7 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     web_file!("console", "media.css", CSS),
     web_file!("console", "devices.js", JS),
     web_file!("console", "devices.css", CSS),
+    web_file!("console", "appointments.js", JS),
     web_file!("console", "console.css", CSS),
     web_file!("recordings", "index.html", HTML),
     web_file!("recordings", "recordings.js", JS),

@@ -63,6 +63,20 @@ pub fn listing(counters: &[Counter], now_ms: i64) -> PublicListing {
     }
 }
 
+/// A point id as one URL path segment (ids are letters, digits and hyphens; anything else is
+/// percent-encoded).
+fn url_path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -122,7 +136,7 @@ pub fn html(listing: &PublicListing, updated_text: &str) -> String {
             "<span class=\"closed\">非服务时间</span>"
         };
         rows.push_str(&format!(
-            "<tr><td>{district}</td><td>{street}</td><th scope=\"row\">{name}</th><td>{address}</td><td>{hours}{exceptions}</td><td><a href=\"tel:{tel}\">{phone}</a></td><td>{open}</td></tr>\n",
+            "<tr><td>{district}</td><td>{street}</td><th scope=\"row\">{name}</th><td>{address}</td><td>{hours}{exceptions}</td><td><a href=\"tel:{tel}\">{phone}</a></td><td>{open}</td><td><a href=\"/book/{book}\">预约办事</a></td></tr>\n",
             district = escape(&p.district),
             street = escape(&p.street),
             name = escape(&p.name),
@@ -130,18 +144,19 @@ pub fn html(listing: &PublicListing, updated_text: &str) -> String {
             hours = escape(&p.service_hours),
             tel = escape(&p.phone.replace('转', ",")),
             phone = escape(&p.phone),
+            book = escape(&url_path_segment(&p.id)),
         ));
     }
     let body = if listing.points.is_empty() {
         "<p>暂无已开通的延伸服务点。</p>".to_owned()
     } else {
         format!(
-            "<table>\n<caption>共 {} 个延伸服务点</caption>\n<thead><tr><th scope=\"col\">区</th><th scope=\"col\">街镇</th><th scope=\"col\">延伸服务点</th><th scope=\"col\">地址</th><th scope=\"col\">服务时间</th><th scope=\"col\">联系电话</th><th scope=\"col\">当前</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>",
+            "<table>\n<caption>共 {} 个延伸服务点</caption>\n<thead><tr><th scope=\"col\">区</th><th scope=\"col\">街镇</th><th scope=\"col\">延伸服务点</th><th scope=\"col\">地址</th><th scope=\"col\">服务时间</th><th scope=\"col\">联系电话</th><th scope=\"col\">当前</th><th scope=\"col\">远程办事预约</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>",
             listing.points.len()
         )
     };
     format!(
-        "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>社区事务受理延伸服务点</title>\n<link rel=\"stylesheet\" href=\"/assets/ops/public.css\">\n</head>\n<body>\n<main>\n<h1>社区事务受理延伸服务点</h1>\n<p>在以下居村委延伸服务点，可通过远程视频办理社区事务受理服务中心的事项。更新时间：{}。<a href=\"/api/v1/public/extension-points\">数据（JSON）</a></p>\n{body}\n</main>\n</body>\n</html>\n",
+        "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>社区事务受理延伸服务点</title>\n<link rel=\"stylesheet\" href=\"/assets/ops/public.css\">\n</head>\n<body>\n<main>\n<h1>社区事务受理延伸服务点</h1>\n<p>在以下居村委延伸服务点，可通过远程视频办理社区事务受理服务中心的事项。更新时间：{}。<a href=\"/api/v1/public/extension-points\">数据（JSON）</a>　<a href=\"/book\">预约远程办事</a></p>\n{body}\n</main>\n</body>\n</html>\n",
         escape(updated_text)
     )
 }
@@ -206,5 +221,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;路1号"));
         assert!(page.contains("<th scope=\"row\">天平路街道甲居委会 延伸服务点</th>"));
         assert!(page.contains("共 1 个延伸服务点"));
+        assert!(page.contains("<a href=\"/book/a\">预约办事</a>"));
+        assert_eq!(url_path_segment("p 1/x"), "p%201%2Fx");
     }
 }

@@ -43,7 +43,7 @@ function parts(ms) {
   const p = {};
   for (const { type, value } of f.formatToParts(new Date(ms))) p[type] = value;
   const wd = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].indexOf(p.weekday);
-  return { key: `${p.year}-${p.month}-${p.day}`, month: p.month, day: p.day, time: `${p.hour}:${p.minute}`, weekday: WEEKDAYS[wd] };
+  return { key: `${p.year}-${p.month}-${p.day}`, month: Number(p.month), day: Number(p.day), time: `${p.hour}:${p.minute}`, weekday: WEEKDAYS[wd] };
 }
 
 async function start() {

@@ -8,6 +8,7 @@
 import { el, fmtClock, fmtDuration } from "/assets/shared/common.js";
 import * as media from "./media.js";
 import * as devices from "./devices.js";
+import * as appointments from "./appointments.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,7 +17,7 @@ const $ = (id) => document.getElementById(id);
 //   onWelcome(msg)            after each (re)connection
 //   onMessage(msg)            every relay message the core does not consume itself
 //   onCurrentTicket(ticket)   the ticket in hand at this window changed (or null)
-const modules = [media, devices];
+const modules = [media, devices, appointments];
 const hook = (name, arg) => {
   for (const m of modules) {
     try { m[name]?.(arg); } catch (e) { console.error(`${name} failed`, e); }
