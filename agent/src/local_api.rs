@@ -24,12 +24,15 @@ pub struct ApiState {
     pub media: crate::media_session::MediaSession,
     /// The technician page and the self-test (`/technician`, `/api/technician/…`).
     pub technician: crate::selftest::http::Technician,
+    /// 预约签到 and 预约办理 at the kiosk (`/kiosk/api/check-in…`, `/kiosk/api/booking…`).
+    pub appointments: crate::kiosk::appointments::Desk,
 }
 
 pub fn router(state: ApiState) -> Router {
     let kiosk = crate::kiosk::http::routes(state.kiosk.clone());
     let media = crate::media_session::http::routes(state.media.clone());
     let technician = crate::selftest::http::routes(state.technician.clone());
+    let appointments = crate::kiosk::appointments::routes(state.appointments.clone());
     Router::new()
         .route("/api/status", get(status))
         .route("/api/ticket", post(take).delete(cancel))
@@ -39,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(kiosk)
         .merge(media)
         .merge(technician)
+        .merge(appointments)
         // Every route, the kiosk's own API included, answers loopback hosts only (DNS
         // rebinding: a browser on the kiosk reaching 127.0.0.1 under a foreign name).
         .layer(axum::middleware::from_fn(crate::kiosk::http::guard))

@@ -98,7 +98,7 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> Result<(),
         &credential,
         &connector,
         link.clone(),
-        device_handles,
+        device_handles.clone(),
         media_probe,
     );
     tokio::spawn(crate::selftest::daily::run(
@@ -131,6 +131,11 @@ pub async fn run(config: AgentConfig, ready_file: Option<PathBuf>) -> Result<(),
     local_api::serve(
         listener,
         local_api::ApiState {
+            appointments: crate::kiosk::appointments::Desk {
+                link: link.clone(),
+                screen: screen.clone(),
+                devices: device_handles,
+            },
             link,
             screen,
             kiosk,

@@ -77,6 +77,25 @@ pub async fn start(
     let mut clerks = Vec::new();
     let mut drains = Vec::new();
     for i in 0..n {
+        // The clerk signs in first: the relay gives walk-in tickets only while a window
+        // that serves the category is open.
+        let token = relay_kit::staff::login(
+            &client,
+            &format!("http://{http}"),
+            &format!("clerk{i}"),
+            PASSWORD,
+        )
+        .await?;
+        let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await?;
+        c.send(json!({"type": "hello", "protocol_versions": [1]}))
+            .await?;
+        c.recv_type("welcome").await?;
+        let w = c
+            .request(json!({"type": "open_window", "window_id": format!("w{i}")}))
+            .await?;
+        if w["type"] != "window_opened" {
+            bail!("open_window: {w}");
+        }
         let mut k = Control::connect(&format!("ws://{http}/ws/kiosk"), None).await?;
         k.send(
             json!({"type": "hello", "protocol_versions": [1], "device_id": format!("k{i}"),
@@ -107,23 +126,6 @@ pub async fn start(
         peers.push(peer(&mut k, i, true, tracks, ctl).await?);
         drains.push(k.drain(true));
 
-        let token = relay_kit::staff::login(
-            &client,
-            &format!("http://{http}"),
-            &format!("clerk{i}"),
-            PASSWORD,
-        )
-        .await?;
-        let mut c = Control::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await?;
-        c.send(json!({"type": "hello", "protocol_versions": [1]}))
-            .await?;
-        c.recv_type("welcome").await?;
-        let w = c
-            .request(json!({"type": "open_window", "window_id": format!("w{i}")}))
-            .await?;
-        if w["type"] != "window_opened" {
-            bail!("open_window: {w}");
-        }
         let tracks = vec![
             (
                 Slot::ClerkCamera,

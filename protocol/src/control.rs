@@ -66,6 +66,9 @@ pub enum ErrorCode {
     Timeout,
     /// Outside the extension point's or the centre's service hours.
     OutOfHours,
+    /// No remote window that could serve the category is open now (walk-in tickets are
+    /// refused; an on-time appointment is still accepted).
+    NoOpenWindow,
     /// Something failed inside the relay; details are in its log, not here.
     Internal,
 }
@@ -129,6 +132,84 @@ pub enum KioskToRelay {
         request_id: u64,
         evaluation: KioskEvaluation,
     },
+    /// 预约签到: the resident shows their booking (QR on the scanner, or the last four digits
+    /// of the mobile number and the booking code). Answered by `checked_in` (a ticket, with
+    /// the appointment when on time) or `error`.
+    CheckIn {
+        request_id: u64,
+        key: CheckInKey,
+    },
+    /// 预约办理 at the kiosk, step 1: the bookable slots of a category at this point.
+    /// Answered by `booking_slots`.
+    ListSlots {
+        request_id: u64,
+        category_id: String,
+    },
+    /// Step 2: send a verification code (验证码) to this mobile number. Answered by
+    /// `verification_sent` or `error` (bad number, too many requests).
+    RequestVerification {
+        request_id: u64,
+        phone: String,
+    },
+    /// Step 3: book the slot. `name` may be empty at the kiosk (typing Chinese names on a
+    /// touch screen is hard for the elderly); the mobile number and its verification code
+    /// identify the resident. Answered by `booked` or `error`.
+    Book {
+        request_id: u64,
+        category_id: String,
+        slot_start_ms: i64,
+        phone: String,
+        verification_code: String,
+        #[serde(default)]
+        name: String,
+    },
+}
+
+/// How a resident identifies their booking at the kiosk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum CheckInKey {
+    /// The booking's QR payload, as the kiosk's scanner read it.
+    Qr { qr: String },
+    /// The last four digits of the booking's mobile number and the booking code (预约码).
+    Code { phone_tail: String, code: String },
+}
+
+/// Whether a check-in came within the booked slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// Within the slot (or shortly before it): the ticket carries the appointment and is
+    /// served first within its slot.
+    OnTime,
+    /// After the slot: an ordinary ticket, served by arrival (您已超过预约时段，按到场顺序办理).
+    Late,
+}
+
+/// A slot the kiosk may offer for booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookableSlot {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Places left in the slot.
+    pub free: u32,
+}
+
+/// A booking just made at the kiosk, as the resident is shown it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskBooking {
+    /// 预约码, shown large ("请记下").
+    pub booking_code: String,
+    /// The QR payload the scanner accepts at check-in.
+    pub qr: String,
+    pub category_name: String,
+    pub slot: AppointmentSlot,
+    /// The mobile number masked (138****5678).
+    pub phone_masked: String,
+    /// The QR as an image (`data:image/svg+xml;base64,…`) for the screen, when the relay
+    /// draws one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_image: Option<String>,
 }
 
 // `welcome` is larger than the other messages; each message is built, sent once and dropped.
@@ -191,6 +272,26 @@ pub enum RelayToKiosk {
     /// On true the kiosk starts with a keyframe.
     MediaSending {
         sending: bool,
+    },
+    /// The check-in was accepted: the ticket (with its appointment when `on_time`).
+    CheckedIn {
+        request_id: u64,
+        arrival: Arrival,
+        ticket: KioskTicketStatus,
+    },
+    /// The bookable slots of a category, earliest first (empty: none in the booking horizon).
+    BookingSlots {
+        request_id: u64,
+        category_id: String,
+        slots: Vec<BookableSlot>,
+    },
+    /// A verification code is on its way to the number.
+    VerificationSent {
+        request_id: u64,
+    },
+    Booked {
+        request_id: u64,
+        booking: KioskBooking,
     },
     /// The evaluation with this id is stored (now, or already before when `duplicate`).
     EvaluationStored {
@@ -349,6 +450,9 @@ pub struct KioskTicketStatus {
     /// Boxed: most statuses carry none, and the status travels inside other enums.
     #[serde(default)]
     pub serving_clerk: Option<Box<ServingClerk>>,
+    /// 预约: the booked slot, when the ticket came from an on-time check-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<AppointmentSlot>,
 }
 
 /// The clerk serving a kiosk's ticket, as the resident sees them.
@@ -384,6 +488,10 @@ pub struct CategoryStaffing {
     pub category_id: String,
     #[serde(flatten)]
     pub availability: Availability,
+    /// When none is open: when a remote window serving the category opens next by the
+    /// windows' working hours (Unix ms), if the relay knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_opening_ms: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 //! change of the protocol that every deployed kiosk and console must understand.
 
 use protocol::control::{
-    Availability, CategoryStaffing, CentreInfo, ClerkToRelay, ErrorBody, ErrorCode,
-    EvaluationLevel, ExtensionPointInfo, IceServer, IssueTicketRequest, KioskEvaluation,
-    KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk, RelayToKiosk,
+    Arrival, Availability, BookableSlot, CategoryStaffing, CentreInfo, CheckInKey, ClerkToRelay,
+    ErrorBody, ErrorCode, EvaluationLevel, ExtensionPointInfo, IceServer, IssueTicketRequest,
+    KioskBooking, KioskEvaluation, KioskMedia, KioskTicketStatus, KioskToRelay, RelayToClerk,
+    RelayToKiosk,
 };
 use protocol::queue::{AppointmentSlot, PauseReason, QueueOp, TicketState, WindowPause};
 use serde::Serialize;
@@ -32,6 +33,7 @@ fn status() -> KioskTicketStatus {
         recalls: 1,
         availability: None,
         serving_clerk: None,
+        appointment: None,
     }
 }
 
@@ -124,6 +126,7 @@ fn relay_to_kiosk() {
                             until_ms: 1_795_001_800_000,
                         }),
                     },
+                    next_opening_ms: None,
                 },
                 CategoryStaffing {
                     category_id: "civil".into(),
@@ -131,6 +134,7 @@ fn relay_to_kiosk() {
                         open: 2,
                         paused: None,
                     },
+                    next_opening_ms: None,
                 },
             ],
         },
@@ -379,4 +383,133 @@ fn typed_messages() {
         Err(TypedTextError::ControlCharacter)
     );
     assert_eq!(typed_text("上海市\n徐汇区"), Ok("上海市\n徐汇区".into()));
+}
+
+/// 预约 at the kiosk: check-in, booking, the appointment on the ticket and the next opening.
+#[test]
+fn appointments_at_the_kiosk() {
+    golden(
+        &KioskToRelay::CheckIn {
+            request_id: 7,
+            key: CheckInKey::Qr {
+                qr: "APPT1:b-42:9f3a".into(),
+            },
+        },
+        r#"{"type":"check_in","request_id":7,"key":{"by":"qr","qr":"APPT1:b-42:9f3a"}}"#,
+    );
+    golden(
+        &KioskToRelay::CheckIn {
+            request_id: 8,
+            key: CheckInKey::Code {
+                phone_tail: "5678".into(),
+                code: "K7P2Q9".into(),
+            },
+        },
+        r#"{"type":"check_in","request_id":8,"key":{"by":"code","phone_tail":"5678","code":"K7P2Q9"}}"#,
+    );
+    golden(
+        &KioskToRelay::ListSlots {
+            request_id: 9,
+            category_id: "social".into(),
+        },
+        r#"{"type":"list_slots","request_id":9,"category_id":"social"}"#,
+    );
+    golden(
+        &KioskToRelay::RequestVerification {
+            request_id: 10,
+            phone: "13812345678".into(),
+        },
+        r#"{"type":"request_verification","request_id":10,"phone":"13812345678"}"#,
+    );
+    golden(
+        &KioskToRelay::Book {
+            request_id: 11,
+            category_id: "social".into(),
+            slot_start_ms: 1_795_000_000_000,
+            phone: "13812345678".into(),
+            verification_code: "123456".into(),
+            name: String::new(),
+        },
+        r#"{"type":"book","request_id":11,"category_id":"social","slot_start_ms":1795000000000,
+            "phone":"13812345678","verification_code":"123456","name":""}"#,
+    );
+    let mut ticket = status();
+    ticket.state = TicketState::Waiting;
+    ticket.window_name = None;
+    ticket.recalls = 0;
+    ticket.appointment = Some(AppointmentSlot {
+        start_ms: 1_795_000_000_000,
+        end_ms: 1_795_001_800_000,
+    });
+    golden(
+        &RelayToKiosk::CheckedIn {
+            request_id: 7,
+            arrival: Arrival::OnTime,
+            ticket,
+        },
+        r#"{"type":"checked_in","request_id":7,"arrival":"on_time","ticket":{"ticket_id":"c1-20780-7",
+            "number":"YA007","category_name":"社会保障","state":"waiting","ahead":null,"eta_seconds":null,
+            "window_name":null,"recalls":0,"availability":null,"serving_clerk":null,
+            "appointment":{"start_ms":1795000000000,"end_ms":1795001800000}}}"#,
+    );
+    golden(
+        &RelayToKiosk::BookingSlots {
+            request_id: 9,
+            category_id: "social".into(),
+            slots: vec![BookableSlot {
+                start_ms: 1_795_000_000_000,
+                end_ms: 1_795_001_800_000,
+                free: 3,
+            }],
+        },
+        r#"{"type":"booking_slots","request_id":9,"category_id":"social",
+            "slots":[{"start_ms":1795000000000,"end_ms":1795001800000,"free":3}]}"#,
+    );
+    golden(
+        &RelayToKiosk::VerificationSent { request_id: 10 },
+        r#"{"type":"verification_sent","request_id":10}"#,
+    );
+    golden(
+        &RelayToKiosk::Booked {
+            request_id: 11,
+            booking: KioskBooking {
+                booking_code: "K7P2Q9".into(),
+                qr: "APPT1:b-42:9f3a".into(),
+                category_name: "社会保障".into(),
+                slot: AppointmentSlot {
+                    start_ms: 1_795_000_000_000,
+                    end_ms: 1_795_001_800_000,
+                },
+                phone_masked: "138****5678".into(),
+                qr_image: None,
+            },
+        },
+        r#"{"type":"booked","request_id":11,"booking":{"booking_code":"K7P2Q9","qr":"APPT1:b-42:9f3a",
+            "category_name":"社会保障","slot":{"start_ms":1795000000000,"end_ms":1795001800000},
+            "phone_masked":"138****5678"}}"#,
+    );
+    golden(
+        &RelayToKiosk::Staffing {
+            categories: vec![CategoryStaffing {
+                category_id: "social".into(),
+                availability: Availability {
+                    open: 0,
+                    paused: None,
+                },
+                next_opening_ms: Some(1_795_030_000_000),
+            }],
+        },
+        r#"{"type":"staffing","categories":[{"category_id":"social","open":0,"paused":null,
+            "next_opening_ms":1795030000000}]}"#,
+    );
+    golden(
+        &RelayToKiosk::Error {
+            request_id: Some(3),
+            error: ErrorBody {
+                code: ErrorCode::NoOpenWindow,
+                message: "现在没有开放的远程窗口".into(),
+            },
+        },
+        r#"{"type":"error","request_id":3,"code":"no_open_window","message":"现在没有开放的远程窗口"}"#,
+    );
 }

@@ -297,6 +297,7 @@ impl Relay {
                 config.auth.max_waiting_password_checks,
                 PASSWORD_CHECK_WAIT,
             )),
+            kiosk_desk: Some(appointments.clone() as Arc<dyn http::kiosk_appointments::KioskDesk>),
         };
 
         media

@@ -33,10 +33,6 @@ async fn served() -> Served {
     let relay = TestRelay::start_with(|c| c.privacy.max_upload_bytes = 64 * 1024).await;
     let mut kiosk = relay.kiosk("k1", KIOSK_SECRET).await;
     kiosk.recv_type("welcome").await;
-    let taken = kiosk
-        .request(json!({"type": "take_ticket", "category_id": "social"}))
-        .await;
-    assert_eq!(taken["type"], "ticket_taken", "{taken}");
     let clerk_token = relay.login("clerk-a").await;
     let mut clerk = Client::connect(&relay.ws_url("/ws/clerk"), Some(&clerk_token)).await;
     clerk
@@ -47,6 +43,10 @@ async fn served() -> Served {
     clerk
         .request(json!({"type": "open_window", "window_id": "w-remote"}))
         .await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "social"}))
+        .await;
+    assert_eq!(taken["type"], "ticket_taken", "{taken}");
     let done = clerk.op(json!({"op": "call_next"})).await;
     let ticket_id = done["ticket"]["id"].as_str().expect("ticket id").to_owned();
     Served {

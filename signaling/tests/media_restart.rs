@@ -123,6 +123,12 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
 
     let mut relay = start(data).await;
     let mut k = kiosk(relay.http(), &credential).await;
+    let token = login(relay.http(), "clerk1", &password).await;
+    let mut c = console(relay.http(), &token).await;
+    let opened = c
+        .request(json!({"type": "open_window", "window_id": "window-08"}))
+        .await;
+    assert_eq!(opened["type"], "window_opened", "{opened}");
     let taken = k
         .request(json!({"type": "take_ticket", "category_id": "social-security"}))
         .await;
@@ -131,12 +137,6 @@ async fn a_session_in_progress_resumes_after_a_crash_and_both_recordings_are_kep
     assert_eq!(negotiate(&mut k, &mut kp).await["type"], "media_answer");
     let kp = kp.run();
     kp.set_sending(true);
-    let token = login(relay.http(), "clerk1", &password).await;
-    let mut c = console(relay.http(), &token).await;
-    let opened = c
-        .request(json!({"type": "open_window", "window_id": "window-08"}))
-        .await;
-    assert_eq!(opened["type"], "window_opened", "{opened}");
     let mut cp = PeerBuilder::new(11, Role::Clerk).await;
     assert_eq!(negotiate(&mut c, &mut cp).await["type"], "media_answer");
     let cp = cp.run();

@@ -44,6 +44,9 @@ async fn calling_connects_media_and_finishing_stores_the_recording() {
     // The kiosk is online with a ticket and its media connection is up, ahead of any call.
     let (mut kiosk, welcome) = relay.kiosk("k1").await;
     assert_eq!(welcome["ice_servers"], json!([]), "no TURN configured");
+    // The console signs in to the remote window first: walk-in tickets need an open window.
+    let (mut clerk, _) = relay.clerk("clerk-a").await;
+    open_window(&mut clerk, "w-remote").await;
     let ticket = take_ticket(&mut kiosk).await;
     let mut kp = PeerBuilder::new(1, Role::Kiosk).await;
     let answer = negotiate(&mut kiosk, &mut kp).await;
@@ -52,9 +55,7 @@ async fn calling_connects_media_and_finishing_stores_the_recording() {
     recv_where(&mut kiosk, "media_sending", sending(false)).await;
     kp.wait("kiosk media up", |s| s.connected).await;
 
-    // The console signs in to the remote window and connects its media too.
-    let (mut clerk, _) = relay.clerk("clerk-a").await;
-    open_window(&mut clerk, "w-remote").await;
+    // The console connects its media too.
     let mut cp = PeerBuilder::new(11, Role::Clerk).await;
     assert_eq!(negotiate(&mut clerk, &mut cp).await["type"], "media_answer");
     let cp = cp.run();
@@ -189,13 +190,13 @@ async fn calling_connects_media_and_finishing_stores_the_recording() {
 async fn reoffers_and_a_kiosk_reconnect_keep_one_session_flowing() {
     let relay = MediaRelay::start().await;
     let (mut kiosk, _) = relay.kiosk("k1").await;
+    let (mut clerk, _) = relay.clerk("clerk-a").await;
+    open_window(&mut clerk, "w-remote").await;
     let ticket = take_ticket(&mut kiosk).await;
     let mut kp = PeerBuilder::new(1, Role::Kiosk).await;
     negotiate(&mut kiosk, &mut kp).await;
     let kp = kp.run();
     kp.set_sending(true);
-    let (mut clerk, _) = relay.clerk("clerk-a").await;
-    open_window(&mut clerk, "w-remote").await;
     let mut cp = PeerBuilder::new(11, Role::Clerk).await;
     negotiate(&mut clerk, &mut cp).await;
     let cp = cp.run();

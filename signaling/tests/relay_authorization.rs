@@ -37,6 +37,7 @@ async fn a_ticket_machine_credential_does_not_open_the_kiosk_endpoint() {
 #[tokio::test]
 async fn a_kiosk_may_cancel_only_its_own_ticket() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut k1 = relay.kiosk("k1", KIOSK_SECRET).await;
     k1.recv_type("welcome").await;
     let mut k2 = relay.kiosk("k2", KIOSK_SECRET).await;
@@ -55,6 +56,7 @@ async fn a_kiosk_may_cancel_only_its_own_ticket() {
 #[tokio::test]
 async fn a_kiosk_of_another_centre_cannot_touch_this_centres_tickets() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut k1 = relay.kiosk("k1", KIOSK_SECRET).await;
     k1.recv_type("welcome").await;
     let taken = k1
@@ -128,6 +130,7 @@ async fn a_registry_operator_may_not_serve_at_a_window() {
 #[tokio::test]
 async fn a_clerk_sees_and_acts_on_only_their_own_centre() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut k1 = relay.kiosk("k1", KIOSK_SECRET).await;
     k1.recv_type("welcome").await;
     let taken = k1

@@ -146,11 +146,7 @@ async fn queue_changes_survive_sigkill(url: Option<&str>) {
         )
         .await;
     kiosk.recv_type("welcome").await;
-    let taken = kiosk
-        .request(json!({"type": "take_ticket", "category_id": "general"}))
-        .await;
-    assert_eq!(taken["ticket"]["number"], "YE001");
-
+    // The clerk signs in first: walk-in tickets need an open window.
     let token = login(&http, &password).await;
     let mut clerk = Client::connect(&format!("ws://{http}/ws/clerk"), Some(&token)).await;
     clerk
@@ -160,6 +156,10 @@ async fn queue_changes_survive_sigkill(url: Option<&str>) {
     clerk
         .request(json!({"type": "open_window", "window_id": "window-08"}))
         .await;
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "general"}))
+        .await;
+    assert_eq!(taken["ticket"]["number"], "YE001");
     let called = clerk.op(json!({"op": "call_next"})).await;
     assert_eq!(called["ticket"]["number"], "YE001");
     let started = clerk

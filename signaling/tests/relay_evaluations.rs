@@ -22,6 +22,7 @@ async fn kiosk(relay: &TestRelay, device: &str) -> Client {
 /// k1 takes a ticket, clerk-a serves it at w-remote; returns (ticket id, kiosk).
 async fn served(relay: &TestRelay) -> (String, Client) {
     let mut k = kiosk(relay, "k1").await;
+    let mut clerk = relay.staffed("clerk-a", "w-remote").await;
     let taken = k
         .request(json!({"type": "take_ticket", "category_id": "social"}))
         .await;
@@ -30,11 +31,6 @@ async fn served(relay: &TestRelay) -> (String, Client) {
         .as_str()
         .expect("id")
         .to_owned();
-    let mut clerk = relay.clerk("clerk-a").await;
-    let opened = clerk
-        .request(json!({"type": "open_window", "window_id": "w-remote"}))
-        .await;
-    assert_eq!(opened["type"], "window_opened", "{opened}");
     for op in [
         json!({"op": "call_next"}),
         json!({"op": "start", "ticket_id": ticket}),

@@ -17,7 +17,8 @@ async fn kiosk_online(relay: &TestRelay, device: &str) -> Client {
 async fn a_clerk_calls_a_kiosk_ticket_and_the_kiosk_is_told_which_window() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    let mut clerk = relay.clerk("clerk-a").await;
+    // Walk-in tickets need an open window that serves the category.
+    let mut clerk = relay.staffed("clerk-a", "w-remote").await;
 
     let taken = kiosk
         .request(json!({"type": "take_ticket", "category_id": "social"}))
@@ -27,14 +28,15 @@ async fn a_clerk_calls_a_kiosk_ticket_and_the_kiosk_is_told_which_window() {
     assert_eq!(taken["ticket"]["state"], "waiting");
 
     // The console sees the new remote ticket in the unified queue.
-    let update = clerk.recv_type("update").await;
+    let update = loop {
+        let u = clerk.recv_type("update").await;
+        if u["tickets"].as_array().is_some_and(|t| !t.is_empty()) {
+            break u;
+        }
+    };
     assert_eq!(update["tickets"][0]["number"], "YB001");
     assert_eq!(update["tickets"][0]["channel"], "remote");
 
-    let opened = clerk
-        .request(json!({"type": "open_window", "window_id": "w-remote"}))
-        .await;
-    assert_eq!(opened["type"], "window_opened", "{opened}");
     let done = clerk.op(json!({"op": "call_next"})).await;
     assert_eq!(done["type"], "done", "{done}");
     assert_eq!(done["ticket"]["number"], "YB001");
@@ -57,16 +59,13 @@ async fn waiting_kiosks_hear_their_position_move() {
     let relay = TestRelay::start().await;
     let mut k1 = kiosk_online(&relay, "k1").await;
     let mut k2 = kiosk_online(&relay, "k2").await;
+    let mut clerk = relay.staffed("clerk-a", "w-remote").await;
     k1.request(json!({"type": "take_ticket", "category_id": "civil"}))
         .await;
     let second = k2
         .request(json!({"type": "take_ticket", "category_id": "civil"}))
         .await;
     assert_eq!(second["ticket"]["ahead"], 1);
-    let mut clerk = relay.clerk("clerk-a").await;
-    clerk
-        .request(json!({"type": "open_window", "window_id": "w-remote"}))
-        .await;
     clerk.op(json!({"op": "call_next"})).await;
     loop {
         let s = k2.recv_type("ticket_status").await;
@@ -81,6 +80,7 @@ async fn waiting_kiosks_hear_their_position_move() {
 async fn an_on_site_window_may_not_call_a_remote_ticket() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
+    let _remote = relay.staffed("clerk-b", "w-remote").await;
     let taken = kiosk
         .request(json!({"type": "take_ticket", "category_id": "civil"}))
         .await;
@@ -101,14 +101,14 @@ async fn an_on_site_window_may_not_call_a_remote_ticket() {
 async fn operations_in_the_wrong_state_are_refused_with_a_clear_error() {
     let relay = TestRelay::start().await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
-    kiosk
-        .request(json!({"type": "take_ticket", "category_id": "civil"}))
-        .await;
     let mut clerk = relay.clerk("clerk-a").await;
     let no_window = clerk.op(json!({"op": "call_next"})).await;
     assert_eq!(no_window["code"], "invalid_state");
     clerk
         .request(json!({"type": "open_window", "window_id": "w-remote"}))
+        .await;
+    kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
         .await;
     let called = clerk.op(json!({"op": "call_next"})).await;
     let id = called["ticket"]["id"].clone();
@@ -207,6 +207,7 @@ async fn hello_must_come_first() {
 #[tokio::test]
 async fn a_newer_connection_of_the_same_kiosk_replaces_the_old_one() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut old = kiosk_online(&relay, "k1").await;
     let mut new = kiosk_online(&relay, "k1").await;
     old.expect_closed().await;
@@ -220,6 +221,7 @@ async fn a_newer_connection_of_the_same_kiosk_replaces_the_old_one() {
 #[tokio::test]
 async fn a_kiosk_that_reconnects_gets_its_ticket_back() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut first = kiosk_online(&relay, "k1").await;
     let taken = first
         .request(json!({"type": "take_ticket", "category_id": "civil"}))
@@ -234,6 +236,7 @@ async fn a_kiosk_that_reconnects_gets_its_ticket_back() {
 #[tokio::test]
 async fn the_resident_cancels_from_the_kiosk() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut kiosk = kiosk_online(&relay, "k1").await;
     let taken = kiosk
         .request(json!({"type": "take_ticket", "category_id": "civil"}))
@@ -258,6 +261,7 @@ async fn the_resident_cancels_from_the_kiosk() {
 #[tokio::test]
 async fn no_remote_tickets_outside_the_extension_points_service_hours() {
     let relay = TestRelay::start().await;
+    let _staff = relay.staffed("clerk-b", "w-remote").await;
     let mut point = relay
         .state
         .store
@@ -290,5 +294,50 @@ async fn no_remote_tickets_outside_the_extension_points_service_hours() {
         .request(json!({"type": "take_ticket", "category_id": "civil"}))
         .await;
     assert_eq!(taken["type"], "ticket_taken");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn walk_in_tickets_need_an_open_window_for_their_category() {
+    let relay = TestRelay::start().await;
+    let mut kiosk = kiosk_online(&relay, "k1").await;
+    let refused = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "no_open_window");
+    assert!(
+        refused["message"]
+            .as_str()
+            .expect("message")
+            .contains("现在没有能办理该事项的远程窗口")
+    );
+    // An on-site window does not serve kiosks; a remote one does, for its categories only.
+    let _site = relay.staffed("clerk-a", "w-site").await;
+    let still = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
+    assert_eq!(still["code"], "no_open_window", "{still}");
+    let _both = relay.staffed("clerk-b", "w-both").await;
+    let social = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "social"}))
+        .await;
+    assert_eq!(
+        social["code"], "no_open_window",
+        "w-both serves civil only: {social}"
+    );
+    let taken = kiosk
+        .request(json!({"type": "take_ticket", "category_id": "civil"}))
+        .await;
+    assert_eq!(taken["type"], "ticket_taken", "{taken}");
+    assert!(
+        relay.metrics().await.contains(r#"code="no_open_window""#),
+        "refusals are counted"
+    );
+    // Appointments are not offered by this relay: said plainly, not a crash.
+    let check_in = kiosk
+        .request(json!({"type": "check_in", "key": {"by": "code", "phone_tail": "5678", "code": "K7P2Q9"}}))
+        .await;
+    assert_eq!(check_in["type"], "error", "{check_in}");
     relay.stop().await;
 }

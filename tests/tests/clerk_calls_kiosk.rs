@@ -16,6 +16,23 @@ async fn a_clerk_in_the_browser_calls_the_kiosks_ticket() -> anyhow::Result<()> 
     let agent = Agent::start(&data, &relay).await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
 
+    let browser = Browser::launch(&[]).await?;
+    let page = browser.open(&relay.https_url("/")).await?;
+    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
+        .await?;
+    page.fill("#login-user", "clerk1").await?;
+    page.fill("#login-pass", &data.staff_password()?).await?;
+    page.click("#login-form button[type=submit]").await?;
+    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
+        .await?;
+    page.eval(
+        "[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()",
+    )
+    .await?;
+    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
+        .await?;
+
+    // The clerk is at the remote window: now residents may take tickets.
     // The resident takes a remote ticket at the kiosk.
     let taken: serde_json::Value = reqwest::Client::new()
         .post(agent.url("/api/ticket"))
@@ -37,22 +54,6 @@ async fn a_clerk_in_the_browser_calls_the_kiosks_ticket() -> anyhow::Result<()> 
         .send()
         .await?;
     assert_eq!(on_site.status(), 201);
-
-    let browser = Browser::launch(&[]).await?;
-    let page = browser.open(&relay.https_url("/")).await?;
-    page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
-        .await?;
-    page.fill("#login-user", "clerk1").await?;
-    page.fill("#login-pass", &data.staff_password()?).await?;
-    page.click("#login-form button[type=submit]").await?;
-    page.wait_for("!document.getElementById('window-view').hidden", LIMIT)
-        .await?;
-    page.eval(
-        "[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()",
-    )
-    .await?;
-    page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
-        .await?;
 
     // The unified queue shows both tickets; this window's filter hides nothing it may call.
     page.eval("document.getElementById('only-mine').click()")

@@ -40,15 +40,6 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
     let agent = Agent::start_with(&data, &relay, "[devices]\nsimulated = true\n").await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
 
-    let taken: Value = reqwest::Client::new()
-        .post(agent.url("/api/ticket"))
-        .json(&json!({ "category_id": "social-security" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let number = taken["number"].as_str().expect("ticket number").to_owned();
-
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
     page.viewport(1400, 1800).await?;
@@ -65,6 +56,16 @@ async fn the_clerk_operates_the_kiosks_devices_from_the_browser() -> anyhow::Res
     .await?;
     page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
         .await?;
+    // The clerk is at the remote window: now the resident may take a ticket.
+    let taken: Value = reqwest::Client::new()
+        .post(agent.url("/api/ticket"))
+        .json(&json!({ "category_id": "social-security" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let number = taken["number"].as_str().expect("ticket number").to_owned();
+
     page.click("#btn-next").await?;
     page.wait_for(
         &format!("document.getElementById('cur-number').textContent === '{number}'"),

@@ -74,11 +74,6 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
     let relay = Relay::start(&data, &[]).await?;
     let agent = Agent::start_with(&data, &relay, "[devices]\nsimulated = true\n").await?;
     agent.wait_status(LIMIT, |s| s["link"] == "online").await?;
-    reqwest::Client::new()
-        .post(agent.url("/api/ticket"))
-        .json(&json!({ "category_id": "social-security" }))
-        .send()
-        .await?;
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
     page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
@@ -90,6 +85,11 @@ async fn device_latency_and_upload_throughput() -> anyhow::Result<()> {
         .await?;
     page.eval("[...document.querySelectorAll('#window-list button')].find(b => b.textContent.includes('8号远程虚拟窗口')).click()").await?;
     page.wait_for("!document.getElementById('desk-view').hidden", LIMIT)
+        .await?;
+    reqwest::Client::new()
+        .post(agent.url("/api/ticket"))
+        .json(&json!({ "category_id": "social-security" }))
+        .send()
         .await?;
     page.click("#btn-next").await?;
     page.wait_for("document.getElementById('dev-read') && !document.querySelector('.dev-panel').hidden && document.querySelector('#dev-resolution option[value=\"3264x2448\"]')", LIMIT).await?;

@@ -356,6 +356,8 @@ async fn wait_relay(
 
 /// Takes a ticket at the kiosk, has the clerk serve it, and waits for the evaluation request.
 async fn served_ticket(agent: &Agent, relay: &Relay, data: &DemoData) -> Result<String> {
+    let mut clerk = Clerk::connect(relay, "clerk1", &data.staff_password()?).await?;
+    clerk.open_window("window-08").await?;
     let r = reqwest::Client::new()
         .post(agent.url("/api/ticket"))
         .json(&json!({ "category_id": "social-security" }))
@@ -364,8 +366,6 @@ async fn served_ticket(agent: &Agent, relay: &Relay, data: &DemoData) -> Result<
     if !r.status().is_success() {
         bail!("taking a ticket failed: {}", r.status());
     }
-    let mut clerk = Clerk::connect(relay, "clerk1", &data.staff_password()?).await?;
-    clerk.open_window("window-08").await?;
     let ticket_id = clerk.serve_next().await?;
     wait_view(agent, |v| {
         v["evaluation"]["ticket_id"] == ticket_id.as_str()

@@ -168,15 +168,7 @@ async fn ready<'b>(
     data: &DemoData,
     relay_only: bool,
 ) -> Result<Session<'b>> {
-    let kiosk = browser.open(&relay.https_url("/healthz")).await?;
-    kiosk.add_init_script(SPY).await?;
-    kiosk.goto(&relay.https_url("/healthz")).await?;
-    let number = kiosk.eval(&kiosk_script(data)?).await?;
-    if number != "YA001" {
-        bail!("kiosk ticket {number}");
-    }
-    kiosk.wait_for("window.kiosk.connected", LIMIT).await?;
-
+    // The clerk signs in first: the relay gives walk-in tickets only while a window is open.
     let clerk = browser.open(&relay.https_url("/")).await?;
     clerk
         .add_init_script(&SPY.replace(
@@ -186,6 +178,15 @@ async fn ready<'b>(
         .await?;
     clerk.goto(&relay.https_url("/")).await?;
     sign_in(&clerk, data).await?;
+
+    let kiosk = browser.open(&relay.https_url("/healthz")).await?;
+    kiosk.add_init_script(SPY).await?;
+    kiosk.goto(&relay.https_url("/healthz")).await?;
+    let number = kiosk.eval(&kiosk_script(data)?).await?;
+    if number != "YA001" {
+        bail!("kiosk ticket {number}");
+    }
+    kiosk.wait_for("window.kiosk.connected", LIMIT).await?;
     clerk
         .wait_for(
             "document.getElementById('media-area').dataset.media === 'connected'",

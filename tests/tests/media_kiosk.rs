@@ -191,14 +191,15 @@ async fn a_kiosk_call_has_picture_and_sound_both_ways_and_is_recorded() -> Resul
             LIMIT,
         )
         .await?;
-    let number = take_ticket(&agent).await?;
 
+    // The clerk signs in first: the relay gives walk-in tickets only while a window is open.
     let clerk_browser = Browser::launch(&[]).await?;
     let clerk = clerk_browser.open(&relay.https_url("/healthz")).await?;
     clerk.add_init_script(SPY).await?;
     clerk.add_init_script(TIMECODE).await?;
     clerk.goto(&relay.https_url("/")).await?;
     sign_in(&clerk, &data).await?;
+    let number = take_ticket(&agent).await?;
     let idle = agent_media(&agent).await?;
     if idle["session"]["sending"] != false
         || num(&idle, &["link", "camera", "frames_encoded"]) != 0.0
@@ -352,12 +353,12 @@ async fn the_call_continues_after_the_relay_restarts() -> Result<()> {
     .await?;
     let kiosk_browser = Browser::launch(&[]).await?;
     let kiosk = kiosk_browser.open(&agent.url("/kiosk")).await?;
-    take_ticket(&agent).await?;
     let clerk_browser = Browser::launch(&[]).await?;
     let clerk = clerk_browser.open(&relay.https_url("/healthz")).await?;
     clerk.add_init_script(SPY).await?;
     clerk.goto(&relay.https_url("/")).await?;
     sign_in(&clerk, &data).await?;
+    take_ticket(&agent).await?;
     clerk.click("#btn-next").await?;
     let read = || clerk_stats(&clerk);
     grows(

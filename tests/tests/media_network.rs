@@ -56,12 +56,12 @@ async fn the_call_continues_after_the_kiosks_network_changes() -> Result<()> {
             LIMIT,
         )
         .await?;
-    take_ticket(&agent).await?;
     let clerk_browser = Browser::launch(&[]).await?;
     let clerk = clerk_browser.open(&relay.https_url("/healthz")).await?;
     clerk.add_init_script(SPY).await?;
     clerk.goto(&relay.https_url("/")).await?;
     sign_in(&clerk, &data).await?;
+    take_ticket(&agent).await?;
     clerk.click("#btn-next").await?;
     let read = || clerk_stats(&clerk);
     grows(

@@ -22,7 +22,9 @@ pub struct DevicesConfig {
     pub profiles_dir: Option<PathBuf>,
     /// Serial port of the SAM ID card reader, e.g. `/dev/ttyUSB0`.
     pub id_card_port: Option<String>,
-    /// Serial port (USB-CDC) or `/dev/input/…` event device of the QR scanner.
+    /// Serial port (USB-CDC) or `/dev/input/…` event device of the QR scanner. With
+    /// `simulated = true` a port given here replaces the built-in scanner simulator (e.g. a
+    /// pseudo-terminal whose other end a test or a trial "scans" into).
     pub scanner_port: Option<String>,
     /// V4L2 device of the document camera (高拍仪), e.g. `/dev/video2`.
     pub document_camera: Option<String>,

@@ -175,7 +175,7 @@ fn open_scanner(
         }
         .map_err(|e| e.to_string())?;
         (Box::new(scanner), None)
-    } else if simulated {
+    } else if simulated && config.scanner_port.is_none() {
         let sim = SimulatedSerialScanner::start().map_err(|e| e.to_string())?;
         let scanner = match profile {
             Some(p) => SerialScanner::open_profile(sim.path(), p),

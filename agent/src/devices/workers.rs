@@ -275,6 +275,30 @@ impl ScannerWorker {
             Ok(Some(Err(e))) => TestScan::Failed(e),
         }
     }
+
+    /// 预约签到: the next scan of a resident's booking QR within `wait`, while the screen
+    /// says "请将预约二维码对准扫码口". Scans from before are discarded; the simulated scanner
+    /// is not triggered (its fixture codes are no bookings); a clerk's read makes it
+    /// [`TestScan::Busy`].
+    pub async fn resident_scan(
+        &self,
+        screen: &super::activity::KioskScreen,
+        wait: std::time::Duration,
+    ) -> TestScan {
+        let Ok(mut scans) = self.scans.try_lock() else {
+            return TestScan::Busy;
+        };
+        while scans.try_recv().is_ok() {}
+        screen.set_activity(DeviceKind::QrScanner, "请将预约二维码对准扫码口");
+        let item = tokio::time::timeout(wait, scans.recv()).await;
+        screen.clear_activity(DeviceKind::QrScanner);
+        match item {
+            Err(_) => TestScan::NoScan,
+            Ok(None) => TestScan::Gone,
+            Ok(Some(Ok(scan))) => TestScan::Scanned(scan),
+            Ok(Some(Err(e))) => TestScan::Failed(e),
+        }
+    }
 }
 
 #[async_trait]

@@ -23,6 +23,11 @@ const TEXT: &[(&str, &str, &str)] = &[
         include_str!("../../web/kiosk/kiosk.js"),
     ),
     (
+        "appointments.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/kiosk/appointments.js"),
+    ),
+    (
         "i18n.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/kiosk/i18n.js"),

@@ -113,6 +113,7 @@ mod tests {
             recalls: 0,
             availability: None,
             serving_clerk: None,
+            appointment: None,
         }
     }
 

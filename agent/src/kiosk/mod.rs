@@ -13,6 +13,7 @@
 //! What it does not do: video (the media work fills `#clerk-video` and `#self-view` through
 //! `agent/web/kiosk/media.js`) and devices (it shows what `devices::activity` publishes).
 
+pub mod appointments;
 pub mod assets;
 pub mod config;
 pub mod flow;

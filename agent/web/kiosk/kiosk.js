@@ -4,12 +4,13 @@
 // A module (deferred): it runs after i18n.js and media.js, whose globals it reads.
 
 import { fetchJson, fmtClock } from './common.js';
+import { createAppointments } from './appointments.js';
 
 (() => {
   const TEXT = window.KIOSK_TEXT;
   const $ = (id) => document.getElementById(id);
   const SCREENS = ['connecting', 'idle', 'categories', 'waiting', 'called', 'session',
-    'evaluation', 'thanks', 'ended', 'closed', 'offline'];
+    'evaluation', 'thanks', 'ended', 'closed', 'offline', 'checkin', 'book', 'booked'];
 
   let lang = 'zh';
   let setup = null;           // from /kiosk/api/setup
@@ -141,6 +142,9 @@ import { fetchJson, fmtClock } from './common.js';
 
   const set = (id, text) => { const el = $(id); if (el.textContent !== text) el.textContent = text; };
 
+  // 预约签到 / 预约办理 (appointments.js).
+  const appt = createAppointments({ $, t, set, lang: () => lang, view: () => view, render: () => render() });
+
   // --- which screen --------------------------------------------------------------------------
 
   const LIVE = ['waiting', 'called', 'serving', 'parked'];
@@ -160,6 +164,7 @@ import { fetchJson, fmtClock } from './common.js';
     }
     if (local.ended && local.ended.until > now) return 'ended';
     if (view.hours && view.hours.open === false) return 'closed';
+    if (appt.screen()) return appt.screen();
     if (local.choosing && offeredCategories().length > 0) return 'categories';
     return 'idle';
   }
@@ -211,6 +216,7 @@ import { fetchJson, fmtClock } from './common.js';
     }
     if (current === 'offline') set('offline-phone', point && point.phone ? point.phone : '');
     if (current === 'ended' && local.ended) set('ended-text', t(`ended.${local.ended.kind}`));
+    appt.render(current);
     renderPrompt();
   }
 
@@ -221,6 +227,7 @@ import { fetchJson, fmtClock } from './common.js';
       && offeredCategories().length === 0 && ((view.categories || []).length > 0);
     $('btn-start').hidden = unstaffed;
     $('idle-unstaffed').hidden = !unstaffed;
+    appt.renderIdle(unstaffed);
     if (!unstaffed) return;
     const pause = earliestPause(view.staffing);
     set('idle-unstaffed-title', pause ? t('staff.paused.title') : t('staff.none.title'));
@@ -489,6 +496,7 @@ import { fetchJson, fmtClock } from './common.js';
       speak('welcome');
       return;
     }
+    if (appt.click(target)) return;
     if (target.id === 'btn-start') { local.choosing = true; local.taking = false; set('categories-status', ''); render(); return; }
     if (target.id === 'btn-categories-back') { local.choosing = false; render(); return; }
     if (target.dataset.category) { takeTicket(target.dataset.category); return; }
@@ -526,6 +534,9 @@ import { fetchJson, fmtClock } from './common.js';
     const quiet = now - local.lastTouch;
     if (current === 'categories' && !local.taking && quiet > setupMs('idle_return_secs')) {
       local.choosing = false;
+    }
+    if (['checkin', 'book', 'booked'].includes(current) && quiet > setupMs('idle_return_secs')) {
+      appt.reset();
     }
     if (current === 'waiting') {
       if (!local.presenceUntil && quiet > setupMs('presence_check_secs')) {

@@ -17,6 +17,7 @@ use tracing::{info, info_span, warn};
 
 use super::auth::authenticate_device;
 use super::error::ApiError;
+use super::kiosk_appointments::{self, KioskBookingForm};
 use super::state::AppState;
 use super::ws::{Conn, Incoming, close_code, parse};
 use crate::domain::{Device, DeviceKind, ExtensionPoint};
@@ -311,6 +312,13 @@ async fn handshake(state: &AppState, conn: &mut Conn, conn_id: ConnId) -> Option
     };
     info!(agent_version = ?agent_version, "kiosk hello");
     let categories = staffing.borrow_and_update().as_ref().clone();
+    let categories = kiosk_appointments::with_next_openings(
+        &state.kiosk_desk,
+        &point.centre_id,
+        categories,
+        state.clock.now_ms(),
+    )
+    .await;
     if !conn.send(&welcome).await || !conn.send(&RelayToKiosk::Staffing { categories }).await {
         state.switchboard.close_kiosk(&device.id, conn_id);
         return None;
@@ -365,6 +373,13 @@ async fn serve(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn) {
                     return;
                 }
                 let categories = kiosk.staffing.borrow_and_update().as_ref().clone();
+                let categories = kiosk_appointments::with_next_openings(
+                    &state.kiosk_desk,
+                    &kiosk.point.centre_id,
+                    categories,
+                    state.clock.now_ms(),
+                )
+                .await;
                 if !conn.send(&RelayToKiosk::Staffing { categories }).await {
                     return;
                 }
@@ -472,6 +487,29 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 );
                 return refused_body(state, conn, request_id, body).await;
             }
+            let refusal = {
+                let staffing = kiosk.staffing.borrow();
+                kiosk_appointments::walk_in_refusal(&staffing, &category_id)
+            };
+            if let Some(mut body) = refusal {
+                // The next opening comes from the appointment service, not the queue.
+                if let Some(desk) = &state.kiosk_desk
+                    && let Some(at) = desk
+                        .next_opening(&kiosk.point.centre_id, &category_id, state.clock.now_ms())
+                        .await
+                    && !body.message.contains('（')
+                {
+                    body.message = body.message.replacen(
+                        " / ",
+                        &format!(
+                            "（下次开放：{}） / ",
+                            kiosk_appointments::describe_time_zh(at)
+                        ),
+                        1,
+                    );
+                }
+                return refused_body(state, conn, request_id, body).await;
+            }
             let command = Command::Issue {
                 channel: TicketChannel::Remote,
                 category_id,
@@ -499,6 +537,79 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 Err(e) => refused(state, conn, request_id, &e).await,
             }
         }
+        KioskToRelay::CheckIn { request_id, key } => {
+            check_in(state, kiosk, conn, request_id, key).await
+        }
+        KioskToRelay::ListSlots {
+            request_id,
+            category_id,
+        } => {
+            let Some(desk) = state.kiosk_desk.clone() else {
+                return refused_body(state, conn, request_id, kiosk_appointments::no_service())
+                    .await;
+            };
+            match desk
+                .slots(&kiosk.point, &category_id, state.clock.now_ms())
+                .await
+            {
+                Ok(slots) => {
+                    conn.send(&RelayToKiosk::BookingSlots {
+                        request_id,
+                        category_id,
+                        slots,
+                    })
+                    .await
+                }
+                Err(body) => refused_body(state, conn, request_id, body).await,
+            }
+        }
+        KioskToRelay::RequestVerification { request_id, phone } => {
+            let Some(desk) = state.kiosk_desk.clone() else {
+                return refused_body(state, conn, request_id, kiosk_appointments::no_service())
+                    .await;
+            };
+            match desk
+                .request_verification(&kiosk.point, &phone, state.clock.now_ms())
+                .await
+            {
+                Ok(()) => {
+                    conn.send(&RelayToKiosk::VerificationSent { request_id })
+                        .await
+                }
+                Err(body) => refused_body(state, conn, request_id, body).await,
+            }
+        }
+        KioskToRelay::Book {
+            request_id,
+            category_id,
+            slot_start_ms,
+            phone,
+            verification_code,
+            name,
+        } => {
+            let Some(desk) = state.kiosk_desk.clone() else {
+                return refused_body(state, conn, request_id, kiosk_appointments::no_service())
+                    .await;
+            };
+            let form = KioskBookingForm {
+                category_id,
+                slot_start_ms,
+                phone,
+                verification_code,
+                name,
+            };
+            match desk.book(&kiosk.point, form, state.clock.now_ms()).await {
+                Ok(booking) => {
+                    info!("appointment booked at the kiosk");
+                    conn.send(&RelayToKiosk::Booked {
+                        request_id,
+                        booking,
+                    })
+                    .await
+                }
+                Err(body) => refused_body(state, conn, request_id, body).await,
+            }
+        }
         KioskToRelay::CancelTicket {
             request_id,
             ticket_id,
@@ -518,6 +629,83 @@ async fn handle(state: &AppState, kiosk: &mut Kiosk, conn: &mut Conn, text: &str
                 }
                 Err(e) => refused(state, conn, request_id, &e).await,
             }
+        }
+    }
+}
+
+/// 预约签到: the service checks the booking; an on-time one takes a ticket with its slot
+/// (even before a window opens: the clerk is due by then), a late one an ordinary ticket under
+/// the walk-in rule.
+async fn check_in(
+    state: &AppState,
+    kiosk: &mut Kiosk,
+    conn: &mut Conn,
+    request_id: u64,
+    key: protocol::control::CheckInKey,
+) -> bool {
+    let Some(desk) = state.kiosk_desk.clone() else {
+        return refused_body(state, conn, request_id, kiosk_appointments::no_service()).await;
+    };
+    if kiosk_appointments::holds_live_ticket(kiosk.status.borrow().as_ref()) {
+        let body = kiosk_appointments::error(
+            ErrorCode::InvalidState,
+            "本机已有正在等候的号，请先办理或取消 / this kiosk already holds a ticket",
+        );
+        return refused_body(state, conn, request_id, body).await;
+    }
+    let now = state.clock.now_ms();
+    let outcome = match desk.check_in(&kiosk.point, &key, now).await {
+        Ok(o) => o,
+        Err(body) => return refused_body(state, conn, request_id, body).await,
+    };
+    let arrival = kiosk_appointments::arrival_of(&outcome);
+    let appointment = outcome.on_time;
+    if appointment.is_none() {
+        let refusal = {
+            let staffing = kiosk.staffing.borrow();
+            kiosk_appointments::walk_in_refusal(&staffing, &outcome.category_id)
+        };
+        if let Some(body) = refusal {
+            return refused_body(state, conn, request_id, body).await;
+        }
+    }
+    let command = Command::Issue {
+        channel: TicketChannel::Remote,
+        category_id: outcome.category_id,
+        appointment,
+        device_id: Some(kiosk.device.id.clone()),
+        extension_point_id: Some(kiosk.point.id.clone()),
+    };
+    let view = match kiosk.queue.run(command).await {
+        Ok(view) => view,
+        Err(e) => return refused(state, conn, request_id, &e).await,
+    };
+    let Some(ticket_id) = view.map(|v| v.id) else {
+        return conn
+            .send_error(Some(request_id), op_error(&OpError::Unavailable))
+            .await;
+    };
+    // The booking is used from here on; a failure to record it leaves the ticket (the
+    // resident is served) and is logged for the clerks' list.
+    if let Err(e) = desk
+        .confirm_check_in(&outcome.booking_id, &ticket_id, appointment.is_none())
+        .await
+    {
+        warn!(code = ?e.code, "check-in not recorded on the booking");
+    }
+    match issued_status(&mut kiosk.status, Some(ticket_id)).await {
+        Some(ticket) => {
+            info!(ticket = %ticket.number, arrival = ?arrival, "appointment checked in");
+            conn.send(&RelayToKiosk::CheckedIn {
+                request_id,
+                arrival,
+                ticket,
+            })
+            .await
+        }
+        None => {
+            conn.send_error(Some(request_id), op_error(&OpError::Unavailable))
+                .await
         }
     }
 }

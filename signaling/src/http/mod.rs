@@ -11,6 +11,7 @@ pub mod cases;
 pub mod clerk_ws;
 pub mod error;
 pub mod evaluations;
+pub mod kiosk_appointments;
 pub mod kiosk_ws;
 pub mod pending;
 pub mod recordings;

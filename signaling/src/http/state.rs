@@ -53,4 +53,7 @@ pub struct AppState {
     pub login_throttle: Arc<Mutex<crate::login_guard::LoginThrottle>>,
     /// Bounds the argon2 work of password checks.
     pub password_checks: Arc<crate::login_guard::PasswordChecks>,
+    /// 预约 at the kiosk: the appointment service as kiosk connections use it (`None`: this
+    /// relay offers no appointments; check-in and booking are refused with a plain answer).
+    pub kiosk_desk: super::kiosk_appointments::SharedDesk,
 }

@@ -565,6 +565,7 @@ impl QueueTask {
             state: t.state,
             ahead: estimate.map(|e| e.ahead),
             eta_seconds: estimate.and_then(|e| e.eta_seconds),
+            appointment: t.appointment,
             availability: estimate.map(|e| Availability {
                 open: e.open,
                 paused: e.paused,
@@ -634,6 +635,8 @@ fn staffing_of(core: &QueueCore) -> Vec<CategoryStaffing> {
                 open: s.open,
                 paused: s.paused,
             },
+            // The kiosk connection adds it from the windows' working hours.
+            next_opening_ms: None,
         })
         .collect()
 }

@@ -191,6 +191,17 @@ impl<S> TestRelay<S> {
         c
     }
 
+    /// A clerk signed in to `window` with their console connected: kiosks may take walk-in
+    /// tickets for the window's categories only while such a window is open.
+    pub async fn staffed(&self, username: &str, window: &str) -> Client {
+        let mut c = self.clerk(username).await;
+        let opened = c
+            .request(json!({"type": "open_window", "window_id": window}))
+            .await;
+        assert_eq!(opened["type"], "window_opened", "{opened}");
+        c
+    }
+
     pub async fn kiosk(&self, device: &str, secret: &str) -> Client {
         let mut k = Client::connect(&self.ws_url("/ws/kiosk"), None).await;
         k.send(json!({

@@ -147,7 +147,6 @@ impl Call {
             v["session"]["phase"] == "connected"
         })
         .await?;
-        take_ticket(&agent).await?;
         let clerk_browser = Browser::launch(&[]).await?;
         Ok(Call {
             data,
@@ -169,6 +168,8 @@ impl Call {
         clerk.add_init_script(TIMECODE).await?;
         clerk.goto(&self.relay.https_url("/")).await?;
         sign_in(&clerk, &self.data).await?;
+        // The ticket after the sign-in: the relay gives walk-in tickets only to open windows.
+        take_ticket(&self.agent).await?;
         clerk.click("#btn-next").await?;
         clerk
             .eval("window.rvwTimecode.watch(document.getElementById('media-kiosk')), true")

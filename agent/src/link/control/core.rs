@@ -13,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use protocol::control::{
-    ErrorCode, KioskEvaluation, KioskTicketStatus, KioskToRelay, PROTOCOL_VERSION, RelayToKiosk,
-    TypedMessage, negotiate_version,
+    Arrival, BookableSlot, CheckInKey, ErrorCode, KioskBooking, KioskEvaluation, KioskTicketStatus,
+    KioskToRelay, PROTOCOL_VERSION, RelayToKiosk, TypedMessage, negotiate_version,
 };
 use protocol::device::{FromDevice, ToDevice};
 use protocol::queue::TicketState;
@@ -36,6 +36,45 @@ pub enum Request {
     CancelTicket,
     /// A 好差评 evaluation.
     Evaluation(KioskEvaluation),
+    /// 预约: check in with a booking, or book a slot.
+    Appointment(AppointmentRequest),
+}
+
+/// The kiosk's appointment requests (预约签到 and 预约办理), answered by an
+/// [`AppointmentAnswer`] of the matching kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppointmentRequest {
+    CheckIn(CheckInKey),
+    ListSlots {
+        category_id: String,
+    },
+    RequestVerification {
+        phone: String,
+    },
+    Book {
+        category_id: String,
+        slot_start_ms: i64,
+        phone: String,
+        verification_code: String,
+        name: String,
+    },
+}
+
+/// The relay's answer to an [`AppointmentRequest`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum AppointmentAnswer {
+    CheckedIn {
+        arrival: Arrival,
+        ticket: KioskTicketStatus,
+    },
+    Slots {
+        slots: Vec<BookableSlot>,
+    },
+    VerificationSent,
+    Booked {
+        booking: KioskBooking,
+    },
 }
 
 /// The relay's answer to a [`Request`].
@@ -47,6 +86,7 @@ pub enum Answer {
     EvaluationStored {
         duplicate: bool,
     },
+    Appointment(AppointmentAnswer),
 }
 
 /// Why a connection ended or never came up. All but [`Failure::Refused`] are retried with the
@@ -118,6 +158,33 @@ pub enum Event {
     Down(Failure),
 }
 
+fn appointment_message(request_id: u64, request: AppointmentRequest) -> KioskToRelay {
+    match request {
+        AppointmentRequest::CheckIn(key) => KioskToRelay::CheckIn { request_id, key },
+        AppointmentRequest::ListSlots { category_id } => KioskToRelay::ListSlots {
+            request_id,
+            category_id,
+        },
+        AppointmentRequest::RequestVerification { phone } => {
+            KioskToRelay::RequestVerification { request_id, phone }
+        }
+        AppointmentRequest::Book {
+            category_id,
+            slot_start_ms,
+            phone,
+            verification_code,
+            name,
+        } => KioskToRelay::Book {
+            request_id,
+            category_id,
+            slot_start_ms,
+            phone,
+            verification_code,
+            name,
+        },
+    }
+}
+
 /// Timings of the link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreConfig {
@@ -174,6 +241,7 @@ enum Kind {
     Take,
     Cancel,
     Evaluation,
+    Appointment,
 }
 
 /// The control link's state machine.
@@ -474,6 +542,9 @@ impl ControlCore {
                 },
                 Kind::Evaluation,
             ),
+            Request::Appointment(request) => {
+                (appointment_message(request_id, request), Kind::Appointment)
+            }
         };
         self.pending
             .insert(request_id, (kind, now + self.config.request_timeout));
@@ -572,6 +643,32 @@ impl ControlCore {
                     Kind::Evaluation,
                     Answer::EvaluationStored { duplicate },
                 );
+            }
+            RelayToKiosk::CheckedIn {
+                request_id,
+                arrival,
+                ticket,
+            } => {
+                self.set_ticket(ticket.clone());
+                let answer = AppointmentAnswer::CheckedIn { arrival, ticket };
+                self.answer_pending(request_id, Kind::Appointment, Answer::Appointment(answer));
+            }
+            RelayToKiosk::BookingSlots {
+                request_id, slots, ..
+            } => {
+                let answer = AppointmentAnswer::Slots { slots };
+                self.answer_pending(request_id, Kind::Appointment, Answer::Appointment(answer));
+            }
+            RelayToKiosk::VerificationSent { request_id } => {
+                let answer = AppointmentAnswer::VerificationSent;
+                self.answer_pending(request_id, Kind::Appointment, Answer::Appointment(answer));
+            }
+            RelayToKiosk::Booked {
+                request_id,
+                booking,
+            } => {
+                let answer = AppointmentAnswer::Booked { booking };
+                self.answer_pending(request_id, Kind::Appointment, Answer::Appointment(answer));
             }
             RelayToKiosk::HeartbeatAck { server_time_ms, .. } => {
                 self.state.clock_offset_ms = server_time_ms - wall_ms;

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::core::{
-    Answer, ControlCore, Event, KioskState, LinkError, MediaSignal, Request, Transmit,
+    Answer, AppointmentAnswer, ControlCore, Event, KioskState, LinkError, MediaSignal, Request,
+    Transmit,
 };
 use super::wire::{Wire, WireError};
 use crate::clock::now_ms;
@@ -30,6 +31,7 @@ pub(super) enum Reply {
     Take(oneshot::Sender<Result<KioskTicketStatus, LinkError>>),
     Cancel(oneshot::Sender<Result<(), LinkError>>),
     Evaluation(oneshot::Sender<Result<bool, LinkError>>),
+    Appointment(oneshot::Sender<Result<AppointmentAnswer, LinkError>>),
 }
 
 impl Reply {
@@ -53,6 +55,12 @@ impl Reply {
                 let _ = tx.send(Err(e));
             }
             (Reply::Evaluation(tx), Err(e)) => {
+                let _ = tx.send(Err(e));
+            }
+            (Reply::Appointment(tx), Ok(Answer::Appointment(a))) => {
+                let _ = tx.send(Ok(a));
+            }
+            (Reply::Appointment(tx), Err(e)) => {
                 let _ = tx.send(Err(e));
             }
             (_, Ok(_)) => {}

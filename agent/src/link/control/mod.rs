@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::Connector;
 use tokio_util::sync::CancellationToken;
 
+pub use self::core::{AppointmentAnswer, AppointmentRequest};
 use self::core::{ControlCore, CoreConfig, Request};
 use self::driver::{Asked, LinkTask, Reply};
 pub use self::state::{KioskState, LinkError, LinkState, MediaSignal};
@@ -108,6 +109,15 @@ impl Link {
     /// had been stored before under the same id).
     pub async fn send_evaluation(&self, evaluation: KioskEvaluation) -> Result<bool, LinkError> {
         self.ask(Request::Evaluation(evaluation), Reply::Evaluation)
+            .await
+    }
+
+    /// 预约: checks in with a booking or books a slot, through the relay's appointment service.
+    pub async fn appointment(
+        &self,
+        request: AppointmentRequest,
+    ) -> Result<AppointmentAnswer, LinkError> {
+        self.ask(Request::Appointment(request), Reply::Appointment)
             .await
     }
 

@@ -56,6 +56,7 @@ fn ticket(id: &str, state: TicketState) -> KioskTicketStatus {
         recalls: 0,
         availability: None,
         serving_clerk: None,
+        appointment: None,
     }
 }
 
@@ -772,4 +773,69 @@ fn typed_messages_keep_the_last_few_of_the_current_ticket_only() {
         },
     );
     assert!(core.state().typed_messages.is_empty());
+}
+
+#[test]
+fn a_check_in_is_sent_and_its_ticket_becomes_the_kiosks() {
+    let (mut core, t0) = online();
+    let key = CheckInKey::Code {
+        phone_tail: "5678".into(),
+        code: "123456".into(),
+    };
+    let id = core.handle_request(
+        t0,
+        Request::Appointment(AppointmentRequest::CheckIn(key.clone())),
+    );
+    assert_eq!(
+        transmits(&mut core),
+        vec![Transmit::Send(KioskToRelay::CheckIn {
+            request_id: id,
+            key
+        })]
+    );
+    let mut t = ticket("t-9", TicketState::Waiting);
+    t.appointment = Some(protocol::queue::AppointmentSlot {
+        start_ms: 1_000,
+        end_ms: 2_000,
+    });
+    core.handle_message(
+        t0,
+        1_000_000,
+        RelayToKiosk::CheckedIn {
+            request_id: id,
+            arrival: Arrival::OnTime,
+            ticket: t.clone(),
+        },
+    );
+    assert_eq!(core.state().ticket.as_ref(), Some(&t));
+    assert_eq!(
+        events(&mut core),
+        vec![Event::Answer {
+            request_id: id,
+            result: Ok(Answer::Appointment(AppointmentAnswer::CheckedIn {
+                arrival: Arrival::OnTime,
+                ticket: t
+            }))
+        }]
+    );
+    // A booking answer of another request kind does not answer a ticket request.
+    let take = core.handle_request(
+        t0,
+        Request::TakeTicket {
+            category_id: "cat-1".into(),
+        },
+    );
+    transmits(&mut core);
+    core.handle_message(
+        t0,
+        1_000_000,
+        RelayToKiosk::VerificationSent { request_id: take },
+    );
+    assert_eq!(
+        events(&mut core),
+        vec![Event::Answer {
+            request_id: take,
+            result: Err(LinkError::Offline)
+        }]
+    );
 }
