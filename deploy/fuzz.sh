@@ -14,7 +14,7 @@
 #
 # Environment: FUZZ_TOOLCHAIN (default `nightly` when rustup has one, else `stable`),
 # FUZZ_SANITIZER (default `address` on nightly, `none` on stable), FUZZ_WORK (work directory,
-# default a new one under target/fuzz-runs), FUZZ_JOBS (cargo build jobs).
+# default a new one under target/fuzz-runs); CARGO_BUILD_JOBS limits the build's jobs.
 # Exit status: 0 when no target crashed, 1 when one did, 2 when a build failed.
 set -euo pipefail
 
@@ -50,8 +50,6 @@ fi
 target_dir="$root/target/fuzz"
 work=${FUZZ_WORK:-"$root/target/fuzz-runs/$(date -u +%Y%m%dT%H%M%SZ)"}
 mkdir -p "$work"
-jobs=()
-[ -n "${FUZZ_JOBS:-}" ] && jobs=(--jobs "$FUZZ_JOBS")
 
 # crate directory and its targets, in the order they run.
 crates=(signaling/fuzz agent/fuzz)
@@ -73,7 +71,7 @@ fuzz() {
 
 for dir in "${crates[@]}"; do
     say "Building $dir ($FUZZ_TOOLCHAIN, sanitizer $FUZZ_SANITIZER)"
-    if ! fuzz "$dir" build "${jobs[@]}"; then
+    if ! fuzz "$dir" build; then
         echo "fuzz: building $dir failed" >&2
         exit 2
     fi
