@@ -69,6 +69,19 @@ fuzz() {
         --target-dir "$target_dir" "${@:2}")
 }
 
+# Only the crates with a target to run are built.
+selected=()
+for dir in "${crates[@]}"; do
+    for target in $(targets_of "$dir"); do
+        if wanted "$target"; then
+            selected+=("$dir")
+            break
+        fi
+    done
+done
+[ ${#selected[@]} -gt 0 ] || { echo "fuzz: no target named ${only[*]}" >&2; exit 2; }
+crates=("${selected[@]}")
+
 for dir in "${crates[@]}"; do
     say "Building $dir ($FUZZ_TOOLCHAIN, sanitizer $FUZZ_SANITIZER)"
     if ! fuzz "$dir" build; then
