@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let mut records = Vec::new();
     let mut scratch = Vec::new();
     while let Some(record) = reader.next_record() {
-        assert!(records.len() <= data.len() / 32, "more records than bytes allow");
+        assert!(
+            records.len() <= data.len() / 32,
+            "more records than bytes allow"
+        );
         let meta = RecordMeta {
             t_micros: record.t_micros,
             slot: record.slot,
@@ -30,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         write_record(&mut copy, &meta, &record.payload, &mut scratch).expect("vec write");
         records.push(record);
     }
-    assert!(reader.next_record().is_none(), "a finished reader stays finished");
+    assert!(
+        reader.next_record().is_none(),
+        "a finished reader stays finished"
+    );
     let mut again = DumpReader::new(&copy[..]).expect("a rewritten header reads");
     assert_eq!(again.header, reader.header);
     for record in &records {
