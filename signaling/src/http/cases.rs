@@ -154,13 +154,7 @@ async fn upload_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> HttpResult<Response> {
-    let credential = header_str(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(CasesHttpError::Unauthenticated)?;
-    let (id, secret) = credential
-        .trim()
-        .split_once(':')
-        .ok_or(CasesHttpError::Unauthenticated)?;
+    let (id, secret) = upload_credential(header_str(headers, "authorization"))?;
     let Some(device) = authenticate_device(state, id, secret, DeviceKind::Kiosk)
         .await
         .map_err(|_| CasesHttpError::Unavailable)?
@@ -168,33 +162,13 @@ async fn upload_inner(
         state.metrics.auth_failure(ClientKind::Kiosk);
         return Err(CasesHttpError::Unauthenticated.into());
     };
-    let item_kind = match query.kind.as_str() {
-        "document" => kind::DOCUMENT,
-        "snapshot" => kind::SNAPSHOT,
-        "id_photo" => kind::ID_PHOTO,
-        _ => return Err(CasesHttpError::Bad("kind").into()),
-    };
-    let claimed = header_str(headers, "x-content-sha256")
-        .map(str::to_ascii_lowercase)
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or(CasesHttpError::Bad("x-content-sha256"))?;
+    let item_kind = upload_kind(&query.kind)?;
+    let claimed = claimed_sha256(header_str(headers, "x-content-sha256"))?;
     let limit = state.config.privacy.max_upload_bytes;
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| CasesHttpError::TooLarge)?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    if sha256 != claimed {
-        return Err(CasesHttpError::Bad("sha256 mismatch").into());
-    }
-    let (mime, size) = if item_kind == kind::ID_PHOTO {
-        if bytes.len() > 4096 {
-            return Err(CasesHttpError::Bad("photo size").into());
-        }
-        ("application/octet-stream", None)
-    } else {
-        let (w, h, _) = pdf::jpeg_info(&bytes).ok_or(CasesHttpError::Bad("not a JPEG"))?;
-        ("image/jpeg", Some((w, h)))
-    };
+    let checked = check_upload(item_kind, &claimed, &bytes)?;
     let session = state
         .switchboard
         .session_of_device(&device.id)
@@ -206,9 +180,9 @@ async fn upload_inner(
         .store_bytes(
             &CaseOrigin::of(&session),
             item_kind,
-            mime,
+            checked.mime,
             bytes.to_vec(),
-            size,
+            checked.size,
             ("device", &device.id),
         )
         .await?;
@@ -216,11 +190,75 @@ async fn upload_inner(
         StatusCode::CREATED,
         Json(UploadReceipt {
             upload_id,
-            sha256,
+            sha256: claimed,
             bytes: total,
         }),
     )
         .into_response())
+}
+
+// The readers of an upload's request, each a pure function so they can be fuzzed on their own
+// (`signaling/fuzz`, target `upload`). They run in this order; authentication comes between
+// the first and the rest, so an unauthenticated caller learns nothing about the others.
+
+/// `Authorization: Bearer <device_id>:<secret>`, split.
+pub fn upload_credential(authorization: Option<&str>) -> Result<(&str, &str), CasesHttpError> {
+    authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|c| c.trim().split_once(':'))
+        .ok_or(CasesHttpError::Unauthenticated)
+}
+
+/// The case item kind named by `?kind=`.
+pub fn upload_kind(kind: &str) -> Result<&'static str, CasesHttpError> {
+    match kind {
+        "document" => Ok(kind::DOCUMENT),
+        "snapshot" => Ok(kind::SNAPSHOT),
+        "id_photo" => Ok(kind::ID_PHOTO),
+        _ => Err(CasesHttpError::Bad("kind")),
+    }
+}
+
+/// The body's SHA-256 the kiosk claims (`x-content-sha256`), lower-case hex.
+pub fn claimed_sha256(header: Option<&str>) -> Result<String, CasesHttpError> {
+    header
+        .map(str::to_ascii_lowercase)
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(CasesHttpError::Bad("x-content-sha256"))
+}
+
+/// An upload body that passed its checks: what it will be stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedUpload {
+    pub mime: &'static str,
+    /// Width and height of a JPEG; `None` for the card photo (an opaque blob).
+    pub size: Option<(u32, u32)>,
+}
+
+/// Checks the body against its claimed digest and its kind: a document or snapshot must be a
+/// JPEG whose frame header a PDF can show; the card photo is at most 4 KiB.
+pub fn check_upload(
+    item_kind: &str,
+    claimed_sha256: &str,
+    bytes: &[u8],
+) -> Result<CheckedUpload, CasesHttpError> {
+    if hex::encode(Sha256::digest(bytes)) != claimed_sha256 {
+        return Err(CasesHttpError::Bad("sha256 mismatch"));
+    }
+    if item_kind == kind::ID_PHOTO {
+        if bytes.len() > 4096 {
+            return Err(CasesHttpError::Bad("photo size"));
+        }
+        return Ok(CheckedUpload {
+            mime: "application/octet-stream",
+            size: None,
+        });
+    }
+    let (w, h, _) = pdf::jpeg_info(bytes).ok_or(CasesHttpError::Bad("not a JPEG"))?;
+    Ok(CheckedUpload {
+        mime: "image/jpeg",
+        size: Some((w, h)),
+    })
 }
 
 /// Whether `clerk` is serving `ticket_id` right now.

@@ -72,11 +72,11 @@ fn codec_from_code(code: u8) -> Option<MediaCodec> {
 
 pub fn write_header(w: &mut impl Write, header: &DumpHeader) -> io::Result<()> {
     let id = header.session_id.as_bytes();
-    let id_len = u16::try_from(id.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "session id too long"))?;
-    let len = 8 + 2 + id.len();
+    let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "session id too long");
+    let id_len = u16::try_from(id.len()).map_err(|_| too_long())?;
+    let len = id_len.checked_add(8 + 2).ok_or_else(too_long)?;
     w.write_all(MAGIC)?;
-    w.write_all(&(len as u16).to_be_bytes())?;
+    w.write_all(&len.to_be_bytes())?;
     w.write_all(&header.start_unix_micros.to_be_bytes())?;
     w.write_all(&id_len.to_be_bytes())?;
     w.write_all(id)
@@ -113,8 +113,17 @@ pub fn write_record(
     scratch.extend_from_slice(&meta.seq.to_be_bytes());
     scratch.extend_from_slice(&meta.rtp_ts.to_be_bytes());
     scratch.extend_from_slice(payload);
+    // The reader refuses bodies over MAX_BODY as corruption; never write one.
+    if scratch.len() > MAX_BODY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "RTP packet too large to record",
+        ));
+    }
+    let len =
+        u32::try_from(scratch.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let crc = crc32fast::hash(scratch);
-    w.write_all(&(scratch.len() as u32).to_be_bytes())?;
+    w.write_all(&len.to_be_bytes())?;
     w.write_all(&crc.to_be_bytes())?;
     w.write_all(scratch)
 }
@@ -188,7 +197,10 @@ impl<R: Read> DumpReader<R> {
                 return None;
             }
         }
-        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let len = usize::try_from(u32::from_be_bytes([
+            prefix[0], prefix[1], prefix[2], prefix[3],
+        ]))
+        .unwrap_or(usize::MAX);
         let crc = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
         if !(RECORD_FIXED..=MAX_BODY).contains(&len) {
             self.torn_tail = true;
@@ -344,6 +356,42 @@ mod tests {
         assert!(r.next_record().is_none());
         assert!(r.torn_tail);
         assert!(DumpReader::new(&b"garbage!!"[..]).is_err());
+    }
+
+    /// The seed inputs of the `recorder_dump` fuzz target are real dumps: each reads to its
+    /// end with no torn tail, so the fuzzer starts from inputs that reach every field.
+    #[test]
+    fn the_fuzzing_seeds_are_whole_dumps() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/recorder_dump");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(&dir).expect("seed directory") {
+            let path = entry.expect("entry").path();
+            let mut r = DumpReader::open(&path).expect("a dump header");
+            while r.next_record().is_some() {}
+            assert!(!r.torn_tail, "{} is torn", path.display());
+            seeds += 1;
+        }
+        assert!(seeds >= 2);
+    }
+
+    #[test]
+    fn a_header_or_record_the_reader_would_refuse_is_not_written() {
+        let mut buf = Vec::new();
+        let longest = DumpHeader {
+            start_unix_micros: 0,
+            session_id: "x".repeat(usize::from(u16::MAX) - 10),
+        };
+        write_header(&mut buf, &longest).expect("fits");
+        assert_eq!(DumpReader::new(&buf[..]).expect("reads").header, longest);
+        let too_long = DumpHeader {
+            start_unix_micros: 0,
+            session_id: "x".repeat(usize::from(u16::MAX) - 9),
+        };
+        assert!(write_header(&mut Vec::new(), &too_long).is_err());
+        let (meta, _) = sample(0);
+        let huge = vec![0u8; MAX_BODY];
+        assert!(write_record(&mut Vec::new(), &meta, &huge, &mut Vec::new()).is_err());
     }
 
     proptest::proptest! {

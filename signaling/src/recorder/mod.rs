@@ -591,6 +591,10 @@ impl Writer {
                         m.bytes_written
                             .fetch_add(payload.len() as u64, Ordering::Relaxed);
                     }
+                    // Nothing was written: the dump stays whole without this packet.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        m.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "recording write failed");
                         m.write_errors.fetch_add(1, Ordering::Relaxed);

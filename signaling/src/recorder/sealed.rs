@@ -273,6 +273,16 @@ fn read_header(file: &File) -> Result<Parsed, SealError> {
     if chunk == 0 || chunk > 16 * 1024 * 1024 {
         return Err(SealError::NotSealed);
     }
+    // The length is authenticated only when a chunk is opened; until then it is whatever the
+    // file says. One whose chunks could not all have offsets in a file is refused here, so the
+    // offset arithmetic of a range request cannot overflow.
+    let header_len = match header {
+        Header::V2 { .. } => HEADER_LEN,
+        Header::V1 { .. } => HEADER_LEN_V1,
+    };
+    if sealed_size(header_len, chunk, len).is_none() {
+        return Err(SealError::NotSealed);
+    }
     Ok(Parsed { header, chunk, len })
 }
 
@@ -523,6 +533,16 @@ impl std::fmt::Debug for SealedReader {
     }
 }
 
+/// The size of a sealed file holding `len` plaintext bytes in `chunk`-byte chunks after a
+/// `header`-byte header; `None` when no file could be that large.
+fn sealed_size(header: usize, chunk: u64, len: u64) -> Option<u64> {
+    let chunks = len.div_ceil(chunk);
+    chunks
+        .checked_mul(TAG as u64)?
+        .checked_add(len)?
+        .checked_add(header as u64)
+}
+
 impl SealedReader {
     /// Opens a sealed file (either format) with whichever of `keys` opens it.
     pub fn open(keys: &[MasterKey], path: &Path) -> Result<Self, SealError> {
@@ -560,7 +580,8 @@ impl SealedReader {
         if start >= self.len {
             return Err(SealError::Corrupt(i));
         }
-        let n = (self.len - start).min(self.chunk) as usize;
+        let n = usize::try_from((self.len - start).min(self.chunk))
+            .map_err(|_| SealError::Corrupt(i))?;
         let at = i
             .checked_mul(self.chunk + TAG as u64)
             .and_then(|o| o.checked_add(self.body_at))
@@ -763,6 +784,36 @@ pub(crate) mod tests {
             SealedReader::open(&[key(1)], &plain),
             Err(SealError::NotSealed)
         ));
+    }
+
+    /// The header's chunk size and length are not authenticated until a chunk is opened: a
+    /// file edited to claim 1-byte chunks and an impossible length is refused when opened, and
+    /// a length that is only a lie fails its first chunk — neither overflows the offsets a
+    /// range request at the far end would compute.
+    #[test]
+    fn an_edited_length_in_the_header_is_refused_not_overflowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("r.webm");
+        std::fs::write(&plain, sample(1000)).expect("write");
+        let out = sealed_path(&plain);
+        seal_file(&key(1), &plain, &out).expect("seal");
+        let raw = std::fs::read(&out).expect("read");
+        let edit = |chunk: u32, len: u64| {
+            let mut edited = raw.clone();
+            edited[8..12].copy_from_slice(&chunk.to_be_bytes());
+            edited[12..20].copy_from_slice(&len.to_be_bytes());
+            std::fs::write(&out, &edited).expect("write");
+        };
+        edit(1, u64::MAX);
+        assert!(matches!(
+            SealedReader::open(&[key(1)], &out),
+            Err(SealError::NotSealed)
+        ));
+        edit(1, u64::MAX / 32);
+        let mut r = SealedReader::open(&[key(1)], &out).expect("a possible length");
+        let far = r.len() - 10;
+        let read = r.read_range(far, far + 5, |_| true);
+        assert!(read.is_err(), "{read:?}");
     }
 
     #[test]

@@ -1101,7 +1101,7 @@ fn map_pt(
 }
 
 /// Build the VP8 descriptor patch that keeps the viewer's picture ids continuous.
-fn vp8_patch(
+pub(crate) fn vp8_patch(
     state: &mut super::rewrite::Vp8Rewriter,
     payload: &[u8],
     new_segment: bool,

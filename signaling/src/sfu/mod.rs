@@ -33,6 +33,9 @@
 mod core;
 pub mod driver;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod keyframe;
 mod metrics;
 mod peer;
