@@ -33,6 +33,20 @@ use crate::recorder::sealed::{self, MasterKey as RecordingKey, Rekeyed, SealErro
 use crate::store::StoreError;
 use crate::store::cases::{CaseStore, Rewrapped};
 
+/// The key id objects will end up under if a run goes on from the files as they are now (the
+/// pending or already switched-to key, or the given one); `None` for a fresh random key, which
+/// nothing can be under yet.
+fn target_id(path: &Path, given: Option<&KeyBytes>) -> Result<Option<String>, RotateError> {
+    let next = sibling(path, "next");
+    if next.exists() {
+        return Ok(Some(read_key_file(&next)?.id_hex()));
+    }
+    if sibling(path, "previous").exists() {
+        return Ok(Some(read_key_file(path)?.id_hex()));
+    }
+    Ok(given.map(KeyBytes::id_hex))
+}
+
 /// Rows read and written per transaction.
 const PAGE: u32 = 200;
 /// Audit trail kinds of a rotation run.
@@ -67,6 +81,10 @@ pub enum RotateError {
         pending: String,
         path: String,
     },
+    #[error(
+        "{second_factors} staff second-factor secrets and {bookings} appointment bookings depend on the case materials key, and this rotation does not re-wrap them yet: it would lock those staff out of their login codes and make the bookings unreadable and unfindable by number. Nothing was changed. Rotate the recordings key alone with `--which recordings`; the case materials key can be rotated once its rotation covers these rows"
+    )]
+    NotCovered { second_factors: u64, bookings: u64 },
     #[error("writing the audit trail: {0}")]
     Audit(String),
 }
@@ -262,6 +280,17 @@ pub async fn rotate_cases(
     given: Option<KeyBytes>,
     budget: &mut Budget,
 ) -> Result<Outcome, RotateError> {
+    // Staff second factors and bookings are sealed under the same master key (and the
+    // bookings' number hash is keyed by a key derived from it), but are not re-wrapped here:
+    // refuse before any file or row changes rather than leave them behind.
+    let target = target_id(path, given.as_ref())?.unwrap_or_default();
+    let other = store.other_sealed_not_under(&target).await?;
+    if other.any() {
+        return Err(RotateError::NotCovered {
+            second_factors: other.second_factors,
+            bookings: other.bookings,
+        });
+    }
     let mut plan = plan(path, given, Which::Cases.what())?;
     let mut outcome = Outcome {
         from: plan.old.id_hex(),

@@ -107,6 +107,25 @@ pub trait CaseStore: Send + Sync + 'static {
     async fn rewrap_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64>;
     /// How many items are not under the master key `key_id`.
     async fn count_not_under(&self, key_id: &str) -> StoreResult<u64>;
+    /// Rows outside the case tables that depend on the privacy master key and are not under
+    /// `key_id`: staff second-factor secrets, and bookings whose sealed contact or number hash
+    /// came from another master key. A rotation of that key does not cover them yet.
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed>;
+}
+
+/// What [`CaseStore::other_sealed_not_under`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherSealed {
+    /// Staff second-factor (TOTP) secrets, enabled or waiting for their first code.
+    pub second_factors: u64,
+    /// Bookings with a sealed contact, or a number hash without one.
+    pub bookings: u64,
+}
+
+impl OtherSealed {
+    pub fn any(&self) -> bool {
+        self.second_factors > 0 || self.bookings > 0
+    }
 }
 
 fn wrapped(row: &sqlx::sqlite::SqliteRow) -> Result<WrappedKey, sqlx::Error> {
@@ -394,5 +413,24 @@ impl CaseStore for SqliteStore {
             .fetch_one(self.pool())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed> {
+        let second_factors: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staff_two_factor WHERE key_id <> ?")
+                .bind(key_id)
+                .fetch_one(self.pool())
+                .await?;
+        let bookings: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM appointments WHERE (key_id IS NOT NULL AND key_id <> ?) \
+             OR (key_id IS NULL AND mobile_hash IS NOT NULL)",
+        )
+        .bind(key_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(OtherSealed {
+            second_factors: u64::try_from(second_factors).unwrap_or(0),
+            bookings: u64::try_from(bookings).unwrap_or(0),
+        })
     }
 }

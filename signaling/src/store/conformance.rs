@@ -15,7 +15,7 @@ use protocol::inspection::{CheckOutcome, InspectionReport};
 use protocol::media::Slot;
 use protocol::queue::{PauseReason, QueueOp, TicketChannel, TicketState, WindowMode, WindowPause};
 
-use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
+use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, OtherSealed, SealedItem};
 use super::evaluations::{
     EvaluationRecord, EvaluationStore, FollowUpFilter, FollowUpSaved, FollowUpState,
     FollowUpUpdate, ForwardState, InsertOutcome, NewFollowUp,
@@ -946,6 +946,146 @@ async fn case_items_keep_their_sealed_bytes_and_an_append_only_trail(b: Backend)
             .is_err()
     );
     assert_eq!(c.audit_log("t1").await.expect("log").len(), 2);
+}
+
+/// The case key's rotation does not re-wrap staff second factors or bookings, so it refuses
+/// (before any key file or row changes) while one depends on a key other than the one it
+/// would switch to; once none does, it runs.
+async fn case_key_rotation_refuses_while_second_factors_or_bookings_need_the_old_key(b: Backend) {
+    use crate::keys::rotate::{Budget, RotateError, rotate_cases};
+    use crate::keys::{KeyBytes, read_key_file, sibling, write_key_file};
+    use crate::store::two_factor::SealedSecret;
+
+    seed(&b).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cases.key");
+    let old = KeyBytes::new([0x44; 32]);
+    let new = KeyBytes::new([0x55; 32]);
+    write_key_file(&path, &old).expect("old key");
+    let trail = b.trail();
+    async fn run(
+        b: &Backend,
+        trail: &Trail,
+        path: &std::path::Path,
+        given: Option<KeyBytes>,
+    ) -> Result<crate::keys::rotate::Outcome, RotateError> {
+        let mut budget = Budget::new(None);
+        rotate_cases(&*b.cases, trail, "cli:test", path, given, &mut budget).await
+    }
+    let untouched = |path: &std::path::Path| {
+        assert_eq!(read_key_file(path).expect("key").id(), old.id(), "key kept");
+        assert!(!sibling(path, "next").exists(), "no new key written");
+        assert!(!sibling(path, "previous").exists());
+    };
+
+    assert!(
+        b.main
+            .begin_two_factor(
+                "k1",
+                &SealedSecret {
+                    key_id: old.id_hex(),
+                    wrapped_key: vec![1, 2, 3],
+                    sealed: vec![4, 5, 6],
+                },
+                T0,
+            )
+            .await
+            .expect("enroll")
+    );
+    assert_eq!(
+        b.cases
+            .other_sealed_not_under(&new.id_hex())
+            .await
+            .expect("count"),
+        OtherSealed {
+            second_factors: 1,
+            bookings: 0
+        }
+    );
+    let err = run(&b, &trail, &path, Some(new.clone()))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            RotateError::NotCovered {
+                second_factors: 1,
+                bookings: 0
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Nothing was changed"), "{err}");
+    untouched(&path);
+    // A random new key is refused the same way.
+    assert!(matches!(
+        run(&b, &trail, &path, None).await,
+        Err(RotateError::NotCovered { .. })
+    ));
+    untouched(&path);
+    b.main.reset_two_factor("k1").await.expect("reset");
+    assert_eq!(b.main.two_factor("k1").await.expect("read"), None);
+
+    let mut booked = appointments::booking(1, "h1", appointments::SLOT);
+    if let Some(c) = booked.contact.as_mut() {
+        c.key_id = old.id_hex();
+    }
+    assert_eq!(
+        b.appointments.book(&booked, 2).await.expect("book"),
+        crate::store::appointments::BookOutcome::Booked
+    );
+    assert_eq!(
+        b.cases
+            .other_sealed_not_under(&new.id_hex())
+            .await
+            .expect("count"),
+        OtherSealed {
+            second_factors: 0,
+            bookings: 1
+        }
+    );
+    let err = run(&b, &trail, &path, Some(new.clone()))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            RotateError::NotCovered {
+                second_factors: 0,
+                bookings: 1
+            }
+        ),
+        "{err}"
+    );
+    untouched(&path);
+
+    // Cancelled and past its day, the booking's contact and number hash are purged: nothing
+    // depends on the old key any more, and the rotation runs to the end.
+    assert!(
+        b.appointments
+            .cancel_booking("ap-1", T0 + 10)
+            .await
+            .expect("cancel")
+    );
+    assert_eq!(
+        b.appointments
+            .purge_booking_contacts(appointments::SLOT.end_ms + 1, T0 + 20)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert!(
+        !b.cases
+            .other_sealed_not_under("")
+            .await
+            .expect("count")
+            .any()
+    );
+    let done = run(&b, &trail, &path, Some(new.clone()))
+        .await
+        .expect("runs");
+    assert!(done.complete);
+    assert_eq!(read_key_file(&path).expect("key").id(), new.id());
 }
 
 /// A master key rotation on this database: stopped after two items, everything still opens
@@ -2229,6 +2369,7 @@ conformance!(
     the_access_trail_cannot_be_changed,
     case_items_keep_their_sealed_bytes_and_an_append_only_trail,
     case_keys_rotate_without_touching_contents,
+    case_key_rotation_refuses_while_second_factors_or_bookings_need_the_old_key,
     evaluations_sessions_and_forwarding,
     registry_lifecycle_with_conflicts_and_an_append_only_trail,
     kiosk_health_alerts_and_inspections,

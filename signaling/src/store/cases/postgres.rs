@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    AuditEntry, CaseRecord, CaseStore, ItemMeta, Rewrapped, SealedItem, WrappedKey, trail_entry,
+    AuditEntry, CaseRecord, CaseStore, ItemMeta, OtherSealed, Rewrapped, SealedItem, WrappedKey,
+    trail_entry,
 };
 use crate::store::StoreResult;
 use crate::store::postgres::PgStore;
@@ -281,5 +282,24 @@ impl CaseStore for PgStore {
             .fetch_one(self.pool())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed> {
+        let second_factors: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staff_two_factor WHERE key_id <> $1")
+                .bind(key_id)
+                .fetch_one(self.pool())
+                .await?;
+        let bookings: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM appointments WHERE (key_id IS NOT NULL AND key_id <> $1) \
+             OR (key_id IS NULL AND mobile_hash IS NOT NULL)",
+        )
+        .bind(key_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(OtherSealed {
+            second_factors: u64::try_from(second_factors).unwrap_or(0),
+            bookings: u64::try_from(bookings).unwrap_or(0),
+        })
     }
 }
