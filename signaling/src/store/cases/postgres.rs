@@ -284,6 +284,53 @@ impl CaseStore for PgStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn second_factor_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(
+            "SELECT clerk_id, key_id, wrapped_key FROM staff_two_factor \
+             WHERE key_id <> $1 AND clerk_id > $2 ORDER BY clerk_id LIMIT $3",
+        )
+        .bind(key_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WrappedKey {
+                    item_id: row.try_get("clerk_id")?,
+                    key_id: row.try_get("key_id")?,
+                    wrapped_key: row.try_get("wrapped_key")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn rewrap_second_factor_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for r in rewraps {
+            changed += sqlx::query(
+                "UPDATE staff_two_factor SET key_id = $1, wrapped_key = $2 \
+                 WHERE clerk_id = $3 AND key_id = $4",
+            )
+            .bind(&r.key_id)
+            .bind(&r.wrapped_key)
+            .bind(&r.item_id)
+            .bind(&r.from_key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed> {
         let second_factors: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM staff_two_factor WHERE key_id <> $1")
