@@ -445,11 +445,12 @@ async fn rotate_key(
             }
         };
         println!(
-            "{}: key {} → {}: {} re-wrapped ({} rewritten from the first recording format), {} old slots cleared, {} already under the new key — {}",
+            "{}: key {} → {}: {} re-wrapped ({} of them staff second-factor secrets, {} rewritten from the first recording format), {} old slots cleared, {} already under the new key — {}",
             w.what(),
             outcome.from,
             outcome.to,
             outcome.rewrapped,
+            outcome.second_factors,
             outcome.resealed,
             outcome.cleared,
             outcome.already,

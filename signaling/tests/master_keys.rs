@@ -376,9 +376,17 @@ async fn play(http: &str, token: &str, id: &str) -> Vec<u8> {
     r.bytes().await.unwrap().to_vec()
 }
 
-async fn supervisor_token(http: &str, data: &Path) -> String {
+/// A supervisor's login with a TOTP code computed from the secret enrolled earlier (a step
+/// after the last one used).
+async fn supervisor_code_login(
+    http: &str,
+    data: &Path,
+    factor: &relay_kit::staff::Known,
+) -> String {
+    use signaling::totp;
     let password = std::fs::read_to_string(data.join("demo/staff-password.txt")).unwrap();
-    let r: serde_json::Value = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    let first: serde_json::Value = client
         .post(format!("http://{http}/api/v1/login"))
         .json(&serde_json::json!({"username": "supervisor1", "password": password.trim()}))
         .send()
@@ -387,7 +395,36 @@ async fn supervisor_token(http: &str, data: &Path) -> String {
         .json()
         .await
         .unwrap();
-    r["token"].as_str().unwrap().to_owned()
+    assert_eq!(first["second_factor_required"], true, "{first}");
+    let now = totp::step_at(now_ms());
+    let step = now.max(factor.last_step + 1);
+    assert!(step <= now + totp::WINDOW, "a fresh step");
+    let r = client
+        .post(format!("http://{http}/api/v1/login/code"))
+        .json(&serde_json::json!({
+            "pending_token": first["pending_token"],
+            "code": totp::code_for_step(&factor.secret, step),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the login code is accepted");
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// A supervisor's full login over HTTP, with every step the relay asks for (the first login
+/// enrolls a second factor, sealed under the case materials key).
+async fn supervisor_token(http: &str, data: &Path) -> String {
+    let password = std::fs::read_to_string(data.join("demo/staff-password.txt")).unwrap();
+    relay_kit::staff::login(
+        &reqwest::Client::new(),
+        &format!("http://{http}"),
+        "supervisor1",
+        password.trim(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -460,14 +497,16 @@ async fn rotate_key_from_the_command_line_then_items_and_recordings_open_with_th
     let settings = key_settings(&keys);
 
     // Before: both play.
-    {
+    let factor = {
         let Start::Ready(relay) = serve(&data, None, &as_strs(&settings)).await else {
             panic!("start")
         };
         let token = supervisor_token(&relay.http, &data).await;
         assert_eq!(play(&relay.http, &token, "rec-now").await, current);
         assert_eq!(play(&relay.http, &token, "rec-v1").await, first_format);
-    }
+        relay_kit::staff::known_factor(&format!("http://{}", relay.http), "supervisor1")
+            .expect("enrolled at the first login")
+    };
 
     // Stopped after one object, then finished by running the command again.
     let mut args = vec!["--set", &settings[0], "--set", &settings[1]];
@@ -476,20 +515,35 @@ async fn rotate_key_from_the_command_line_then_items_and_recordings_open_with_th
     assert!(ok, "{out}{err}");
     assert!(out.contains("run the command again"), "{out}");
     let mut args = vec!["--set", &settings[0], "--set", &settings[1]];
-    args.push("rotate-key");
+    args.extend(["rotate-key", "--which", "recordings"]);
     let (ok, out, err) = run(&data, &args);
     assert!(ok, "{out}{err}");
     assert!(out.contains("complete"), "{out}");
+
+    // The case key, with a limit first: the supervisor's second factor (enrolled at the first
+    // login, sealed under the case key) is re-wrapped with the case items.
+    let mut args = vec!["--set", &settings[0], "--set", &settings[1]];
+    args.extend(["rotate-key", "--which", "cases", "--limit", "2"]);
+    let (ok, out, err) = run(&data, &args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("run the command again"), "{out}");
+    let mut args = vec!["--set", &settings[0], "--set", &settings[1]];
+    args.extend(["rotate-key", "--which", "cases"]);
+    let (ok, out, err) = run(&data, &args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("complete"), "{out}");
+    assert!(!keys.join("cases.key.previous").exists());
     let new = read_key_file(&keys.join("recordings.key")).unwrap();
     assert_ne!(new.id(), old.id());
     assert!(!keys.join("recordings.key.previous").exists());
 
-    // After: the relay on the new keys plays both; the old key alone opens neither file.
+    // After: the relay on the new keys accepts the supervisor's login code (the secret opens
+    // under the new key) and plays both; the old key alone opens neither file.
     {
         let Start::Ready(relay) = serve(&data, None, &as_strs(&settings)).await else {
             panic!("start")
         };
-        let token = supervisor_token(&relay.http, &data).await;
+        let token = supervisor_code_login(&relay.http, &data, &factor).await;
         assert_eq!(play(&relay.http, &token, "rec-now").await, current);
         assert_eq!(play(&relay.http, &token, "rec-v1").await, first_format);
     }
@@ -516,9 +570,13 @@ async fn rotate_key_from_the_command_line_then_items_and_recordings_open_with_th
     // The trail has every run with its counts.
     let (ok, out, _) = run(&data, &["audit", "show", "--last", "20"]);
     assert!(ok);
-    assert_eq!(out.matches("keys.rotate.start").count(), 3, "{out}");
+    assert_eq!(out.matches("keys.rotate.start").count(), 4, "{out}");
     assert!(out.contains("complete=true"), "{out}");
-    assert!(out.contains("rewrapped=3"), "the three case items: {out}");
+    assert!(
+        out.contains("rewrapped=2 second_factors=0")
+            && out.contains("rewrapped=2 second_factors=1"),
+        "two case items, then the third and the supervisor's second factor: {out}"
+    );
 }
 
 fn env_usize(name: &str, default: usize) -> usize {

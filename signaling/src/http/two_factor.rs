@@ -75,7 +75,7 @@ pub fn required_for(clerk: &Clerk, policy: ClerkTwoFactor) -> bool {
 
 /// The object id a clerk's TOTP secret is sealed under (bound in as associated data, so a
 /// sealed secret copied to another clerk's row does not open).
-fn secret_object(clerk_id: &str) -> String {
+pub(crate) fn secret_object(clerk_id: &str) -> String {
     format!("staff-totp:{clerk_id}")
 }
 

@@ -6,8 +6,8 @@
 //! resumable by running the command again:
 //!
 //! 1. **Re-wrap.** The new key is written to `P.next` (0600, synced) before anything uses it.
-//!    Every object not yet under it is re-wrapped: a case item's row gets the new key id and
-//!    wrapped key in one statement (`WHERE key_id = old`); a recording gets the new wrapping in
+//!    Every object not yet under it is re-wrapped: a case item's (or a staff second-factor
+//!    secret's) row gets the new key id and wrapped key in one statement (`WHERE key_id = old`); a recording gets the new wrapping in
 //!    its free key slot, synced. Meanwhile each object is under the old or the new key, and the
 //!    relay (which loads `P`, `P.next` and `P.previous`) opens both.
 //! 2. **Switch and finish.** The old key is copied to `P.previous`, then `P.next` is renamed
@@ -32,6 +32,20 @@ use crate::config::Config;
 use crate::recorder::sealed::{self, MasterKey as RecordingKey, Rekeyed, SealError};
 use crate::store::StoreError;
 use crate::store::cases::{CaseStore, Rewrapped};
+
+/// The key id objects will end up under if a run goes on from the files as they are now (the
+/// pending or already switched-to key, or the given one); `None` for a fresh random key, which
+/// nothing can be under yet.
+fn target_id(path: &Path, given: Option<&KeyBytes>) -> Result<Option<String>, RotateError> {
+    let next = sibling(path, "next");
+    if next.exists() {
+        return Ok(Some(read_key_file(&next)?.id_hex()));
+    }
+    if sibling(path, "previous").exists() {
+        return Ok(Some(read_key_file(path)?.id_hex()));
+    }
+    Ok(given.map(KeyBytes::id_hex))
+}
 
 /// Rows read and written per transaction.
 const PAGE: u32 = 200;
@@ -67,6 +81,10 @@ pub enum RotateError {
         pending: String,
         path: String,
     },
+    #[error(
+        "{bookings} appointment bookings depend on the case materials key (their sealed contact, and the key of their number hash is derived from it), and this rotation does not cover them yet: it would make them unreadable and unfindable by number. Nothing was changed. Rotate the recordings key alone with `--which recordings`, or rotate the case materials key once the relay has purged the contacts of those bookings (after their day)"
+    )]
+    NotCovered { bookings: u64 },
     #[error("writing the audit trail: {0}")]
     Audit(String),
 }
@@ -78,6 +96,8 @@ pub struct Outcome {
     pub to: String,
     /// Objects whose key was wrapped under the new master key by this run.
     pub rewrapped: u64,
+    /// Of `rewrapped`, staff second-factor secrets (case key only).
+    pub second_factors: u64,
     /// Recordings of the first format rewritten once in the current one.
     pub resealed: u64,
     /// Recordings whose old key slot this run cleared.
@@ -248,8 +268,8 @@ async fn audit_row(
 
 fn end_detail(o: &Outcome) -> String {
     format!(
-        "from={} to={} rewrapped={} resealed={} cleared={} already={} complete={}",
-        o.from, o.to, o.rewrapped, o.resealed, o.cleared, o.already, o.complete
+        "from={} to={} rewrapped={} second_factors={} resealed={} cleared={} already={} complete={}",
+        o.from, o.to, o.rewrapped, o.second_factors, o.resealed, o.cleared, o.already, o.complete
     )
 }
 
@@ -262,6 +282,16 @@ pub async fn rotate_cases(
     given: Option<KeyBytes>,
     budget: &mut Budget,
 ) -> Result<Outcome, RotateError> {
+    // Bookings are sealed under the same master key (and their number hash is keyed by a key
+    // derived from it), but are not re-wrapped here: refuse before any file or row changes
+    // rather than leave them behind. Staff second factors are re-wrapped like case items.
+    let target = target_id(path, given.as_ref())?.unwrap_or_default();
+    let other = store.other_sealed_not_under(&target).await?;
+    if other.bookings > 0 {
+        return Err(RotateError::NotCovered {
+            bookings: other.bookings,
+        });
+    }
     let mut plan = plan(path, given, Which::Cases.what())?;
     let mut outcome = Outcome {
         from: plan.old.id_hex(),
@@ -285,15 +315,19 @@ pub async fn rotate_cases(
         let old = CaseKey::from_key(&plan.old);
         let new = CaseKey::from_key(&plan.new);
         // Phase 1 (and, after the switch, whatever a running relay sealed under the old key).
-        rewrap_items(store, &[&old], &new, budget, &mut outcome).await?;
-        if budget.exhausted() && store.count_not_under(new.id()).await? > 0 {
+        for rows in [Rows::Items, Rows::SecondFactors] {
+            rewrap_items(store, rows, &[&old], &new, budget, &mut outcome).await?;
+        }
+        if budget.exhausted() && left_under_others(store, new.id()).await? > 0 {
             return Ok(());
         }
         if !plan.switched {
             switch(&mut plan)?;
-            rewrap_items(store, &[&old], &new, budget, &mut outcome).await?;
+            for rows in [Rows::Items, Rows::SecondFactors] {
+                rewrap_items(store, rows, &[&old], &new, budget, &mut outcome).await?;
+            }
         }
-        if store.count_not_under(new.id()).await? == 0 {
+        if left_under_others(store, new.id()).await? == 0 {
             finish(&plan)?;
             outcome.complete = true;
         }
@@ -314,8 +348,57 @@ pub async fn rotate_cases(
     result.map(|()| outcome)
 }
 
+/// The rows of the case store whose keys a case key rotation wraps again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// `case_items`, each key bound to the item id.
+    Items,
+    /// `staff_two_factor`, each key bound to the clerk's secret object id.
+    SecondFactors,
+}
+
+impl Rows {
+    async fn page(
+        self,
+        store: &dyn CaseStore,
+        key_id: &str,
+        after: &str,
+    ) -> Result<Vec<crate::store::cases::WrappedKey>, StoreError> {
+        match self {
+            Rows::Items => store.wrapped_keys_not_under(key_id, after, PAGE).await,
+            Rows::SecondFactors => {
+                store
+                    .second_factor_keys_not_under(key_id, after, PAGE)
+                    .await
+            }
+        }
+    }
+
+    async fn write(self, store: &dyn CaseStore, batch: &[Rewrapped]) -> Result<u64, StoreError> {
+        match self {
+            Rows::Items => store.rewrap_keys(batch).await,
+            Rows::SecondFactors => store.rewrap_second_factor_keys(batch).await,
+        }
+    }
+
+    /// The object id the row's key is bound to as associated data.
+    fn object(self, row_id: &str) -> String {
+        match self {
+            Rows::Items => row_id.to_owned(),
+            Rows::SecondFactors => crate::http::two_factor::secret_object(row_id),
+        }
+    }
+}
+
+/// Case items and second-factor secrets not under `key_id`.
+async fn left_under_others(store: &dyn CaseStore, key_id: &str) -> Result<u64, StoreError> {
+    Ok(store.count_not_under(key_id).await?
+        + store.other_sealed_not_under(key_id).await?.second_factors)
+}
+
 async fn rewrap_items(
     store: &dyn CaseStore,
+    rows: Rows,
     opening: &[&CaseKey],
     new: &CaseKey,
     budget: &mut Budget,
@@ -325,7 +408,7 @@ async fn rewrap_items(
     let mut unopenable = 0u64;
     let mut example = String::new();
     loop {
-        let page = store.wrapped_keys_not_under(new.id(), &after, PAGE).await?;
+        let page = rows.page(store, new.id(), &after).await?;
         let Some(last) = page.last() else { break };
         after = last.item_id.clone();
         let full = page.len() == PAGE as usize;
@@ -340,7 +423,7 @@ async fn rewrap_items(
                 break;
             }
             let wrapped_key = key
-                .rewrap(&item.item_id, &item.wrapped_key, new)
+                .rewrap(&rows.object(&item.item_id), &item.wrapped_key, new)
                 .map_err(|_| {
                     unopenable += 1;
                     example = item.key_id.clone();
@@ -354,7 +437,11 @@ async fn rewrap_items(
                 });
             }
         }
-        outcome.rewrapped += store.rewrap_keys(&batch).await?;
+        let changed = rows.write(store, &batch).await?;
+        outcome.rewrapped += changed;
+        if rows == Rows::SecondFactors {
+            outcome.second_factors += changed;
+        }
         if budget.exhausted() || !full {
             break;
         }

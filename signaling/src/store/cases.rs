@@ -107,6 +107,36 @@ pub trait CaseStore: Send + Sync + 'static {
     async fn rewrap_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64>;
     /// How many items are not under the master key `key_id`.
     async fn count_not_under(&self, key_id: &str) -> StoreResult<u64>;
+    /// Up to `limit` wrapped keys of staff second-factor secrets not under the master key
+    /// `key_id`, with clerk ids after `after`, in clerk id order (`item_id` is the clerk id).
+    async fn second_factor_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>>;
+    /// As [`CaseStore::rewrap_keys`] for second-factor secrets (`item_id` is the clerk id); the
+    /// sealed secret is not touched.
+    async fn rewrap_second_factor_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64>;
+    /// Rows outside the case tables that depend on the privacy master key and are not under
+    /// `key_id`: staff second-factor secrets, and bookings whose sealed contact or number hash
+    /// came from another master key. A rotation of that key does not cover them yet.
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed>;
+}
+
+/// What [`CaseStore::other_sealed_not_under`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherSealed {
+    /// Staff second-factor (TOTP) secrets, enabled or waiting for their first code.
+    pub second_factors: u64,
+    /// Bookings with a sealed contact, or a number hash without one.
+    pub bookings: u64,
+}
+
+impl OtherSealed {
+    pub fn any(&self) -> bool {
+        self.second_factors > 0 || self.bookings > 0
+    }
 }
 
 fn wrapped(row: &sqlx::sqlite::SqliteRow) -> Result<WrappedKey, sqlx::Error> {
@@ -394,5 +424,62 @@ impl CaseStore for SqliteStore {
             .fetch_one(self.pool())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn second_factor_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(
+            "SELECT clerk_id AS id, key_id, wrapped_key FROM staff_two_factor \
+             WHERE key_id <> ? AND clerk_id > ? ORDER BY clerk_id LIMIT ?",
+        )
+        .bind(key_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(wrapped).collect::<Result<_, _>>()?)
+    }
+
+    async fn rewrap_second_factor_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for r in rewraps {
+            changed += sqlx::query(
+                "UPDATE staff_two_factor SET key_id = ?, wrapped_key = ? \
+                 WHERE clerk_id = ? AND key_id = ?",
+            )
+            .bind(&r.key_id)
+            .bind(&r.wrapped_key)
+            .bind(&r.item_id)
+            .bind(&r.from_key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed> {
+        let second_factors: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staff_two_factor WHERE key_id <> ?")
+                .bind(key_id)
+                .fetch_one(self.pool())
+                .await?;
+        let bookings: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM appointments WHERE (key_id IS NOT NULL AND key_id <> ?) \
+             OR (key_id IS NULL AND mobile_hash IS NOT NULL)",
+        )
+        .bind(key_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(OtherSealed {
+            second_factors: u64::try_from(second_factors).unwrap_or(0),
+            bookings: u64::try_from(bookings).unwrap_or(0),
+        })
     }
 }

@@ -15,7 +15,7 @@ use protocol::inspection::{CheckOutcome, InspectionReport};
 use protocol::media::Slot;
 use protocol::queue::{PauseReason, QueueOp, TicketChannel, TicketState, WindowMode, WindowPause};
 
-use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, SealedItem};
+use super::cases::{AuditEntry, CaseRecord, CaseStore, ItemMeta, OtherSealed, SealedItem};
 use super::evaluations::{
     EvaluationRecord, EvaluationStore, FollowUpFilter, FollowUpSaved, FollowUpState,
     FollowUpUpdate, ForwardState, InsertOutcome, NewFollowUp,
@@ -946,6 +946,178 @@ async fn case_items_keep_their_sealed_bytes_and_an_append_only_trail(b: Backend)
             .is_err()
     );
     assert_eq!(c.audit_log("t1").await.expect("log").len(), 2);
+}
+
+/// The case key's rotation re-wraps staff second-factor secrets like case items (stopped
+/// midway the keyring opens the secret, resumed only the new key does, the sealed secret
+/// untouched), and refuses — before any key file or row changes — while a booking depends on a
+/// key other than the one it would switch to.
+async fn case_key_rotation_rewraps_second_factors_and_refuses_over_bookings(b: Backend) {
+    use crate::cases::crypto::{Keyring, MasterKey, Sealed};
+    use crate::http::two_factor::secret_object;
+    use crate::keys::rotate::{Budget, RotateError, rotate_cases};
+    use crate::keys::{KeyBytes, read_key_file, sibling, write_key_file};
+    use crate::store::two_factor::SealedSecret;
+
+    async fn run(
+        b: &Backend,
+        trail: &Trail,
+        path: &std::path::Path,
+        given: Option<KeyBytes>,
+        limit: Option<u64>,
+    ) -> Result<crate::keys::rotate::Outcome, RotateError> {
+        let mut budget = Budget::new(limit);
+        rotate_cases(&*b.cases, trail, "cli:test", path, given, &mut budget).await
+    }
+    async fn secret_of(b: &Backend) -> Sealed {
+        let r = b.main.two_factor("k1").await.expect("read").expect("row");
+        Sealed {
+            key_id: r.secret.key_id,
+            wrapped_key: r.secret.wrapped_key,
+            ciphertext: r.secret.sealed,
+        }
+    }
+
+    seed(&b).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cases.key");
+    let old = KeyBytes::new([0x44; 32]);
+    let new = KeyBytes::new([0x55; 32]);
+    write_key_file(&path, &old).expect("old key");
+    let trail = b.trail();
+    let untouched = |path: &std::path::Path| {
+        assert_eq!(read_key_file(path).expect("key").id(), old.id(), "key kept");
+        assert!(!sibling(path, "next").exists(), "no new key written");
+        assert!(!sibling(path, "previous").exists());
+    };
+
+    let object = secret_object("k1");
+    let totp_secret = b"twenty bytes secret!".to_vec();
+    let sealed = MasterKey::from_key(&old)
+        .seal(&object, &totp_secret)
+        .expect("seal");
+    assert!(
+        b.main
+            .begin_two_factor(
+                "k1",
+                &SealedSecret {
+                    key_id: sealed.key_id.clone(),
+                    wrapped_key: sealed.wrapped_key.clone(),
+                    sealed: sealed.ciphertext.clone(),
+                },
+                T0,
+            )
+            .await
+            .expect("enroll")
+    );
+    assert_eq!(
+        b.cases
+            .other_sealed_not_under(&new.id_hex())
+            .await
+            .expect("count"),
+        OtherSealed {
+            second_factors: 1,
+            bookings: 0
+        }
+    );
+
+    // A live booking under the old key: refused, nothing changed.
+    let mut booked = appointments::booking(1, "h1", appointments::SLOT);
+    if let Some(c) = booked.contact.as_mut() {
+        c.key_id = old.id_hex();
+    }
+    assert_eq!(
+        b.appointments.book(&booked, 2).await.expect("book"),
+        crate::store::appointments::BookOutcome::Booked
+    );
+    let err = run(&b, &trail, &path, Some(new.clone()), None)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, RotateError::NotCovered { bookings: 1 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Nothing was changed"), "{err}");
+    untouched(&path);
+    assert!(
+        matches!(
+            run(&b, &trail, &path, None, None).await,
+            Err(RotateError::NotCovered { .. })
+        ),
+        "a random new key is refused the same way"
+    );
+    untouched(&path);
+    assert_eq!(secret_of(&b).await.key_id, old.id_hex());
+
+    // Cancelled and past its day, the booking's contact and number hash are purged.
+    assert!(
+        b.appointments
+            .cancel_booking("ap-1", T0 + 10)
+            .await
+            .expect("cancel")
+    );
+    assert_eq!(
+        b.appointments
+            .purge_booking_contacts(appointments::SLOT.end_ms + 1, T0 + 20)
+            .await
+            .expect("purge"),
+        1
+    );
+
+    // Stopped before any write: the new key waits, the keyring still opens the secret.
+    let first = run(&b, &trail, &path, Some(new.clone()), Some(0))
+        .await
+        .expect("first run");
+    assert!(!first.complete);
+    assert!(sibling(&path, "next").exists());
+    let ring = Keyring::load(&path).expect("ring");
+    assert_eq!(
+        ring.open(&object, &secret_of(&b).await).expect("midway"),
+        totp_secret
+    );
+    // Resumed: the secret's key is re-wrapped, its ciphertext untouched.
+    let second = run(&b, &trail, &path, None, None).await.expect("resumed");
+    assert!(second.complete);
+    assert_eq!((second.rewrapped, second.second_factors), (1, 1));
+    assert_eq!(read_key_file(&path).expect("key").id(), new.id());
+    let now = secret_of(&b).await;
+    assert_eq!(now.key_id, new.id_hex());
+    assert_eq!(
+        now.ciphertext, sealed.ciphertext,
+        "the secret was not rewritten"
+    );
+    assert_eq!(
+        MasterKey::from_key(&new)
+            .open(&object, &now)
+            .expect("new key opens"),
+        totp_secret
+    );
+    let old_key = MasterKey::from_key(&old);
+    assert!(
+        old_key.open(&object, &now).is_err(),
+        "the old key alone does not"
+    );
+    let forged = Sealed {
+        key_id: old_key.id().to_owned(),
+        ..now
+    };
+    assert!(
+        old_key.open(&object, &forged).is_err(),
+        "not even under the old id"
+    );
+    assert!(
+        !b.cases
+            .other_sealed_not_under(&new.id_hex())
+            .await
+            .expect("count")
+            .any()
+    );
+    let rows = trail.last(1).await.expect("trail");
+    assert!(
+        rows[0].detail.contains("second_factors=1"),
+        "{}",
+        rows[0].detail
+    );
 }
 
 /// A master key rotation on this database: stopped after two items, everything still opens
@@ -2229,6 +2401,7 @@ conformance!(
     the_access_trail_cannot_be_changed,
     case_items_keep_their_sealed_bytes_and_an_append_only_trail,
     case_keys_rotate_without_touching_contents,
+    case_key_rotation_rewraps_second_factors_and_refuses_over_bookings,
     evaluations_sessions_and_forwarding,
     registry_lifecycle_with_conflicts_and_an_append_only_trail,
     kiosk_health_alerts_and_inspections,

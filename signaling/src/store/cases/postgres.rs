@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    AuditEntry, CaseRecord, CaseStore, ItemMeta, Rewrapped, SealedItem, WrappedKey, trail_entry,
+    AuditEntry, CaseRecord, CaseStore, ItemMeta, OtherSealed, Rewrapped, SealedItem, WrappedKey,
+    trail_entry,
 };
 use crate::store::StoreResult;
 use crate::store::postgres::PgStore;
@@ -281,5 +282,71 @@ impl CaseStore for PgStore {
             .fetch_one(self.pool())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn second_factor_keys_not_under(
+        &self,
+        key_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(
+            "SELECT clerk_id, key_id, wrapped_key FROM staff_two_factor \
+             WHERE key_id <> $1 AND clerk_id > $2 ORDER BY clerk_id LIMIT $3",
+        )
+        .bind(key_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WrappedKey {
+                    item_id: row.try_get("clerk_id")?,
+                    key_id: row.try_get("key_id")?,
+                    wrapped_key: row.try_get("wrapped_key")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn rewrap_second_factor_keys(&self, rewraps: &[Rewrapped]) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for r in rewraps {
+            changed += sqlx::query(
+                "UPDATE staff_two_factor SET key_id = $1, wrapped_key = $2 \
+                 WHERE clerk_id = $3 AND key_id = $4",
+            )
+            .bind(&r.key_id)
+            .bind(&r.wrapped_key)
+            .bind(&r.item_id)
+            .bind(&r.from_key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn other_sealed_not_under(&self, key_id: &str) -> StoreResult<OtherSealed> {
+        let second_factors: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staff_two_factor WHERE key_id <> $1")
+                .bind(key_id)
+                .fetch_one(self.pool())
+                .await?;
+        let bookings: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM appointments WHERE (key_id IS NOT NULL AND key_id <> $1) \
+             OR (key_id IS NULL AND mobile_hash IS NOT NULL)",
+        )
+        .bind(key_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(OtherSealed {
+            second_factors: u64::try_from(second_factors).unwrap_or(0),
+            bookings: u64::try_from(bookings).unwrap_or(0),
+        })
     }
 }

@@ -9,7 +9,7 @@ use crate::store::appointments::{
     BookOutcome, BookingRecord, BookingState, RescheduleOutcome, SealedContact,
 };
 
-const SLOT: AppointmentSlot = AppointmentSlot {
+pub(super) const SLOT: AppointmentSlot = AppointmentSlot {
     start_ms: T0 + 3_600_000,
     end_ms: T0 + 5_400_000,
 };
@@ -19,7 +19,7 @@ const NEXT: AppointmentSlot = AppointmentSlot {
 };
 const DAY: i64 = 20_775;
 
-fn booking(n: u32, mobile_hash: &str, slot: AppointmentSlot) -> BookingRecord {
+pub(super) fn booking(n: u32, mobile_hash: &str, slot: AppointmentSlot) -> BookingRecord {
     BookingRecord {
         id: format!("ap-{n}"),
         code: format!("CODE{n:04}"),
