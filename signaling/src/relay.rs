@@ -438,8 +438,12 @@ fn appointment_service(
     stores: &Stores,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<crate::appointments::Appointments>, StartError> {
-    let key_file = config.privacy.key_file_in(&config.store.data_dir);
-    let key = crate::cases::crypto::MasterKey::load_or_create(&key_file)
+    // The key file resolved and checked at start (`crate::keys::resolve`), as the case
+    // service reads it: never a default inside the data directory.
+    let key_file = config.privacy.master_key_file.as_deref().ok_or_else(|| {
+        StartError::Appointments("no master key file (privacy.master_key_file)".into())
+    })?;
+    let key = crate::cases::crypto::MasterKey::load(key_file)
         .map_err(|e| StartError::Appointments(e.to_string()))?;
     if !config.appointments.centres.is_empty() {
         warn!(
