@@ -76,14 +76,19 @@ async fn keys_are_big(page: &Page<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Types `digits` on the visible keypad.
+/// Types `digits` on the visible keypad (each key waited for: the pad is rebuilt when the
+/// field changes between digits and the booking code's letters).
 async fn type_keys(page: &Page<'_>, digits: &str) -> Result<()> {
     for d in digits.chars() {
-        page.eval(&format!(
-            "[...document.querySelectorAll('main .screen:not([hidden]) .keypad button')].find((b) => b.dataset.key === '{d}').click()"
-        ))
-        .await
-        .with_context(|| format!("key {d} of {digits}"))?;
+        let key = format!(
+            "[...document.querySelectorAll('main .screen:not([hidden]) .keypad button')].find((b) => b.dataset.key === '{d}')"
+        );
+        page.wait_for(&format!("!!{key}"), LIMIT)
+            .await
+            .with_context(|| format!("key {d} of {digits}"))?;
+        page.eval(&format!("{key}.click()"))
+            .await
+            .with_context(|| format!("key {d} of {digits}"))?;
     }
     Ok(())
 }
