@@ -75,6 +75,28 @@ impl DemoData {
         self.relay_dir().join("demo").join("kiosk.credential")
     }
 
+    /// Enrolls another kiosk at the demonstration extension point (`relay enroll-device`, run
+    /// while no relay is using the data directory); returns its credential file.
+    pub async fn enroll_kiosk(&self, id: &str) -> Result<PathBuf> {
+        let file = self.dir.path().join(format!("{id}.credential"));
+        let out = Command::new(bin("relay")?)
+            .arg("--data-dir")
+            .arg(self.relay_dir())
+            .args(["--set", "server.tls.self_signed=true", "enroll-device"])
+            .args(["--centre", "demo-centre", "--id", id, "--kind", "kiosk"])
+            .args(["--extension-point", "demo-point-01", "--credential-file"])
+            .arg(&file)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "enroll-device failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(file)
+    }
+
     pub fn relay_certificate(&self) -> PathBuf {
         self.relay_dir().join("tls").join("relay-self-signed.crt")
     }
@@ -184,14 +206,26 @@ impl Agent {
     /// Starts an agent whose configuration file ends with `extra` (TOML sections, e.g.
     /// `[devices]\nsimulated = true`).
     pub async fn start_with(data: &DemoData, relay: &Relay, extra: &str) -> Result<Self> {
-        let dir = data.dir.path().join("agent");
+        Self::start_as(data, relay, "agent", &data.kiosk_credential_file(), extra).await
+    }
+
+    /// Starts another kiosk's agent: its files under `<data>/<name>`, the credential from
+    /// `credential_file` (see [`DemoData::enroll_kiosk`]).
+    pub async fn start_as(
+        data: &DemoData,
+        relay: &Relay,
+        name: &str,
+        credential_file: &Path,
+        extra: &str,
+    ) -> Result<Self> {
+        let dir = data.dir.path().join(name);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("agent.toml");
         let toml = format!(
             "[relay]\nurl = \"wss://{}/ws/kiosk\"\ncredential_file = {:?}\nca_file = {:?}\n\
              [local]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {:?}\n",
             relay.https,
-            data.kiosk_credential_file(),
+            credential_file,
             data.relay_certificate(),
             dir.join("data"),
         );

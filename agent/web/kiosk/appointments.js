@@ -58,11 +58,16 @@ export function createAppointments({ $, t, set, lang, view, render }) {
     set('book-status', '');
   }
 
-  // "12月8日 周二 09:00-09:30"
+  // "12月8日 周二 09:00-09:30" ("Tue 8/12 09:00-09:30"). The date is put together from its
+  // parts: Chromium's zh-CN short form is "12/8周二", which residents misread.
   function slotText(s) {
-    const f = (ms, opts) => new Intl.DateTimeFormat(lang() === 'zh' ? 'zh-CN' : 'en-GB',
+    const locale = lang() === 'zh' ? 'zh-CN' : 'en-GB';
+    const f = (ms, opts) => new Intl.DateTimeFormat(locale,
       { timeZone: 'Asia/Shanghai', ...opts }).format(new Date(ms));
-    const day = f(s.start_ms, { month: 'numeric', day: 'numeric', weekday: 'short' });
+    const p = Object.fromEntries(new Intl.DateTimeFormat(locale,
+      { timeZone: 'Asia/Shanghai', month: 'numeric', day: 'numeric', weekday: 'short' })
+      .formatToParts(new Date(s.start_ms)).map((x) => [x.type, x.value]));
+    const day = lang() === 'zh' ? `${p.month}月${p.day}日 ${p.weekday}` : `${p.weekday} ${p.day}/${p.month}`;
     const hm = { hour: '2-digit', minute: '2-digit', hour12: false };
     return `${day} ${f(s.start_ms, hm)}-${f(s.end_ms, hm)}`;
   }
