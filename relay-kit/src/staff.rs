@@ -46,6 +46,16 @@ pub fn known_factor(base: &str, username: &str) -> Option<Known> {
         .and_then(|k| k.get(&key(base, username)).cloned())
 }
 
+/// Another relay on the same database (a restart on a new address, a second node) knows the
+/// same second factor: what this process enrolled at `from` holds at `to` too.
+pub fn carry_over(from: &str, to: &str, username: &str) {
+    if let Ok(mut k) = known().lock()
+        && let Some(found) = k.get(&key(from, username)).cloned()
+    {
+        k.insert(key(to, username), found);
+    }
+}
+
 /// Forgets a second factor (after a reset, the next login enrolls again).
 pub fn forget(base: &str, username: &str) {
     if let Ok(mut k) = known().lock() {

@@ -113,9 +113,14 @@ async fn a_ticket_is_taken_called_served_and_evaluated_on_postgres() {
     // Another relay on the same database carries on: the next ticket of the category is the
     // second of the day, and the clerk's window sign-in survived.
     let url = relay_url(&relay).await;
+    let first = relay.url("");
+    let mut relay = relay;
+    let keys = std::mem::replace(&mut relay.keys, tempfile::tempdir().expect("tempdir"));
     relay.stop().await;
-    let again = TestRelay::start_on_database(&url).await;
-    // The clerk's console connects again: their window, kept signed in, is open again.
+    let again = TestRelay::start_on_database_with_keys(&url, keys).await;
+    // The clerk's console connects again: their window, kept signed in, is open again. Their
+    // second factor is in the database, so the authenticator they enrolled still answers.
+    relay_kit::staff::carry_over(&first, &again.url(""), "clerk-a");
     let _clerk = again.clerk("clerk-a").await;
     let mut k = again.kiosk("k2", KIOSK_SECRET).await;
     k.recv_type("welcome").await;

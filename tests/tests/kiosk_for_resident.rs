@@ -558,12 +558,31 @@ async fn choose_file(page: &Page<'_>, bytes: &[u8], name: &str, mime: &str) -> R
     Ok(())
 }
 
-async fn console_login(page: &Page<'_>, data: &DemoData, user: &str) -> Result<()> {
+/// Logs `user` in on the console page; a user with a second factor (enrolled over HTTP by
+/// `relay_kit::staff`, as every supervisor must) then types the current 6-digit code.
+async fn console_login(page: &Page<'_>, relay: &Relay, data: &DemoData, user: &str) -> Result<()> {
+    let base = format!("http://{}", relay.http);
     page.wait_for("!document.getElementById('login-view').hidden", LIMIT)
         .await?;
     page.fill("#login-user", user).await?;
     page.fill("#login-pass", &data.staff_password()?).await?;
     page.click("#login-form button[type=submit]").await?;
+    page.wait_for(
+        "!document.getElementById('profile-open').hidden || !document.getElementById('code-view').hidden",
+        LIMIT,
+    )
+    .await?;
+    if relay_kit::staff::known_factor(&base, user).is_some()
+        && page
+            .eval("!document.getElementById('code-view').hidden")
+            .await?
+            .as_bool()
+            == Some(true)
+    {
+        page.fill("#code-input", &relay_kit::staff::next_code(&base, user)?)
+            .await?;
+        page.click("#code-form button[type=submit]").await?;
+    }
     page.wait_for("!document.getElementById('profile-open').hidden", LIMIT)
         .await
 }
@@ -592,7 +611,7 @@ async fn clerks_upload_their_photo_and_a_supervisor_sets_a_clerks_post_in_the_co
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
     page.viewport(1400, 1000).await?;
-    console_login(&page, &data, "clerk1").await?;
+    console_login(&page, &relay, &data, "clerk1").await?;
     page.click("#profile-open").await?;
     page.wait_for(
         "!document.getElementById('profile-view').hidden && document.getElementById('profile-name').textContent !== ''",
@@ -685,7 +704,7 @@ async fn clerks_upload_their_photo_and_a_supervisor_sets_a_clerks_post_in_the_co
     let browser = Browser::launch(&[]).await?;
     let page = browser.open(&relay.https_url("/")).await?;
     page.viewport(1400, 1000).await?;
-    console_login(&page, &data, "supervisor1").await?;
+    console_login(&page, &relay, &data, "supervisor1").await?;
     page.click("#profile-open").await?;
     page.wait_for(
         "[...document.querySelectorAll('#profile-clerk option')].some((o) => o.value === 'clerk-clerk1')",

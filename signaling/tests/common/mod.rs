@@ -56,6 +56,15 @@ impl TestRelay<PgStore> {
 
     /// The relay on the PostgreSQL database at `url` (seeded again: seeding is idempotent).
     pub async fn start_on_database(url: &str) -> Self {
+        let keys = tempfile::tempdir().expect("tempdir");
+        signaling::keys::init_keys(&Config::default(), &keys.path().join("keys"))
+            .expect("master keys");
+        Self::start_on_database_with_keys(url, keys).await
+    }
+
+    /// The relay on the PostgreSQL database at `url` with the master keys in `keys` (made by
+    /// `init_keys` in its `keys` directory): relays sharing a database share their keys.
+    pub async fn start_on_database_with_keys(url: &str, keys: tempfile::TempDir) -> Self {
         signaling::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::default();
@@ -63,7 +72,7 @@ impl TestRelay<PgStore> {
         config.server.dev_http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.store.data_dir = dir.path().to_path_buf();
         config.store.url = Some(url.to_owned());
-        let keys = tempfile::tempdir().expect("tempdir");
+        // `init_keys` keeps keys that exist, so this finds the ones already in `keys`.
         let made =
             signaling::keys::init_keys(&config, &keys.path().join("keys")).expect("master keys");
         config.privacy.master_key_file = Some(made.cases);
