@@ -34,9 +34,11 @@ RELAY_ARGS=(--data-dir "$DATA/relay" --set demo=true --set server.tls.self_signe
 "$RELAY" "${RELAY_ARGS[@]}" seed-demo >/dev/null
 
 pids=()
+# Background helpers of the demo itself (not watched by the final wait).
+helpers=()
 cleanup() {
     trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}" "${helpers[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo; echo "demo stopped"
 }
@@ -82,9 +84,18 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
-# A resident at the kiosk takes a remote ticket (if the kiosk holds none yet), and the centre's
-# own ticket machine issues two on-site tickets, so the unified queue shows both kinds.
-"$AGENT" ticket --config "$DATA/agent.toml" take --category social-security >/dev/null 2>&1 || true
+# A resident waits at the kiosk. The relay gives walk-in tickets only while a window that serves
+# the category is open, so the simulated resident takes a remote ticket within two seconds of a
+# clerk opening a window (trying for up to an hour; nothing if the kiosk already holds one).
+(
+    for _ in $(seq 1 1800); do
+        "$AGENT" ticket --config "$DATA/agent.toml" status 2>/dev/null | grep -q '"ticket":{' && break
+        "$AGENT" ticket --config "$DATA/agent.toml" take --category social-security >/dev/null 2>&1 && break
+        sleep 2
+    done
+) &
+helpers+=($!)
+# The centre's own ticket machine issues two on-site tickets, so the unified queue shows both kinds.
 MACHINE=$(cat "$DATA/relay/demo/ticket-machine.credential")
 for category in social-security medical-insurance; do
     curl -sk -o /dev/null -X POST "https://127.0.0.1:$HTTPS_PORT/api/v1/tickets" \
@@ -103,10 +114,10 @@ cat <<INFO
                    demo accounts are not asked to change it; five wrong tries lock an account for 15 min)
                    supervisor1 first binds an authenticator app on a phone (QR code on screen),
                    then types its 6-digit code at each login; demo clerks need no code.
-  Window:          choose "8号远程虚拟窗口" and press 叫下一位 to call the kiosk's ticket.
+  Window:          choose "8号远程虚拟窗口"; the simulated resident at the kiosk then takes a
+                   社会保障 ticket within a few seconds; press 叫下一位 to call it.
 
   Kiosk screen:    http://127.0.0.1:$AGENT_PORT/kiosk   (what the resident sees)
-  Kiosk (simulated): $("$AGENT" ticket --config "$DATA/agent.toml" status | sed 's/.*"ticket":\({[^}]*}\).*/\1/')
   Kiosk status:    $BIN/agent ticket --config $DATA/agent.toml status
   Logs:            $DATA/relay.log, $DATA/agent.log
 
