@@ -15,7 +15,7 @@ use super::evaluations::AuthSupervisor;
 use super::state::AppState;
 use crate::audit::kind;
 use crate::auth::token_hash;
-use crate::domain::Role;
+use crate::domain::{Clerk, Role};
 use crate::store::LoginRecord;
 
 pub fn routes() -> Router<AppState> {
@@ -85,15 +85,7 @@ async fn disable_clerk(
     SourceAddress(source): SourceAddress,
     Path(username): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Some(mut target) = state.store.clerk_by_username(&username).await? else {
-        return Err(ApiError::NotFound);
-    };
-    if target.centre_id != supervisor.centre_id {
-        return Err(ApiError::NotFound);
-    }
-    if target.id == supervisor.id || target.has(Role::Supervisor) {
-        return Err(ApiError::Forbidden);
-    }
+    let mut target = managed_account(&state, &supervisor, &username).await?;
     target.active = false;
     state
         .store
@@ -116,4 +108,23 @@ async fn disable_clerk(
     )
     .await;
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// The account a supervisor may act on (disable, reset the second factor, set the password):
+/// same centre (another centre's is not found), not a supervisor, not themselves.
+pub(super) async fn managed_account(
+    state: &AppState,
+    supervisor: &Clerk,
+    username: &str,
+) -> Result<Clerk, ApiError> {
+    let Some(target) = state.store.clerk_by_username(username).await? else {
+        return Err(ApiError::NotFound);
+    };
+    if target.centre_id != supervisor.centre_id {
+        return Err(ApiError::NotFound);
+    }
+    if target.id == supervisor.id || target.has(Role::Supervisor) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(target)
 }

@@ -31,6 +31,7 @@ use super::auth::{
 };
 use super::error::ApiError;
 use super::evaluations::AuthSupervisor;
+use super::staff::managed_account;
 use super::state::AppState;
 use crate::audit::kind;
 use crate::auth::{hash_secret, new_token, token_hash};
@@ -626,24 +627,6 @@ async fn confirm(
         Some(codes),
     )
     .await
-}
-
-/// The account a supervisor may act on: same centre, not a supervisor, not themselves.
-async fn managed_account(
-    state: &AppState,
-    supervisor: &Clerk,
-    username: &str,
-) -> Result<Clerk, ApiError> {
-    let Some(target) = state.store.clerk_by_username(username).await? else {
-        return Err(ApiError::NotFound);
-    };
-    if target.centre_id != supervisor.centre_id {
-        return Err(ApiError::NotFound);
-    }
-    if target.id == supervisor.id || target.has(Role::Supervisor) {
-        return Err(ApiError::Forbidden);
-    }
-    Ok(target)
 }
 
 /// A supervisor resets a clerk's second factor (a lost phone): it is removed with its
